@@ -1,0 +1,3 @@
+from appban.cli import main
+
+main()

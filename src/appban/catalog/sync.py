@@ -1,0 +1,52 @@
+"""Bringing the store's catalog up to the data shipped with this version of appban.
+
+Each change is a new catalog version: snapshots filtered against an older version
+cannot prove the absence of what was added since.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appban.audit import AuditLog
+from appban.catalog.catalog import Catalog, Identifier, load_shipped
+from appban.clock import Micros
+
+
+def current(store: Any) -> Catalog:
+    version, families, identifiers = store.catalog()
+    return Catalog(version, identifiers, families)
+
+
+def add(
+    store: Any,
+    audit: AuditLog,
+    now: Micros,
+    families: dict[str, dict[str, str]],
+    identifiers: list[Identifier],
+    why: str,
+) -> Catalog:
+    """Add what is new among these families and identifiers; returns the catalog after."""
+    version, known_families, known = store.catalog()
+    have = {(i.kind, i.value, i.family) for i in known}
+    new_ids = [i for i in identifiers if (i.kind, i.value, i.family) not in have]
+    new_families = {f: b for f, b in families.items() if f not in known_families}
+    if new_ids or new_families:
+        version += 1
+        store.add_catalog(new_families, new_ids, version)
+        audit.append(
+            now,
+            "catalog",
+            f"v{version}",
+            {
+                "why": why,
+                "families": sorted(new_families),
+                "identifiers": [f"{i.kind}:{i.value}" for i in new_ids],
+            },
+        )
+    return current(store)
+
+
+def sync_shipped(store: Any, audit: AuditLog, now: Micros) -> Catalog:
+    families, identifiers = load_shipped()
+    return add(store, audit, now, families, identifiers, "shipped catalog")

@@ -1,0 +1,468 @@
+"""The ``appban`` command line (SPEC: Command line). Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from appban import __version__, output, settings
+from appban.clock import format_time, now_micros, parse_time
+from appban.errors import AppbanError, one_line
+from appban.policy.states import STATES
+
+
+class Env:
+    def __init__(self, db: str | None, now: str | None, as_json: bool) -> None:
+        self.db_flag = db
+        self.now_text = now
+        self.as_json = as_json
+
+    def now(self) -> int:
+        return parse_time(self.now_text, field="--now") if self.now_text else now_micros()
+
+    def workspace(self, *, create: bool) -> Any:
+        from appban.workspace import Workspace
+
+        return Workspace(settings.get("db", self.db_flag), self.now(), create=create)
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every command takes --json and --now (SPEC), also after the command name."""
+
+    @click.option("--json", "as_json", is_flag=True, default=None, help="Print one JSON document.")
+    @click.option("--now", "now", metavar="ISO-8601", default=None, help="The clock for this command.")
+    @click.pass_obj
+    @functools.wraps(fn)
+    def wrapper(env: Env, as_json: bool | None, now: str | None, **kwargs: Any) -> Any:
+        if as_json:
+            env.as_json = True
+        if now is not None:
+            env.now_text = now
+        return fn(env, **kwargs)
+
+    return wrapper
+
+
+def emit(env: Env, doc: Any, render: Callable[[Any], None]) -> None:
+    if env.as_json:
+        output.print_json(doc)
+    else:
+        render(doc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="appban")
+@click.option("--db", metavar="PATH|URL", default=None, help=f"{settings.SETTINGS['db'].help} [env APPBAN_DB; default ./appban.db]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--now", metavar="ISO-8601", default=None, help="The clock for this command.")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, as_json: bool, now: str | None) -> None:
+    """appban: find devices that read company mail and carry a banned app, tell their
+    owners, cut their mail access after the deadline, restore it when clean."""
+    ctx.obj = Env(db, now, as_json)
+
+
+# -- init, demo ------------------------------------------------------------------------
+
+
+@cli.command()
+@common
+def init(env: Env) -> None:
+    """Create or upgrade the database (idempotent)."""
+    ws = env.workspace(create=True)
+    doc = {
+        "db": ws.db, "schema_version": ws.store.schema_version(), "catalog_version": ws.catalog.version,
+        "families": sorted(ws.catalog.families),
+    }
+    emit(env, doc, lambda d: output.line(f"{d['db']}: schema v{d['schema_version']}, catalog v{d['catalog_version']}"))
+
+
+@cli.command()
+@click.option("--employees", type=click.IntRange(10, 2_000_000), default=5000, show_default=True, help="Size of the synthetic company.")
+@click.option("--seed", type=int, default=2020, show_default=True, help="Random seed: same seed, same story.")
+@common
+def demo(env: Env, employees: int, seed: int) -> None:
+    """The whole scenario on a synthetic fleet, day by day, with a summary."""
+    from appban.sim.demo import run_demo
+
+    db = settings.get("db", env.db_flag)
+    result = run_demo(db, employees=employees, seed=seed, quiet=env.as_json)
+    if env.as_json:
+        output.print_json(result)
+
+
+# -- people, import ----------------------------------------------------------------------
+
+
+@cli.group()
+def people() -> None:
+    """People: the employees who own devices."""
+
+
+@people.command("import")
+@click.argument("file")
+@common
+def people_import(env: Env, file: str) -> None:
+    """Load or update people from a CSV (email,name,org_unit,groups,timezone)."""
+    from appban.inventory.importer import import_people
+
+    ws = env.workspace(create=True)
+    doc = import_people(ws, file)
+    emit(env, doc, lambda d: output.line(f"{d['file']}: {d['people']} people ({d['created']} new, {d['updated']} updated, {d['unchanged']} unchanged)"))
+
+
+@cli.command("import")
+@click.argument("format", metavar="FORMAT")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--keep-full-inventory", is_flag=True, default=None, help=settings.SETTINGS["keep_full_inventory"].help)
+@common
+def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: bool | None) -> None:
+    """Load inventory from FILEs (formats: appban, csv)."""
+    from appban.inventory.importer import import_inventory
+
+    ws = env.workspace(create=True)
+    if sys.stderr.isatty() and not env.as_json:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} check-ins"), TimeElapsedColumn(), console=output.console(stderr=True), transient=True) as bar:
+            task = bar.add_task("importing")
+            doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory, progress=lambda n: bar.advance(task, n))
+    else:
+        doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory)
+    emit(env, doc, lambda d: output.line(f"{d['checkins']} check-ins: {d['new']} new devices, {d['updated']} updated, {d['unchanged']} no newer than stored"))
+
+
+# -- catalog -----------------------------------------------------------------------------
+
+
+@cli.group()
+def catalog() -> None:
+    """The app catalog."""
+
+
+@catalog.command("list")
+@common
+def catalog_list(env: Env) -> None:
+    """App families and how many identifiers each has."""
+    ws = env.workspace(create=False)
+    cat = ws.catalog
+    doc = {
+        "version": cat.version,
+        "families": [
+            {"family": f, **meta, "identifiers": len(cat.identifiers_of(f))} for f, meta in sorted(cat.families.items())
+        ],
+    }
+    emit(env, doc, lambda d: output.table(f"catalog v{d['version']}", ["family", "title", "publisher", "identifiers"], [(f["family"], f["title"], f["publisher"], f["identifiers"]) for f in d["families"]]))
+
+
+@catalog.command("show")
+@click.argument("family")
+@common
+def catalog_show(env: Env, family: str) -> None:
+    """One family's identifiers, each with its provenance."""
+    from appban.errors import NotFound
+
+    ws = env.workspace(create=False)
+    cat = ws.catalog
+    if family not in cat.families:
+        raise NotFound(f"no app family {one_line(family, 60)!r}", field="FAMILY")
+    doc = {
+        "family": family, **cat.families[family], "catalog_version": cat.version,
+        "identifiers": [
+            {"kind": i.kind, "value": i.value, "provenance": i.provenance, "added_in": i.added_version}
+            for i in cat.identifiers_of(family)
+        ],
+    }
+    emit(env, doc, lambda d: output.table(f"{d['family']}: {d['title']} ({d['publisher']})", ["kind", "value", "since", "provenance"], [(i["kind"], i["value"], f"v{i['added_in']}", i["provenance"]) for i in d["identifiers"]]))
+
+
+# -- policy ------------------------------------------------------------------------------
+
+
+@cli.group()
+def policy() -> None:
+    """Policies: create, preview, list, show, withdraw."""
+
+
+@policy.command("apply")
+@click.argument("file")
+@click.option("--dry-run", is_flag=True, help="Report the impact and change nothing.")
+@click.option("--draft", is_flag=True, help="Store as a draft: no states, no enforcement.")
+@common
+def policy_apply(env: Env, file: str, dry_run: bool, draft: bool) -> None:
+    """Create or update a policy from a YAML FILE."""
+    from appban.policy.lifecycle import apply
+
+    ws = env.workspace(create=not dry_run or _db_exists(env))
+    doc = apply(ws, file, dry_run=dry_run, draft=draft)
+    emit(env, doc, _render_apply)
+
+
+def _db_exists(env: Env) -> bool:
+    path = settings.get("db", env.db_flag)
+    return os.path.exists(path)
+
+
+def _render_apply(d: dict[str, Any]) -> None:
+    if d.get("dry_run"):
+        output.line(f"dry run: policy {d['policy']} would be {d['action']}; nothing was changed")
+        output.line(f"in scope: {d['in_scope']['devices']} devices of {d['in_scope']['people']} people")
+        output.table("states now and at the deadline", ["state", "now", "at deadline"], [(s, d["states"][s], d["states_at_deadline"][s]) for s in STATES])
+        output.line(f"violating now: {d['violating_now']}; unverified: {d['unverified']}; denied at the deadline ({d['deadline']}): {d['would_be_denied_at_deadline']}")
+        output.line(f"people with a banned app: {d['people_affected']}")
+        return
+    output.line(f"policy {d['policy']}: {d['action']} (revision {d['revision']}, {d['status']})")
+
+
+@policy.command("list")
+@common
+def policy_list(env: Env) -> None:
+    """Every policy and its lifecycle state."""
+    from appban.report.status import policy_summary
+
+    ws = env.workspace(create=False)
+    doc = {"policies": policy_summary(ws)}
+    emit(env, doc, lambda d: output.table(None, ["id", "status", "rev", "mode", "apps", "effective", "deadline"], [(p["id"], p["status"], p["revision"], p["mode"], ",".join(p["apps"]), p["effective"], p["deadline"]) for p in d["policies"]]))
+
+
+@policy.command("show")
+@click.argument("policy_id", metavar="ID")
+@common
+def policy_show(env: Env, policy_id: str) -> None:
+    """One policy as stored."""
+    from appban.policy.lifecycle import get_policy
+
+    ws = env.workspace(create=False)
+    pol, row = get_policy(ws, policy_id)
+    doc = {**pol.to_json(), "status": row.status, "revision": row.revision, "created_at": format_time(row.created_at), "updated_at": format_time(row.updated_at), "withdrawn_at": format_time(row.withdrawn_at), "withdraw_reason": row.withdraw_reason}
+    emit(env, doc, lambda d: output.pairs((k, v) for k, v in d.items()))
+
+
+@policy.command("withdraw")
+@click.argument("policy_id", metavar="ID")
+@click.option("--reason", required=True, help="Why; recorded and shown in corrections.")
+@common
+def policy_withdraw(env: Env, policy_id: str, reason: str) -> None:
+    """Withdraw a policy: every block it caused is lifted at once."""
+    from appban.policy.lifecycle import withdraw
+
+    ws = env.workspace(create=False)
+    doc = withdraw(ws, policy_id, reason)
+    emit(env, doc, lambda d: output.line(f"policy {d['policy']}: {d['action']}" + (f"; {d['decisions_changed']} devices allowed again" if "decisions_changed" in d else "")))
+
+
+# -- evaluate, status, devices -------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Recompute every state, not only those time has changed.")
+@common
+def evaluate(env: Env, full: bool) -> None:
+    """Bring every state up to date as of --now: deadlines, expiries, inventory ageing."""
+    ws = env.workspace(create=False)
+    with ws.writing():
+        if full:
+            changes = sum(ws.evaluator.evaluate_policy(p, ws.now, "evaluate") for p in ws.evaluator.policies)
+        else:
+            changes = ws.evaluator.evaluate_due(ws.now)
+    doc = {"now": format_time(ws.now), "state_changes": changes, "full": full}
+    emit(env, doc, lambda d: output.line(f"{d['state_changes']} state changes as of {d['now']}"))
+
+
+@cli.command()
+@click.option("--policy", "policy_id", metavar="ID", default=None, help="One policy (default: the active ones).")
+@click.option("--by", type=click.Choice(["org_unit", "platform"]), default=None, help="Break the counts down.")
+@common
+def status(env: Env, policy_id: str | None, by: str | None) -> None:
+    """Counts of devices per state."""
+    from appban.report.status import status as build
+
+    ws = env.workspace(create=False)
+    doc = build(ws, policy_id, by)
+    emit(env, doc, _render_status)
+
+
+def _render_status(d: dict[str, Any]) -> None:
+    for one in d.get("policies", [d]) if "policies" in d else [d]:
+        if "states" not in one:
+            continue
+        output.line(f"{one['policy']} ({one['status']}, {one['mode']}) as of {one['now']}; deadline {one['deadline']}")
+        if "by" in one:
+            keys = list(one["by"])
+            output.table(None, ["", *STATES, "people"], [(k, *(one["by"][k]["states"][s] for s in STATES), one["by"][k]["people_affected"]) for k in keys] + [("total", *(one["states"][s] for s in STATES), one["people_affected"])])
+        else:
+            output.table(None, ["state", "devices"], [(s, one["states"][s]) for s in STATES])
+            output.line(f"people affected: {one['people_affected']}")
+    if "policies" in d and not d["policies"]:
+        output.line("no policies")
+
+
+@cli.group()
+def device() -> None:
+    """Devices, with evidence; per-device mail credentials."""
+
+
+@device.command("list")
+@click.option("--policy", "policy_id", metavar="ID", default=None)
+@click.option("--state", type=click.Choice(STATES), default=None)
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many devices.")
+@common
+def device_list(env: Env, policy_id: str | None, state: str | None, limit: int | None) -> None:
+    """Devices, optionally those in one state under one policy."""
+    from appban.report.devices import list_devices
+
+    ws = env.workspace(create=False)
+    shown = limit if (limit or env.as_json) else 50
+    doc = list_devices(ws, policy_id, state, shown)
+
+    def render(d: dict[str, Any]) -> None:
+        if d.get("policy"):
+            output.table(None, ["id", "owner", "platform", "state", "since", "detail"], [(x["id"], x["owner"], x["platform"], x["state"], x["since"], x["detail"]) for x in d["devices"]])
+        else:
+            output.table(None, ["id", "source", "source id", "platform", "owner", "observed"], [(x["id"], x["source"], x["source_id"], x["platform"], x["owner"], x["observed_at"]) for x in d["devices"]])
+        if d["count"] > len(d["devices"]):
+            output.line(f"... {d['count'] - len(d['devices'])} more (--limit, --json)")
+
+    emit(env, doc, render)
+
+
+@device.command("show")
+@click.argument("device_id", metavar="ID")
+@common
+def device_show(env: Env, device_id: str) -> None:
+    """One device: states, decision and the evidence behind them."""
+    from appban.report.devices import show_device
+
+    ws = env.workspace(create=False)
+    doc = show_device(ws, device_id)
+
+    def render(d: dict[str, Any]) -> None:
+        output.pairs([(k, d[k]) for k in ("id", "source", "source_id", "platform", "ownership", "owner", "model", "eas_device_ids", "mail_access", "inventory_scope", "observed_at")])
+        output.line(f"decision: {d['decision']} ({d['reason']}) as of {d['now']}")
+        for pid, p in d["policies"].items():
+            output.line(f"{pid}: {p['state']} since {p['since']} - {p['detail']}")
+            for e in p["evidence"]:
+                output.line("  " + ", ".join(f"{k}={v}" for k, v in e.items() if v is not None))
+
+    emit(env, doc, render)
+
+
+# -- exemptions, attestations ------------------------------------------------------------
+
+
+@cli.group()
+def exempt() -> None:
+    """Exemptions from a policy, with reasons and expiry."""
+
+
+@exempt.command("add")
+@click.option("--policy", "policy_id", required=True, metavar="ID")
+@click.option("--person", default=None, metavar="EMAIL")
+@click.option("--device", "device_ref", default=None, metavar="ID")
+@click.option("--until", required=True, metavar="TIME")
+@click.option("--reason", required=True)
+@common
+def exempt_add(env: Env, policy_id: str, person: str | None, device_ref: str | None, until: str, reason: str) -> None:
+    """Exempt a person or a device until a time."""
+    from appban.policy.lifecycle import add_exemption
+
+    ws = env.workspace(create=False)
+    doc = add_exemption(ws, policy_id, person=person, device_ref=device_ref, until=parse_time(until, field="--until"), reason=reason)
+    emit(env, doc, lambda d: output.line(f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} until {d['until']}"))
+
+
+@cli.command()
+@click.option("--policy", "policy_id", required=True, metavar="ID")
+@click.option("--device", "device_ref", required=True, metavar="ID")
+@click.option("--person", required=True, metavar="EMAIL")
+@common
+def attest(env: Env, policy_id: str, device_ref: str, person: str) -> None:
+    """The owner attests that the banned app is gone from the device."""
+    from appban.policy.lifecycle import attest as record
+
+    ws = env.workspace(create=False)
+    doc = record(ws, policy_id, device_ref, person)
+    emit(env, doc, lambda d: output.line(f"{d['device']}: {d['person']} attested removal under {d['policy']}; state {d['state']}"))
+
+
+# -- gate, audit -------------------------------------------------------------------------
+
+
+@cli.group()
+def gate() -> None:
+    """Gateway decisions for mail proxies."""
+
+
+@gate.command("decide")
+@click.option("--eas-device-id", default="", metavar="ID", help="The ActiveSync DeviceId.")
+@click.option("--user", default="", metavar="USER", help="The requesting user (user, user@domain or DOMAIN\\user).")
+@click.option("--unknown-device", type=click.Choice(["deny", "allow"]), default="deny", show_default=True)
+@common
+def gate_decide(env: Env, eas_device_id: str, user: str, unknown_device: str) -> None:
+    """One gateway decision, as the gate would give it."""
+    from appban.gate.decide import decide
+
+    ws = env.workspace(create=False)
+    doc = decide(ws, eas_device_id, user, unknown_device=unknown_device)
+    emit(env, doc, lambda d: output.line(f"{d['decision']} {d['reason']}"))
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@common
+def audit_verify(env: Env) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first broken entry."""
+    from appban.audit import verify
+
+    ws = env.workspace(create=False)
+    count, problems = verify(ws.store.iter_audit(), ws.store.get_meta("audit_head"))
+    doc = {"ok": not problems, "entries": count, "problems": [{"seq": p.seq, "problem": p.what} for p in problems]}
+    emit(env, doc, lambda d: output.line(f"audit log: {d['entries']} entries, intact") if d["ok"] else [output.line(f"entry {p['seq']}: {p['problem']}") for p in d["problems"]])
+    if problems:
+        raise SystemExit(1)
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="appban", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelp as exc:  # pragma: no cover - click version dependent
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{where}", 2)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except AppbanError as exc:
+        _fail(str(exc), exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was committed by the interrupted command", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: never a traceback
+        if os.environ.get("APPBAN_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {one_line(str(exc))}", 1)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"appban: error: {one_line(message, 400)}\n")
+    sys.exit(code)
+

@@ -1,0 +1,1 @@
+"""Enforcing at the mail gateway: decisions for mail proxies."""

@@ -1,0 +1,1 @@
+"""Knowing the fleet: check-ins and inventory files, and applying them to the store."""

@@ -1,0 +1,147 @@
+"""The ``csv`` inventory format: one row per (device snapshot, app).
+
+Header (columns in any order; only the first four are required)::
+
+    device_id,platform,owner,observed_at,source,ownership,model,os_version,
+    eas_device_ids,inventory_scope,mail_access,app_id,app_name,app_version,signing_sha256
+
+Rows of one snapshot (same source, device_id and observed_at) are consecutive and
+agree on the device columns. A device with no apps is one row with app_id and
+app_name empty. ``eas_device_ids`` are separated by ``;``; ``mail_access`` is
+``true``, ``false`` or empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from appban.errors import BadInput
+from appban.inventory.checkin import Checkin, from_object
+
+REQUIRED = ("device_id", "platform", "owner", "observed_at")
+DEVICE = ("source", "device_id", "platform", "ownership", "owner", "model", "os_version",
+          "eas_device_ids", "inventory_scope", "mail_access", "observed_at")
+APP = ("app_id", "app_name", "app_version", "signing_sha256")
+COLUMNS = DEVICE + APP
+_FIELD_COLUMN = {
+    "device.id": "device_id", "device.platform": "platform", "device.owner": "owner",
+    "device.ownership": "ownership", "device.model": "model", "device.os_version": "os_version",
+    "device.inventory_scope": "inventory_scope", "device.mail_access": "mail_access",
+    "observed_at": "observed_at", "source": "source", "id": "app_id", "name": "app_name",
+    "version": "app_version", "signing_sha256": "signing_sha256",
+}
+
+
+class CsvFormat:
+    name = "csv"
+
+    def read(self, path: str, *, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+        try:
+            f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
+        try:
+            yield from _read(path, f, max_bytes)
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"not UTF-8 (byte {exc.start} of a block)", file=path) from None
+        except csv.Error as exc:
+            raise BadInput(f"malformed CSV: {exc}", file=path) from None
+        finally:
+            f.close()
+
+
+def _read(path: str, f: io.TextIOBase, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+    csv.field_size_limit(max_bytes)
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        return
+    header = [h.strip() for h in header]
+    for i, name in enumerate(header):
+        if name not in COLUMNS:
+            raise BadInput(f"unknown column {name[:60]!r} (known: {', '.join(COLUMNS)})", file=path, line=1, field=f"column {i + 1}")
+        if name in header[:i]:
+            raise BadInput(f"column {name!r} twice", file=path, line=1)
+    for name in REQUIRED:
+        if name not in header:
+            raise BadInput(f"missing required column {name!r}", file=path, line=1)
+    seen: set[tuple[str, str, str]] = set()
+    group: dict[str, Any] | None = None
+    key: tuple[str, str, str] | None = None
+    lines: list[int] = []
+    start = 1
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise BadInput(f"{len(row)} columns where the header has {len(header)}", file=path, line=line)
+        cells = dict(zip(header, (c.strip() for c in row), strict=True))
+        row_key = (cells.get("source") or "agent", cells["device_id"], cells["observed_at"])
+        if row_key != key:
+            if group is not None:
+                yield start, _checkin(path, group, start, lines)
+            if row_key in seen:
+                raise BadInput("rows of one snapshot must be consecutive", file=path, line=line, field="device_id")
+            seen.add(row_key)
+            key, start, lines = row_key, line, []
+            group = _device(path, line, cells)
+        else:
+            assert group is not None
+            for column in DEVICE:
+                if column in cells and cells[column] != group["_cells"].get(column):
+                    raise BadInput("differs from the snapshot's first row", file=path, line=line, field=column)
+        app = _app(cells)
+        if app:
+            group["apps"].append(app)
+            lines.append(line)
+    if group is not None:
+        yield start, _checkin(path, group, start, lines)
+
+
+def _device(path: str, line: int, cells: dict[str, str]) -> dict[str, Any]:
+    device: dict[str, Any] = {"id": cells["device_id"], "platform": cells["platform"], "owner": cells["owner"]}
+    for column in ("ownership", "model", "os_version", "inventory_scope"):
+        if cells.get(column):
+            device[column] = cells[column]
+    if cells.get("eas_device_ids"):
+        device["eas_device_ids"] = [e.strip() for e in cells["eas_device_ids"].split(";") if e.strip()]
+    mail = cells.get("mail_access", "").lower()
+    if mail:
+        if mail not in ("true", "false"):
+            raise BadInput("expected true, false or empty", file=path, line=line, field="mail_access")
+        device["mail_access"] = mail == "true"
+    body: dict[str, Any] = {"device": device, "observed_at": cells["observed_at"], "apps": [], "_cells": cells}
+    if cells.get("source"):
+        body["source"] = cells["source"]
+    return body
+
+
+def _app(cells: dict[str, str]) -> dict[str, str] | None:
+    app = {}
+    for column, key in (("app_id", "id"), ("app_name", "name"), ("app_version", "version"), ("signing_sha256", "signing_sha256")):
+        if cells.get(column):
+            app[key] = cells[column]
+    if not app.get("id") and not app.get("name"):
+        if app:
+            return {"id": ""}  # a version without an app: let validation name it
+        return None
+    return app
+
+
+def _checkin(path: str, group: dict[str, Any], start: int, lines: list[int]) -> Checkin:
+    group.pop("_cells", None)
+    try:
+        return from_object(group)
+    except BadInput as exc:
+        field = exc.field or ""
+        line = start
+        if field.startswith("apps["):
+            index = int(field[5 : field.index("]")])
+            line = lines[index] if index < len(lines) else start
+            field = field[field.index("]") + 2 :] if "]." in field else "app_id"
+        column = _FIELD_COLUMN.get(field, field)
+        raise BadInput(exc.detail, file=path, line=line, field=column or None) from None

@@ -1,0 +1,122 @@
+"""Applying one check-in to the store: SPEC's snapshot semantics, then evaluation.
+
+- A snapshot no newer than the stored one for that device and source changes
+  nothing (so importing a file twice, or reports arriving out of order, is safe).
+- An app absent from a newer snapshot is gone (``gone_at`` keeps when it went).
+- Data minimisation: only apps the catalog or a policy names are kept, and the
+  snapshot remembers the catalog version it was filtered against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from appban.catalog import Catalog
+from appban.clock import Micros
+from appban.inventory.checkin import Checkin
+from appban.policy.evaluator import Evaluator
+from appban.store.records import DeviceRow, Observation
+
+
+@dataclass
+class IngestCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0  # a snapshot no newer than the one stored
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+    def as_dict(self) -> dict[str, int]:
+        return {"checkins": self.total, "new": self.new, "updated": self.updated, "unchanged": self.unchanged}
+
+
+class Ingestor:
+    def __init__(self, store: Any, evaluator: Evaluator, catalog: Catalog, *, keep_full: bool) -> None:
+        self.store = store
+        self.evaluator = evaluator
+        self.catalog = catalog
+        self.keep_full = keep_full
+        self.counts = IngestCounts()
+
+    def ingest(self, c: Checkin, now: Micros) -> None:
+        store = self.store
+        d = c.device
+        old = store.get_device_by_key(c.source, d.id)
+        if old is not None and c.observed_at <= old.observed_at:
+            self.counts.unchanged += 1
+            return
+        kept = self._kept_apps(c)
+        device = DeviceRow(
+            id=None if old is None else old.id,
+            source=c.source,
+            source_id=d.id,
+            platform=d.platform,
+            ownership=d.ownership,
+            owner=d.owner,
+            inventory_scope=d.inventory_scope,
+            observed_at=c.observed_at,
+            model=d.model,
+            os_version=d.os_version,
+            mail_reported=d.mail_access,
+            eas_ids=tuple(d.eas_device_ids),
+            catalog_version=None if self.keep_full else self.catalog.version,
+        )
+        if old is None:
+            device.gate_seq = store.next_gate_seq()
+            device.id = store.insert_device(device)
+            existing: dict[str, Observation] = {}
+            self.counts.new += 1
+        else:
+            device.credential = old.credential
+            device.decision, device.reason = old.decision, old.reason
+            gate_facts_changed = old.owner != device.owner or old.eas_ids != device.eas_ids
+            device.gate_seq = store.next_gate_seq() if gate_facts_changed else old.gate_seq
+            store.update_device(device, old.eas_ids)
+            existing = {o.app_key: o for o in store.observations(device.id)}
+            self.counts.updated += 1
+        present = self._write_observations(device.id, kept, existing, c.observed_at)
+        self.evaluator.evaluate_device(device, now, "inventory", present)
+
+    def _kept_apps(self, c: Checkin) -> list[Observation]:
+        match = self.catalog.match
+        platform = c.device.platform
+        at = c.observed_at
+        kept: list[Observation] = []
+        for app in c.apps:
+            m = match(platform, app.id, app.name, app.signing_sha256)
+            if m is None and not self.keep_full:
+                continue
+            key = app.id if app.id is not None else "name:" + (app.name or "")
+            kept.append(
+                Observation(
+                    key, app.id, app.name, app.version, app.signing_sha256,
+                    m.family if m else "", m.kind if m else "", m.confidence if m else "",
+                    at, at,
+                )
+            )
+        return kept
+
+    def _write_observations(
+        self, device_id: int, kept: list[Observation], existing: dict[str, Observation], at: Micros
+    ) -> list[Observation]:
+        upserts: list[Observation] = []
+        refreshed: list[tuple[str, str | None, Micros]] = []
+        for obs in kept:
+            before = existing.get(obs.app_key)
+            if before is not None and before.gone_at is None and (
+                before.family, before.name, before.signing_sha256, before.match_kind
+            ) == (obs.family, obs.name, obs.signing_sha256, obs.match_kind):
+                obs.first_seen = before.first_seen
+                refreshed.append((obs.app_key, obs.version, at))
+            else:
+                if before is not None and before.gone_at is None:
+                    obs.first_seen = before.first_seen
+                upserts.append(obs)
+        kept_keys = {o.app_key for o in kept}
+        gone = [k for k, o in existing.items() if o.gone_at is None and k not in kept_keys]
+        if upserts or refreshed or gone:
+            self.store.write_observations(device_id, upserts, refreshed, gone, at)
+        return kept

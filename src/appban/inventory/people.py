@@ -1,0 +1,76 @@
+"""People, from SPEC's CSV: ``email,name,org_unit,groups,timezone`` (groups split on ``;``)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from appban.errors import BadInput
+from appban.inventory.checkin import EMAIL, check_text
+from appban.store.records import Person
+
+HEADER = ["email", "name", "org_unit", "groups", "timezone"]
+_TZ = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
+_LIMIT = 200
+
+
+def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
+    try:
+        f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        csv.field_size_limit(max_bytes)
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return
+        if [h.strip().lower() for h in header] != HEADER:
+            raise BadInput(f"header must be {','.join(HEADER)}", file=path, line=1)
+        seen: dict[str, int] = {}
+        for row in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != len(HEADER):
+                raise BadInput(f"{len(row)} columns, expected {len(HEADER)}", file=path, line=line)
+            try:
+                person = _person(row)
+            except BadInput as exc:
+                raise exc.at(file=path, line=line) from None
+            if person.email in seen:
+                raise BadInput(f"duplicate person (also line {seen[person.email]})", file=path, line=line, field="email")
+            seen[person.email] = line
+            yield line, person
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 (byte {exc.start} of a block)", file=path) from None
+    except csv.Error as exc:
+        raise BadInput(f"malformed CSV: {exc}", file=path) from None
+    finally:
+        f.close()
+
+
+def _person(row: list[str]) -> Person:
+    email, name, org_unit, groups_text, timezone = (c.strip() for c in row)
+    email = email.lower()
+    if not email or len(email) > 254 or not EMAIL.match(email):
+        raise BadInput(f"not an e-mail address: {email[:80]!r}", field="email")
+    for field, value in (("name", name), ("org_unit", org_unit)):
+        if len(value) > _LIMIT:
+            raise BadInput(f"longer than {_LIMIT} characters", field=field)
+        check_text(value, field)
+    groups = tuple(sorted({g.strip() for g in groups_text.split(";") if g.strip()}))
+    for g in groups:
+        if len(g) > _LIMIT:
+            raise BadInput(f"a group longer than {_LIMIT} characters", field="groups")
+        check_text(g, "groups")
+    timezone = timezone or "UTC"
+    if not _TZ.match(timezone) or len(timezone) > 64:
+        raise BadInput(f"unknown time zone {timezone[:64]!r}", field="timezone")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"unknown time zone {timezone!r}", field="timezone") from None
+    return Person(email, name, org_unit, groups, timezone)

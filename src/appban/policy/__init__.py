@@ -1,0 +1,1 @@
+"""Policies: what is banned, for whom, from when; and the state each device is in."""

@@ -1,0 +1,305 @@
+"""Keeping every (policy, device) state and every device's gate decision up to date.
+
+Three ways in, one state function (``states.compute``):
+
+- ``evaluate_device``: after a device's inventory, owner or groups change;
+- ``evaluate_policy``: after a policy is applied, every device under it;
+- ``evaluate_due``: time alone (deadlines, exemption expiry, inventory ageing), for
+  exactly the rows whose stored ``next_check`` has come, each recorded at the
+  moment it changed rather than when the command happened to run.
+
+Every state change is written with its time and cause to the history and the audit
+log, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from appban.audit import AuditLog
+from appban.catalog import Catalog
+from appban.clock import Micros
+from appban.policy.model import Policy
+from appban.policy.states import Facts, Outcome, compute
+from appban.store.records import DeviceRow, Exemption, Observation, StateRow
+
+_BATCH = 20_000
+
+
+def load_policy(row: Any) -> Policy:
+    import msgspec
+
+    body = msgspec.json.decode(row.body)
+    body["status"], body["revision"] = row.status, row.revision
+    return Policy.from_json(body)
+
+
+def matching_keys(policy: Policy, observations: Iterable[Observation]) -> list[str]:
+    fams, explicit = policy.families, policy.explicit
+    return [
+        o.app_key
+        for o in observations
+        if o.gone_at is None
+        and ((o.family and o.family in fams) or (o.match_kind, o.app_id) in explicit)
+    ]
+
+
+class Evaluator:
+    def __init__(self, store: Any, audit: AuditLog, catalog: Catalog) -> None:
+        self.store = store
+        self.audit = audit
+        self.catalog = catalog
+        self._groups: dict[str, frozenset[str]] = {}
+        self.reload()
+
+    # -- what evaluation reads -----------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read policies and exemptions (after either changes)."""
+        self.policies: list[Policy] = [
+            load_policy(r) for r in self.store.list_policies() if r.status == "active"
+        ]
+        self.required = {
+            p.id: self.catalog.required_version(set(p.families), set(p.explicit))
+            for p in self.policies
+        }
+        self.by_device: dict[tuple[str, int], list[Exemption]] = {}
+        self.by_person: dict[tuple[str, str], list[Exemption]] = {}
+        for e in self.store.exemptions():
+            if e.device_id is not None:
+                self.by_device.setdefault((e.policy_id, e.device_id), []).append(e)
+            if e.person is not None:
+                self.by_person.setdefault((e.policy_id, e.person), []).append(e)
+
+    def forget_groups(self, emails: Iterable[str]) -> None:
+        for email in emails:
+            self._groups.pop(email, None)
+
+    def groups_of(self, email: str) -> frozenset[str]:
+        groups = self._groups.get(email)
+        if groups is None:
+            person = self.store.get_person(email)
+            groups = frozenset(person.groups) if person else frozenset()
+            if len(self._groups) > 100_000:
+                self._groups.clear()
+            self._groups[email] = groups
+        return groups
+
+    def exemptions_for(self, policy_id: str, device_id: int, owner: str) -> tuple[tuple[Micros, Micros, str], ...]:
+        found = self.by_device.get((policy_id, device_id), []) + self.by_person.get((policy_id, owner), [])
+        return tuple((e.starts, e.until, e.reason) for e in found)
+
+    def facts(self, policy: Policy, device: DeviceRow, present: list[str]) -> Facts:
+        attested = None
+        if device.id is not None and self._may_use_attestation(policy, device, present):
+            attested = self.store.attested_at(policy.id, device.id)
+        return Facts(
+            platform=device.platform,
+            ownership=device.ownership,
+            groups=self.groups_of(device.owner),
+            mail_access=device.mail_access,
+            inventory_scope=device.inventory_scope,
+            observed_at=device.observed_at,
+            catalog_version=device.catalog_version,
+            present=present,
+            attested_at=attested,
+            exemptions=self.exemptions_for(policy.id, device.id or 0, device.owner),
+        )
+
+    def _may_use_attestation(self, policy: Policy, device: DeviceRow, present: list[str]) -> bool:
+        # Attestations are rare; skip the lookup when no policy state could use one.
+        return bool(self._attested_devices(policy.id)) and device.id in self._attested_devices(policy.id)
+
+    def _attested_devices(self, policy_id: str) -> set[int]:
+        cache = getattr(self, "_attest_cache", None)
+        if cache is None:
+            cache = self._attest_cache = {}
+        if policy_id not in cache:
+            cache[policy_id] = set(self.store.attestations(policy_id))
+        return cache[policy_id]
+
+    def attestation_added(self, policy_id: str, device_id: int) -> None:
+        self._attested_devices(policy_id).add(device_id)
+
+    # -- one device ----------------------------------------------------------------
+
+    def evaluate_device(
+        self,
+        device: DeviceRow,
+        now: Micros,
+        cause: str,
+        observations: list[Observation] | None = None,
+        *,
+        only: str | None = None,
+    ) -> None:
+        assert device.id is not None
+        if not self.policies:
+            return
+        if observations is None:
+            observations = self.store.observations(device.id, present_only=True)
+        stored = self.store.device_states(device.id)
+        writes: list[StateRow] = []
+        history: list[tuple[str, int, str | None, str, Micros, str]] = []
+        deny_changed = False
+        for policy in self.policies:
+            if only is not None and policy.id != only:
+                continue
+            facts = self.facts(policy, device, matching_keys(policy, observations))
+            out = compute(policy, facts, now, self.required[policy.id])
+            old = stored.get(policy.id)
+            row = self._next_row(policy.id, device.id, old, out, now, cause, history)
+            if row is not None:
+                writes.append(row)
+                deny_changed |= old is None or old.deny != row.deny
+        if writes:
+            self.store.put_states(writes)
+            self.store.add_history(history)
+        if deny_changed:
+            self.update_decisions([device.id], now, cause)
+
+    def _next_row(
+        self,
+        policy_id: str,
+        device_id: int,
+        old: StateRow | None,
+        out: Outcome,
+        at: Micros,
+        cause: str,
+        history: list[tuple[str, int, str | None, str, Micros, str]],
+    ) -> StateRow | None:
+        """The row to write (None if nothing changed), recording a state change."""
+        if old is not None and old.state == out.state:
+            if (old.detail, old.deny, old.next_check) == (out.detail, out.deny, out.next_check):
+                return None
+            return StateRow(policy_id, device_id, out.state, old.since, out.detail, out.deny, out.next_check)
+        before = old.state if old else None
+        history.append((policy_id, device_id, before, out.state, at, cause))
+        self.audit.append(
+            at,
+            "state",
+            f"{policy_id}/dev-{device_id}",
+            {"from": before, "to": out.state, "cause": cause, "detail": out.detail},
+        )
+        return StateRow(policy_id, device_id, out.state, at, out.detail, out.deny, out.next_check)
+
+    def outcomes_for(self, device: DeviceRow, now: Micros) -> dict[str, Outcome]:
+        """Every active policy's state for this device at ``now``, computed, not stored."""
+        assert device.id is not None
+        observations = self.store.observations(device.id, present_only=True)
+        return {
+            p.id: compute(p, self.facts(p, device, matching_keys(p, observations)), now, self.required[p.id])
+            for p in self.policies
+        }
+
+    # -- decisions -----------------------------------------------------------------
+
+    def update_decisions(self, device_ids: list[int], now: Micros, cause: str) -> int:
+        """Re-derive the gate decision of these devices from their states; count changes."""
+        active = [p.id for p in self.policies]
+        denies = self.store.denies_of(device_ids, active)
+        current = self.store.decisions_of(device_ids)
+        changed = 0
+        for device_id in device_ids:
+            decision, reason = decision_from(denies.get(device_id, []))
+            if current.get(device_id) != (decision, reason):
+                seq = self.store.next_gate_seq()
+                self.store.set_decision(device_id, decision, reason, seq)
+                self.audit.append(
+                    now, "decision", f"dev-{device_id}",
+                    {"decision": decision, "reason": reason, "cause": cause},
+                )
+                changed += 1
+        return changed
+
+    # -- every device under one policy ----------------------------------------------
+
+    def evaluate_policy(self, policy: Policy, now: Micros, cause: str) -> int:
+        """Bring every device's state under ``policy`` up to date; count state changes."""
+        return self._sweep(policy, now, cause, due=False)
+
+    def evaluate_due(self, now: Micros) -> int:
+        """Apply every change that time alone has brought by ``now``; count state changes."""
+        active = {p.id: p for p in self.policies}
+        changes = 0
+        for policy_id in self.store.due_policies(now):
+            policy = active.get(policy_id)
+            if policy is not None:
+                changes += self._sweep(policy, now, "time", due=True)
+        return changes
+
+    def _sweep(self, policy: Policy, now: Micros, cause: str, *, due: bool) -> int:
+        store = self.store
+        present = store.present_apps(policy.families, policy.explicit)
+        attested = store.attestations(policy.id)
+        required = self.required.get(policy.id, 0)
+        rows = list(store.policy_facts(policy.id, due_before=now if due else None))
+        writes: list[StateRow] = []
+        history: list[tuple[str, int, str | None, str, Micros, str]] = []
+        deny_changed: list[int] = []
+        changes = 0
+        groups_cache: dict[str, frozenset[str]] = {}
+        for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups,
+             state, since, detail, deny, next_check) in rows:
+            g = groups_cache.get(groups)
+            if g is None:
+                g = groups_cache[groups] = frozenset(groups.split(";")) if groups else frozenset()
+            facts = Facts(
+                platform, ownership, g, bool(mail), scope, observed, catver,
+                present.get(device_id, []), attested.get(device_id),
+                self.exemptions_for(policy.id, device_id, owner),
+            )
+            old = None if state is None else StateRow(policy.id, device_id, state, since, detail, deny, next_check)
+            if due and next_check is not None:
+                # Walk through each moment time changed the state, in order.
+                at = next_check
+                row = old
+                while True:
+                    out = compute(policy, facts, at, required)
+                    new = self._next_row(policy.id, device_id, row, out, at, cause, history)
+                    row = new or row
+                    if out.next_check is None or out.next_check > now or out.next_check <= at:
+                        break
+                    at = out.next_check
+                new_row = row if row is not old else None
+            else:
+                out = compute(policy, facts, now, required)
+                new_row = self._next_row(policy.id, device_id, old, out, now, cause, history)
+            if new_row is not None:
+                writes.append(new_row)
+                if old is None or old.state != new_row.state:
+                    changes += 1
+                if old is None or old.deny != new_row.deny:
+                    deny_changed.append(device_id)
+            if len(writes) >= _BATCH:
+                self._flush(writes, history)
+        self._flush(writes, history)
+        for start in range(0, len(deny_changed), _BATCH):
+            self.update_decisions(deny_changed[start : start + _BATCH], now, cause)
+        return changes
+
+    def _flush(self, writes: list[StateRow], history: list[Any]) -> None:
+        if writes:
+            self.store.put_states(writes)
+            writes.clear()
+        if history:
+            self.store.add_history(history)
+            history.clear()
+        self.audit.flush()
+
+    # -- withdrawal ----------------------------------------------------------------
+
+    def lift(self, policy_id: str, now: Micros, cause: str) -> int:
+        """The policy no longer decides anything: re-derive every decision it shaped."""
+        ids = self.store.clear_denies(policy_id)
+        self.reload()
+        changed = 0
+        for start in range(0, len(ids), _BATCH):
+            changed += self.update_decisions(ids[start : start + _BATCH], now, cause)
+        return changed
+
+
+def decision_from(denies: Iterable[str]) -> tuple[str, str]:
+    """SPEC's decision from the deny reasons of a device's states: blocks first, then by id."""
+    reasons = sorted(denies, key=lambda r: (not r.startswith("blocked:"), r))
+    return ("deny", reasons[0]) if reasons else ("allow", "ok")

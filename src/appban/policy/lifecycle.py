@@ -1,0 +1,224 @@
+"""Applying, previewing and withdrawing policies; exemptions and attestations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from appban.catalog import Identifier
+from appban.catalog import sync as catalog_sync
+from appban.clock import Micros, format_time
+from appban.errors import BadInput, NotFound
+from appban.policy.evaluator import load_policy
+from appban.policy.model import Policy, parse_policy
+from appban.policy.states import STATES, Facts, compute
+from appban.store.records import DeviceRow, Exemption, PolicyRow
+from appban.workspace import Workspace
+
+
+def read_policy_file(ws: Workspace, path: str) -> tuple[Policy, str]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(2 * 1024 * 1024)
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
+    policy = parse_policy(raw, ws.catalog, file=path)
+    return policy, raw.decode("utf-8")
+
+
+def get_policy(ws: Workspace, policy_id: str) -> tuple[Policy, PolicyRow]:
+    row = ws.store.get_policy(policy_id)
+    if row is None:
+        raise NotFound(f"no policy {policy_id!r}", field="policy")
+    return load_policy(row), row
+
+
+def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> dict[str, Any]:
+    policy, text = read_policy_file(ws, path)
+    existing = ws.store.get_policy(policy.id)
+    if dry_run:
+        return {"dry_run": True, "action": _action(existing), **preview(ws, policy)}
+    status = "draft" if draft else "active"
+    now = ws.now
+    with ws.writing():
+        _watch_explicit(ws, policy)
+        if existing is not None:
+            old = load_policy(existing)
+            if old.same_rule(policy) and existing.status == status:
+                return {"policy": policy.id, "action": "unchanged", "revision": existing.revision, "status": status}
+        revision = 1 if existing is None else existing.revision + 1
+        stored = Policy(**{**policy.__dict__, "status": status, "revision": revision})
+        body = stored.to_json()
+        ws.store.save_policy(
+            PolicyRow(
+                id=policy.id, status=status, revision=revision,
+                body=msgspec.json.encode(body).decode(), source_text=text,
+                created_at=existing.created_at if existing else now, updated_at=now,
+            )
+        )
+        changed = _changed_fields(existing, stored)
+        ws.audit.append(now, "policy.apply", policy.id, {"revision": revision, "status": status, "changed": changed, "policy": body})
+        ws.evaluator.reload()
+        changes = 0
+        if status == "active":
+            changes = ws.evaluator.evaluate_policy(stored, now, "policy")
+        elif existing is not None and existing.status == "active":
+            ws.evaluator.lift(policy.id, now, "policy")
+    return {
+        "policy": policy.id, "action": _action(existing), "revision": revision, "status": status,
+        "changed": changed, "state_changes": changes,
+    }
+
+
+def _action(existing: PolicyRow | None) -> str:
+    return "created" if existing is None else "updated"
+
+
+def _changed_fields(existing: PolicyRow | None, policy: Policy) -> list[str]:
+    if existing is None:
+        return []
+    before = load_policy(existing).to_json()
+    after = policy.to_json()
+    return sorted(k for k in after if k not in ("revision",) and before.get(k) != after.get(k))
+
+
+def _watch_explicit(ws: Workspace, policy: Policy) -> None:
+    """Identifiers a policy names directly join the catalog, so imports keep them."""
+    new = [
+        Identifier(kind, value, "", f"named by policy {policy.id}")
+        for kind, value in sorted(policy.explicit)
+        if not ws.catalog.knows(kind, value)
+    ]
+    if new:
+        catalog_sync.add(ws.store, ws.audit, ws.now, {}, new, f"policy {policy.id}")
+        ws.refresh_catalog()
+
+
+def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
+    """What the policy would do now and at its deadline, from stored facts; writes nothing."""
+    now = ws.now
+    at_deadline = max(now, policy.deadline)
+    unknown = [e for e in policy.explicit if not ws.catalog.knows(*e)]
+    required = ws.catalog.version + 1 if unknown else ws.catalog.required_version(set(policy.families), set(policy.explicit))
+    store = ws.store
+    present = store.present_apps(policy.families, policy.explicit)
+    attested = store.attestations(policy.id) if store.get_policy(policy.id) else {}
+    states_now = dict.fromkeys(STATES, 0)
+    states_deadline = dict.fromkeys(STATES, 0)
+    people_scope: set[str] = set()
+    people_hit: set[str] = set()
+    blocked_at_deadline: list[dict[str, Any]] = []
+    for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups, *_rest) in store.policy_facts(policy.id):
+        facts = Facts(
+            platform, ownership, frozenset(groups.split(";")) if groups else frozenset(), bool(mail),
+            scope, observed, catver, present.get(device_id, []), attested.get(device_id),
+            ws.evaluator.exemptions_for(policy.id, device_id, owner),
+        )
+        now_out = compute(policy, facts, now, required)
+        later = compute(policy, facts, at_deadline, required)
+        states_now[now_out.state] += 1
+        states_deadline[later.state] += 1
+        if now_out.state != "out_of_scope":
+            people_scope.add(owner)
+        if now_out.state in ("violating", "blocked"):
+            people_hit.add(owner)
+        if later.deny:
+            blocked_at_deadline.append({"device": f"dev-{device_id}", "owner": owner, "platform": platform, "reason": later.deny})
+    in_scope = sum(v for k, v in states_now.items() if k != "out_of_scope")
+    return {
+        "policy": policy.id,
+        "now": format_time(now),
+        "deadline": format_time(policy.deadline),
+        "in_scope": {"devices": in_scope, "people": len(people_scope)},
+        "states": states_now,
+        "states_at_deadline": states_deadline,
+        "violating_now": states_now["violating"] + states_now["blocked"],
+        "unverified": states_now["unverified"],
+        "would_be_denied_at_deadline": len(blocked_at_deadline),
+        "people_affected": len(people_hit),
+        "people": sorted(people_hit),
+        "denied_at_deadline": blocked_at_deadline,
+    }
+
+
+def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
+    if not reason.strip():
+        raise BadInput("a withdrawal needs a reason", field="--reason")
+    policy, row = get_policy(ws, policy_id)
+    if row.status == "withdrawn":
+        return {"policy": policy_id, "action": "unchanged", "status": "withdrawn"}
+    with ws.writing():
+        row.status, row.withdrawn_at, row.withdraw_reason, row.updated_at = "withdrawn", ws.now, reason, ws.now
+        ws.store.save_policy(row)
+        ws.audit.append(ws.now, "policy.withdraw", policy_id, {"reason": reason, "revision": row.revision})
+        lifted = ws.evaluator.lift(policy_id, ws.now, "withdrawn")
+    return {"policy": policy_id, "action": "withdrawn", "status": "withdrawn", "decisions_changed": lifted}
+
+
+def find_device(ws: Workspace, ref: str) -> DeviceRow:
+    """A device by appban id (dev-N), source:id, or the id its source reported."""
+    store = ws.store
+    if ref.startswith("dev-") and ref[4:].isdigit():
+        found = store.get_device(int(ref[4:]))
+        if found is not None:
+            return found
+    matches = store.devices_by_source_id(ref)
+    if not matches and ":" in ref:
+        source, _, sid = ref.partition(":")
+        one = store.get_device_by_key(source, sid)
+        matches = [one] if one else []
+    if not matches:
+        raise NotFound(f"no device {ref[:100]!r}", field="device")
+    if len(matches) > 1:
+        refs = ", ".join(d.ref for d in matches)
+        raise BadInput(f"{ref!r} names {len(matches)} devices ({refs}): use the appban id", field="device")
+    return matches[0]
+
+
+def add_exemption(
+    ws: Workspace, policy_id: str, *, person: str | None, device_ref: str | None, until: Micros, reason: str
+) -> dict[str, Any]:
+    get_policy(ws, policy_id)
+    if (person is None) == (device_ref is None):
+        raise BadInput("give exactly one of --person and --device", field="--person")
+    if not reason.strip():
+        raise BadInput("an exemption needs a reason", field="--reason")
+    if len(reason) > 500:
+        raise BadInput("reason longer than 500 characters", field="--reason")
+    from appban.inventory.checkin import EMAIL, check_text
+
+    check_text(reason, "--reason")
+    if until <= ws.now:
+        raise BadInput("--until is not in the future", field="--until")
+    device = find_device(ws, device_ref) if device_ref else None
+    if person is not None:
+        person = person.strip().lower()
+        if not EMAIL.match(person):
+            raise BadInput(f"not an e-mail address: {person[:80]!r}", field="--person")
+    with ws.writing():
+        exemption = Exemption(0, policy_id, person, device.id if device else None, ws.now, until, reason, ws.now)
+        exemption.id = ws.store.add_exemption(exemption)
+        subject = person or (device.ref if device else "")
+        ws.audit.append(ws.now, "exemption", f"{policy_id}/{subject}", {"until": format_time(until), "reason": reason, "id": exemption.id})
+        ws.evaluator.reload()
+        devices = [device] if device else ws.store.devices_of_owner(person or "")
+        for d in devices:
+            ws.evaluator.evaluate_device(d, ws.now, "exemption", only=policy_id)
+    return {"exemption": exemption.id, "policy": policy_id, "person": person, "device": device.ref if device else None, "until": format_time(until), "devices": len(devices)}
+
+
+def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[str, Any]:
+    policy, row = get_policy(ws, policy_id)
+    device = find_device(ws, device_ref)
+    person = person.strip().lower()
+    if person != device.owner:
+        raise BadInput(f"{person[:80]!r} does not own {device.ref}; only its owner can attest", field="--person")
+    with ws.writing():
+        ws.store.add_attestation(policy_id, device.id, person, ws.now)
+        ws.evaluator.attestation_added(policy_id, device.id or 0)
+        ws.audit.append(ws.now, "attestation", f"{policy_id}/{device.ref}", {"person": person})
+        if row.status == "active":
+            ws.evaluator.evaluate_device(device, ws.now, "attestation", only=policy_id)
+        state = ws.store.device_states(device.id).get(policy_id)
+    return {"policy": policy_id, "device": device.ref, "person": person, "attested_at": format_time(ws.now), "state": state.state if state else None}

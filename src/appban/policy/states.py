@@ -1,0 +1,111 @@
+"""SPEC's compliance states: a pure function of a device's facts, a policy and a time.
+
+The same function serves the incremental path (one device after a check-in), the
+time-driven path (deadlines, expiries, ageing) and the full re-evaluation, so the
+three cannot disagree. It also says when, with nothing else changing, the answer
+could next change: that time is stored and drives ``appban evaluate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appban.clock import Micros, format_time
+from appban.policy.model import Policy
+
+STATES = ("out_of_scope", "compliant", "violating", "blocked", "unverified", "exempt")
+
+
+@dataclass(slots=True)
+class Facts:
+    """What evaluation needs to know of one device, for one policy."""
+
+    platform: str
+    ownership: str
+    groups: frozenset[str]
+    mail_access: bool
+    inventory_scope: str
+    observed_at: Micros | None  # the latest snapshot, None when never seen
+    catalog_version: int | None  # None: the snapshot was kept whole
+    present: list[str]  # banned apps present in the latest snapshot (app keys)
+    attested_at: Micros | None = None
+    exemptions: tuple[tuple[Micros, Micros, str], ...] = ()  # (starts, until, reason)
+
+
+@dataclass(slots=True)
+class Outcome:
+    state: str
+    detail: str
+    deny: str  # "" or the gate reason this state contributes: blocked:<id>, unverified:<id>
+    next_check: Micros | None
+
+
+def in_scope(policy: Policy, f: Facts) -> bool:
+    scope = policy.scope
+    if scope.platforms and f.platform not in scope.platforms:
+        return False
+    if scope.mail_access == "required" and not f.mail_access:
+        return False
+    if scope.ownership != "any" and f.ownership != scope.ownership:
+        return False
+    if scope.include_groups and f.groups.isdisjoint(scope.include_groups):
+        return False
+    return not (scope.exclude_groups and not f.groups.isdisjoint(scope.exclude_groups))
+
+
+def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) -> Outcome:
+    if not in_scope(policy, f):
+        return Outcome("out_of_scope", "", "", None)
+    upcoming: list[Micros] = []
+    active_until: Micros | None = None
+    reason = ""
+    for starts, until, why in f.exemptions:
+        if starts <= now < until:
+            if active_until is None or until > active_until:
+                active_until, reason = until, why
+        elif now < starts:
+            upcoming.append(starts)
+    if active_until is not None:
+        return Outcome("exempt", f"exempt until {format_time(active_until)}: {reason}", "", active_until)
+    enforce = policy.mode == "enforce"
+    before_deadline = now < policy.deadline
+    contradicted = f.present and (f.attested_at is None or (f.observed_at or 0) > f.attested_at)
+    if contradicted:
+        apps = ", ".join(f.present)
+        if enforce and not before_deadline:
+            return _done("blocked", f"present: {apps}", f"blocked:{policy.id}", None, upcoming)
+        deadline = policy.deadline if enforce and before_deadline else None
+        return _done("violating", f"present: {apps}", "", deadline, upcoming)
+    if f.attested_at is not None:
+        return _done("compliant", f"owner attested removal at {format_time(f.attested_at)}", "", None, upcoming)
+    why = _unverified_because(policy, f, now, required_catalog)
+    if why:
+        blocks = enforce and policy.on_unverified == "block"
+        deny = f"unverified:{policy.id}" if blocks and not before_deadline else ""
+        wake = policy.deadline if blocks and before_deadline else None
+        return _done("unverified", why, deny, wake, upcoming)
+    assert f.observed_at is not None
+    stale_at = f.observed_at + policy.max_inventory_age
+    return _done("compliant", f"full inventory at {format_time(f.observed_at)} shows none", "", stale_at, upcoming)
+
+
+def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog: int) -> str:
+    if f.observed_at is None:
+        return "no inventory"
+    if f.inventory_scope != "full":
+        return "inventory shows managed apps only"
+    if f.catalog_version is not None and f.catalog_version < required_catalog:
+        return (
+            f"inventory was filtered against catalog v{f.catalog_version}, "
+            f"before v{required_catalog} named these apps"
+        )
+    if now - f.observed_at >= policy.max_inventory_age:
+        return f"inventory from {format_time(f.observed_at)} is older than max_inventory_age"
+    return ""
+
+
+def _done(state: str, detail: str, deny: str, wake: Micros | None, upcoming: list[Micros]) -> Outcome:
+    if upcoming:
+        first = min(upcoming)
+        wake = first if wake is None else min(wake, first)
+    return Outcome(state, detail, deny, wake)

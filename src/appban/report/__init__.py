@@ -1,0 +1,1 @@
+"""Showing and proving: status counts, devices with evidence, history."""

@@ -1,0 +1,130 @@
+"""``appban device list`` and ``device show``: every device, with its evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appban.clock import format_time
+from appban.errors import BadInput
+from appban.policy.evaluator import decision_from, load_policy, matching_keys
+from appban.policy.lifecycle import find_device, get_policy
+from appban.policy.states import STATES
+from appban.report.views import rows_as_of
+from appban.store.records import DeviceRow
+from appban.workspace import Workspace
+
+
+def device_decision(ws: Workspace, device: DeviceRow) -> tuple[str, str, dict[str, Any]]:
+    """The gate decision for ``device`` as of the workspace's clock, and its states."""
+    outcomes = ws.evaluator.outcomes_for(device, ws.now)
+    decision, reason = decision_from(o.deny for o in outcomes.values())
+    return decision, reason, outcomes
+
+
+def list_devices(ws: Workspace, policy_id: str | None, state: str | None, limit: int | None) -> dict[str, Any]:
+    if state is not None and state not in STATES:
+        raise BadInput(f"unknown state {state[:40]!r} (known: {', '.join(STATES)})", field="--state")
+    if state is not None and policy_id is None:
+        active = [r.id for r in ws.store.list_policies() if r.status == "active"]
+        if len(active) != 1:
+            raise BadInput("--state needs --policy when there is not exactly one active policy", field="--policy")
+        policy_id = active[0]
+    items: list[dict[str, Any]] = []
+    total = 0
+    if policy_id is not None:
+        policy, _row = get_policy(ws, policy_id)
+        for device_id, st, since, detail, deny, owner, platform, _org in rows_as_of(ws, policy, ws.now, state=state):
+            total += 1
+            if limit is None or len(items) < limit:
+                items.append({
+                    "id": f"dev-{device_id}", "owner": owner, "platform": platform,
+                    "state": st, "since": format_time(since), "detail": detail,
+                })
+        return {"policy": policy_id, "state": state, "now": format_time(ws.now), "count": total, "devices": items}
+    for device in ws.store.iter_devices():
+        total += 1
+        if limit is None or len(items) < limit:
+            items.append({
+                "id": device.ref, "source": device.source, "source_id": device.source_id,
+                "platform": device.platform, "owner": device.owner,
+                "observed_at": format_time(device.observed_at),
+            })
+    return {"now": format_time(ws.now), "count": total, "devices": items}
+
+
+def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
+    device = find_device(ws, ref)
+    assert device.id is not None
+    decision, reason, outcomes = device_decision(ws, device)
+    stored = ws.store.device_states(device.id)
+    observations = ws.store.observations(device.id)
+    history = ws.store.history(device_id=device.id)
+    policies: dict[str, Any] = {}
+    for row in ws.store.list_policies():
+        if row.status == "draft":
+            continue
+        policy = load_policy(row)
+        old = stored.get(policy.id)
+        out = outcomes.get(policy.id)
+        if out is not None:
+            state, detail = out.state, out.detail
+            since = old.since if old is not None and old.state == state else _changed_at(history, policy.id, state, ws.now)
+        elif old is not None:
+            state, detail, since = old.state, old.detail, old.since
+        else:
+            continue
+        relevant = [
+            o for o in observations
+            if (o.family and o.family in policy.families) or (o.match_kind, o.app_id) in policy.explicit
+        ]
+        evidence: list[dict[str, Any]] = [
+            {
+                "kind": "app", "source": device.source, "app": o.app_id, "name": o.name,
+                "version": o.version, "family": o.family or None, "match": o.confidence,
+                "first_seen": format_time(o.first_seen), "last_seen": format_time(o.last_seen),
+                "gone_at": format_time(o.gone_at), "present": o.gone_at is None,
+            }
+            for o in relevant
+        ]
+        evidence.append({
+            "kind": "inventory", "source": device.source, "observed_at": format_time(device.observed_at),
+            "inventory_scope": device.inventory_scope, "catalog_version": device.catalog_version,
+        })
+        attested = ws.store.attested_at(policy.id, device.id)
+        if attested is not None:
+            evidence.append({"kind": "attestation", "person": device.owner, "attested_at": format_time(attested)})
+        for starts, until, why in ws.evaluator.exemptions_for(policy.id, device.id, device.owner):
+            evidence.append({"kind": "exemption", "starts": format_time(starts), "until": format_time(until), "reason": why})
+        policies[policy.id] = {
+            "state": state, "since": format_time(since), "detail": detail, "policy_status": row.status,
+            "present": matching_keys(policy, observations), "evidence": evidence,
+        }
+    return {
+        "id": device.ref,
+        "source": device.source,
+        "source_id": device.source_id,
+        "platform": device.platform,
+        "ownership": device.ownership,
+        "owner": device.owner,
+        "model": device.model,
+        "os_version": device.os_version,
+        "eas_device_ids": list(device.eas_ids),
+        "mail_access": device.mail_access,
+        "inventory_scope": device.inventory_scope,
+        "observed_at": format_time(device.observed_at),
+        "now": format_time(ws.now),
+        "decision": decision,
+        "reason": reason,
+        "policies": policies,
+        "history": [
+            {"policy": p, "from": old, "to": new, "at": format_time(at), "cause": cause}
+            for p, _d, old, new, at, cause in history
+        ],
+    }
+
+
+def _changed_at(history: list[Any], policy_id: str, state: str, now: int) -> int:
+    for p, _d, _old, new, at, _cause in reversed(history):
+        if p == policy_id and new == state and at <= now:
+            return int(at)
+    return now

@@ -1,0 +1,88 @@
+"""States as of any time, without writing.
+
+Stored states are exact as of the store's clock (the latest time a command
+evaluated at). A report for a later time recomputes, in memory, only the rows
+whose ``next_check`` has come; a report for an earlier time recomputes all. A
+report never writes: previewing next month must not block anyone today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from appban.clock import Micros
+from appban.policy.model import Policy
+from appban.policy.states import Facts, Outcome, compute
+from appban.workspace import Workspace
+
+# (device_id, state, since, detail, deny, owner, platform, org_unit)
+Row = tuple[int, str, Micros, str, str, str, str, str]
+
+
+def needs_compute(ws: Workspace, policy: Policy, now: Micros) -> str:
+    """'' when stored rows answer for ``now``; 'due' or 'all' when some must be computed."""
+    if policy.status != "active":
+        return ""
+    if now < ws.clock():
+        return "all"
+    return "due" if policy.id in ws.store.due_policies(now) else ""
+
+
+def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int, tuple[Outcome, Micros | None]]:
+    store = ws.store
+    present = store.present_apps(policy.families, policy.explicit)
+    attested = store.attestations(policy.id)
+    required = ws.evaluator.required.get(policy.id, 0)
+    out: dict[int, tuple[Outcome, Micros | None]] = {}
+    rows = store.policy_facts(policy.id, due_before=None if mode == "all" else now)
+    for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups, _state, _since, _d, _deny, next_check) in rows:
+        facts = Facts(
+            platform, ownership, frozenset(groups.split(";")) if groups else frozenset(), bool(mail),
+            scope, observed, catver, present.get(device_id, []), attested.get(device_id),
+            ws.evaluator.exemptions_for(policy.id, device_id, owner),
+        )
+        out[device_id] = (compute(policy, facts, now, required), next_check)
+    return out
+
+
+def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None = None) -> Iterator[Row]:
+    mode = needs_compute(ws, policy, now)
+    computed = _computed(ws, policy, now, mode) if mode else {}
+    for device_id, st, since, detail, deny, _next, owner, platform, org_unit in ws.store.state_rows(policy.id):
+        hit = computed.get(device_id)
+        if hit is not None:
+            out, boundary = hit
+            if out.state != st:
+                since = boundary if mode == "due" and boundary is not None else now
+            st, detail, deny = out.state, out.detail, out.deny
+        if state is None or st == state:
+            yield device_id, st, since, detail, deny, owner, platform, org_unit
+
+
+def counts(ws: Workspace, policy: Policy, now: Micros, by: str | None) -> dict[str, Any]:
+    from appban.policy.states import STATES
+
+    total = dict.fromkeys(STATES, 0)
+    hit: set[str] = set()
+    groups: dict[str, dict[str, Any]] = {}
+    for _id, st, _since, _detail, _deny, owner, platform, org_unit in rows_as_of(ws, policy, now):
+        total[st] += 1
+        affected = st in ("violating", "blocked")
+        if affected:
+            hit.add(owner)
+        if by is not None:
+            key = org_unit if by == "org_unit" else platform
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = {"states": dict.fromkeys(STATES, 0), "_people": set()}
+            g["states"][st] += 1
+            if affected:
+                g["_people"].add(owner)
+    result: dict[str, Any] = {"states": total, "people_affected": len(hit)}
+    if by is not None:
+        result["by"] = {
+            k: {"states": g["states"], "people_affected": len(g["_people"])}
+            for k, g in sorted(groups.items())
+        }
+    return result

@@ -1,0 +1,121 @@
+"""Rows the store hands out: plain data, shared by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from appban.clock import Micros
+
+
+@dataclass(slots=True)
+class Person:
+    email: str
+    name: str = ""
+    org_unit: str = ""
+    groups: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+
+@dataclass(slots=True)
+class DeviceRow:
+    id: int | None
+    source: str
+    source_id: str
+    platform: str
+    ownership: str
+    owner: str
+    inventory_scope: str
+    observed_at: Micros
+    model: str | None = None
+    os_version: str | None = None
+    mail_reported: bool | None = None
+    eas_ids: tuple[str, ...] = ()
+    catalog_version: int | None = None
+    credential: bool = False
+    decision: str = "allow"
+    reason: str = "ok"
+    gate_seq: int = 0
+
+    @property
+    def ref(self) -> str:
+        return f"dev-{self.id}"
+
+    @property
+    def mail_access(self) -> bool:
+        return bool(self.eas_ids) or self.credential or bool(self.mail_reported)
+
+
+@dataclass(slots=True)
+class Observation:
+    app_key: str
+    app_id: str | None
+    name: str | None
+    version: str | None
+    signing_sha256: str | None
+    family: str
+    match_kind: str
+    confidence: str
+    first_seen: Micros
+    last_seen: Micros
+    gone_at: Micros | None = None
+
+
+@dataclass(slots=True)
+class StateRow:
+    policy_id: str
+    device_id: int
+    state: str
+    since: Micros
+    detail: str = ""
+    deny: str = ""
+    next_check: Micros | None = None
+
+
+@dataclass(slots=True)
+class Exemption:
+    id: int
+    policy_id: str
+    person: str | None
+    device_id: int | None
+    starts: Micros
+    until: Micros
+    reason: str
+    created_at: Micros
+    revoked_at: Micros | None = None
+
+
+@dataclass(slots=True)
+class PolicyRow:
+    id: str
+    status: str
+    revision: int
+    body: str
+    source_text: str
+    created_at: Micros
+    updated_at: Micros
+    withdrawn_at: Micros | None = None
+    withdraw_reason: str | None = None
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    seq: int
+    at: Micros
+    action: str
+    subject: str
+    data: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass
+class GateRow:
+    """What the gate needs of one device."""
+
+    device_id: int
+    owner: str
+    eas_ids: tuple[str, ...]
+    decision: str
+    reason: str
+    gate_seq: int
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,597 @@
+"""The SQLite store: WAL, foreign keys, one writer at a time (BEGIN IMMEDIATE)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from appban.catalog import Identifier
+from appban.clock import Micros
+from appban.errors import AppbanError
+from appban.store.records import (
+    AuditEntry,
+    DeviceRow,
+    Exemption,
+    GateRow,
+    Observation,
+    Person,
+    PolicyRow,
+    StateRow,
+)
+
+_DEVICE_COLS = (
+    "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
+    "os_version, mail_reported, eas_ids, catalog_version, credential, decision, reason, gate_seq"
+)
+
+
+def _device(row: tuple[Any, ...]) -> DeviceRow:
+    return DeviceRow(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        None if row[10] is None else bool(row[10]),
+        tuple(row[11].split()) if row[11] else (),
+        row[12], bool(row[13]), row[14], row[15], row[16],
+    )
+
+
+def migrations() -> list[tuple[int, str]]:
+    folder = resources.files("appban.store").joinpath("migrations")
+    out = []
+    for item in folder.iterdir():
+        if item.name.endswith(".sql"):
+            out.append((int(item.name.split("_", 1)[0]), item.read_text("utf-8")))
+    return sorted(out)
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise AppbanError(f"cannot open database {path}: {exc}") from None
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA temp_store = MEMORY")
+        self.db.execute("PRAGMA cache_size = -65536")
+        self._depth = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        row = self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if row is None:
+            return 0
+        value = self.get_meta("schema_version")
+        return int(value) if value else 0
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version."""
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        with self.transaction():
+            current = self.schema_version()
+            for version, script in migrations():
+                if version > current:
+                    for statement in script.split(";\n"):
+                        if statement.strip():
+                            self.db.execute(statement)
+                    self.set_meta("schema_version", str(version))
+                    current = version
+        return current
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of work; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.db.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def next_gate_seq(self) -> int:
+        row = self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('gate_seq', '1') ON CONFLICT (key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)"
+        ).fetchone()
+        return int(row[0])
+
+    def gate_seq(self) -> int:
+        return int(self.get_meta("gate_seq", "0") or 0)
+
+    # -- people ----------------------------------------------------------------------
+
+    def get_person(self, email: str) -> Person | None:
+        row = self.db.execute(
+            "SELECT email, name, org_unit, groups, timezone FROM people WHERE email = ?", (email,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Person(row[0], row[1], row[2], tuple(row[3].split(";")) if row[3] else (), row[4])
+
+    def put_people(self, people: Iterable[Person], at: Micros) -> None:
+        self.db.executemany(
+            "INSERT INTO people (email, name, org_unit, groups, timezone, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET name = excluded.name, "
+            "org_unit = excluded.org_unit, groups = excluded.groups, "
+            "timezone = excluded.timezone, updated_at = excluded.updated_at",
+            ((p.email, p.name, p.org_unit, ";".join(p.groups), p.timezone, at) for p in people),
+        )
+
+    def count_people(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM people").fetchone()[0])
+
+    # -- devices ---------------------------------------------------------------------
+
+    def get_device(self, device_id: int) -> DeviceRow | None:
+        row = self.db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)
+        ).fetchone()
+        return _device(row) if row else None
+
+    def get_device_by_key(self, source: str, source_id: str) -> DeviceRow | None:
+        row = self.db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices WHERE source = ? AND source_id = ?",
+            (source, source_id),
+        ).fetchone()
+        return _device(row) if row else None
+
+    def devices_by_source_id(self, source_id: str) -> list[DeviceRow]:
+        rows = self.db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices WHERE source_id = ? ORDER BY id", (source_id,)
+        ).fetchall()
+        return [_device(r) for r in rows]
+
+    def devices_of_owner(self, email: str) -> list[DeviceRow]:
+        rows = self.db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices WHERE owner = ? ORDER BY id", (email,)
+        ).fetchall()
+        return [_device(r) for r in rows]
+
+    def devices_by_eas(self, eas_id: str) -> list[DeviceRow]:
+        rows = self.db.execute(
+            f"SELECT {', '.join('d.' + c.strip() for c in _DEVICE_COLS.split(','))} "
+            "FROM device_eas e JOIN devices d ON d.id = e.device_id WHERE e.eas_id = ? ORDER BY d.id",
+            (eas_id,),
+        ).fetchall()
+        return [_device(r) for r in rows]
+
+    def iter_devices(self, where: str = "", params: tuple[Any, ...] = ()) -> Iterator[DeviceRow]:
+        sql = f"SELECT {_DEVICE_COLS} FROM devices {where} ORDER BY id"
+        for row in self.db.execute(sql, params):
+            yield _device(row)
+
+    def count_devices(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM devices").fetchone()[0])
+
+    def insert_device(self, d: DeviceRow) -> int:
+        cur = self.db.execute(
+            "INSERT INTO devices (source, source_id, platform, ownership, owner, inventory_scope, "
+            "observed_at, model, os_version, mail_reported, eas_ids, catalog_version, credential, "
+            "decision, reason, gate_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                d.source, d.source_id, d.platform, d.ownership, d.owner, d.inventory_scope,
+                d.observed_at, d.model, d.os_version, d.mail_reported, " ".join(d.eas_ids),
+                d.catalog_version, int(d.credential), d.decision, d.reason, d.gate_seq,
+            ),
+        )
+        device_id = int(cur.lastrowid or 0)
+        if d.eas_ids:
+            self.db.executemany(
+                "INSERT INTO device_eas (eas_id, device_id) VALUES (?, ?)",
+                ((e, device_id) for e in d.eas_ids),
+            )
+        return device_id
+
+    def update_device(self, d: DeviceRow, old_eas: tuple[str, ...]) -> None:
+        self.db.execute(
+            "UPDATE devices SET platform = ?, ownership = ?, owner = ?, inventory_scope = ?, "
+            "observed_at = ?, model = ?, os_version = ?, mail_reported = ?, eas_ids = ?, "
+            "catalog_version = ?, credential = ?, gate_seq = ? WHERE id = ?",
+            (
+                d.platform, d.ownership, d.owner, d.inventory_scope, d.observed_at, d.model,
+                d.os_version, d.mail_reported, " ".join(d.eas_ids), d.catalog_version,
+                int(d.credential), d.gate_seq, d.id,
+            ),
+        )
+        if old_eas != d.eas_ids:
+            self.db.execute("DELETE FROM device_eas WHERE device_id = ?", (d.id,))
+            self.db.executemany(
+                "INSERT INTO device_eas (eas_id, device_id) VALUES (?, ?)",
+                ((e, d.id) for e in d.eas_ids),
+            )
+
+    def set_decision(self, device_id: int, decision: str, reason: str, seq: int) -> None:
+        self.db.execute(
+            "UPDATE devices SET decision = ?, reason = ?, gate_seq = ? WHERE id = ?",
+            (decision, reason, seq, device_id),
+        )
+
+    def decisions_of(self, device_ids: list[int]) -> dict[int, tuple[str, str]]:
+        out: dict[int, tuple[str, str]] = {}
+        for start in range(0, len(device_ids), 500):
+            chunk = device_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for device_id, decision, reason in self.db.execute(
+                f"SELECT id, decision, reason FROM devices WHERE id IN ({marks})", chunk
+            ):
+                out[device_id] = (decision, reason)
+        return out
+
+    def gate_rows(self, after_seq: int = 0) -> list[GateRow]:
+        """Devices whose gate-relevant facts changed after ``after_seq`` (all for 0)."""
+        rows = self.db.execute(
+            "SELECT id, owner, eas_ids, decision, reason, gate_seq FROM devices "
+            "WHERE gate_seq > ? ORDER BY gate_seq",
+            (after_seq,),
+        ).fetchall()
+        return [GateRow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5]) for r in rows]
+
+    # -- observations ----------------------------------------------------------------
+
+    def observations(self, device_id: int, *, present_only: bool = False) -> list[Observation]:
+        sql = (
+            "SELECT app_key, app_id, name, version, signing_sha256, family, match_kind, "
+            "confidence, first_seen, last_seen, gone_at FROM observations WHERE device_id = ?"
+        )
+        if present_only:
+            sql += " AND gone_at IS NULL"
+        return [Observation(*r) for r in self.db.execute(sql + " ORDER BY app_key", (device_id,))]
+
+    def write_observations(
+        self,
+        device_id: int,
+        upserts: list[Observation],
+        refreshed: list[tuple[str, str | None, Micros]],
+        gone: list[str],
+        at: Micros,
+    ) -> None:
+        """New or changed rows in full; unchanged ones get last_seen; gone ones gone_at."""
+        if upserts:
+            self.db.executemany(
+                "INSERT INTO observations (device_id, app_key, app_id, name, version, "
+                "signing_sha256, family, match_kind, confidence, first_seen, last_seen, gone_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (device_id, app_key) "
+                "DO UPDATE SET app_id = excluded.app_id, name = excluded.name, "
+                "version = excluded.version, signing_sha256 = excluded.signing_sha256, "
+                "family = excluded.family, match_kind = excluded.match_kind, "
+                "confidence = excluded.confidence, first_seen = excluded.first_seen, "
+                "last_seen = excluded.last_seen, gone_at = NULL",
+                [
+                    (
+                        device_id, o.app_key, o.app_id, o.name, o.version, o.signing_sha256,
+                        o.family, o.match_kind, o.confidence, o.first_seen, o.last_seen,
+                    )
+                    for o in upserts
+                ],
+            )
+        if refreshed:
+            self.db.executemany(
+                "UPDATE observations SET last_seen = ?, version = ? "
+                "WHERE device_id = ? AND app_key = ?",
+                [(seen, version, device_id, key) for key, version, seen in refreshed],
+            )
+        if gone:
+            self.db.executemany(
+                "UPDATE observations SET gone_at = ? WHERE device_id = ? AND app_key = ?",
+                [(at, device_id, key) for key in gone],
+            )
+
+    def present_apps(
+        self, families: Iterable[str], explicit: Iterable[tuple[str, str]]
+    ) -> dict[int, list[str]]:
+        """Device id -> keys of present apps in these families or with these identifiers."""
+        out: dict[int, list[str]] = {}
+        fams = sorted(families)
+        if fams:
+            marks = ", ".join("?" * len(fams))
+            for device_id, key in self.db.execute(
+                f"SELECT device_id, app_key FROM observations WHERE family IN ({marks}) "
+                "AND gone_at IS NULL",
+                fams,
+            ):
+                out.setdefault(device_id, []).append(key)
+        for kind, value in sorted(explicit):
+            for device_id, key in self.db.execute(
+                "SELECT device_id, app_key FROM observations WHERE app_id = ? AND match_kind = ? "
+                "AND gone_at IS NULL",
+                (value, kind),
+            ):
+                keys = out.setdefault(device_id, [])
+                if key not in keys:
+                    keys.append(key)
+        return out
+
+    # -- catalog ---------------------------------------------------------------------
+
+    def catalog(self) -> tuple[int, dict[str, dict[str, str]], list[Identifier]]:
+        version = int(self.get_meta("catalog_version", "0") or 0)
+        families = {
+            f: {"title": t, "publisher": p}
+            for f, t, p in self.db.execute(
+                "SELECT family, title, publisher FROM catalog_families ORDER BY family"
+            )
+        }
+        identifiers = [
+            Identifier(k, v, f, prov, added)
+            for k, v, f, prov, added in self.db.execute(
+                "SELECT kind, value, family, provenance, added_version FROM catalog_ids "
+                "ORDER BY family, kind, value"
+            )
+        ]
+        return version, families, identifiers
+
+    def add_catalog(
+        self,
+        families: dict[str, dict[str, str]],
+        identifiers: list[Identifier],
+        version: int,
+    ) -> None:
+        self.db.executemany(
+            "INSERT INTO catalog_families (family, title, publisher, added_version) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (family) DO UPDATE SET title = excluded.title, "
+            "publisher = excluded.publisher",
+            [(f, b["title"], b.get("publisher", ""), version) for f, b in families.items()],
+        )
+        self.db.executemany(
+            "INSERT INTO catalog_ids (kind, value, family, provenance, added_version) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(i.kind, i.value, i.family, i.provenance, version) for i in identifiers],
+        )
+        self.set_meta("catalog_version", str(version))
+
+    # -- policies --------------------------------------------------------------------
+
+    def get_policy(self, policy_id: str) -> PolicyRow | None:
+        row = self.db.execute(
+            "SELECT id, status, revision, body, source_text, created_at, updated_at, "
+            "withdrawn_at, withdraw_reason FROM policies WHERE id = ?",
+            (policy_id,),
+        ).fetchone()
+        return PolicyRow(*row) if row else None
+
+    def list_policies(self) -> list[PolicyRow]:
+        rows = self.db.execute(
+            "SELECT id, status, revision, body, source_text, created_at, updated_at, "
+            "withdrawn_at, withdraw_reason FROM policies ORDER BY id"
+        ).fetchall()
+        return [PolicyRow(*r) for r in rows]
+
+    def save_policy(self, p: PolicyRow) -> None:
+        self.db.execute(
+            "INSERT INTO policies (id, status, revision, body, source_text, created_at, "
+            "updated_at, withdrawn_at, withdraw_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+            "revision = excluded.revision, body = excluded.body, "
+            "source_text = excluded.source_text, updated_at = excluded.updated_at, "
+            "withdrawn_at = excluded.withdrawn_at, withdraw_reason = excluded.withdraw_reason",
+            (
+                p.id, p.status, p.revision, p.body, p.source_text, p.created_at, p.updated_at,
+                p.withdrawn_at, p.withdraw_reason,
+            ),
+        )
+
+    # -- exemptions and attestations -------------------------------------------------
+
+    def add_exemption(self, e: Exemption) -> int:
+        cur = self.db.execute(
+            "INSERT INTO exemptions (policy_id, person, device_id, starts, until, reason, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (e.policy_id, e.person, e.device_id, e.starts, e.until, e.reason, e.created_at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def exemptions(self) -> list[Exemption]:
+        rows = self.db.execute(
+            "SELECT id, policy_id, person, device_id, starts, until, reason, created_at, "
+            "revoked_at FROM exemptions WHERE revoked_at IS NULL ORDER BY id"
+        ).fetchall()
+        return [Exemption(*r) for r in rows]
+
+    def add_attestation(self, policy_id: str, device_id: int, person: str, at: Micros) -> int:
+        cur = self.db.execute(
+            "INSERT INTO attestations (policy_id, device_id, person, attested_at) "
+            "VALUES (?, ?, ?, ?)",
+            (policy_id, device_id, person, at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def attested_at(self, policy_id: str, device_id: int) -> Micros | None:
+        row = self.db.execute(
+            "SELECT max(attested_at) FROM attestations WHERE policy_id = ? AND device_id = ?",
+            (policy_id, device_id),
+        ).fetchone()
+        return row[0]
+
+    def attestations(self, policy_id: str) -> dict[int, Micros]:
+        return dict(
+            self.db.execute(
+                "SELECT device_id, max(attested_at) FROM attestations WHERE policy_id = ? "
+                "GROUP BY device_id",
+                (policy_id,),
+            )
+        )
+
+    # -- states ----------------------------------------------------------------------
+
+    def device_states(self, device_id: int) -> dict[str, StateRow]:
+        rows = self.db.execute(
+            "SELECT policy_id, device_id, state, since, detail, deny, next_check FROM states "
+            "WHERE device_id = ?",
+            (device_id,),
+        ).fetchall()
+        return {r[0]: StateRow(*r) for r in rows}
+
+    def put_states(self, rows: list[StateRow]) -> None:
+        self.db.executemany(
+            "INSERT INTO states (policy_id, device_id, state, since, detail, deny, next_check) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (policy_id, device_id) DO UPDATE SET "
+            "state = excluded.state, since = excluded.since, detail = excluded.detail, "
+            "deny = excluded.deny, next_check = excluded.next_check",
+            [
+                (r.policy_id, r.device_id, r.state, r.since, r.detail, r.deny, r.next_check)
+                for r in rows
+            ],
+        )
+
+    def add_history(self, rows: list[tuple[str, int, str | None, str, Micros, str]]) -> None:
+        self.db.executemany(
+            "INSERT INTO state_history (policy_id, device_id, old_state, new_state, at, cause) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def history(
+        self, *, policy_id: str | None = None, device_id: int | None = None
+    ) -> list[tuple[str, int, str | None, str, Micros, str]]:
+        where, params = [], []
+        if policy_id is not None:
+            where.append("policy_id = ?")
+            params.append(policy_id)
+        if device_id is not None:
+            where.append("device_id = ?")
+            params.append(device_id)
+        sql = "SELECT policy_id, device_id, old_state, new_state, at, cause FROM state_history"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self.db.execute(sql + " ORDER BY at, id", params).fetchall()
+
+    def policy_facts(
+        self, policy_id: str, *, due_before: Micros | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Every device with what evaluating it needs, and its stored state for the policy.
+
+        (id, platform, ownership, owner, mail_access, inventory_scope, observed_at,
+        catalog_version, groups, state, since, detail, deny, next_check)
+        """
+        sql = (
+            "SELECT d.id, d.platform, d.ownership, d.owner, "
+            "(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0)), "
+            "d.inventory_scope, d.observed_at, d.catalog_version, coalesce(p.groups, ''), "
+            "s.state, s.since, s.detail, s.deny, s.next_check FROM "
+        )
+        if due_before is None:
+            sql += (
+                "devices d LEFT JOIN states s ON s.device_id = d.id AND s.policy_id = ? "
+                "LEFT JOIN people p ON p.email = d.owner"
+            )
+            return self.db.execute(sql, (policy_id,))
+        sql += (
+            "states s JOIN devices d ON d.id = s.device_id "
+            "LEFT JOIN people p ON p.email = d.owner "
+            "WHERE s.policy_id = ? AND s.next_check IS NOT NULL AND s.next_check <= ?"
+        )
+        return self.db.execute(sql, (policy_id, due_before))
+
+    def due_policies(self, now: Micros) -> list[str]:
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT policy_id FROM states WHERE next_check IS NOT NULL "
+                "AND next_check <= ?",
+                (now,),
+            )
+        ]
+
+    def denies_of(self, device_ids: list[int], active: list[str]) -> dict[int, list[str]]:
+        """Device id -> the deny reasons its states under active policies contribute."""
+        out: dict[int, list[str]] = {d: [] for d in device_ids}
+        if not active:
+            return out
+        pol = ", ".join("?" * len(active))
+        for start in range(0, len(device_ids), 500):
+            chunk = device_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for device_id, deny in self.db.execute(
+                f"SELECT device_id, deny FROM states WHERE device_id IN ({marks}) "
+                f"AND policy_id IN ({pol}) AND deny != ''",
+                [*chunk, *active],
+            ):
+                out[device_id].append(deny)
+        return out
+
+    def clear_denies(self, policy_id: str) -> list[int]:
+        """Withdrawal: the policy's states stop contributing to decisions."""
+        ids = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT device_id FROM states WHERE policy_id = ? AND deny != ''", (policy_id,)
+            )
+        ]
+        self.db.execute(
+            "UPDATE states SET deny = '', next_check = NULL WHERE policy_id = ?", (policy_id,)
+        )
+        return ids
+
+    def state_rows(
+        self, policy_id: str, *, state: str | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """(device_id, state, since, detail, deny, next_check, owner, platform, org_unit)."""
+        sql = (
+            "SELECT s.device_id, s.state, s.since, s.detail, s.deny, s.next_check, d.owner, "
+            "d.platform, coalesce(p.org_unit, '') FROM states s JOIN devices d ON d.id = s.device_id "
+            "LEFT JOIN people p ON p.email = d.owner WHERE s.policy_id = ?"
+        )
+        params: list[Any] = [policy_id]
+        if state is not None:
+            sql += " AND s.state = ?"
+            params.append(state)
+        return self.db.execute(sql + " ORDER BY s.device_id", params)
+
+    # -- audit -----------------------------------------------------------------------
+
+    def append_audit(self, entries: list[AuditEntry]) -> None:
+        self.db.executemany(
+            "INSERT INTO audit_log (seq, at, action, subject, data, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(e.seq, e.at, e.action, e.subject, e.data, e.prev_hash, e.hash) for e in entries],
+        )
+
+    def last_audit(self) -> AuditEntry | None:
+        row = self.db.execute(
+            "SELECT seq, at, action, subject, data, prev_hash, hash FROM audit_log "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return AuditEntry(*row) if row else None
+
+    def iter_audit(self) -> Iterator[AuditEntry]:
+        for row in self.db.execute(
+            "SELECT seq, at, action, subject, data, prev_hash, hash FROM audit_log ORDER BY seq"
+        ):
+            yield AuditEntry(*row)
