@@ -103,6 +103,31 @@ class Catalog:
                 return Match(hit.family, "name", key, "name")
         return None
 
+    def index_for(
+        self, platform: str
+    ) -> tuple[dict[str, Match], dict[str, Match], dict[str, Match]]:
+        """Lookup tables for one platform: (by app id, by normalised name, by certificate).
+
+        The hot path of an import: one dict lookup per reported app.
+        """
+        cache: dict[str, tuple[dict[str, Match], dict[str, Match], dict[str, Match]]]
+        cache = self.__dict__.setdefault("_platform_index", {})
+        found = cache.get(platform)
+        if found is None:
+            kinds = kinds_for(platform)
+            ids: dict[str, Match] = {}
+            names: dict[str, Match] = {}
+            certs: dict[str, Match] = {}
+            for (kind, value), ident in self._index.items():
+                if kind in kinds:
+                    ids[value] = Match(ident.family, kind, value, "identifier")
+                elif kind == "name":
+                    names[value] = Match(ident.family, kind, value, "name")
+                elif kind == "cert":
+                    certs[value] = Match(ident.family, kind, value, "certificate")
+            found = cache[platform] = (ids, names, certs)
+        return found
+
     def identifiers_of(self, family: str) -> list[Identifier]:
         return [i for i in self.identifiers if i.family == family]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appban.catalog import Catalog
+from appban.catalog.catalog import normalise_name
 from appban.clock import Micros
 from appban.inventory.checkin import Checkin
 from appban.policy.evaluator import Evaluator
@@ -78,21 +79,36 @@ class Ingestor:
             existing = {o.app_key: o for o in store.observations(device.id)}
             self.counts.updated += 1
         present = self._write_observations(device.id, kept, existing, c.observed_at)
-        self.evaluator.evaluate_device(device, now, "inventory", present)
+        self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
 
     def _kept_apps(self, c: Checkin) -> list[Observation]:
-        match = self.catalog.match
-        platform = c.device.platform
+        ids, names, certs = self.catalog.index_for(c.device.platform)
+        keep_full = self.keep_full
         at = c.observed_at
         kept: list[Observation] = []
-        for app in c.apps:
-            m = match(platform, app.id, app.name, app.signing_sha256)
-            if m is None and not self.keep_full:
+        apps = c.apps
+        if not keep_full and not certs:
+            # Most apps are not in the catalog: find the few that are with one set
+            # intersection instead of a lookup per app.
+            app_ids = c.app_ids or [a.id for a in apps]
+            hits = ids.keys() & app_ids
+            if not hits and None not in app_ids:
+                return kept
+            apps = [a for a in apps if a.id in hits or a.id is None]
+        for app in apps:
+            app_id, signing = app.id, app.signing_sha256
+            # Exact identifier first; a certificate next; a name only without an id.
+            m = ids.get(app_id) if app_id is not None else None
+            if m is None and signing and certs:
+                m = certs.get(signing.lower())
+            if m is None and app_id is None and app.name:
+                m = names.get(normalise_name(app.name))
+            if m is None and not keep_full:
                 continue
-            key = app.id if app.id is not None else "name:" + (app.name or "")
+            key = app_id if app_id is not None else "name:" + (app.name or "")
             kept.append(
                 Observation(
-                    key, app.id, app.name, app.version, app.signing_sha256,
+                    key, app_id, app.name, app.version, signing,
                     m.family if m else "", m.kind if m else "", m.confidence if m else "",
                     at, at,
                 )

@@ -87,6 +87,8 @@ class Evaluator:
         return groups
 
     def exemptions_for(self, policy_id: str, device_id: int, owner: str) -> tuple[tuple[Micros, Micros, str], ...]:
+        if not self.by_device and not self.by_person:
+            return ()
         found = self.by_device.get((policy_id, device_id), []) + self.by_person.get((policy_id, owner), [])
         return tuple((e.starts, e.until, e.reason) for e in found)
 
@@ -132,31 +134,39 @@ class Evaluator:
         observations: list[Observation] | None = None,
         *,
         only: str | None = None,
+        new: bool = False,
     ) -> None:
         assert device.id is not None
         if not self.policies:
             return
         if observations is None:
             observations = self.store.observations(device.id, present_only=True)
-        stored = self.store.device_states(device.id)
+        stored = {} if new else self.store.device_states(device.id)
         writes: list[StateRow] = []
         history: list[tuple[str, int, str | None, str, Micros, str]] = []
-        deny_changed = False
+        denies: list[str] = []
         for policy in self.policies:
+            old = stored.get(policy.id)
             if only is not None and policy.id != only:
+                if old is not None and old.deny:
+                    denies.append(old.deny)
                 continue
             facts = self.facts(policy, device, matching_keys(policy, observations))
             out = compute(policy, facts, now, self.required[policy.id])
-            old = stored.get(policy.id)
             row = self._next_row(policy.id, device.id, old, out, now, cause, history)
             if row is not None:
                 writes.append(row)
-                deny_changed |= old is None or old.deny != row.deny
+            if out.deny:
+                denies.append(out.deny)
         if writes:
             self.store.put_states(writes)
             self.store.add_history(history)
-        if deny_changed:
-            self.update_decisions([device.id], now, cause)
+        # The device's states under every active policy are at hand: derive its
+        # decision here rather than reading them back.
+        decision, reason = decision_from(denies)
+        if (decision, reason) != (device.decision, device.reason):
+            self._set_decision(device.id, decision, reason, now, cause)
+            device.decision, device.reason = decision, reason
 
     def _next_row(
         self,
@@ -203,14 +213,16 @@ class Evaluator:
         for device_id in device_ids:
             decision, reason = decision_from(denies.get(device_id, []))
             if current.get(device_id) != (decision, reason):
-                seq = self.store.next_gate_seq()
-                self.store.set_decision(device_id, decision, reason, seq)
-                self.audit.append(
-                    now, "decision", f"dev-{device_id}",
-                    {"decision": decision, "reason": reason, "cause": cause},
-                )
+                self._set_decision(device_id, decision, reason, now, cause)
                 changed += 1
         return changed
+
+    def _set_decision(self, device_id: int, decision: str, reason: str, now: Micros, cause: str) -> None:
+        seq = self.store.next_gate_seq()
+        self.store.set_decision(device_id, decision, reason, seq)
+        self.audit.append(
+            now, "decision", f"dev-{device_id}", {"decision": decision, "reason": reason, "cause": cause}
+        )
 
     # -- every device under one policy ----------------------------------------------
 
@@ -300,6 +312,9 @@ class Evaluator:
 
 
 def decision_from(denies: Iterable[str]) -> tuple[str, str]:
-    """SPEC's decision from the deny reasons of a device's states: blocks first, then by id."""
-    reasons = sorted(denies, key=lambda r: (not r.startswith("blocked:"), r))
+    """SPEC's decision from the deny reasons of a device's states: blocks first, then by id.
+
+    A state that denies nothing contributes "" (every compliant device): not a reason.
+    """
+    reasons = sorted((r for r in denies if r), key=lambda r: (not r.startswith("blocked:"), r))
     return ("deny", reasons[0]) if reasons else ("allow", "ok")

@@ -86,7 +86,9 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
         return _done("unverified", why, deny, wake, upcoming)
     assert f.observed_at is not None
     stale_at = f.observed_at + policy.max_inventory_age
-    return _done("compliant", f"full inventory at {format_time(f.observed_at)} shows none", "", stale_at, upcoming)
+    # Details avoid formatting times: this line runs for nearly every device in a sweep,
+    # and the inventory's time is in the device's evidence.
+    return _done("compliant", "full inventory shows none", "", stale_at, upcoming)
 
 
 def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog: int) -> str:
@@ -100,7 +102,7 @@ def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog:
             f"before v{required_catalog} named these apps"
         )
     if now - f.observed_at >= policy.max_inventory_age:
-        return f"inventory from {format_time(f.observed_at)} is older than max_inventory_age"
+        return "inventory older than max_inventory_age"
     return ""
 
 

@@ -61,6 +61,7 @@ class SQLiteStore:
         self.db.execute("PRAGMA temp_store = MEMORY")
         self.db.execute("PRAGMA cache_size = -65536")
         self._depth = 0
+        self._seq: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -103,13 +104,18 @@ class SQLiteStore:
             return
         self.db.execute("BEGIN IMMEDIATE")
         self._depth = 1
+        self._seq = None
         try:
             yield
+            if self._seq is not None:
+                self.set_meta("gate_seq", str(self._seq))
         except BaseException:
             self._depth = 0
+            self._seq = None
             self.db.execute("ROLLBACK")
             raise
         self._depth = 0
+        self._seq = None
         self.db.execute("COMMIT")
 
     # -- meta ------------------------------------------------------------------------
@@ -126,11 +132,15 @@ class SQLiteStore:
         )
 
     def next_gate_seq(self) -> int:
-        row = self.db.execute(
-            "INSERT INTO meta (key, value) VALUES ('gate_seq', '1') ON CONFLICT (key) "
-            "DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)"
-        ).fetchone()
-        return int(row[0])
+        """The next value of the gate's change counter.
+
+        Counted in memory within a transaction (there is one writer) and stored
+        with the commit.
+        """
+        if self._seq is None:
+            self._seq = self.gate_seq()
+        self._seq += 1
+        return self._seq
 
     def gate_seq(self) -> int:
         return int(self.get_meta("gate_seq", "0") or 0)
