@@ -20,20 +20,25 @@ class Workspace:
         self.store = open_store(db, create=create)
         self.audit = AuditLog(self.store)
         if create:
-            with self.writing():
+            # Syncing the shipped catalog evaluates nothing: it must not move the clock
+            # (a dry run opens the database this way and must leave it as it was).
+            with self.writing(evaluates=False):
                 self.catalog: Catalog = catalog_sync.sync_shipped(self.store, self.audit, now)
         else:
             self.catalog = catalog_sync.current(self.store)
         self.evaluator = Evaluator(self.store, self.audit, self.catalog)
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """One transaction; the audit entries it produced are written with it or not at all."""
+    def writing(self, *, evaluates: bool = True) -> Iterator[None]:
+        """One transaction; the audit entries it produced are written with it or not at all.
+
+        Work that ``evaluates`` states moves the clock up to ``now``.
+        """
         try:
             with self.store.transaction():
                 yield
                 self.audit.flush()
-                if self.now > self.clock():
+                if evaluates and self.now > self.clock():
                     self.store.set_meta("clock", str(self.now))
         except BaseException:
             self.audit.discard()

@@ -34,6 +34,8 @@ def add(
     if new_ids or new_families:
         version += 1
         store.add_catalog(new_families, new_ids, version)
+        # Inventories kept whole may already hold what was just named.
+        store.match_observations(new_ids)
         audit.append(
             now,
             "catalog",

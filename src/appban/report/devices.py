@@ -10,7 +10,7 @@ from appban.policy.evaluator import decision_from, load_policy, matching_keys
 from appban.policy.lifecycle import find_device, get_policy
 from appban.policy.states import STATES
 from appban.report.views import rows_as_of
-from appban.store.records import DeviceRow
+from appban.store.records import DeviceRow, StateRow
 from appban.workspace import Workspace
 
 
@@ -68,7 +68,7 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
         out = outcomes.get(policy.id)
         if out is not None:
             state, detail = out.state, out.detail
-            since = old.since if old is not None and old.state == state else _changed_at(history, policy.id, state, ws.now)
+            since = _since(old, state, history, policy.id, ws.now)
         elif old is not None:
             state, detail, since = old.state, old.detail, old.since
         else:
@@ -121,6 +121,16 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
             for p, _d, old, new, at, cause in history
         ],
     }
+
+
+def _since(old: StateRow | None, state: str, history: list[Any], policy_id: str, now: int) -> int:
+    """When the state shown as of ``now`` began (as ``views.rows_as_of`` says it)."""
+    if old is not None and old.state == state:
+        return old.since
+    if old is not None and old.next_check is not None and old.next_check <= now:
+        # Time alone changed it after the last evaluation: at the stored wake-up time.
+        return old.next_check
+    return _changed_at(history, policy_id, state, now)
 
 
 def _changed_at(history: list[Any], policy_id: str, state: str, now: int) -> int:

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
-from appban.catalog import Identifier
+from appban.catalog import PLATFORMS, Identifier, kinds_for
+from appban.catalog.catalog import normalise_name
 from appban.clock import Micros
 from appban.errors import AppbanError
 from appban.store.records import (
@@ -385,6 +386,52 @@ class SQLiteStore:
             [(i.kind, i.value, i.family, i.provenance, version) for i in identifiers],
         )
         self.set_meta("catalog_version", str(version))
+
+    def match_observations(self, identifiers: list[Identifier]) -> int:
+        """Match kept observations against identifiers new to the catalog; count rows matched.
+
+        A snapshot kept whole holds apps the catalog did not know when it arrived; once
+        the catalog (or a policy) names one, those rows must match as an import now
+        would, or the snapshot would prove an absence it contradicts. A row keeps any
+        match it has, except that one watched only for a policy takes the family that
+        the same identifier now gives it.
+        """
+        matched = 0
+        for ident in identifiers:
+            unmatched = "(match_kind = '' OR (family = '' AND ? != '' AND match_kind = ?))"
+            confidence = {"cert": "certificate", "name": "name"}.get(ident.kind, "identifier")
+            head = "UPDATE observations SET family = ?, match_kind = ?, confidence = ? WHERE "
+            args: list[Any] = [ident.family, ident.kind, confidence]
+            if ident.kind == "name":
+                # Names match only apps reported without an identifier (catalog.match).
+                want = normalise_name(ident.value)
+                keys = [
+                    (device_id, key)
+                    for device_id, key, name in self.db.execute(
+                        "SELECT device_id, app_key, name FROM observations WHERE app_id IS NULL "
+                        f"AND gone_at IS NULL AND {unmatched}",
+                        (ident.family, ident.kind),
+                    )
+                    if name and normalise_name(name) == want
+                ]
+                self.db.executemany(
+                    head + "device_id = ? AND app_key = ?", [(*args, d, k) for d, k in keys]
+                )
+                matched += len(keys)
+                continue
+            if ident.kind == "cert":
+                where = "lower(signing_sha256) = ?"
+                args.append(ident.value.lower())
+            else:
+                platforms = [p for p in PLATFORMS if ident.kind in kinds_for(p)]
+                marks = ", ".join("?" * len(platforms)) or "NULL"
+                where = f"app_id = ? AND device_id IN (SELECT id FROM devices WHERE platform IN ({marks}))"
+                args += [ident.value, *platforms]
+            cur = self.db.execute(
+                head + f"{where} AND gone_at IS NULL AND {unmatched}", [*args, ident.family, ident.kind]
+            )
+            matched += max(cur.rowcount, 0)
+        return matched
 
     # -- policies --------------------------------------------------------------------
 
