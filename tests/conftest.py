@@ -1,0 +1,3 @@
+"""Shared fixtures. Command-line fixtures live in helpers_cli.py and are registered here."""
+
+from helpers_semantics import ab  # noqa: F401 - pytest fixture: an initialised appban database
