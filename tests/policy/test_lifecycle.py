@@ -438,16 +438,34 @@ def test_two_policies_decide_together(ab: Appban) -> None:
     assert ab.sql("SELECT reason FROM devices WHERE id = 1") == [("blocked:foo-ban",)]
 
 
+def _audited_changes(ab: Appban) -> list[tuple[str, str | None, str, int, str]]:
+    """(policy/device, from, to, at, cause) of every state change in the audit log, whether
+    audited one by one ("state") or in a batch per sweep ("states")."""
+    out = []
+    for action, subject, at, data in ab.sql(
+        "SELECT action, subject, at, data FROM audit_log WHERE action IN ('state', 'states') ORDER BY seq"
+    ):
+        body = json.loads(data)
+        if action == "state":
+            out.append((subject, body["from"], body["to"], at, body["cause"]))
+        else:
+            out += [(f"{subject}/{dev}", old, new, when, body["cause"]) for dev, old, new, when in body["changes"]]
+    return out
+
+
 def test_state_changes_are_in_the_audit_log(ab: Appban) -> None:
     _fleet(ab)
     ab.apply()
     ab("evaluate", now=AFTER)
-    states = [(s, json.loads(d)) for s, d in _audit(ab, "state")]
-    assert ("tiktok-mail/dev-1", {"from": "violating", "to": "blocked", "cause": "time",
-                                  "detail": "present: com.zhiliaoapp.musically"}) in states
-    at = ab.sql("SELECT at FROM audit_log WHERE action = 'state' AND data LIKE '%\"to\":\"blocked\"%'")
-    assert at == [(1594450740000000,)]
-    assert ab("audit", "verify", now=AFTER)["ok"] is True
+    ab.ingest(checkin("ann-phone", at=NEXT_DAY), now=NEXT_DAY)
+    assert [c for c in _audited_changes(ab) if c[0] == "tiktok-mail/dev-1"] == [
+        ("tiktok-mail/dev-1", None, "violating", 1594395000000000, "policy"),
+        ("tiktok-mail/dev-1", "violating", "blocked", 1594450740000000, "time"),  # at the deadline
+        ("tiktok-mail/dev-1", "blocked", "compliant", 1594544400000000, "inventory"),
+    ]
+    history = ab.sql("SELECT policy_id, device_id, old_state, new_state, at, cause FROM state_history ORDER BY id")
+    assert len(_audited_changes(ab)) == len(history)
+    assert ab("audit", "verify", now=NEXT_DAY)["ok"] is True
 
 
 def test_unchanged_checkins_before_the_policy_exist(ab: Appban) -> None:
