@@ -21,8 +21,16 @@ from appban.audit import AuditLog
 from appban.catalog import Catalog
 from appban.clock import Micros
 from appban.policy.model import Policy
-from appban.policy.states import Facts, Outcome, compute
-from appban.store.records import DeviceRow, Exemption, Observation, StateRow
+from appban.policy.states import (
+    DETAIL_CATALOG,
+    DETAIL_FULL,
+    DETAIL_MANAGED,
+    DETAIL_STALE,
+    Facts,
+    Outcome,
+    compute,
+)
+from appban.store.records import DeviceRow, Exemption, Observation, StateRow, SweepQuery
 
 _BATCH = 20_000
 
@@ -177,20 +185,27 @@ class Evaluator:
         at: Micros,
         cause: str,
         history: list[tuple[str, int, str | None, str, Micros, str]],
+        *,
+        audit_each: bool = True,
     ) -> StateRow | None:
-        """The row to write (None if nothing changed), recording a state change."""
+        """The row to write (None if nothing changed), recording a state change.
+
+        A sweep passes ``audit_each=False`` and audits its history rows in batches
+        (``_flush``): one chained entry per batch instead of one per device.
+        """
         if old is not None and old.state == out.state:
             if (old.detail, old.deny, old.next_check) == (out.detail, out.deny, out.next_check):
                 return None
             return StateRow(policy_id, device_id, out.state, old.since, out.detail, out.deny, out.next_check)
         before = old.state if old else None
         history.append((policy_id, device_id, before, out.state, at, cause))
-        self.audit.append(
-            at,
-            "state",
-            f"{policy_id}/dev-{device_id}",
-            {"from": before, "to": out.state, "cause": cause, "detail": out.detail},
-        )
+        if audit_each:
+            self.audit.append(
+                at,
+                "state",
+                f"{policy_id}/dev-{device_id}",
+                {"from": before, "to": out.state, "cause": cause, "detail": out.detail},
+            )
         return StateRow(policy_id, device_id, out.state, at, out.detail, out.deny, out.next_check)
 
     def outcomes_for(self, device: DeviceRow, now: Micros) -> dict[str, Outcome]:
@@ -245,7 +260,10 @@ class Evaluator:
         present = store.present_apps(policy.families, policy.explicit)
         attested = store.attestations(policy.id)
         required = self.required.get(policy.id, 0)
-        rows = list(store.policy_facts(policy.id, due_before=now if due else None))
+        if due:
+            rows = list(store.policy_facts(policy.id, due_before=now))
+        else:
+            rows = list(store.policy_candidates(policy.id, self._sweep_query(policy, now, required)))
         writes: list[StateRow] = []
         history: list[tuple[str, int, str | None, str, Micros, str]] = []
         deny_changed: list[int] = []
@@ -268,7 +286,7 @@ class Evaluator:
                 row = old
                 while True:
                     out = compute(policy, facts, at, required)
-                    new = self._next_row(policy.id, device_id, row, out, at, cause, history)
+                    new = self._next_row(policy.id, device_id, row, out, at, cause, history, audit_each=False)
                     row = new or row
                     if out.next_check is None or out.next_check > now or out.next_check <= at:
                         break
@@ -276,26 +294,57 @@ class Evaluator:
                 new_row = row if row is not old else None
             else:
                 out = compute(policy, facts, now, required)
-                new_row = self._next_row(policy.id, device_id, old, out, now, cause, history)
+                new_row = self._next_row(policy.id, device_id, old, out, now, cause, history, audit_each=False)
             if new_row is not None:
                 writes.append(new_row)
                 if old is None or old.state != new_row.state:
                     changes += 1
-                if old is None or old.deny != new_row.deny:
+                if (old.deny if old is not None else "") != new_row.deny:
                     deny_changed.append(device_id)
             if len(writes) >= _BATCH:
-                self._flush(writes, history)
-        self._flush(writes, history)
+                self._flush(writes, history, now)
+        self._flush(writes, history, now)
         for start in range(0, len(deny_changed), _BATCH):
             self.update_decisions(deny_changed[start : start + _BATCH], now, cause)
         return changes
 
-    def _flush(self, writes: list[StateRow], history: list[Any]) -> None:
+    def _sweep_query(self, policy: Policy, now: Micros, required: int) -> SweepQuery:
+        enforce_block = policy.mode == "enforce" and policy.on_unverified == "block"
+        before = now < policy.deadline
+        special = set(self._attested_devices(policy.id))
+        special.update(d for (pid, d) in self.by_device if pid == policy.id)
+        return SweepQuery(
+            now=now,
+            max_age=policy.max_inventory_age,
+            required=required,
+            platforms=policy.scope.platforms,
+            mail_required=policy.scope.mail_access == "required",
+            ownership=policy.scope.ownership,
+            include_groups=policy.scope.include_groups,
+            exclude_groups=policy.scope.exclude_groups,
+            families=tuple(sorted(policy.families)),
+            explicit=tuple(sorted(policy.explicit)),
+            special_devices=tuple(sorted(special)),
+            special_people=tuple(sorted(p for (pid, p) in self.by_person if pid == policy.id)),
+            unverified_wake=policy.deadline if enforce_block and before else None,
+            unverified_deny=f"unverified:{policy.id}" if enforce_block and not before else "",
+            detail_managed=DETAIL_MANAGED,
+            detail_catalog=DETAIL_CATALOG,
+            detail_stale=DETAIL_STALE,
+            detail_full=DETAIL_FULL,
+        )
+
+    def _flush(self, writes: list[StateRow], history: list[Any], now: Micros) -> None:
         if writes:
             self.store.put_states(writes)
             writes.clear()
         if history:
             self.store.add_history(history)
+            policy_id, cause = history[0][0], history[0][5]
+            self.audit.append(
+                now, "states", policy_id,
+                {"cause": cause, "changes": [[f"dev-{h[1]}", h[2], h[3], h[4]] for h in history]},
+            )
             history.clear()
         self.audit.flush()
 

@@ -15,6 +15,14 @@ from appban.policy.model import Policy
 
 STATES = ("out_of_scope", "compliant", "violating", "blocked", "unverified", "exempt")
 
+# Details of the states a device has without a banned app. A store's sweep query
+# (``SweepQuery``) uses the same strings to tell which stored rows are up to date.
+DETAIL_FULL = "full inventory shows none"
+DETAIL_NONE = "no inventory"
+DETAIL_MANAGED = "inventory shows managed apps only"
+DETAIL_CATALOG = "inventory was filtered against a catalog older than these apps' entries"
+DETAIL_STALE = "inventory older than max_inventory_age"
+
 
 @dataclass(slots=True)
 class Facts:
@@ -88,21 +96,18 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
     stale_at = f.observed_at + policy.max_inventory_age
     # Details avoid formatting times: this line runs for nearly every device in a sweep,
     # and the inventory's time is in the device's evidence.
-    return _done("compliant", "full inventory shows none", "", stale_at, upcoming)
+    return _done("compliant", DETAIL_FULL, "", stale_at, upcoming)
 
 
 def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog: int) -> str:
     if f.observed_at is None:
-        return "no inventory"
+        return DETAIL_NONE
     if f.inventory_scope != "full":
-        return "inventory shows managed apps only"
+        return DETAIL_MANAGED
     if f.catalog_version is not None and f.catalog_version < required_catalog:
-        return (
-            f"inventory was filtered against catalog v{f.catalog_version}, "
-            f"before v{required_catalog} named these apps"
-        )
+        return DETAIL_CATALOG
     if now - f.observed_at >= policy.max_inventory_age:
-        return "inventory older than max_inventory_age"
+        return DETAIL_STALE
     return ""
 
 

@@ -119,3 +119,32 @@ class GateRow:
     reason: str
     gate_seq: int
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SweepQuery:
+    """What a backend needs to find the rows a policy-wide sweep must look at.
+
+    Built by the evaluator from the policy and the same constants the state function
+    uses, so that a backend can rule out, in its own query language, every row whose
+    state cannot change.
+    """
+
+    now: Micros
+    max_age: Micros
+    required: int
+    platforms: tuple[str, ...]
+    mail_required: bool
+    ownership: str
+    include_groups: tuple[str, ...]
+    exclude_groups: tuple[str, ...]
+    families: tuple[str, ...]
+    explicit: tuple[tuple[str, str], ...]
+    special_devices: tuple[int, ...]  # exemptions and attestations: always evaluated
+    special_people: tuple[str, ...]
+    unverified_wake: Micros | None  # next_check of an unverified row
+    unverified_deny: str
+    detail_managed: str
+    detail_catalog: str
+    detail_stale: str
+    detail_full: str
