@@ -24,6 +24,7 @@ from appban.store.records import (
     Person,
     PolicyRow,
     StateRow,
+    SweepQuery,
 )
 
 
@@ -218,6 +219,10 @@ class Store(Protocol):
         (id, platform, ownership, owner, mail_access, inventory_scope, observed_at,
         catalog_version, groups, state, since, detail, deny, next_check)
         """
+        ...
+
+    def policy_candidates(self, policy_id: str, q: SweepQuery) -> Iterator[tuple[Any, ...]]:
+        """Rows as ``policy_facts`` gives them, but only those whose state could change."""
         ...
 
     def due_policies(self, now: Micros) -> list[str]:
