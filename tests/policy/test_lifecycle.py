@@ -4,7 +4,10 @@ withdraw; incremental and time-driven re-evaluation; the history of every change
 from __future__ import annotations
 
 import json
+import random
+from typing import Any
 
+import pytest
 from helpers_semantics import (
     AFTER,
     APPLIED,
@@ -18,6 +21,8 @@ from helpers_semantics import (
     Appban,
     checkin,
 )
+
+from appban.clock import format_time, parse_time
 
 FOO = {"id": "com.example.foo", "name": "Foo", "version": "3.1"}
 
@@ -474,3 +479,98 @@ def test_unchanged_checkins_before_the_policy_exist(ab: Appban) -> None:
     assert ab.sql("SELECT count(*) FROM states") == [(0,)]
     ab.apply(now=AFTER)
     assert ab.sql("SELECT state FROM states") == [("blocked",)]
+
+
+def test_dry_run_sees_an_explicit_identifier_in_kept_inventories(ab: Appban) -> None:
+    """The preview must say what applying would: the kept app is found, not proved absent."""
+    ab.ingest(checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com"),
+              keep_full=True)
+    before = ab.dump()
+    doc = ab.apply(dry_run=True, id="foo-ban", apps=["android:com.example.foo"])
+    assert ab.dump() == before
+    assert (doc["states"]["violating"], doc["states"]["compliant"]) == (1, 1)
+    assert doc["people"] == ["ann@example.com"]
+    applied = ab.apply(id="foo-ban", apps=["android:com.example.foo"])
+    assert applied["state_changes"] == 2
+    assert ab.sql("SELECT device_id, state FROM states ORDER BY device_id") == [(1, "violating"), (2, "compliant")]
+
+
+# -- stored states are the state function's answer -------------------------------------------------
+
+
+def _check_stored_states_are_exact(ab: Appban, now: str, devices: list[str]) -> None:
+    """After ``evaluate --now``, every stored state and decision is what the state function
+    says for that moment (``device show`` computes it afresh, without reading states)."""
+    active = [p["id"] for p in ab("policy", "list", now=now)["policies"] if p["status"] == "active"]
+    for ref in devices:
+        shown = ab.show(ref, now)
+        device_id = int(shown["id"][4:])
+        stored = {p: (s, d) for p, s, d in ab.sql("SELECT policy_id, state, deny FROM states WHERE device_id = ?", (device_id,))}
+        for policy in active:
+            state = shown["policies"][policy]["state"]
+            assert stored[policy][0] == state, (now, ref, policy, stored[policy], shown["policies"][policy])
+        assert ab.sql("SELECT decision, reason FROM devices WHERE id = ?", (device_id,)) == [
+            (shown["decision"], shown["reason"])
+        ], (now, ref)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_stored_states_stay_exact_through_a_random_story(ab: Appban, seed: int) -> None:
+    rng = random.Random(seed)
+    people = ["ann", "bob", "cat", "dan"]
+    ab.people([(f"{p}@example.com", p, "Unit", rng.choice(["staff", "staff;security-research", "pilot"]), "UTC")
+               for p in people])
+    devices = [f"d{i}" for i in range(6)]
+    owner = {d: rng.choice(people) for d in devices}
+    platform = {d: rng.choice(["android", "ios", "macos"]) for d in devices}
+    clock = parse_time("2020-07-10T15:00:00Z")
+
+    def at(t: int) -> str:
+        return format_time(t) or ""
+
+    def snapshot(d: str, t: int) -> dict[str, Any]:
+        apps = [*HARMLESS, TIKTOK_ANDROID] if rng.random() < 0.4 else list(HARMLESS)
+        if rng.random() < 0.3:
+            apps.append(FOO)
+        return checkin(d, at=at(t), apps=apps, platform=platform[d], owner=f"{owner[d]}@example.com",
+                       eas=[] if rng.random() < 0.15 else None,
+                       inventory_scope="managed" if rng.random() < 0.2 else "full")
+
+    ab.ingest(*(snapshot(d, clock) for d in devices), now=at(clock))
+    policies: dict[str, dict[str, Any]] = {}
+    for _step in range(14):
+        clock += rng.choice([1, 3, 7, 20]) * 3_600_000_000
+        now = at(clock)
+        action = rng.choice(["ingest", "ingest", "apply", "apply", "exempt", "attest", "withdraw", "none"])
+        if action == "ingest":
+            ab.ingest(*(snapshot(d, clock) for d in rng.sample(devices, 3)), now=now)
+        elif action == "apply" or not policies:
+            pid = rng.choice(["tiktok-mail", "foo-ban"])
+            fields = {
+                "id": pid,
+                "apps": ["tiktok"] if pid == "tiktok-mail" else ["android:com.example.foo", "tiktok"],
+                "deadline": at(clock + rng.choice([-5, 2, 10, 30]) * 3_600_000_000),
+                "effective": at(clock - 100 * 3_600_000_000),
+                "mode": rng.choice(["enforce", "enforce", "monitor"]),
+                "on_unverified": rng.choice(["allow", "block"]),
+                "max_inventory_age": rng.choice(["12h", "2d", "7d"]),
+                "scope": {"mail_access": rng.choice(["required", "any"]),
+                          "include_groups": rng.choice([[], ["pilot", "staff"]])},
+            }
+            policies[pid] = fields
+            ab.apply(now=now, **fields)
+        elif action == "exempt":
+            pid = rng.choice(sorted(policies))
+            until = at(clock + rng.choice([2, 9, 40]) * 3_600_000_000)
+            who = ["--device", rng.choice(devices)] if rng.random() < 0.5 else ["--person", f"{rng.choice(people)}@example.com"]
+            ab("exempt", "add", "--policy", pid, *who, "--until", until, "--reason", "story", now=now)
+        elif action == "attest":
+            d = rng.choice(devices)
+            ab("attest", "--policy", rng.choice(sorted(policies)), "--device", d,
+               "--person", f"{owner[d]}@example.com", now=now)
+        elif action == "withdraw":
+            ab("policy", "withdraw", rng.choice(sorted(policies)), "--reason", "story", now=now)
+        ab("evaluate", now=now)
+        _check_stored_states_are_exact(ab, now, devices)
+    # And a full re-evaluation finds nothing to change.
+    assert ab("evaluate", "--full", now=at(clock))["state_changes"] == 0

@@ -38,7 +38,7 @@ def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> di
     policy, text = read_policy_file(ws, path)
     existing = ws.store.get_policy(policy.id)
     if dry_run:
-        return {"dry_run": True, "action": _action(existing), **preview(ws, policy)}
+        return {"dry_run": True, "action": _action(existing), **_preview_as_applied(ws, policy)}
     status = "draft" if draft else "active"
     now = ws.now
     with ws.writing():
@@ -93,6 +93,33 @@ def _watch_explicit(ws: Workspace, policy: Policy) -> None:
     if new:
         catalog_sync.add(ws.store, ws.audit, ws.now, {}, new, f"policy {policy.id}")
         ws.refresh_catalog()
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _preview_as_applied(ws: Workspace, policy: Policy) -> dict[str, Any]:
+    """The preview of ``policy`` after what applying it would do to the catalog.
+
+    Identifiers a policy names join the catalog, and inventories kept whole are matched
+    against them; the preview must see that too, so it runs in a transaction that is
+    rolled back: nothing is written.
+    """
+    if all(ws.catalog.knows(*e) for e in policy.explicit):
+        return preview(ws, policy)
+    result: dict[str, Any] = {}
+    try:
+        with ws.store.transaction():
+            _watch_explicit(ws, policy)
+            result = preview(ws, policy)
+            raise _Rollback
+    except _Rollback:
+        pass
+    finally:
+        ws.audit.discard()
+        ws.refresh_catalog()
+    return result
 
 
 def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
