@@ -12,7 +12,7 @@ import click
 
 from appban import __version__, output, settings
 from appban.clock import format_time, now_micros, parse_time
-from appban.errors import AppbanError, one_line
+from appban.errors import AppbanError, BadInput, one_line
 from appban.policy.states import STATES
 
 
@@ -23,7 +23,8 @@ class Env:
         self.as_json = as_json
 
     def now(self) -> int:
-        return parse_time(self.now_text, field="--now") if self.now_text else now_micros()
+        # An empty --now is a mistake (an unset variable), not a request for the wall clock.
+        return parse_time(self.now_text, field="--now") if self.now_text is not None else now_micros()
 
     def workspace(self, *, create: bool) -> Any:
         from appban.workspace import Workspace
@@ -249,8 +250,13 @@ def policy_show(env: Env, policy_id: str) -> None:
 @common
 def policy_withdraw(env: Env, policy_id: str, reason: str) -> None:
     """Withdraw a policy: every block it caused is lifted at once."""
+    from appban.inventory.checkin import check_text
     from appban.policy.lifecycle import withdraw
 
+    # The reason goes into the correction sent to every notified person: plain text only.
+    if len(reason) > 500:
+        raise BadInput("reason longer than 500 characters", field="--reason")
+    check_text(reason, "--reason")
     ws = env.workspace(create=False)
     doc = withdraw(ws, policy_id, reason)
     emit(env, doc, lambda d: output.line(f"policy {d['policy']}: {d['action']}" + (f"; {d['decisions_changed']} devices allowed again" if "decisions_changed" in d else "")))
@@ -329,6 +335,35 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
             output.line(f"... {d['count'] - len(d['devices'])} more (--limit, --json)")
 
     emit(env, doc, render)
+
+
+@device.group("credential")
+def device_credential() -> None:
+    """Per-device mail passwords for IMAP, POP3 and SMTP."""
+
+
+@device_credential.command("issue")
+@click.argument("device_id", metavar="ID")
+@common
+def credential_issue(env: Env, device_id: str) -> None:
+    """Issue a mail password for a device (printed once; any earlier one is revoked)."""
+    from appban.gate.credentials import issue
+
+    ws = env.workspace(create=False)
+    doc = issue(ws, device_id)
+    emit(env, doc, lambda d: output.line(f"{d['device']} ({d['user']}): mail password {d['password']}  (shown once)"))
+
+
+@device_credential.command("revoke")
+@click.argument("device_id", metavar="ID")
+@common
+def credential_revoke(env: Env, device_id: str) -> None:
+    """Revoke a device's mail password; the gate refuses it within a second."""
+    from appban.gate.credentials import revoke
+
+    ws = env.workspace(create=False)
+    doc = revoke(ws, device_id)
+    emit(env, doc, lambda d: output.line(f"{d['device']}: {d['revoked']} mail password revoked"))
 
 
 @device.command("show")
@@ -412,6 +447,49 @@ def gate_decide(env: Env, eas_device_id: str, user: str, unknown_device: str) ->
     emit(env, doc, lambda d: output.line(f"{d['decision']} {d['reason']}"))
 
 
+@gate.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8089, show_default=True)
+@click.option("--mail-upstream", "mail_upstream", multiple=True, metavar="[PROTO=]HOST:PORT", help=settings.SETTINGS["mail_upstream"].help)
+@click.option("--unknown-device", type=click.Choice(["deny", "allow"]), default=None, help=settings.SETTINGS["unknown_device"].help)
+@click.option("--user-header", default=None, metavar="NAME", help=settings.SETTINGS["gate_user_header"].help)
+@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=None, help=settings.SETTINGS["gate_poll_interval"].help)
+@click.option("--no-evaluate", is_flag=True, help="Do not apply time-driven changes (another process does).")
+@common
+def gate_serve(env: Env, host: str, port: int, mail_upstream: tuple[str, ...], unknown_device: str | None, user_header: str | None, poll_interval: float | None, no_evaluate: bool) -> None:
+    """The decision service for mail proxies (nginx, Envoy, Traefik, nginx mail)."""
+    import logging
+
+    from appban.gate.credentials import CredentialCache
+    from appban.gate.follower import Follower
+    from appban.gate.server import Gate, Upstreams, serve
+    from appban.gate.table import DecisionTable
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    specs = list(mail_upstream) or [x.strip() for x in settings.get("mail_upstream").split(",") if x.strip()]
+    try:
+        upstreams = Upstreams.parse(specs)
+    except ValueError as exc:
+        raise BadInput(str(exc), field="--mail-upstream") from None
+    db = settings.get("db", env.db_flag)
+    table = DecisionTable(unknown_device=settings.get("unknown_device", unknown_device), mail_domain=settings.get("mail_domain"))
+    creds = CredentialCache()
+    follower = Follower(db, table, creds, interval=settings.get("gate_poll_interval", poll_interval), evaluate_every=float("inf") if no_evaluate else 1.0)
+    follower.load()
+    follower.start()
+    gate_app = Gate(table, creds, follower, upstreams=upstreams, user_header=settings.get("gate_user_header", user_header))
+
+    def ready(h: str, p: int) -> None:
+        logging.getLogger("appban.gate").info("listening on %s:%d with %d DeviceIds (seq %d)", h, p, len(table), table.seq)
+
+    try:
+        serve(gate_app, host, port, ready)
+    except OSError as exc:
+        raise AppbanError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    finally:
+        follower.stop()
+
+
 @cli.group()
 def audit() -> None:
     """The tamper-evident audit log."""
@@ -434,10 +512,15 @@ def audit_verify(env: Env) -> None:
 # -- entry point ---------------------------------------------------------------------------
 
 
+# click >= 8.2 raises NoArgsIsHelpError for a bare group (older versions print help
+# themselves); naming a class click does not have would crash every error path.
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="appban", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelp as exc:  # pragma: no cover - click version dependent
+    except _NO_ARGS_IS_HELP as exc:  # pragma: no cover - click version dependent
         click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
         sys.exit(2)
     except click.UsageError as exc:

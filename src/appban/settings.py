@@ -70,6 +70,29 @@ SETTINGS: dict[str, Setting] = {
             "Domain appended to bare user names (``jdoe`` -> ``jdoe@DOMAIN``) when matching "
             "a mail user to a device owner; empty matches the owner's local part.",
         ),
+        Setting(
+            "gate_user_header",
+            "",
+            "Request header a proxy sets to the authenticated user (e.g. X-Remote-User); "
+            "when empty the gate reads Authorization: Basic, then the ActiveSync User.",
+        ),
+        Setting(
+            "unknown_device",
+            "deny",
+            "What the gate answers for a DeviceId no device has: deny or allow.",
+        ),
+        Setting(
+            "mail_upstream",
+            "",
+            "Where the gate sends allowed IMAP/POP3/SMTP logins: [imap|pop3|smtp=]HOST:PORT, "
+            "comma-separated.",
+        ),
+        Setting(
+            "gate_poll_interval",
+            0.1,
+            "Seconds between the gate's polls of the store for changed decisions.",
+            float,
+        ),
     )
 }
 

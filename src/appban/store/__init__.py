@@ -6,7 +6,7 @@ import os
 
 from appban.errors import AppbanError, BadInput
 from appban.store.base import Store
-from appban.store.sqlite import SQLiteStore
+from appban.store.sqlite import SQLiteStore, migrations
 
 
 def open_store(url: str, *, create: bool) -> Store:
@@ -23,9 +23,14 @@ def open_store(url: str, *, create: bool) -> Store:
     store = SQLiteStore(path)
     if create:
         store.migrate()
-    elif store.schema_version() == 0:
-        store.close()
-        raise AppbanError(f"{path} is not an appban database: run `appban init`")
+    else:
+        have, want = store.schema_version(), migrations()[-1][0]
+        if have == 0:
+            store.close()
+            raise AppbanError(f"{path} is not an appban database: run `appban init`")
+        if have < want:
+            store.close()
+            raise AppbanError(f"{path} has schema v{have}, this appban needs v{want}: run `appban init`")
     return store
 
 

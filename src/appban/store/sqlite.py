@@ -243,6 +243,12 @@ class SQLiteStore:
             ),
         )
         if old_eas != d.eas_ids:
+            dropped = set(old_eas) - set(d.eas_ids)
+            if dropped:
+                self.db.executemany(
+                    "INSERT INTO gate_tombstones (seq, eas_id, device_id) VALUES (?, ?, ?)",
+                    [(d.gate_seq, e, d.id) for e in sorted(dropped)],
+                )
             self.db.execute("DELETE FROM device_eas WHERE device_id = ?", (d.id,))
             self.db.executemany(
                 "INSERT INTO device_eas (eas_id, device_id) VALUES (?, ?)",
@@ -274,6 +280,41 @@ class SQLiteStore:
             (after_seq,),
         ).fetchall()
         return [GateRow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5]) for r in rows]
+
+    def tombstones(self, after_seq: int) -> list[tuple[int, str, int]]:
+        """(seq, eas_id, device_id) of DeviceIds devices stopped using after ``after_seq``."""
+        return self.db.execute(
+            "SELECT seq, eas_id, device_id FROM gate_tombstones WHERE seq > ? ORDER BY seq",
+            (after_seq,),
+        ).fetchall()
+
+    # -- mail credentials --------------------------------------------------------------
+
+    def add_credential(self, device_id: int, username: str, digest: str, at: Micros, seq: int) -> int:
+        cur = self.db.execute(
+            "INSERT INTO credentials (device_id, username, hash, created_at, seq) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (device_id, username, digest, at, seq),
+        )
+        self.db.execute("UPDATE devices SET credential = 1 WHERE id = ?", (device_id,))
+        return int(cur.lastrowid or 0)
+
+    def revoke_credentials(self, device_id: int, at: Micros, seq: int) -> int:
+        cur = self.db.execute(
+            "UPDATE credentials SET revoked_at = ?, seq = ? WHERE device_id = ? "
+            "AND revoked_at IS NULL",
+            (at, seq, device_id),
+        )
+        self.db.execute("UPDATE devices SET credential = 0 WHERE id = ?", (device_id,))
+        return cur.rowcount
+
+    def credentials(self, after_seq: int = 0) -> list[tuple[int, int, str, str, int | None, int]]:
+        """(id, device_id, username, hash, revoked_at, seq) changed after ``after_seq``."""
+        return self.db.execute(
+            "SELECT id, device_id, username, hash, revoked_at, seq FROM credentials "
+            "WHERE seq > ? ORDER BY seq",
+            (after_seq,),
+        ).fetchall()
 
     # -- observations ----------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""The gate's decision table: every ActiveSync DeviceId's owner and decision, in memory.
+
+One dict lookup per request. An entry is ``(device_id, owner, reason)`` where reason
+``ok`` allows; a DeviceId reported by several sources maps to a tuple of entries.
+Kept compact (shared owner and reason strings) so a million devices fit in a few
+hundred MB.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import Union
+
+from appban.store.records import GateRow
+
+Entry = tuple[int, str, str]
+Slot = Union[Entry, tuple[Entry, ...]]
+
+
+def normalise_user(user: str, mail_domain: str) -> tuple[str, bool]:
+    """(name, is_email): ``DOMAIN\\user`` -> ``user``; ``user`` -> ``user@domain`` if set."""
+    name = user.strip().lower()
+    if "\\" in name:
+        name = name.rsplit("\\", 1)[1]
+    if "@" in name:
+        return name, True
+    if mail_domain:
+        return f"{name}@{mail_domain}", True
+    return name, False
+
+
+class DecisionTable:
+    def __init__(self, *, unknown_device: str = "deny", mail_domain: str = "") -> None:
+        self.by_eas: dict[str, Slot] = {}
+        self.seq = 0
+        self.unknown_allows = unknown_device == "allow"
+        self.mail_domain = mail_domain.lower()
+        self.updated = time.monotonic()
+        self._strings: dict[str, str] = {}
+        self.by_device: dict[int, tuple[str, str]] = {}  # mail-password devices: (owner, reason)
+
+    def __len__(self) -> int:
+        return len(self.by_eas)
+
+    def _shared(self, text: str) -> str:
+        found = self._strings.get(text)
+        if found is None:
+            found = self._strings[text] = sys.intern(text)
+        return found
+
+    def apply(self, rows: Iterable[GateRow], tombstones: Iterable[tuple[int, str, int]] = ()) -> int:
+        """Fold changed devices (and dropped DeviceIds) into the table; returns rows applied."""
+        count = 0
+        by_eas = self.by_eas
+        for _seq, eas, device_id in tombstones:
+            self._remove(eas, device_id)
+        for row in rows:
+            reason = "ok" if row.decision == "allow" else row.reason
+            entry: Entry = (row.device_id, self._shared(row.owner), self._shared(reason))
+            for eas in row.eas_ids:
+                slot = by_eas.get(eas)
+                if slot is None or (not isinstance(slot[0], tuple) and slot[0] == row.device_id):
+                    by_eas[eas] = entry
+                else:
+                    others = tuple(e for e in _entries(slot) if e[0] != row.device_id)
+                    by_eas[eas] = others + (entry,) if others else entry
+            if row.gate_seq > self.seq:
+                self.seq = row.gate_seq
+            count += 1
+        self.updated = time.monotonic()
+        return count
+
+    def _remove(self, eas: str, device_id: int) -> None:
+        slot = self.by_eas.get(eas)
+        if slot is None:
+            return
+        rest = tuple(e for e in _entries(slot) if e[0] != device_id)
+        if not rest:
+            del self.by_eas[eas]
+        else:
+            self.by_eas[eas] = rest[0] if len(rest) == 1 else rest
+
+    def decide(self, device_id: str, user: str) -> str:
+        """SPEC's reason code for this DeviceId and user; ``ok`` allows."""
+        if not device_id:
+            return "no_device_id"
+        slot = self.by_eas.get(device_id)
+        if slot is None:
+            return "unknown_device"
+        name, is_email = normalise_user(user, self.mail_domain)
+        for _id, owner, reason in _entries(slot):
+            if (owner == name) if is_email else (owner.partition("@")[0] == name):
+                if reason != "ok":
+                    return reason
+                found = True
+                break
+        else:
+            return "user_mismatch"
+        # The owner may have more devices behind the same DeviceId: any deny wins.
+        if found and isinstance(slot[0], tuple):
+            for _id, owner, reason in slot:  # type: ignore[misc]
+                if reason != "ok" and ((owner == name) if is_email else (owner.partition("@")[0] == name)):
+                    return reason
+        return "ok"
+
+    def mail_reasons(self, rows: Iterable[GateRow], devices: set[int]) -> None:
+        """Keep (owner, reason) of devices that log in with a mail password, by device id."""
+        for row in rows:
+            if row.device_id in devices:
+                reason = "ok" if row.decision == "allow" else row.reason
+                self.by_device[row.device_id] = (self._shared(row.owner), self._shared(reason))
+        for device_id in [d for d in self.by_device if d not in devices]:
+            del self.by_device[device_id]
+
+    def allows(self, reason: str) -> bool:
+        return reason == "ok" or (reason == "unknown_device" and self.unknown_allows)
+
+
+def _entries(slot: Slot) -> tuple[Entry, ...]:
+    return slot if isinstance(slot[0], tuple) else (slot,)  # type: ignore[return-value]
