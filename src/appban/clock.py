@@ -16,6 +16,9 @@ Micros = int
 _SECOND = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+# Times a datetime can show again (format_time): years 1 to 9999, in UTC.
+_FIRST = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICRO
+_LAST = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICRO
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+)([wdhms])")
 
@@ -37,7 +40,10 @@ def parse_time(text: object, *, field: str = "time") -> Micros:
         raise BadInput(f"expected an ISO-8601 time, got {_kind(text)}", field=field)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _MICRO
+    micros = (value - _EPOCH) // _MICRO
+    if not _FIRST <= micros <= _LAST:
+        raise BadInput(f"time outside the years 1-9999 in UTC: {value.isoformat()!r}", field=field)
+    return micros
 
 
 def format_time(value: Micros | None) -> str | None:

@@ -56,8 +56,8 @@ def _is_whole_json(line: bytes) -> bool:
 
     try:
         msgspec.json.decode(line)
-    except msgspec.DecodeError:
-        return False
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False  # the whole-document decode names the problem
     return True
 
 
@@ -83,6 +83,8 @@ def _single(path: str, data: bytes) -> tuple[int, Checkin]:
 
 def _line_of(data: bytes, exc: BadInput) -> int:
     """Where in a multi-line document the error is: the byte offset, or the field's key."""
+    if exc.detail.endswith("truncated"):
+        return data.rstrip().count(b"\n") + 1
     found = _BYTE.search(exc.detail)
     if found:
         offset = int(found.group(1) or found.group(2))

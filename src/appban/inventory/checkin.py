@@ -26,13 +26,14 @@ Text = Annotated[str, msgspec.Meta(max_length=1024)]
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{64}$")]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 
-EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+# No control, bidi or invisible characters: two addresses that look alike must be equal.
+EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 # Markup opens with "<" and a letter, "/", "!" or "?": "<3" is fine, "<script>" is not.
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-class App(msgspec.Struct, forbid_unknown_fields=True):
+class App(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     id: Ident | None = None
     name: Text | None = None
     version: Text | None = None
@@ -65,6 +66,7 @@ class Checkin(msgspec.Struct):
     device: Device
     observed_at: Micros
     apps: list[App]
+    app_ids: list[str | None] = []  # the apps' ids, in order: the importer's fast path
 
 
 _decoder = msgspec.json.Decoder(CheckinBody)
@@ -80,6 +82,10 @@ def decode_json(raw: bytes | str) -> Checkin:
         raise _validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise BadInput(f"malformed JSON: {_decode_reason(exc)}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"not UTF-8 (byte {_bad_utf8_at(raw)})") from None
+    except RecursionError:
+        raise BadInput("malformed JSON: nested too deeply") from None
     data = raw.encode() if isinstance(raw, str) else raw
     return finish(body, suspect=_suspect(data))
 
@@ -110,18 +116,24 @@ def finish(body: CheckinBody, *, suspect: bool) -> Checkin:
     device.owner = owner
     if suspect:
         _check_all_text(body)
+    app_ids = [a.id for a in body.apps]
+    if None in app_ids or len(set(app_ids)) != len(app_ids):
+        _locate_app_problem(body.apps)
+    if len(set(device.eas_device_ids)) != len(device.eas_device_ids):
+        raise BadInput("duplicate ActiveSync device id", field="device.eas_device_ids")
+    observed = parse_time(body.observed_at, field="observed_at")
+    return Checkin(body.source, device, observed, body.apps, app_ids)
+
+
+def _locate_app_problem(apps: list[App]) -> None:
     seen: dict[str, int] = {}
-    for i, app in enumerate(body.apps):
+    for i, app in enumerate(apps):
         if app.id is None and not app.name:
             raise BadInput("an app needs an id or a name", field=f"apps[{i}]")
         key = app.id if app.id is not None else "name:" + (app.name or "")
         first = seen.setdefault(key, i)
         if first != i:
-            raise BadInput(f"duplicate app (also apps[{first}])", field=f"apps[{i}].id")
-    if len(set(device.eas_device_ids)) != len(device.eas_device_ids):
-        raise BadInput("duplicate ActiveSync device id", field="device.eas_device_ids")
-    observed = parse_time(body.observed_at, field="observed_at")
-    return Checkin(body.source, device, observed, body.apps)
+            raise BadInput(f"duplicate app (also apps[{first}])", field=f"apps[{i}].{'id' if app.id is not None else 'name'}")
 
 
 def _check_all_text(body: CheckinBody) -> None:
@@ -168,3 +180,12 @@ def _validation_error(exc: msgspec.ValidationError) -> BadInput:
 
 def _decode_reason(exc: msgspec.DecodeError) -> str:
     return str(exc).replace("JSON is malformed: ", "")
+
+
+def _bad_utf8_at(raw: bytes | str) -> int:
+    """The offset of the first byte that is not UTF-8 (msgspec's offset is within a string)."""
+    try:
+        (raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return 0

@@ -14,11 +14,11 @@ app_name empty. ``eas_device_ids`` are separated by ``;``; ``mail_access`` is
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from appban.errors import BadInput
+from appban.inventory._lines import lines, open_text
 from appban.inventory.checkin import Checkin, from_object
 
 REQUIRED = ("device_id", "platform", "owner", "observed_at")
@@ -39,23 +39,23 @@ class CsvFormat:
     name = "csv"
 
     def read(self, path: str, *, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
-        try:
-            f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
-        except OSError as exc:
-            raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
+        f = open_text(path)
         try:
             yield from _read(path, f, max_bytes)
-        except UnicodeDecodeError as exc:
-            raise BadInput(f"not UTF-8 (byte {exc.start} of a block)", file=path) from None
-        except csv.Error as exc:
-            raise BadInput(f"malformed CSV: {exc}", file=path) from None
         finally:
             f.close()
 
 
-def _read(path: str, f: io.TextIOBase, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+def _read(path: str, f: TextIO, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
     csv.field_size_limit(max_bytes)
-    reader = csv.reader(f)
+    reader = csv.reader(lines(path, f, max_bytes))
+    try:
+        yield from _rows(path, reader)
+    except csv.Error as exc:
+        raise BadInput(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
+
+
+def _rows(path: str, reader: Any) -> Iterator[tuple[int, Checkin]]:
     header = next(reader, None)
     if header is None:
         return

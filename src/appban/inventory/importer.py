@@ -29,13 +29,16 @@ def import_inventory(
         raise BadInput(f"unknown format {fmt!r} (have: {', '.join(known)}){soon}", field="FORMAT")
     reader = known[fmt]
     max_bytes = settings.get("max_checkin_bytes")
+    max_apps = settings.get("max_apps")
     keep = settings.get("keep_full_inventory", keep_full)
     ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=keep)
     files = []
     with ws.writing():
         for path in paths:
             before = ingestor.counts.total
-            for _line, checkin in reader.read(path, max_bytes=max_bytes):
+            for line, checkin in reader.read(path, max_bytes=max_bytes):
+                if len(checkin.apps) > max_apps:
+                    raise BadInput(f"{len(checkin.apps)} apps, more than {max_apps} ({settings.SETTINGS['max_apps'].env})", file=path, line=line, field="apps")
                 ingestor.ingest(checkin, ws.now)
                 if progress is not None:
                     progress(1)

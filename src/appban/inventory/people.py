@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appban.errors import BadInput
+from appban.inventory._lines import lines, open_text
 from appban.inventory.checkin import EMAIL, check_text
 from appban.store.records import Person
 
@@ -17,13 +18,10 @@ _LIMIT = 200
 
 
 def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
-    try:
-        f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
+    f = open_text(path)
+    reader = csv.reader(lines(path, f, max_bytes))
     try:
         csv.field_size_limit(max_bytes)
-        reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
             return
@@ -44,10 +42,8 @@ def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
                 raise BadInput(f"duplicate person (also line {seen[person.email]})", file=path, line=line, field="email")
             seen[person.email] = line
             yield line, person
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"not UTF-8 (byte {exc.start} of a block)", file=path) from None
     except csv.Error as exc:
-        raise BadInput(f"malformed CSV: {exc}", file=path) from None
+        raise BadInput(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
     finally:
         f.close()
 

@@ -108,17 +108,33 @@ class Policy:
         return a == b
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose bad scalars (a 30 February, a 10,000-digit number) say their line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(None, None, one_line(str(exc), 80), node.start_mark) from None
+
+
 class _Lines:
     """Line numbers of the fields of a composed YAML document."""
 
     def __init__(self, node: yaml.Node | None) -> None:
         self.lines: dict[str, int] = {}
         self.first = 1
+        # Aliases share nodes: walk each once, or a few hundred bytes of nested
+        # aliases ("billion laughs") take hours.
+        self._walked: set[int] = set()
         if node is not None:
             self.first = node.start_mark.line + 1
             self._walk(node, "")
 
     def _walk(self, node: yaml.Node, path: str) -> None:
+        if id(node) in self._walked:
+            return
+        self._walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in node.value:
@@ -134,6 +150,10 @@ class _Lines:
                 full = f"{path}[{i}]"
                 self.lines[full] = item.start_mark.line + 1
                 self._walk(item, full)
+
+    def field_at(self, line: int) -> str | None:
+        """The outermost field on a line, if any: never a wrong item of a flow list."""
+        return min((p for p, n in self.lines.items() if n == line), key=len, default=None)
 
     def of(self, path: str) -> int:
         while path:
@@ -151,19 +171,24 @@ def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>")
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadInput(f"not UTF-8 (byte {exc.start})", file=file) from None
+            raw = exc.object
+            raise BadInput(f"not UTF-8 (byte {exc.start})", file=file, line=raw.count(b"\n", 0, exc.start) + 1) from None
+    lines: _Lines | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
         lines = _Lines(node)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except BadInput as exc:
         raise exc.at(file=file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise BadInput(f"malformed YAML: {exc.problem or exc.context}", file=file, line=line) from None
+        field = lines.field_at(line) if lines and line else None
+        raise BadInput(f"malformed YAML: {exc.problem or exc.context}", file=file, line=line, field=field) from None
     except yaml.YAMLError as exc:
         raise BadInput(f"malformed YAML: {one_line(str(exc))}", file=file) from None
+    except RecursionError:
+        raise BadInput("malformed YAML: nested too deeply", file=file) from None
     try:
         return _build(data, catalog)
     except BadInput as exc:

@@ -1,0 +1,475 @@
+"""Bad check-ins (SPEC: Check-in format) through ``appban import appban FILE``.
+
+Every answer: exit 2, one printable line on stderr naming the file, the line and
+the field, no traceback, and nothing written (the whole import is one transaction).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers_cli import NOW, Fleet, assert_bad_input, count, run_process, where
+
+GOOD: dict[str, Any] = {
+    "source": "agent",
+    "device": {
+        "id": "NEW-PHONE-1",
+        "platform": "android",
+        "ownership": "personal",
+        "owner": "jane.doe@example.com",
+        "model": "Pixel 3",
+        "os_version": "10",
+        "eas_device_ids": ["EASNEW1"],
+        "inventory_scope": "full",
+    },
+    "observed_at": "2020-07-11T15:00:00Z",
+    "apps": [
+        {"id": "com.zhiliaoapp.musically", "name": "TikTok", "version": "16.5.0"},
+        {"id": "com.example.notes", "name": "Notes"},
+    ],
+}
+
+
+def checkin(device_id: str = "NEW-PHONE-1", **changes: Any) -> dict[str, Any]:
+    """A valid check-in, with ``changes`` given as dotted paths: ``{"device.platform": 5}``.
+    A value of ``...`` removes the field."""
+    doc = copy.deepcopy(GOOD)
+    doc["device"]["id"] = device_id
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        key: Any = int(last) if last.isdigit() else last
+        if value is ...:
+            del node[key]
+        else:
+            node[key] = value
+    return doc
+
+
+def jsonl(*docs: dict[str, Any]) -> str:
+    return "".join(json.dumps(d) + "\n" for d in docs)
+
+
+def import_file(fleet: Fleet, path: Path, *more: str, env: dict[str, str] | None = None):  # noqa: ANN201
+    return fleet.run("import", "appban", str(path), *more, env=env)
+
+
+def test_the_good_check_in_is_accepted(fleet: Fleet) -> None:
+    """The baseline of every test below: without the defect, the file imports."""
+    path = fleet.write("good.jsonl", jsonl(checkin(), checkin("NEW-PHONE-2")))
+    result = import_file(fleet, path)
+    assert result.code == 0, result.err
+    assert fleet.devices() == 4
+
+
+# -- files and syntax ------------------------------------------------------------------------
+
+
+def test_missing_file(fleet: Fleet) -> None:
+    path = fleet.tmp / "absent.jsonl"
+    assert_bad_input(import_file(fleet, path), where(path), "cannot read")
+    fleet.assert_unchanged()
+
+
+def test_a_directory_is_not_a_file(fleet: Fleet) -> None:
+    assert_bad_input(import_file(fleet, fleet.tmp), where(fleet.tmp), "cannot read")
+    fleet.assert_unchanged()
+
+
+def test_truncated_single_document_names_its_last_line(fleet: Fleet) -> None:
+    text = json.dumps(checkin(), indent=2)
+    cut = text[: text.index('"apps"')]  # ends inside the object, on the line before "apps"
+    path = fleet.write("truncated.json", cut)
+    line = assert_bad_input(import_file(fleet, path), "malformed JSON")
+    assert where(path, cut.count("\n") + 1) in line or where(path, cut.count("\n")) in line, line
+    fleet.assert_unchanged()
+
+
+def test_truncated_line_in_json_lines(fleet: Fleet) -> None:
+    good = jsonl(checkin("NEW-1"), checkin("NEW-2"))
+    bad = json.dumps(checkin("NEW-3"))[:-20] + "\n"
+    path = fleet.write("truncated.jsonl", good + bad + jsonl(checkin("NEW-4")))
+    assert_bad_input(import_file(fleet, path), where(path, 3), "malformed JSON")
+    fleet.assert_unchanged()
+
+
+def test_line_numbers_count_blank_lines(fleet: Fleet) -> None:
+    text = "\n" + jsonl(checkin("NEW-1")) + "\n\n" + jsonl(checkin("NEW-2", **{"device.platform": "palmos"}))
+    path = fleet.write("blank-lines.jsonl", text)
+    assert_bad_input(import_file(fleet, path), where(path, 5), "device.platform")
+    fleet.assert_unchanged()
+
+
+def test_error_in_a_pretty_printed_document_names_the_line_of_the_field(fleet: Fleet) -> None:
+    text = json.dumps(checkin(**{"device.inventory_scope": "partial"}), indent=2)
+    path = fleet.write("pretty.json", text)
+    expected = next(i for i, ln in enumerate(text.splitlines(), 1) if '"inventory_scope"' in ln)
+    assert_bad_input(import_file(fleet, path), where(path, expected), "device.inventory_scope")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize("text", ["[1, 2, 3]\n", '"a check-in"\n', "42\n", "null\n"])
+def test_not_an_object(fleet: Fleet, text: str) -> None:
+    path = fleet.write("not-object.jsonl", jsonl(checkin("NEW-1")) + text)
+    assert_bad_input(import_file(fleet, path), where(path, 2), "object")
+    fleet.assert_unchanged()
+
+
+def test_not_json_at_all(fleet: Fleet) -> None:
+    path = fleet.write("inventory.xml", "<inventory>\n  <device id='x'/>\n</inventory>\n")
+    assert_bad_input(import_file(fleet, path), where(path), "malformed JSON")
+    fleet.assert_unchanged()
+
+
+def test_non_utf8_bytes_in_json_lines(fleet: Fleet) -> None:
+    raw = json.dumps(checkin("NEW-2", **{"apps.0.name": "TikTok\u00e9"}), ensure_ascii=False).encode("utf-8")
+    assert "\u00e9".encode() in raw
+    raw = raw.replace("\u00e9".encode(), b"\xff\xfe")
+    path = fleet.write("latin.jsonl", jsonl(checkin("NEW-1")).encode() + raw + b"\n")
+    assert_bad_input(import_file(fleet, path), where(path, 2), "UTF-8")
+    fleet.assert_unchanged()
+
+
+def test_non_utf8_bytes_in_a_single_document(fleet: Fleet) -> None:
+    text = json.dumps(checkin(**{"device.model": "Pixel\u00e9"}), indent=2, ensure_ascii=False)
+    assert "\u00e9".encode() in text.encode("utf-8")
+    raw = text.encode("utf-8").replace("\u00e9".encode(), b"\xe9")  # Latin-1, not UTF-8
+    path = fleet.write("latin.json", raw)
+    expected = next(i for i, ln in enumerate(text.splitlines(), 1) if '"model"' in ln)
+    assert_bad_input(import_file(fleet, path), where(path, expected), "UTF-8")
+    fleet.assert_unchanged()
+
+
+def test_deeply_nested_json(fleet: Fleet) -> None:
+    doc = json.dumps(checkin())
+    nested = doc.replace('"model": "Pixel 3"', '"model": ' + "[" * 50_000 + "]" * 50_000)
+    path = fleet.write("nested.jsonl", nested + "\n")
+    assert_bad_input(import_file(fleet, path), where(path, 1))
+    fleet.assert_unchanged()
+
+
+# -- types, values, required fields ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"device.platform": 5}, "device.platform"),
+        ({"device.id": None}, "device.id"),
+        ({"device.id": 12345}, "device.id"),
+        ({"device.owner": ["jane.doe@example.com"]}, "device.owner"),
+        ({"device.eas_device_ids": "EASNEW1"}, "device.eas_device_ids"),
+        ({"device.eas_device_ids": [1, 2]}, "device.eas_device_ids[0]"),
+        ({"device.mail_access": "yes"}, "device.mail_access"),
+        ({"device.mail_access": 1}, "device.mail_access"),
+        ({"device": ["NEW-PHONE-1"]}, "device"),
+        ({"observed_at": 1594479600}, "observed_at"),
+        ({"apps": "TikTok"}, "apps"),
+        ({"apps": [["com.zhiliaoapp.musically"]]}, "apps[0]"),
+        ({"apps.1.version": 16.5}, "apps[1].version"),
+        ({"apps.0.id": True}, "apps[0].id"),
+        ({"source": 7}, "source"),
+    ],
+    ids=lambda v: "-".join(f"{k}={v!r}" for k, v in v.items()) if isinstance(v, dict) else v,
+)
+def test_wrong_type(fleet: Fleet, change: dict[str, Any], field: str) -> None:
+    path = fleet.write("types.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", **change)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"device.platform": "symbian"}, "device.platform"),
+        ({"device.platform": "iOS"}, "device.platform"),
+        ({"device.ownership": "stolen"}, "device.ownership"),
+        ({"device.inventory_scope": "partial"}, "device.inventory_scope"),
+        ({"source": "Agent X"}, "source"),
+        ({"source": ""}, "source"),
+        ({"device.id": ""}, "device.id"),
+        ({"observed_at": "yesterday"}, "observed_at"),
+        ({"observed_at": "2020-13-45T25:61:00Z"}, "observed_at"),
+        ({"observed_at": "0001-01-01T00:00:00+14:00"}, "observed_at"),
+        ({"observed_at": "9999-12-31T23:59:59-14:00"}, "observed_at"),
+        ({"apps.0.signing_sha256": "not-a-digest"}, "apps[0].signing_sha256"),
+        ({"apps.1": {"version": "1.0"}}, "apps[1]"),
+        ({"apps.1": {"id": None, "name": ""}}, "apps[1]"),
+        ({"apps.1": {"id": ""}}, "apps[1].id"),
+    ],
+    ids=lambda v: "-".join(f"{k}={v!r}" for k, v in v.items()) if isinstance(v, dict) else v,
+)
+def test_bad_value(fleet: Fleet, change: dict[str, Any], field: str) -> None:
+    path = fleet.write("values.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", **change)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("removed", "field", "named"),
+    [
+        ("device.owner", "device", "owner"),
+        ("device.platform", "device", "platform"),
+        ("device.id", "device", "id"),
+        ("device", "", "device"),
+        ("observed_at", "", "observed_at"),
+        ("apps", "", "apps"),
+    ],
+)
+def test_missing_required_field(fleet: Fleet, removed: str, field: str, named: str) -> None:
+    path = fleet.write("missing.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", **{removed: ...})))
+    line = assert_bad_input(import_file(fleet, path), where(path, 2), "missing required field", named)
+    if field:
+        assert f"field {field}:" in line
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    "owner",
+    ["jane", "jane@", "@example.com", "jane doe@example.com", "<jane@example.com>",
+     "jane@example.com, bob@example.com", "jane@-example.com", "x" * 300 + "@example.com"],
+)
+def test_owner_is_not_an_email(fleet: Fleet, owner: str) -> None:
+    path = fleet.write("owner.jsonl", jsonl(checkin(**{"device.owner": owner})))
+    assert_bad_input(import_file(fleet, path), where(path, 1), "field device.owner:")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("path_", "value"),
+    [("sauce", "tomato"), ("device.colour", "red"), ("apps.0.size", 1024), ("device.Owner", "x@example.com")],
+)
+def test_unknown_field(fleet: Fleet, path_: str, value: Any) -> None:
+    path = fleet.write("unknown.jsonl", jsonl(checkin(**{path_: value})))
+    assert_bad_input(import_file(fleet, path), where(path, 1), "unknown field", path_.rsplit(".", 1)[-1])
+    fleet.assert_unchanged()
+
+
+# -- duplicates ------------------------------------------------------------------------------
+
+
+def test_duplicate_app_ids_in_one_check_in(fleet: Fleet) -> None:
+    apps = [{"id": "com.example.notes"}, {"id": "com.zhiliaoapp.musically"}, {"id": "com.example.notes", "version": "2"}]
+    path = fleet.write("dup-apps.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", apps=apps)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), "field apps[2].id:", "duplicate")
+    fleet.assert_unchanged()
+
+
+def test_duplicate_app_names_without_ids(fleet: Fleet) -> None:
+    apps = [{"name": "TikTok"}, {"name": "TikTok"}]
+    path = fleet.write("dup-names.jsonl", jsonl(checkin(apps=apps)))
+    assert_bad_input(import_file(fleet, path), where(path, 1), "field apps[1].name:", "duplicate")
+    fleet.assert_unchanged()
+
+
+def test_duplicate_activesync_ids(fleet: Fleet) -> None:
+    path = fleet.write("dup-eas.jsonl", jsonl(checkin(**{"device.eas_device_ids": ["EAS1", "EAS2", "EAS1"]})))
+    assert_bad_input(import_file(fleet, path), where(path, 1), "field device.eas_device_ids", "duplicate")
+    fleet.assert_unchanged()
+
+
+# -- hostile strings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        ({"apps.0.name": "<script>alert(1)</script>"}, "apps[0].name", "markup"),
+        ({"apps.1.version": "1.0<img src=x onerror=alert(1)>"}, "apps[1].version", "markup"),
+        ({"device.model": "</td><td>"}, "device.model", "markup"),
+        ({"device.id": "PHONE\u00001"}, "device.id", "control character"),
+        ({"device.id": "PHONE\n1"}, "device.id", "control character"),
+        ({"device.os_version": "13.5\u001b[31m"}, "device.os_version", "control character"),
+        ({"apps.0.name": "\u202ekoTkiT"}, "apps[0].name", "control character"),
+        ({"device.eas_device_ids": ["EAS\u2066X"]}, "device.eas_device_ids[0]", "control character"),
+        ({"apps.0.id": "com.zhiliaoapp.musically\u0085"}, "apps[0].id", "control character"),
+        ({"apps.0.name": "x" * 10_240}, "apps[0].name", "length"),
+        ({"device.id": "D" * 10_240}, "device.id", "length"),
+        ({"device.model": "\u00e9" * 10_240}, "device.model", "length"),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, dict) else v,
+)
+def test_hostile_string(fleet: Fleet, change: dict[str, Any], field: str, problem: str) -> None:
+    path = fleet.write("hostile.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", **change)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:", problem)
+    fleet.assert_unchanged()
+
+
+def test_harmless_angle_bracket_is_not_markup(fleet: Fleet) -> None:
+    """The hostile-string check must not refuse plain text: "<3" is not markup."""
+    path = fleet.write("heart.jsonl", jsonl(checkin(**{"apps.1.name": "Notes <3 & more"})))
+    assert import_file(fleet, path).code == 0
+    assert fleet.devices() == 3
+
+
+def test_hostile_file_name(fleet: Fleet) -> None:
+    path = fleet.write("evil\n\u202ename\x1b[2J.jsonl", jsonl(checkin(**{"device.platform": "symbian"})))
+    line = assert_bad_input(import_file(fleet, path), "device.platform")
+    assert "evil" in line and "name" in line
+    fleet.assert_unchanged()
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+def test_too_many_apps(fleet: Fleet) -> None:
+    apps = [{"id": f"com.example.app{i}"} for i in range(6)]
+    path = fleet.write("many.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", apps=apps)))
+    assert_bad_input(import_file(fleet, path, env={"APPBAN_MAX_APPS": "5"}), where(path, 2), "field apps")
+    fleet.assert_unchanged()
+
+
+def test_line_over_the_size_limit(fleet: Fleet) -> None:
+    big = checkin("NEW-2", apps=[{"id": f"com.example.app{i}", "name": "x" * 100} for i in range(50)])
+    path = fleet.write("over.jsonl", jsonl(checkin("NEW-1"), big, checkin("NEW-3")))
+    result = import_file(fleet, path, env={"APPBAN_MAX_CHECKIN_BYTES": "2000"})
+    assert_bad_input(result, where(path, 2), "larger than 2000 bytes")
+    fleet.assert_unchanged()
+
+
+def _write_single_line(path: Path, size: int) -> None:
+    """One JSON object ``size`` bytes long, on one line: a device with an enormous model."""
+    head = b'{"device":{"id":"HUGE","platform":"ios","owner":"jane.doe@example.com","model":"'
+    tail = b'"},"observed_at":"2020-07-11T15:00:00Z","apps":[]}\n'
+    chunk = b"A" * (1 << 20)
+    with open(path, "wb") as f:
+        f.write(head)
+        left = size - len(head) - len(tail)
+        while left > 0:
+            f.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+        f.write(tail)
+
+
+def test_a_100_mb_line_is_refused_without_reading_it_all(fleet: Fleet) -> None:
+    path = fleet.tmp / "huge-line.jsonl"
+    _write_single_line(path, 100 * 1024 * 1024)
+    started = time.monotonic()
+    result = import_file(fleet, path)
+    elapsed = time.monotonic() - started
+    assert_bad_input(result, where(path, 1), "larger than")
+    assert elapsed < 5, f"took {elapsed:.1f}s: the line was read whole"
+    fleet.assert_unchanged()
+
+
+def test_a_100_mb_line_after_good_lines(fleet: Fleet) -> None:
+    path = fleet.tmp / "huge-third-line.jsonl"
+    _write_single_line(path, 100 * 1024 * 1024)
+    data = path.read_bytes()
+    path.write_bytes(jsonl(checkin("NEW-1"), checkin("NEW-2")).encode() + data)
+    del data
+    assert_bad_input(import_file(fleet, path), where(path, 3), "larger than")
+    fleet.assert_unchanged()
+
+
+def _fat_checkin(i: int, apps: int) -> bytes:
+    """A valid check-in of about ``apps`` * 330 bytes: many apps no catalog knows."""
+    filler = "n" * 280
+    doc = checkin(f"FAT-{i:05d}", apps=[{"id": f"com.example.a{j:05d}", "name": filler} for j in range(apps)])
+    doc["apps"].append({"id": "com.zhiliaoapp.musically", "name": "TikTok"})
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_100_mb_file_whose_last_line_is_bad_writes_nothing(fleet: Fleet) -> None:
+    path = fleet.tmp / "huge.jsonl"
+    lines = 0
+    with open(path, "wb") as f:
+        while f.tell() < 100 * 1024 * 1024:
+            lines += 1
+            f.write(_fat_checkin(lines, 9_000))
+        lines += 1
+        f.write(json.dumps(checkin("LAST", **{"device.owner": "not an email"})).encode() + b"\n")
+    assert path.stat().st_size >= 100 * 1024 * 1024
+    assert_bad_input(import_file(fleet, path), where(path, lines), "field device.owner:")
+    fleet.assert_unchanged()
+
+
+def test_several_files_the_bad_one_is_named_and_nothing_of_it_written(fleet: Fleet) -> None:
+    good = fleet.write("a-good.jsonl", jsonl(checkin("GOOD-1")))
+    bad = fleet.write("b-bad.jsonl", jsonl(checkin("BAD-1"), checkin("BAD-2", **{"device.platform": "beos"})))
+    assert_bad_input(import_file(fleet, good, str(bad)), where(bad, 2), "device.platform")
+    assert count(fleet.db, "devices", "source_id LIKE 'BAD-%'") == 0
+    # One transaction for the whole command: the good file is not half-imported either.
+    fleet.assert_unchanged()
+
+
+# -- a crash mid-import -----------------------------------------------------------------------
+
+
+def _position_in(pid: int, path: Path) -> int | None:
+    """How far process ``pid`` has read into ``path`` (Linux /proc); None if it cannot be seen."""
+    folder = Path(f"/proc/{pid}/fd")
+    if not folder.is_dir():
+        return None
+    try:
+        for fd in folder.iterdir():
+            try:
+                if os.readlink(fd) != str(path):
+                    continue
+                for row in Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().splitlines():
+                    if row.startswith("pos:"):
+                        return int(row.split()[1])
+            except OSError:
+                continue
+    except OSError:
+        return None
+    return 0  # not open yet
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_sigkill_midway_through_a_big_import_leaves_nothing(fleet: Fleet) -> None:
+    path = fleet.tmp / "big.jsonl"
+    total = 100_000
+    template = json.dumps(checkin("KILL-{n:06d}", **{"device.eas_device_ids": ["EASKILL{n:06d}"]}))
+    template = template.replace("{", "{{").replace("}", "}}").replace("{{n:06d}}", "{n:06d}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(template.format(n=n) + "\n" for n in range(total))
+    size = path.stat().st_size
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appban", "--db", str(fleet.db), "--now", NOW, "import", "appban", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("APPBAN_")},
+    )
+    try:
+        # Kill once the importer is a fifth of the way through the file (or, where
+        # /proc cannot say, after a while).
+        started = time.monotonic()
+        position: int | None = None
+        while proc.poll() is None and time.monotonic() - started < 60:
+            position = _position_in(proc.pid, path)
+            if position is None and time.monotonic() - started > 2.5:
+                break
+            if position is not None and position > size // 5:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the import finished before it could be killed: use a bigger file"
+        assert position is None or position < size, position
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert count(fleet.db, "devices", "source_id LIKE 'KILL-%'") == 0
+    fleet.assert_unchanged()
+    verify = run_process("--db", str(fleet.db), "--json", "audit", "verify")
+    assert verify.code == 0, verify.err
+    assert json.loads(verify.out)["ok"] is True
+    # The database is usable afterwards: no lock, no half-written state.
+    small = fleet.write("after.jsonl", jsonl(checkin("AFTER-1")))
+    assert fleet.run("import", "appban", str(small)).code == 0
+    assert fleet.devices() == 3
