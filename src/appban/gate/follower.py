@@ -76,6 +76,8 @@ class Follower(threading.Thread):
                 pass
         path = self.db.removeprefix("sqlite:///")
         self._store = open_store(self.db, create=False)
+        # The gate reads a little, often: a small page cache keeps its memory for the table.
+        self._store.db.execute("PRAGMA cache_size = -4096")
         st = os.stat(path)
         self._inode = (st.st_dev, st.st_ino)
 
@@ -113,10 +115,9 @@ class Follower(threading.Thread):
             creds = store.credentials(self.creds.seq if after else 0)
             if creds:
                 self.creds.apply(creds)
-            rows = store.gate_rows(after)
             tombs = store.tombstones(after) if after else []
-            self.table.apply(rows, tombs)
-            self.table.mail_reasons(rows, self.creds.devices)
+            self.table.apply(store.gate_rows(after), tombs, self.creds.devices)
+            self.table.forget_mail_devices(self.creds.devices)
             if seq > self.table.seq:
                 self.table.seq = seq
         self.table.updated = time.monotonic()

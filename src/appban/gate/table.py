@@ -1,9 +1,8 @@
 """The gate's decision table: every ActiveSync DeviceId's owner and decision, in memory.
 
-One dict lookup per request. An entry is ``(device_id, owner, reason)`` where reason
-``ok`` allows; a DeviceId reported by several sources maps to a tuple of entries.
-Kept compact (shared owner and reason strings) so a million devices fit in a few
-hundred MB.
+One dict lookup per request. An entry names the device's owner and the reason code of
+its decision (``ok`` allows); a DeviceId reported by several sources maps to a tuple
+of entries. Kept compact so a million devices fit in a couple of hundred MB.
 """
 
 from __future__ import annotations
@@ -15,8 +14,11 @@ from typing import Union
 
 from appban.store.records import GateRow
 
-Entry = tuple[int, str, str]
-Slot = Union[Entry, tuple[Entry, ...]]
+# One device behind a DeviceId: "owner<US>reason<US>device_id", one string rather than a
+# tuple of three objects, which keeps a million-device table near 200 MB. A DeviceId
+# that several sources report maps to a tuple of such strings.
+Slot = Union[str, tuple[str, ...]]
+_SEP = "\x1f"
 
 
 def normalise_user(user: str, mail_domain: str) -> tuple[str, bool]:
@@ -50,21 +52,32 @@ class DecisionTable:
             found = self._strings[text] = sys.intern(text)
         return found
 
-    def apply(self, rows: Iterable[GateRow], tombstones: Iterable[tuple[int, str, int]] = ()) -> int:
-        """Fold changed devices (and dropped DeviceIds) into the table; returns rows applied."""
+    def apply(
+        self,
+        rows: Iterable[GateRow],
+        tombstones: Iterable[tuple[int, str, int]] = (),
+        mail_devices: set[int] | None = None,
+    ) -> int:
+        """Fold changed devices (and dropped DeviceIds) into the table; returns rows applied.
+
+        ``mail_devices``: devices with a mail password, whose decision is also kept by id.
+        """
         count = 0
         by_eas = self.by_eas
+        shared = self._shared
         for _seq, eas, device_id in tombstones:
             self._remove(eas, device_id)
         for row in rows:
             reason = "ok" if row.decision == "allow" else row.reason
-            entry: Entry = (row.device_id, self._shared(row.owner), self._shared(reason))
+            entry = f"{row.owner}{_SEP}{reason}{_SEP}{row.device_id}"
+            if mail_devices is not None and row.device_id in mail_devices:
+                self.by_device[row.device_id] = (row.owner, shared(reason))
             for eas in row.eas_ids:
                 slot = by_eas.get(eas)
-                if slot is None or (not isinstance(slot[0], tuple) and slot[0] == row.device_id):
+                if slot is None or (isinstance(slot, str) and _device_of(slot) == row.device_id):
                     by_eas[eas] = entry
                 else:
-                    others = tuple(e for e in _entries(slot) if e[0] != row.device_id)
+                    others = tuple(e for e in _entries(slot) if _device_of(e) != row.device_id)
                     by_eas[eas] = others + (entry,) if others else entry
             if row.gate_seq > self.seq:
                 self.seq = row.gate_seq
@@ -76,7 +89,7 @@ class DecisionTable:
         slot = self.by_eas.get(eas)
         if slot is None:
             return
-        rest = tuple(e for e in _entries(slot) if e[0] != device_id)
+        rest = tuple(e for e in _entries(slot) if _device_of(e) != device_id)
         if not rest:
             del self.by_eas[eas]
         else:
@@ -90,27 +103,23 @@ class DecisionTable:
         if slot is None:
             return "unknown_device"
         name, is_email = normalise_user(user, self.mail_domain)
-        for _id, owner, reason in _entries(slot):
+        if isinstance(slot, str):
+            owner, reason, _ = slot.split(_SEP)
+            if (owner == name) if is_email else (owner.partition("@")[0] == name):
+                return reason
+            return "user_mismatch"
+        # Several sources report this DeviceId: the user's devices decide, any deny wins.
+        found = "user_mismatch"
+        for entry in slot:
+            owner, reason, _ = entry.split(_SEP)
             if (owner == name) if is_email else (owner.partition("@")[0] == name):
                 if reason != "ok":
                     return reason
-                found = True
-                break
-        else:
-            return "user_mismatch"
-        # The owner may have more devices behind the same DeviceId: any deny wins.
-        if found and isinstance(slot[0], tuple):
-            for _id, owner, reason in slot:  # type: ignore[misc]
-                if reason != "ok" and ((owner == name) if is_email else (owner.partition("@")[0] == name)):
-                    return reason
-        return "ok"
+                found = "ok"
+        return found
 
-    def mail_reasons(self, rows: Iterable[GateRow], devices: set[int]) -> None:
-        """Keep (owner, reason) of devices that log in with a mail password, by device id."""
-        for row in rows:
-            if row.device_id in devices:
-                reason = "ok" if row.decision == "allow" else row.reason
-                self.by_device[row.device_id] = (self._shared(row.owner), self._shared(reason))
+    def forget_mail_devices(self, devices: set[int]) -> None:
+        """Drop the by-id decisions of devices that no longer have a mail password."""
         for device_id in [d for d in self.by_device if d not in devices]:
             del self.by_device[device_id]
 
@@ -118,5 +127,9 @@ class DecisionTable:
         return reason == "ok" or (reason == "unknown_device" and self.unknown_allows)
 
 
-def _entries(slot: Slot) -> tuple[Entry, ...]:
-    return slot if isinstance(slot[0], tuple) else (slot,)  # type: ignore[return-value]
+def _entries(slot: Slot) -> tuple[str, ...]:
+    return (slot,) if isinstance(slot, str) else slot
+
+
+def _device_of(entry: str) -> int:
+    return int(entry.rsplit(_SEP, 1)[1])

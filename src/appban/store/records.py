@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from appban.clock import Micros
 
@@ -108,9 +109,8 @@ class AuditEntry:
     hash: str
 
 
-@dataclass
-class GateRow:
-    """What the gate needs of one device."""
+class GateRow(NamedTuple):
+    """What the gate needs of one device (a tuple: a gate loads millions)."""
 
     device_id: int
     owner: str
@@ -118,7 +118,6 @@ class GateRow:
     decision: str
     reason: str
     gate_seq: int
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

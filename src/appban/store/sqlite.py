@@ -272,14 +272,16 @@ class SQLiteStore:
                 out[device_id] = (decision, reason)
         return out
 
-    def gate_rows(self, after_seq: int = 0) -> list[GateRow]:
-        """Devices whose gate-relevant facts changed after ``after_seq`` (all for 0)."""
-        rows = self.db.execute(
+    def gate_rows(self, after_seq: int = 0) -> Iterator[GateRow]:
+        """Devices whose gate-relevant facts changed after ``after_seq`` (all for 0), streamed."""
+        cursor = self.db.execute(
             "SELECT id, owner, eas_ids, decision, reason, gate_seq FROM devices "
             "WHERE gate_seq > ? ORDER BY gate_seq",
             (after_seq,),
-        ).fetchall()
-        return [GateRow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5]) for r in rows]
+        )
+        while batch := cursor.fetchmany(10_000):
+            for r in batch:
+                yield GateRow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5])
 
     def tombstones(self, after_seq: int) -> list[tuple[int, str, int]]:
         """(seq, eas_id, device_id) of DeviceIds devices stopped using after ``after_seq``."""

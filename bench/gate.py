@@ -1,0 +1,288 @@
+"""The gate's benchmarks, one command: ``python bench/gate.py`` (see --help).
+
+- throughput and added latency: wrk through nginx on loopback, in one run, nginx
+  answering directly versus nginx asking the gate first (auth_request, keepalive);
+- time to enforce: from a check-in committed to the store until the gate's answer
+  changes, over many trials;
+- memory: the gate's resident size with a table of a million devices.
+
+Figures are appended to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = ROOT / "examples" / "tiktok-mail.yaml"
+sys.path.insert(0, str(ROOT / "src"))
+
+from appban.clock import parse_time  # noqa: E402
+from appban.inventory.checkin import App, Checkin, Device  # noqa: E402
+from appban.inventory.ingest import Ingestor  # noqa: E402
+from appban.policy.lifecycle import apply  # noqa: E402
+from appban.store.records import DeviceRow  # noqa: E402
+from appban.workspace import Workspace  # noqa: E402
+
+AFTER_DEADLINE = "2020-07-12T08:00:00Z"
+
+NGINX_CONF = """
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    upstream appban_gate {{ server 127.0.0.1:{gate}; keepalive 32; }}
+    upstream mail_backend {{ server 127.0.0.1:{backend}; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:{backend};
+        location / {{ return 200 "activesync ok\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{direct};
+        location / {{ proxy_pass http://mail_backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+    server {{
+        listen 127.0.0.1:{gated};
+        location / {{
+            auth_request /_appban;
+            proxy_pass http://mail_backend; proxy_http_version 1.1; proxy_set_header Connection "";
+        }}
+        location = /_appban {{
+            internal;
+            proxy_pass http://appban_gate/auth/nginx;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fleet_db(path: str, devices: int) -> None:
+    """A store with the TikTok policy and ``devices`` devices, device 0 blocked."""
+    ws = Workspace(path, parse_time("2020-07-10T12:00:00Z"), create=True)
+    apply(ws, str(POLICY), dry_run=False)
+    ws.now = parse_time("2020-07-10T16:30:00Z")
+    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    with ws.writing():
+        ingestor.ingest(_checkin(0, tiktok=True, at=ws.now - 1), ws.now)
+        ingestor.ingest(_checkin(1, tiktok=False, at=ws.now - 1), ws.now)
+    # The rest only has to exist for the gate's table: insert device rows directly.
+    with ws.writing():
+        for start in range(2, devices, 50_000):
+            for i in range(start, min(devices, start + 50_000)):
+                ws.store.insert_device(DeviceRow(
+                    None, "agent", f"device-{i:08d}", "android", "personal", f"user{i}@example.com",
+                    "full", ws.now, eas_ids=(f"EAS{i:012d}",), gate_seq=ws.store.next_gate_seq(),
+                ))
+    ws.now = parse_time(AFTER_DEADLINE)
+    with ws.writing():
+        ws.evaluator.evaluate_due(ws.now)
+    ws.close()
+
+
+def _checkin(i: int, *, tiktok: bool, at: int) -> Checkin:
+    apps = [App(id="com.example.mail", name="Mail")]
+    if tiktok:
+        apps.append(App(id="com.zhiliaoapp.musically", name="TikTok"))
+    device = Device(id=f"device-{i:08d}", platform="android", owner=f"user{i}@example.com", eas_device_ids=[f"EAS{i:012d}"])
+    return Checkin("agent", device, at, apps, [a.id for a in apps])
+
+
+def start_gate(db: str, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appban", "--db", db, "--now", AFTER_DEADLINE, "gate", "serve", "--port", str(port), "--no-evaluate"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gate did not start")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(url: str, seconds: int, connections: int) -> tuple[float, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+    return rps, float(p99.group(1)) * scale[p99.group(2)]  # type: ignore[union-attr]
+
+
+def bench_wrk(db: str, seconds: int, rounds: int) -> dict[str, float]:
+    gate_port = free_port()
+    ports = {"gate": gate_port, "backend": free_port(), "direct": free_port(), "gated": free_port()}
+    prefix = tempfile.mkdtemp()
+    os.makedirs(f"{prefix}/tmp")
+    conf = f"{prefix}/nginx.conf"
+    Path(conf).write_text(NGINX_CONF.format(prefix=prefix, **ports))
+    gate = start_gate(db, gate_port)
+    nginx = subprocess.Popen(["nginx", "-p", prefix, "-c", conf, "-g", "daemon off;"])
+    time.sleep(0.5)
+    query = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=user1&DeviceId=EAS000000000001&DeviceType=Android"
+    try:
+        check = urllib.request.urlopen(f"http://127.0.0.1:{ports['gated']}{query}", timeout=2)
+        assert check.status == 200, "the compliant device must pass the gate"
+        results: dict[str, list[float]] = {"direct_rps": [], "gated_rps": [], "direct_p99": [], "gated_p99": []}
+        for _ in range(rounds):  # interleave, so drift on a shared machine hits both
+            for kind in ("direct", "gated"):
+                rps, p99 = wrk(f"http://127.0.0.1:{ports[kind]}{query}", seconds, 32)
+                results[f"{kind}_rps"].append(rps)
+                results[f"{kind}_p99"].append(p99)
+        med = {k: statistics.median(v) for k, v in results.items()}
+        return {
+            "nginx direct, requests/s (median)": med["direct_rps"],
+            "nginx + gate, requests/s (median)": med["gated_rps"],
+            "throughput ratio gate/direct": med["gated_rps"] / med["direct_rps"],
+            "nginx direct, p99 ms": med["direct_p99"],
+            "nginx + gate, p99 ms": med["gated_p99"],
+            "p99 added by the gate, ms": med["gated_p99"] - med["direct_p99"],
+        }
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(10)
+        gate.terminate()
+        gate.wait(10)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def bench_enforce(db: str, trials: int) -> dict[str, float]:
+    port = free_port()
+    gate = start_gate(db, port)
+    ws = Workspace(db, parse_time(AFTER_DEADLINE), create=False)
+    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    url = f"http://127.0.0.1:{port}/auth/nginx"
+    uri = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=user0&DeviceId=EAS000000000000"
+    conn_headers = {"X-Original-URI": uri}
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    delays = []
+    try:
+        tiktok = False  # device 0 is blocked: first removal restores, then reinstall blocks
+        for _ in range(trials):
+            ws.now += 1_000_000
+            want = 403 if tiktok else 204
+            with ws.writing():
+                ingestor.ingest(_checkin(0, tiktok=tiktok, at=ws.now), ws.now)
+            committed = time.perf_counter()
+            while True:
+                conn.request("GET", "/auth/nginx", headers=conn_headers)
+                status = conn.getresponse()
+                status.read()
+                if status.status == want:
+                    break
+                if time.perf_counter() - committed > 10:
+                    raise RuntimeError("gate never changed its answer")
+                time.sleep(0.002)
+            delays.append(time.perf_counter() - committed)
+            tiktok = not tiktok
+    finally:
+        conn.close()
+        ws.close()
+        gate.terminate()
+        gate.wait(10)
+    delays.sort()
+    return {
+        "trials": float(trials),
+        "time to enforce, median ms": statistics.median(delays) * 1000,
+        "time to enforce, p99 ms": delays[max(0, int(len(delays) * 0.99) - 1)] * 1000,
+        "time to enforce, max ms": delays[-1] * 1000,
+    }
+
+
+def bench_memory(devices: int, tmp: str) -> dict[str, float]:
+    db = os.path.join(tmp, "million.db")
+    fleet_db(db, devices)
+    port = free_port()
+    baseline = subprocess.run(
+        [sys.executable, "-c", "import appban.gate.server, appban.gate.follower, uvloop, resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        check=True, capture_output=True, text=True,
+    )
+    gate = start_gate(db, port)
+    try:
+        time.sleep(1)
+        return {
+            "devices in the table": float(devices),
+            "gate RSS with the table, MB": rss_mb(gate.pid),
+            "baseline: interpreter with the gate's modules imported, MB": int(baseline.stdout) / 1024,
+        }
+    finally:
+        gate.terminate()
+        gate.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs of each kind, interleaved")
+    parser.add_argument("--trials", type=int, default=1000, help="time-to-enforce trials")
+    parser.add_argument("--devices", type=int, default=1_000_000, help="table size for the memory figure")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    args = parser.parse_args()
+    if not shutil.which("wrk") or not shutil.which("nginx"):
+        sys.exit("bench/gate.py needs wrk and nginx (apt-get install wrk nginx)")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "gate.db")
+        fleet_db(db, 10_000)
+        print("wrk through nginx ...", file=sys.stderr)
+        results["gate: nginx auth_request throughput (wrk, 32 connections)"] = bench_wrk(db, args.seconds, args.rounds)
+        print("time to enforce ...", file=sys.stderr)
+        results["gate: time to enforce"] = bench_enforce(db, args.trials)
+        print("memory ...", file=sys.stderr)
+        results["gate: memory"] = bench_memory(args.devices, tmp)
+    lines = ["", f"# Gate (`python bench/gate.py`, {time.strftime('%Y-%m-%d')})", "",
+             "Goals: throughput with the gate at least 0.6 x without; p99 added latency at most 1 ms; "
+             "time to enforce p99 at most 1 s; RSS with 1,000,000 devices at most 300 MB.", ""]
+    for section, figures in results.items():
+        lines += [f"## {section}", "", "| measure | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:,.3f} |" for k, v in figures.items()]
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    with open(args.out, "a") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
