@@ -19,14 +19,22 @@ class Workspace:
         self.now = now
         self.store = open_store(db, create=create)
         self.audit = AuditLog(self.store)
-        if create:
-            # Syncing the shipped catalog evaluates nothing: it must not move the clock
-            # (a dry run opens the database this way and must leave it as it was).
-            with self.writing(evaluates=False):
-                self.catalog: Catalog = catalog_sync.sync_shipped(self.store, self.audit, now)
-        else:
-            self.catalog = catalog_sync.current(self.store)
-        self.evaluator = Evaluator(self.store, self.audit, self.catalog)
+        if not create:
+            self.catalog: Catalog = catalog_sync.current(self.store)
+            self.evaluator = Evaluator(self.store, self.audit, self.catalog)
+            return
+        previous = self.store.get_meta("catalog_version")  # None: a new database
+        # Syncing the shipped catalog alone evaluates nothing: it must not move the clock
+        # (a dry run opens the database this way and must leave it as it was).
+        with self.writing(evaluates=False):
+            self.catalog = catalog_sync.sync_shipped(self.store, self.audit, now)
+            self.evaluator = Evaluator(self.store, self.audit, self.catalog)
+            if previous is not None and int(previous) != self.catalog.version:
+                # An upgrade brought identifiers: snapshots filtered before them cannot
+                # prove their absence (SPEC), so states change now, in this transaction.
+                with self.writing():
+                    for policy in self.evaluator.policies:
+                        self.evaluator.evaluate_policy(policy, now, "catalog")
 
     @contextmanager
     def writing(self, *, evaluates: bool = True) -> Iterator[None]:

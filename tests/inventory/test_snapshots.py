@@ -17,6 +17,7 @@ from helpers_semantics import (
     APPLIED,
     BEFORE,
     HARMLESS,
+    NEXT_DAY,
     TIKTOK_ANDROID,
     Appban,
     checkin,
@@ -260,3 +261,41 @@ def test_golden_spec_example(ab: Appban) -> None:
     for label, now in (("at_effective", "2020-07-10T16:00:00Z"), ("after_deadline", AFTER)):
         subset(ab.status(now), expected[label]["status"], f"${label}.status")
         subset(ab.show("00008020-000915083C80012E", now), expected[label]["device_show"], f"${label}.device_show")
+
+
+def test_a_catalog_upgrade_makes_older_snapshots_unverified_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An appban upgrade ships a new identifier: snapshots filtered before it cannot prove
+    its absence, and states, decisions and reports say so as soon as the catalog changes."""
+    from appban.catalog import Identifier, sync
+
+    shipped = sync.load_shipped
+
+    def without_lite() -> tuple[dict[str, dict[str, str]], list[Identifier]]:
+        families, identifiers = shipped()
+        return families, [i for i in identifiers if i.value != "com.tiktok.lite.go"]
+
+    # The database is made by an appban whose catalog lacked TikTok Lite.
+    for name in ("APPBAN_DB", "APPBAN_KEEP_FULL_INVENTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sync, "load_shipped", without_lite)
+    ab = Appban(tmp_path)
+    ab.init()
+    ab.ingest(checkin("clean"), checkin("lite", owner="bob@example.com", apps=[{"id": "com.tiktok.lite.go"}]))
+    assert ab.sql("SELECT count(*) FROM observations") == [(0,)]  # not in that catalog: not kept
+    ab.apply(on_unverified="block")
+    ab("evaluate", now=AFTER)
+    assert ab.sql("SELECT state FROM states ORDER BY device_id") == [("compliant",), ("compliant",)]
+    # The upgraded appban syncs its catalog on the next command that may write.
+    monkeypatch.setattr(sync, "load_shipped", shipped)
+    assert ab("init", now=NEXT_DAY)["catalog_version"] == 2
+    assert ab.sql("SELECT state, deny FROM states ORDER BY device_id") == [
+        ("unverified", "unverified:tiktok-mail"), ("unverified", "unverified:tiktok-mail")
+    ]
+    assert ab.sql("SELECT decision FROM devices") == [("deny",), ("deny",)]
+    assert ab.status(NEXT_DAY)["states"]["unverified"] == 2
+    # The next snapshots, filtered against v2, prove absence and presence.
+    ab.ingest(checkin("clean", at=NEXT_DAY), checkin("lite", at=NEXT_DAY, owner="bob@example.com",
+                                                      apps=[{"id": "com.tiktok.lite.go"}]), now=NEXT_DAY)
+    assert ab.sql("SELECT state FROM states ORDER BY device_id") == [("compliant",), ("blocked",)]

@@ -574,3 +574,54 @@ def test_stored_states_stay_exact_through_a_random_story(ab: Appban, seed: int) 
         _check_stored_states_are_exact(ab, now, devices)
     # And a full re-evaluation finds nothing to change.
     assert ab("evaluate", "--full", now=at(clock))["state_changes"] == 0
+
+
+def test_evaluate_walks_through_every_change_time_brought(ab: Appban) -> None:
+    """An exemption ends before the deadline; one late evaluate records both changes at their times."""
+    _fleet(ab)
+    ab.apply()
+    ab("exempt", "add", "--policy", "tiktok-mail", "--device", "ann-phone", "--until", "2020-07-10T20:00:00Z",
+       "--reason", "a few hours", now=EFFECTIVE)
+    ab("evaluate", now="2020-07-15T00:00:00Z")
+    changes = ab.sql("SELECT old_state, new_state, at, cause FROM state_history WHERE device_id = 1 ORDER BY id")
+    assert changes == [
+        (None, "violating", 1594395000000000, "policy"),
+        ("violating", "exempt", 1594396800000000, "exemption"),
+        ("exempt", "violating", 1594411200000000, "time"),  # 20:00, the exemption's end
+        ("violating", "blocked", 1594450740000000, "time"),  # the deadline
+    ]
+
+
+def test_a_person_exemption_covers_a_device_that_checks_in_later(ab: Appban) -> None:
+    ab.apply()
+    ab("exempt", "add", "--policy", "tiktok-mail", "--person", "ann@example.com", "--until", "2020-07-20T00:00:00Z",
+       "--reason", "on leave", now=EFFECTIVE)
+    ab.ingest(checkin("ann-new", at=AFTER, apps=[TIKTOK_ANDROID]), now=AFTER)
+    assert ab.sql("SELECT state FROM states") == [("exempt",)]
+    assert ab.decide("EAS-ann-new", "ann", AFTER) == ("allow", "ok")
+
+
+def test_an_attestation_under_a_draft_policy_counts_once_it_is_active(ab: Appban) -> None:
+    _fleet(ab)
+    assert ab.run("policy", "apply", ab.policy_file(), "--draft", now=APPLIED).code == 0
+    ab("attest", "--policy", "tiktok-mail", "--device", "ann-phone", "--person", "ann@example.com", now=EFFECTIVE)
+    assert ab.sql("SELECT count(*) FROM states") == [(0,)]
+    ab.apply(now=AFTER)
+    assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("compliant",)]
+    assert ab.decide("EAS-ann-phone", "ann", AFTER) == ("allow", "ok")
+
+
+def test_what_counts_as_mail_access(ab: Appban) -> None:
+    ab.ingest(
+        checkin("eas-only", apps=[TIKTOK_ANDROID]),
+        checkin("said-so", eas=[], mail_access=True, apps=[TIKTOK_ANDROID]),
+        checkin("eas-but-said-no", mail_access=False, apps=[TIKTOK_ANDROID]),
+        checkin("no-mail", eas=[], mail_access=False, apps=[TIKTOK_ANDROID]),
+        checkin("unknown", eas=[], apps=[TIKTOK_ANDROID]),
+    )
+    ab.apply()
+    required = {d: ab.state(d, AFTER) for d in ("eas-only", "said-so", "eas-but-said-no", "no-mail", "unknown")}
+    assert required == {"eas-only": "blocked", "said-so": "blocked", "eas-but-said-no": "blocked",
+                        "no-mail": "out_of_scope", "unknown": "out_of_scope"}
+    ab.apply(now=AFTER, scope={"mail_access": "any"})
+    assert ab.sql("SELECT count(*) FROM states WHERE state = 'blocked'") == [(5,)]
