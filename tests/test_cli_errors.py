@@ -274,9 +274,7 @@ def test_database_from_the_environment_that_does_not_exist(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param("text-file", marks=pytest.mark.xfail(
-            strict=True, reason="store/sqlite.py lets sqlite3.DatabaseError escape: 'internal error: "
-            "DatabaseError: file is not a database', not naming the path")),
+        "text-file",
         "directory",
         "empty-file",
     ],

@@ -29,7 +29,24 @@ class Env:
     def workspace(self, *, create: bool) -> Any:
         from appban.workspace import Workspace
 
-        return Workspace(settings.get("db", self.db_flag), self.now(), create=create)
+        db = settings.get("db", self.db_flag)
+        now = self.now()
+        if create and db != ":memory:" and not os.path.exists(db):
+            _CREATED.append(db)  # removed again if this command fails: bad input writes nothing
+        return Workspace(db, now, create=create)
+
+
+_CREATED: list[str] = []
+
+
+def _forget_created() -> None:
+    for db in _CREATED:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.remove(db + suffix)
+            except OSError:
+                pass
+    _CREATED.clear()
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -546,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int) -> None:
+    _forget_created()
     sys.stderr.write(f"appban: error: {one_line(message, 400)}\n")
     sys.exit(code)
 

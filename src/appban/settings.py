@@ -53,12 +53,6 @@ SETTINGS: dict[str, Setting] = {
             int,
         ),
         Setting(
-            "max_field_chars",
-            1024,
-            "Longest accepted text field (app name, model, device id), in characters.",
-            int,
-        ),
-        Setting(
             "max_apps",
             10_000,
             "Most apps accepted in one check-in.",

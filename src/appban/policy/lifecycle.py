@@ -172,6 +172,11 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
 def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
     if not reason.strip():
         raise BadInput("a withdrawal needs a reason", field="--reason")
+    if len(reason) > 500:
+        raise BadInput("reason longer than 500 characters", field="--reason")
+    from appban.inventory.checkin import check_text
+
+    check_text(reason, "--reason")
     policy, row = get_policy(ws, policy_id)
     if row.status == "withdrawn":
         return {"policy": policy_id, "action": "unchanged", "status": "withdrawn"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from appban.errors import AppbanError, BadInput
 from appban.store.base import Store
@@ -20,17 +21,23 @@ def open_store(url: str, *, create: bool) -> Store:
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     if path != ":memory:" and not create and not os.path.exists(path):
         raise BadInput(f"no database at {path}: run `appban init` first", field="--db")
-    store = SQLiteStore(path)
-    if create:
-        store.migrate()
-    else:
+    store = None
+    try:
+        store = SQLiteStore(path)
+        if create:
+            store.migrate()
+            return store
         have, want = store.schema_version(), migrations()[-1][0]
-        if have == 0:
+    except sqlite3.DatabaseError as exc:
+        if store is not None:
             store.close()
-            raise AppbanError(f"{path} is not an appban database: run `appban init`")
-        if have < want:
-            store.close()
-            raise AppbanError(f"{path} has schema v{have}, this appban needs v{want}: run `appban init`")
+        raise AppbanError(f"{path} is not an appban database ({exc})") from None
+    if have == 0:
+        store.close()
+        raise AppbanError(f"{path} is not an appban database: run `appban init`")
+    if have < want:
+        store.close()
+        raise AppbanError(f"{path} has schema v{have}, this appban needs v{want}: run `appban init`")
     return store
 
 
