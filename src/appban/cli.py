@@ -535,6 +535,7 @@ _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def main(argv: list[str] | None = None) -> None:
+    _CREATED.clear()
     try:
         cli.main(args=argv, prog_name="appban", standalone_mode=False)
     except _NO_ARGS_IS_HELP as exc:  # pragma: no cover - click version dependent
