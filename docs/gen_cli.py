@@ -78,11 +78,18 @@ def cli_markdown() -> str:
 
 
 def _flags_of(name: str) -> list[str]:
-    """The command-line options that set setting ``name``, as ``command --flag``."""
+    """The command-line options that set setting ``name``, as ``command --flag``.
+
+    An option sets a setting when it has the setting's name, or (cli.py declares them
+    so) the setting's help text: ``--user-header`` sets ``gate_user_header``.
+    """
+    setting = SETTINGS[name]
     flags = []
     for cmd, ctx in commands():
         for param in cmd.params:
-            if isinstance(param, click.Option) and param.name == name:
+            if not isinstance(param, click.Option):
+                continue
+            if param.name == name or (param.help or "").startswith(setting.help):
                 flags.append(f"`{ctx.command_path} {max(param.opts, key=len)}`")
     return flags
 
@@ -104,7 +111,8 @@ def settings_table() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for s in SETTINGS.values():
-        meaning = " ".join(s.help.replace("``", "`").split())
+        # A "|" in help text (`[imap|pop3]`) would end the table cell.
+        meaning = " ".join(s.help.replace("``", "`").split()).replace("|", "\\|")
         flags = ", ".join(_flags_of(s.name)) or "-"
         rows.append(f"| `{s.name}` | `{s.env}` | {flags} | {_default(s.default)} | {meaning} |")
     rows += ["", SETTINGS_END]

@@ -20,6 +20,7 @@ from appban.store.records import (
     AuditEntry,
     DeviceRow,
     Exemption,
+    GateRow,
     Observation,
     Person,
     PolicyRow,
@@ -57,6 +58,10 @@ class Store(Protocol):
 
     def next_gate_seq(self) -> int:
         """Advance and return the counter that orders gate-relevant device changes."""
+        ...
+
+    def gate_seq(self) -> int:
+        """The gate counter's committed value: the gate polls it to see that something changed."""
         ...
 
     # -- people ----------------------------------------------------------------------
@@ -111,6 +116,32 @@ class Store(Protocol):
 
     def decisions_of(self, device_ids: list[int]) -> dict[int, tuple[str, str]]:
         """Device id -> its stored (decision, reason)."""
+        ...
+
+    # -- the gate's view: what changed since a gate sequence number ----------------------
+
+    def gate_rows(self, after_seq: int = 0) -> Iterator[GateRow]:
+        """Devices whose gate-relevant facts changed after ``after_seq`` (all for 0), streamed."""
+        ...
+
+    def tombstones(self, after_seq: int) -> list[tuple[int, str, int]]:
+        """(seq, eas_id, device_id) of DeviceIds devices stopped using after ``after_seq``."""
+        ...
+
+    # -- mail credentials (IMAP, POP3, SMTP carry no device id) ---------------------------
+
+    def add_credential(
+        self, device_id: int, username: str, digest: str, at: Micros, seq: int
+    ) -> int:
+        """Store a credential's hash for a device at gate sequence ``seq``; returns its id."""
+        ...
+
+    def revoke_credentials(self, device_id: int, at: Micros, seq: int) -> int:
+        """Revoke every active credential of a device; returns how many."""
+        ...
+
+    def credentials(self, after_seq: int = 0) -> list[tuple[int, int, str, str, int | None, int]]:
+        """(id, device_id, username, hash, revoked_at, seq) changed after ``after_seq``."""
         ...
 
     # -- observations ----------------------------------------------------------------
