@@ -334,32 +334,40 @@ def _cases(draw: st.DrawFn) -> tuple[Policy, Facts, int, int]:
     exemptions = tuple(
         (start, start + length, "x")
         for start, length in draw(
-            st.lists(st.tuples(_times, st.integers(1, 10 * DAY)), max_size=2)
+            st.lists(st.tuples(_times, st.integers(1, 10 * DAY)), max_size=2) | st.just([])
         )
     )
+    # Mostly in scope, with a fresh full inventory and no attestation: the interesting cases.
     f = facts(
-        platform=draw(st.sampled_from(["android", "ios", "macos"])),
-        mail_access=draw(st.booleans()),
-        inventory_scope=draw(st.sampled_from(["full", "managed"])),
-        observed_at=draw(st.one_of(st.none(), _times)),
-        catalog_version=draw(st.sampled_from([None, 1, 2])),
+        platform=draw(st.sampled_from(["android", "ios", "android", "macos"])),
+        mail_access=draw(st.sampled_from([True, True, True, False])),
+        inventory_scope=draw(st.sampled_from(["full", "full", "managed"])),
+        observed_at=draw(st.one_of(_times, _times, st.none())),
+        catalog_version=draw(st.sampled_from([None, 2, 2, 1])),
         present=draw(st.sampled_from([[], TIKTOK])),
-        attested_at=draw(st.one_of(st.none(), _times)),
+        attested_at=draw(st.sampled_from([None, None, None]) | _times),
         exemptions=exemptions,
     )
     return p, f, draw(_times), draw(st.integers(0, 30 * DAY))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(_cases())
 def test_nothing_changes_before_next_check(case: tuple[Policy, Facts, int, int]) -> None:
     """The evaluator sleeps until next_check: the outcome must hold until then."""
     p, f, now, step = case
     out = compute(p, f, now, required_catalog=2)
     assert out.state in STATES
-    later = now + step
+    # Every moment the answer could turn on, and a few others.
+    moments = [now + step, now + 400 * DAY, p.deadline - 1, p.deadline]
+    if f.observed_at is not None:
+        moments += [f.observed_at + p.max_inventory_age - 1, f.observed_at + p.max_inventory_age]
+    for starts, until, _why in f.exemptions:
+        moments += [starts - 1, starts, until - 1, until]
     if out.next_check is not None:
         assert out.next_check > now
-        later = min(later, out.next_check - 1)
-    again = compute(p, f, later, required_catalog=2)
-    assert (again.state, again.deny) == (out.state, out.deny), (now, later, out, again)
+        moments.append(out.next_check - 1)
+    probes = [t for t in moments if t > now and (out.next_check is None or t < out.next_check)]
+    for later in probes:
+        again = compute(p, f, later, required_catalog=2)
+        assert (again.state, again.deny) == (out.state, out.deny), (now, later, out, again)
