@@ -4,6 +4,7 @@ and says which; an intact log passes."""
 from __future__ import annotations
 
 import pytest
+
 from helpers_semantics import AFTER, NEXT_DAY, TIKTOK_ANDROID, Appban, checkin, run_subprocess
 
 
@@ -13,8 +14,19 @@ def logged(ab: Appban) -> Appban:
     ab.ingest(checkin("a", apps=[TIKTOK_ANDROID]), checkin("b", owner="bob@example.com"))
     ab.apply()
     ab("evaluate", now=AFTER)
-    ab("exempt", "add", "--policy", "tiktok-mail", "--device", "b", "--until", "2020-08-01T00:00:00Z",
-       "--reason", "test", now=AFTER)
+    ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "b",
+        "--until",
+        "2020-08-01T00:00:00Z",
+        "--reason",
+        "test",
+        now=AFTER,
+    )
     ab("policy", "withdraw", "tiktok-mail", "--reason", "error", now=NEXT_DAY)
     assert ab.sql("SELECT count(*) FROM audit_log")[0][0] >= 10
     return ab
@@ -34,7 +46,15 @@ def test_an_intact_log_verifies(logged: Appban) -> None:
     count = logged.sql("SELECT count(*) FROM audit_log")[0][0]
     assert (code, doc) == (0, {"ok": True, "entries": count, "problems": []})
     actions = [a for (a,) in logged.sql("SELECT action FROM audit_log ORDER BY seq")]
-    for action in ("catalog", "import", "policy.apply", "state", "decision", "exemption", "policy.withdraw"):
+    for action in (
+        "catalog",
+        "import",
+        "policy.apply",
+        "state",
+        "decision",
+        "exemption",
+        "policy.withdraw",
+    ):
         assert action in actions
 
 
@@ -51,7 +71,12 @@ def test_the_real_command_exits_0_then_1(logged: Appban) -> None:
 
 @pytest.mark.parametrize("column", ["data", "action", "subject", "at"])
 def test_an_edited_entry_is_named(logged: Appban, column: str) -> None:
-    value = {"data": "'{\"reason\":\"nothing to see\"}'", "action": "'noop'", "subject": "'x'", "at": "at + 1"}[column]
+    value = {
+        "data": '\'{"reason":"nothing to see"}\'',
+        "action": "'noop'",
+        "subject": "'x'",
+        "at": "at + 1",
+    }[column]
     logged.write_sql(f"UPDATE audit_log SET {column} = {value} WHERE seq = 4")
     code, doc = verify(logged)
     assert code == 1 and doc["ok"] is False
@@ -62,7 +87,8 @@ def test_an_edited_entry_with_a_recomputed_hash_breaks_the_next_link(logged: App
     from appban.audit.log import entry_hash
 
     [(seq, at, action, subject, prev)] = logged.sql(
-        "SELECT seq, at, action, subject, prev_hash FROM audit_log WHERE seq = 4")
+        "SELECT seq, at, action, subject, prev_hash FROM audit_log WHERE seq = 4"
+    )
     forged = entry_hash(seq, at, action, subject, "{}", prev)
     logged.write_sql(f"UPDATE audit_log SET data = '{{}}', hash = '{forged}' WHERE seq = 4")
     code, doc = verify(logged)
@@ -114,7 +140,10 @@ def test_reordered_entries_are_named(logged: Appban) -> None:
 
 def test_reordered_times_are_named(logged: Appban) -> None:
     [(at4,), (at6,)] = logged.sql("SELECT at FROM audit_log WHERE seq IN (4, 6) ORDER BY seq")
-    logged.write_sql(f"UPDATE audit_log SET at = {at6} WHERE seq = 4", f"UPDATE audit_log SET at = {at4} WHERE seq = 6")
+    logged.write_sql(
+        f"UPDATE audit_log SET at = {at6} WHERE seq = 4",
+        f"UPDATE audit_log SET at = {at4} WHERE seq = 6",
+    )
     code, doc = verify(logged)
     assert code == 1 and seqs(doc) == {4, 6}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helpers_semantics import (
     AFTER,
     APPLIED,
@@ -18,8 +19,20 @@ from helpers_semantics import (
 def gate(ab: Appban) -> Appban:
     ab.ingest(
         checkin("clean", owner="jane.doe@example.com", eas=["EASCLEAN"]),
-        checkin("tiktok", owner="jane.doe@example.com", eas=["EASTIKTOK", "EASTIKTOK2"], apps=[TIKTOK_ANDROID]),
-        checkin("byod", owner="bob@example.com", platform="ios", inventory_scope="managed", eas=["EASBYOD"], apps=[]),
+        checkin(
+            "tiktok",
+            owner="jane.doe@example.com",
+            eas=["EASTIKTOK", "EASTIKTOK2"],
+            apps=[TIKTOK_ANDROID],
+        ),
+        checkin(
+            "byod",
+            owner="bob@example.com",
+            platform="ios",
+            inventory_scope="managed",
+            eas=["EASBYOD"],
+            apps=[],
+        ),
     )
     ab.apply(on_unverified="block")
     return ab
@@ -30,7 +43,11 @@ def decide(ab: Appban, eas: str, user: str, now: str = AFTER, *extra: str) -> di
 
 
 def test_ok(gate: Appban) -> None:
-    assert decide(gate, "EASCLEAN", "jane.doe@example.com") == {"decision": "allow", "reason": "ok", "device": "dev-1"}
+    assert decide(gate, "EASCLEAN", "jane.doe@example.com") == {
+        "decision": "allow",
+        "reason": "ok",
+        "device": "dev-1",
+    }
 
 
 def test_blocked_after_the_deadline_only(gate: Appban) -> None:
@@ -58,21 +75,33 @@ def test_no_device_id(gate: Appban, eas: str) -> None:
     assert decide(gate, eas, "jane.doe") == {"decision": "deny", "reason": "no_device_id"}
 
 
-@pytest.mark.parametrize("user", ["bob", "bob@example.com", "EXAMPLE\\bob", "jane.doe@other.example", "jane", ""])
+@pytest.mark.parametrize(
+    "user", ["bob", "bob@example.com", "EXAMPLE\\bob", "jane.doe@other.example", "jane", ""]
+)
 def test_user_mismatch(gate: Appban, user: str) -> None:
     # Even a clean device is denied to someone who does not own it.
     assert decide(gate, "EASCLEAN", user) == {"decision": "deny", "reason": "user_mismatch"}
 
 
 @pytest.mark.parametrize(
-    "user", ["jane.doe", "JANE.DOE", "jane.doe@example.com", "Jane.Doe@Example.COM", "EXAMPLE\\jane.doe", "corp\\JANE.DOE"]
+    "user",
+    [
+        "jane.doe",
+        "JANE.DOE",
+        "jane.doe@example.com",
+        "Jane.Doe@Example.COM",
+        "EXAMPLE\\jane.doe",
+        "corp\\JANE.DOE",
+    ],
 )
 def test_user_forms_of_the_owner(gate: Appban, user: str) -> None:
     assert decide(gate, "EASCLEAN", user)["reason"] == "ok"
     assert decide(gate, "EASTIKTOK", user)["reason"] == "blocked:tiktok-mail"
 
 
-def test_mail_domain_setting_qualifies_bare_users(gate: Appban, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mail_domain_setting_qualifies_bare_users(
+    gate: Appban, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("APPBAN_MAIL_DOMAIN", "example.com")
     assert decide(gate, "EASCLEAN", "jane.doe")["reason"] == "ok"
     assert decide(gate, "EASCLEAN", "CORP\\jane.doe")["reason"] == "ok"
@@ -102,7 +131,9 @@ def test_blocked_wins_over_unverified_across_policies(ab: Appban) -> None:
     assert decide(ab, "EAS-a", "ann")["reason"] == "blocked:z-blocked"
     # Unverified under one policy (a managed inventory) and blocked under the other.
     later = "2020-07-11T08:00:00Z"
-    ab.ingest(checkin("a", at=later, apps=[{"id": "com.example.b"}], inventory_scope="managed"), now=later)
+    ab.ingest(
+        checkin("a", at=later, apps=[{"id": "com.example.b"}], inventory_scope="managed"), now=later
+    )
     assert ab.state("a", later, "a-unverified") == "unverified"
     assert decide(ab, "EAS-a", "ann", later)["reason"] == "blocked:z-blocked"
 
@@ -124,10 +155,28 @@ def test_the_decision_is_stored_with_the_state(gate: Appban) -> None:
 
 
 def test_gate_decide_in_a_real_process(gate: Appban) -> None:
-    result = run_subprocess("gate", "decide", "--eas-device-id", "EASTIKTOK", "--user", "jane.doe", "--json",
-                            db=gate.db, now=AFTER)
+    result = run_subprocess(
+        "gate",
+        "decide",
+        "--eas-device-id",
+        "EASTIKTOK",
+        "--user",
+        "jane.doe",
+        "--json",
+        db=gate.db,
+        now=AFTER,
+    )
     assert result.code == 0, result.err
     assert result.json == {"decision": "deny", "reason": "blocked:tiktok-mail", "device": "dev-2"}
-    ok = run_subprocess("gate", "decide", "--eas-device-id", "EASCLEAN", "--user", "jane.doe", "--json",
-                        db=gate.db, now=APPLIED)
+    ok = run_subprocess(
+        "gate",
+        "decide",
+        "--eas-device-id",
+        "EASCLEAN",
+        "--user",
+        "jane.doe",
+        "--json",
+        db=gate.db,
+        now=APPLIED,
+    )
     assert ok.json["reason"] == "ok"

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from helpers_semantics import (
     AFTER,
     APPLIED,
@@ -48,7 +49,7 @@ def _kept(ab: Appban) -> list[tuple[object, ...]]:
     ]
 
 
-# -- snapshots --------------------------------------------------------------------------------
+# -- snapshots ------------------------------------------------------------------------------
 
 
 def test_an_app_absent_from_a_newer_snapshot_is_gone(ab: Appban) -> None:
@@ -81,11 +82,17 @@ def test_a_snapshot_older_than_the_stored_one_changes_nothing(ab: Appban) -> Non
     ab.apply()
     ab.ingest(checkin(at=T2, apps=HARMLESS, ownership="corporate"), now=T2)
     before = _kept(ab)
-    doc = ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID], ownership="personal", owner="eve@example.com"), now=T3)
+    doc = ab.ingest(
+        checkin(at=T1, apps=[TIKTOK_ANDROID], ownership="personal", owner="eve@example.com"), now=T3
+    )
     assert (doc["new"], doc["updated"], doc["unchanged"]) == (0, 0, 1)
     assert _kept(ab) == before
     show = ab.show("phone-1", T3)
-    assert (show["owner"], show["ownership"], show["observed_at"]) == ("ann@example.com", "corporate", T2)
+    assert (show["owner"], show["ownership"], show["observed_at"]) == (
+        "ann@example.com",
+        "corporate",
+        T2,
+    )
     assert show["policies"]["tiktok-mail"]["state"] == "compliant"
 
 
@@ -99,10 +106,16 @@ def test_a_snapshot_as_old_as_the_stored_one_changes_nothing(ab: Appban) -> None
 
 def test_importing_the_same_file_twice_changes_nothing(ab: Appban) -> None:
     ab.apply()
-    path = ab.file(".jsonl", "".join(json.dumps(c) + "\n" for c in (
-        checkin("a", at=T1, apps=[TIKTOK_ANDROID]),
-        checkin("b", at=T1, owner="bob@example.com"),
-    )))
+    path = ab.file(
+        ".jsonl",
+        "".join(
+            json.dumps(c) + "\n"
+            for c in (
+                checkin("a", at=T1, apps=[TIKTOK_ANDROID]),
+                checkin("b", at=T1, owner="bob@example.com"),
+            )
+        ),
+    )
     first = ab("import", "appban", path, now=T2)
     assert (first["new"], first["unchanged"]) == (2, 0)
     before = _kept(ab)
@@ -129,8 +142,11 @@ def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
 
 
 def test_sources_keep_separate_snapshots_of_one_device(ab: Appban) -> None:
-    ab.ingest(checkin("X1", at=T2, apps=[TIKTOK_ANDROID], source="intune"),
-              checkin("X1", at=T1, apps=[], source="agent"), now=T2)
+    ab.ingest(
+        checkin("X1", at=T2, apps=[TIKTOK_ANDROID], source="intune"),
+        checkin("X1", at=T1, apps=[], source="agent"),
+        now=T2,
+    )
     assert ab.sql("SELECT id, source FROM devices ORDER BY id") == [(1, "intune"), (2, "agent")]
     r = ab.run("device", "show", "X1", now=T2)
     assert r.code == 2  # ambiguous: the message names both appban ids
@@ -143,13 +159,15 @@ def test_device_facts_follow_the_newest_snapshot(ab: Appban) -> None:
     ab.apply()
     ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID]), now=T1)
     assert ab.decide("EAS-phone-1", "ann", T1) == ("allow", "ok")
-    ab.ingest(checkin(at=T2, apps=[TIKTOK_ANDROID], eas=["EAS-NEW"], owner="bob@example.com"), now=AFTER)
+    ab.ingest(
+        checkin(at=T2, apps=[TIKTOK_ANDROID], eas=["EAS-NEW"], owner="bob@example.com"), now=AFTER
+    )
     assert ab.decide("EAS-phone-1", "ann", AFTER) == ("deny", "unknown_device")
     assert ab.decide("EAS-NEW", "bob", AFTER) == ("deny", "blocked:tiktok-mail")
     assert ab.decide("EAS-NEW", "ann", AFTER) == ("deny", "user_mismatch")
 
 
-# -- data minimisation ---------------------------------------------------------------------------
+# -- data minimisation ----------------------------------------------------------------------
 
 
 def test_only_catalog_apps_are_kept_with_the_catalog_version(ab: Appban) -> None:
@@ -159,14 +177,23 @@ def test_only_catalog_apps_are_kept_with_the_catalog_version(ab: Appban) -> None
         (1, "com.zhiliaoapp.musically", "TikTok")
     ]
     assert ab.sql("SELECT catalog_version FROM devices ORDER BY id") == [(1,), (1,)]
-    evidence = ab.apply(now=APPLIED) and ab.show("phone-1", APPLIED)["policies"]["tiktok-mail"]["evidence"]
-    assert {"kind": "inventory", "source": "agent", "observed_at": BEFORE, "inventory_scope": "full",
-            "catalog_version": 1} in evidence
+    evidence = (
+        ab.apply(now=APPLIED) and ab.show("phone-1", APPLIED)["policies"]["tiktok-mail"]["evidence"]
+    )
+    assert {
+        "kind": "inventory",
+        "source": "agent",
+        "observed_at": BEFORE,
+        "inventory_scope": "full",
+        "catalog_version": 1,
+    } in evidence
     assert "Private Diary" not in json.dumps(ab.show("phone-1", APPLIED))
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
-def test_full_inventories_are_kept_when_asked(ab: Appban, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_inventories_are_kept_when_asked(
+    ab: Appban, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     apps = [*HARMLESS, TIKTOK_ANDROID]
     if how == "flag":
         ab.ingest(checkin(apps=apps), keep_full=True)
@@ -193,7 +220,7 @@ def test_minimising_again_after_full_inventories(ab: Appban) -> None:
     assert present == [("com.zhiliaoapp.musically",)]
 
 
-# -- catalog matching --------------------------------------------------------------------------------
+# -- catalog matching -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -214,7 +241,9 @@ def test_minimising_again_after_full_inventories(ab: Appban) -> None:
         ("macos", {"id": "com.zhiliaoapp.musically"}, None),
     ],
 )
-def test_matching_is_exact_on_identifiers(ab: Appban, platform: str, app: dict[str, str], matched: str | None) -> None:
+def test_matching_is_exact_on_identifiers(
+    ab: Appban, platform: str, app: dict[str, str], matched: str | None
+) -> None:
     ab.ingest(checkin(platform=platform, apps=[app]))
     rows = ab.sql("SELECT family, confidence FROM observations")
     assert rows == ([("tiktok", matched)] if matched else [])
@@ -228,10 +257,15 @@ def test_a_name_match_is_shown_with_its_lower_confidence(ab: Appban) -> None:
     policy = ab.show("phone-1", AFTER)["policies"]["tiktok-mail"]
     assert policy["state"] == "blocked"
     [app] = [e for e in policy["evidence"] if e["kind"] == "app"]
-    assert (app["app"], app["name"], app["match"], app["family"]) == (None, "TikTok", "name", "tiktok")
+    assert (app["app"], app["name"], app["match"], app["family"]) == (
+        None,
+        "TikTok",
+        "name",
+        "tiktok",
+    )
 
 
-# -- golden files ----------------------------------------------------------------------------------
+# -- golden files ---------------------------------------------------------------------------
 
 
 def test_golden_csv_import(ab: Appban) -> None:
@@ -239,14 +273,31 @@ def test_golden_csv_import(ab: Appban) -> None:
     doc = ab("import", "csv", str(GOLDEN / "fleet.csv"), now="2020-07-10T15:10:00Z")
     assert (doc["checkins"], doc["new"]) == (7, 7)
     ab("policy", "apply", str(EXAMPLES / "tiktok-mail.yaml"), now=APPLIED)
-    ab("exempt", "add", "--policy", "tiktok-mail", "--person", "fay.wu@example.com",
-       "--until", "2020-07-20T00:00:00Z", "--reason", "travelling, no laptop", now="2020-07-10T17:00:00Z")
-    subset(ab.status(AFTER, "--by", "org_unit"), json.loads((GOLDEN / "fleet.status.json").read_text("utf-8")))
+    ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--person",
+        "fay.wu@example.com",
+        "--until",
+        "2020-07-20T00:00:00Z",
+        "--reason",
+        "travelling, no laptop",
+        now="2020-07-10T17:00:00Z",
+    )
+    subset(
+        ab.status(AFTER, "--by", "org_unit"),
+        json.loads((GOLDEN / "fleet.status.json").read_text("utf-8")),
+    )
     expected = json.loads((GOLDEN / "fleet.device-show.json").read_text("utf-8"))
     for device, want in expected.items():
         subset(ab.show(device, AFTER), want, f"${device}")
     # Minimised: of nine reported apps, only the four the catalog names were kept.
-    assert ab.sql("SELECT d.source_id, o.app_key FROM observations o JOIN devices d ON d.id = o.device_id ORDER BY 1") == [
+    assert ab.sql(
+        "SELECT d.source_id, o.app_key FROM observations o "
+        "JOIN devices d ON d.id = o.device_id ORDER BY 1"
+    ) == [
         ("ANN-PIXEL", "com.zhiliaoapp.musically"),
         ("DAN-IPHONE", "name:TikTok"),
         ("EVE-TABLET", "com.ss.android.ugc.trill"),
@@ -260,7 +311,11 @@ def test_golden_spec_example(ab: Appban) -> None:
     ab("policy", "apply", str(EXAMPLES / "tiktok-mail.yaml"), now=APPLIED)
     for label, now in (("at_effective", "2020-07-10T16:00:00Z"), ("after_deadline", AFTER)):
         subset(ab.status(now), expected[label]["status"], f"${label}.status")
-        subset(ab.show("00008020-000915083C80012E", now), expected[label]["device_show"], f"${label}.device_show")
+        subset(
+            ab.show("00008020-000915083C80012E", now),
+            expected[label]["device_show"],
+            f"${label}.device_show",
+        )
 
 
 def test_a_catalog_upgrade_makes_older_snapshots_unverified_at_once(
@@ -282,7 +337,10 @@ def test_a_catalog_upgrade_makes_older_snapshots_unverified_at_once(
     monkeypatch.setattr(sync, "load_shipped", without_lite)
     ab = Appban(tmp_path)
     ab.init()
-    ab.ingest(checkin("clean"), checkin("lite", owner="bob@example.com", apps=[{"id": "com.tiktok.lite.go"}]))
+    ab.ingest(
+        checkin("clean"),
+        checkin("lite", owner="bob@example.com", apps=[{"id": "com.tiktok.lite.go"}]),
+    )
     assert ab.sql("SELECT count(*) FROM observations") == [(0,)]  # not in that catalog: not kept
     ab.apply(on_unverified="block")
     ab("evaluate", now=AFTER)
@@ -291,11 +349,15 @@ def test_a_catalog_upgrade_makes_older_snapshots_unverified_at_once(
     monkeypatch.setattr(sync, "load_shipped", shipped)
     assert ab("init", now=NEXT_DAY)["catalog_version"] == 2
     assert ab.sql("SELECT state, deny FROM states ORDER BY device_id") == [
-        ("unverified", "unverified:tiktok-mail"), ("unverified", "unverified:tiktok-mail")
+        ("unverified", "unverified:tiktok-mail"),
+        ("unverified", "unverified:tiktok-mail"),
     ]
     assert ab.sql("SELECT decision FROM devices") == [("deny",), ("deny",)]
     assert ab.status(NEXT_DAY)["states"]["unverified"] == 2
     # The next snapshots, filtered against v2, prove absence and presence.
-    ab.ingest(checkin("clean", at=NEXT_DAY), checkin("lite", at=NEXT_DAY, owner="bob@example.com",
-                                                      apps=[{"id": "com.tiktok.lite.go"}]), now=NEXT_DAY)
+    ab.ingest(
+        checkin("clean", at=NEXT_DAY),
+        checkin("lite", at=NEXT_DAY, owner="bob@example.com", apps=[{"id": "com.tiktok.lite.go"}]),
+        now=NEXT_DAY,
+    )
     assert ab.sql("SELECT state FROM states ORDER BY device_id") == [("compliant",), ("blocked",)]

@@ -8,6 +8,8 @@ import random
 from typing import Any
 
 import pytest
+
+from appban.clock import format_time, parse_time
 from helpers_semantics import (
     AFTER,
     APPLIED,
@@ -22,8 +24,6 @@ from helpers_semantics import (
     checkin,
 )
 
-from appban.clock import format_time, parse_time
-
 FOO = {"id": "com.example.foo", "name": "Foo", "version": "3.1"}
 
 
@@ -32,8 +32,13 @@ def _fleet(ab: Appban) -> None:
     ab.ingest(
         checkin("ann-phone", apps=[*HARMLESS, TIKTOK_ANDROID]),
         checkin("bob-phone", owner="bob@example.com"),
-        checkin("cat-phone", owner="cat@example.com", platform="ios", eas=[],
-                apps=[{"id": "com.zhiliaoapp.musically", "name": "TikTok"}]),
+        checkin(
+            "cat-phone",
+            owner="cat@example.com",
+            platform="ios",
+            eas=[],
+            apps=[{"id": "com.zhiliaoapp.musically", "name": "TikTok"}],
+        ),
     )
 
 
@@ -41,7 +46,7 @@ def _audit(ab: Appban, action: str) -> list[tuple[str, str]]:
     return ab.sql("SELECT subject, data FROM audit_log WHERE action = ? ORDER BY seq", (action,))
 
 
-# -- apply -----------------------------------------------------------------------------------------
+# -- apply ----------------------------------------------------------------------------------
 
 
 def test_apply_creates_evaluates_and_audits(ab: Appban) -> None:
@@ -57,7 +62,9 @@ def test_apply_creates_evaluates_and_audits(ab: Appban) -> None:
     [(subject, data)] = _audit(ab, "policy.apply")
     assert subject == "tiktok-mail" and json.loads(data)["revision"] == 1
     # The states were stored by apply itself, with their time and cause.
-    assert ab.sql("SELECT device_id, new_state, at, cause FROM state_history ORDER BY device_id") == [
+    assert ab.sql(
+        "SELECT device_id, new_state, at, cause FROM state_history ORDER BY device_id"
+    ) == [
         (1, "violating", 1594395000000000, "policy"),
         (2, "compliant", 1594395000000000, "policy"),
         (3, "out_of_scope", 1594395000000000, "policy"),
@@ -80,13 +87,22 @@ def test_an_update_is_a_new_revision_audited_and_re_evaluated(ab: Appban) -> Non
     # The deadline moves forward to now: ann is blocked at once, without `evaluate`.
     doc = ab.apply(now="2020-07-10T17:00:00Z", deadline="2020-07-10T17:00:00Z")
     assert (doc["action"], doc["revision"], doc["changed"]) == ("updated", 2, ["deadline"])
-    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [("blocked", "blocked:tiktok-mail")]
-    assert ab.sql("SELECT decision, reason FROM devices WHERE id = 1") == [("deny", "blocked:tiktok-mail")]
-    assert ab.decide("EAS-ann-phone", "ann", "2020-07-10T17:00:00Z") == ("deny", "blocked:tiktok-mail")
+    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [
+        ("blocked", "blocked:tiktok-mail")
+    ]
+    assert ab.sql("SELECT decision, reason FROM devices WHERE id = 1") == [
+        ("deny", "blocked:tiktok-mail")
+    ]
+    assert ab.decide("EAS-ann-phone", "ann", "2020-07-10T17:00:00Z") == (
+        "deny",
+        "blocked:tiktok-mail",
+    )
     revisions = [json.loads(d)["revision"] for _s, d in _audit(ab, "policy.apply")]
     assert revisions == [1, 2]
     # Widening the scope to devices without mail brings cat in.
-    ab.apply(now="2020-07-10T17:00:00Z", deadline="2020-07-10T17:00:00Z", scope={"mail_access": "any"})
+    ab.apply(
+        now="2020-07-10T17:00:00Z", deadline="2020-07-10T17:00:00Z", scope={"mail_access": "any"}
+    )
     assert ab.state("cat-phone", "2020-07-10T17:00:00Z") == "blocked"
 
 
@@ -142,7 +158,7 @@ def test_draft_policies_have_no_states(ab: Appban) -> None:
     assert ab.sql("SELECT count(*) FROM states") == [(0,)]
 
 
-# -- incremental evaluation ----------------------------------------------------------------
+# -- incremental evaluation -----------------------------------------------------------------
 
 
 def test_a_check_in_re_evaluates_its_device_in_the_same_command(ab: Appban) -> None:
@@ -179,7 +195,9 @@ def test_a_new_device_is_evaluated_when_it_first_checks_in(ab: Appban) -> None:
 def test_people_groups_change_scope(ab: Appban) -> None:
     _fleet(ab)
     ab.apply()
-    ab.people([("ann@example.com", "Ann", "Sales", "staff;security-research", "UTC")], now=EFFECTIVE)
+    ab.people(
+        [("ann@example.com", "Ann", "Sales", "staff;security-research", "UTC")], now=EFFECTIVE
+    )
     assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("out_of_scope",)]
     ab.people([("ann@example.com", "Ann", "Sales", "staff", "UTC")], now="2020-07-10T17:00:00Z")
     assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("violating",)]
@@ -188,12 +206,16 @@ def test_people_groups_change_scope(ab: Appban) -> None:
 
 
 def test_include_groups_from_the_people_file(ab: Appban) -> None:
-    ab.people([
-        ("ann@example.com", "Ann", "Sales", "pilot", "UTC"),
-        ("bob@example.com", "Bob", "Sales", "staff", "UTC"),
-    ])
-    ab.ingest(checkin("ann-phone", apps=[TIKTOK_ANDROID]),
-              checkin("bob-phone", owner="bob@example.com", apps=[TIKTOK_ANDROID]))
+    ab.people(
+        [
+            ("ann@example.com", "Ann", "Sales", "pilot", "UTC"),
+            ("bob@example.com", "Bob", "Sales", "staff", "UTC"),
+        ]
+    )
+    ab.ingest(
+        checkin("ann-phone", apps=[TIKTOK_ANDROID]),
+        checkin("bob-phone", owner="bob@example.com", apps=[TIKTOK_ANDROID]),
+    )
     ab.apply(scope={"include_groups": ["pilot"]})
     assert ab.state("ann-phone", APPLIED) == "violating"
     assert ab.state("bob-phone", APPLIED) == "out_of_scope"
@@ -226,7 +248,10 @@ def test_evaluate_ages_inventories_past_max_inventory_age(ab: Appban) -> None:
         ("unverified", 1594566000000000, "unverified:tiktok-mail")
     ]
     assert ab.show("bob-phone", "2020-07-20T00:00:00Z")["policies"]["tiktok-mail"]["since"] == stale
-    assert ab.decide("EAS-bob-phone", "bob", "2020-07-20T00:00:00Z") == ("deny", "unverified:tiktok-mail")
+    assert ab.decide("EAS-bob-phone", "bob", "2020-07-20T00:00:00Z") == (
+        "deny",
+        "unverified:tiktok-mail",
+    )
 
 
 def test_evaluate_full_agrees_with_evaluate(ab: Appban) -> None:
@@ -238,7 +263,7 @@ def test_evaluate_full_agrees_with_evaluate(ab: Appban) -> None:
     assert ab.sql("SELECT policy_id, device_id, state, deny FROM states ORDER BY device_id") == due
 
 
-# -- withdraw ------------------------------------------------------------------------------------
+# -- withdraw -------------------------------------------------------------------------------
 
 
 def test_withdraw_lifts_every_block_at_once(ab: Appban) -> None:
@@ -258,7 +283,10 @@ def test_withdraw_lifts_every_block_at_once(ab: Appban) -> None:
     [(_subject, data)] = _audit(ab, "policy.withdraw")
     assert json.loads(data)["reason"] == "sent in error"
     # A withdrawn policy decides nothing, whatever arrives later or however late it is.
-    ab.ingest(checkin("ann-phone", at="2020-07-12T10:00:00Z", apps=[TIKTOK_ANDROID]), now="2020-07-12T10:00:00Z")
+    ab.ingest(
+        checkin("ann-phone", at="2020-07-12T10:00:00Z", apps=[TIKTOK_ANDROID]),
+        now="2020-07-12T10:00:00Z",
+    )
     ab("evaluate", now="2020-08-01T00:00:00Z")
     assert ab.decide("EAS-ann-phone", "ann", "2020-08-01T00:00:00Z") == ("allow", "ok")
     again = ab("policy", "withdraw", "tiktok-mail", "--reason", "again", now="2020-08-01T00:00:00Z")
@@ -282,38 +310,69 @@ def test_re_applying_a_withdrawn_policy_enforces_it_again(ab: Appban) -> None:
     assert ab("policy", "show", "tiktok-mail", now=AFTER)["withdrawn_at"] is None
 
 
-# -- exemptions ------------------------------------------------------------------------------------
+# -- exemptions -----------------------------------------------------------------------------
 
 
 def test_a_person_exemption_covers_their_devices_until_it_expires(ab: Appban) -> None:
     _fleet(ab)
     ab.ingest(checkin("ann-tablet", platform="android", apps=[TIKTOK_ANDROID]))
     ab.apply()
-    doc = ab("exempt", "add", "--policy", "tiktok-mail", "--person", "Ann@Example.com",
-             "--until", "2020-07-13T00:00:00Z", "--reason", "travelling", now=EFFECTIVE)
+    doc = ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--person",
+        "Ann@Example.com",
+        "--until",
+        "2020-07-13T00:00:00Z",
+        "--reason",
+        "travelling",
+        now=EFFECTIVE,
+    )
     assert (doc["person"], doc["devices"]) == ("ann@example.com", 2)
-    assert ab.sql("SELECT device_id, state FROM states WHERE device_id IN (1, 4) ORDER BY device_id") == [
-        (1, "exempt"), (4, "exempt")
-    ]
+    assert ab.sql(
+        "SELECT device_id, state FROM states WHERE device_id IN (1, 4) ORDER BY device_id"
+    ) == [(1, "exempt"), (4, "exempt")]
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-ann-phone", "ann", AFTER) == ("allow", "ok")
     assert ab.state("ann-phone", "2020-07-12T23:59:59Z") == "exempt"
     # Expiry: exactly at --until the exemption is over; evaluate records it at that time.
     assert ab.state("ann-phone", "2020-07-13T00:00:00Z") == "blocked"
     ab("evaluate", now="2020-07-14T00:00:00Z")
-    assert ab.sql("SELECT state, since FROM states WHERE device_id = 1") == [("blocked", 1594598400000000)]
-    assert ab.decide("EAS-ann-tablet", "ann", "2020-07-14T00:00:00Z") == ("deny", "blocked:tiktok-mail")
+    assert ab.sql("SELECT state, since FROM states WHERE device_id = 1") == [
+        ("blocked", 1594598400000000)
+    ]
+    assert ab.decide("EAS-ann-tablet", "ann", "2020-07-14T00:00:00Z") == (
+        "deny",
+        "blocked:tiktok-mail",
+    )
     evidence = ab.show("ann-phone", "2020-07-14T00:00:00Z")["policies"]["tiktok-mail"]["evidence"]
-    assert {"kind": "exemption", "starts": EFFECTIVE, "until": "2020-07-13T00:00:00Z",
-            "reason": "travelling"} in evidence
+    assert {
+        "kind": "exemption",
+        "starts": EFFECTIVE,
+        "until": "2020-07-13T00:00:00Z",
+        "reason": "travelling",
+    } in evidence
 
 
 def test_a_device_exemption_covers_only_that_device(ab: Appban) -> None:
     _fleet(ab)
     ab.ingest(checkin("ann-tablet", apps=[TIKTOK_ANDROID]))
     ab.apply()
-    ab("exempt", "add", "--policy", "tiktok-mail", "--device", "ann-tablet",
-       "--until", "2020-07-13T00:00:00Z", "--reason", "lab device", now=EFFECTIVE)
+    ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "ann-tablet",
+        "--until",
+        "2020-07-13T00:00:00Z",
+        "--reason",
+        "lab device",
+        now=EFFECTIVE,
+    )
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-ann-tablet", "ann", AFTER) == ("allow", "ok")
     assert ab.decide("EAS-ann-phone", "ann", AFTER) == ("deny", "blocked:tiktok-mail")
@@ -323,8 +382,19 @@ def test_an_exemption_added_after_the_block_lifts_it_at_once(ab: Appban) -> None
     _fleet(ab)
     ab.apply()
     ab("evaluate", now=AFTER)
-    ab("exempt", "add", "--policy", "tiktok-mail", "--device", "dev-1",
-       "--until", "2020-07-20T00:00:00Z", "--reason", "ceo", now=NEXT_DAY)
+    ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "dev-1",
+        "--until",
+        "2020-07-20T00:00:00Z",
+        "--reason",
+        "ceo",
+        now=NEXT_DAY,
+    )
     assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [("exempt", "")]
     assert ab.sql("SELECT decision FROM devices WHERE id = 1") == [("allow",)]
 
@@ -332,21 +402,45 @@ def test_an_exemption_added_after_the_block_lifts_it_at_once(ab: Appban) -> None
 def test_an_exemption_must_end_in_the_future(ab: Appban) -> None:
     _fleet(ab)
     ab.apply()
-    r = ab.run("exempt", "add", "--policy", "tiktok-mail", "--device", "dev-1",
-               "--until", APPLIED, "--reason", "x", now=APPLIED)
+    r = ab.run(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "dev-1",
+        "--until",
+        APPLIED,
+        "--reason",
+        "x",
+        now=APPLIED,
+    )
     assert r.code == 2
     assert ab.sql("SELECT count(*) FROM exemptions") == [(0,)]
 
 
-# -- attestations -------------------------------------------------------------------------------------
+# -- attestations ---------------------------------------------------------------------------
 
 
 def test_attestation_makes_a_byod_phone_compliant(ab: Appban) -> None:
-    ab.ingest(checkin("ann-byod", platform="ios", ownership="personal", inventory_scope="managed", apps=[]))
+    ab.ingest(
+        checkin(
+            "ann-byod", platform="ios", ownership="personal", inventory_scope="managed", apps=[]
+        )
+    )
     ab.apply(on_unverified="block")
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-ann-byod", "ann", AFTER) == ("deny", "unverified:tiktok-mail")
-    doc = ab("attest", "--policy", "tiktok-mail", "--device", "ann-byod", "--person", "ann@example.com", now=NEXT_DAY)
+    doc = ab(
+        "attest",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "ann-byod",
+        "--person",
+        "ann@example.com",
+        now=NEXT_DAY,
+    )
     assert doc["state"] == "compliant"
     assert ab.decide("EAS-ann-byod", "ann", NEXT_DAY) == ("allow", "ok")
     evidence = ab.show("ann-byod", NEXT_DAY)["policies"]["tiktok-mail"]["evidence"]
@@ -360,30 +454,63 @@ def test_a_later_inventory_showing_the_app_overrides_the_attestation(ab: Appban)
     _fleet(ab)
     ab.apply()
     ab("evaluate", now=AFTER)
-    ab("attest", "--policy", "tiktok-mail", "--device", "ann-phone", "--person", "ann@example.com", now=NEXT_DAY)
+    ab(
+        "attest",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "ann-phone",
+        "--person",
+        "ann@example.com",
+        now=NEXT_DAY,
+    )
     assert ab.decide("EAS-ann-phone", "ann", NEXT_DAY) == ("allow", "ok")
     # A snapshot taken before the attestation, arriving late, does not override it...
-    ab.ingest(checkin("ann-phone", at="2020-07-12T08:00:00Z", apps=[TIKTOK_ANDROID]), now="2020-07-12T10:00:00Z")
+    ab.ingest(
+        checkin("ann-phone", at="2020-07-12T08:00:00Z", apps=[TIKTOK_ANDROID]),
+        now="2020-07-12T10:00:00Z",
+    )
     assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("compliant",)]
     # ...one taken after it does.
-    ab.ingest(checkin("ann-phone", at="2020-07-12T11:00:00Z", apps=[TIKTOK_ANDROID]), now="2020-07-12T11:00:00Z")
-    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [("blocked", "blocked:tiktok-mail")]
-    assert ab.decide("EAS-ann-phone", "ann", "2020-07-12T11:00:00Z") == ("deny", "blocked:tiktok-mail")
+    ab.ingest(
+        checkin("ann-phone", at="2020-07-12T11:00:00Z", apps=[TIKTOK_ANDROID]),
+        now="2020-07-12T11:00:00Z",
+    )
+    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [
+        ("blocked", "blocked:tiktok-mail")
+    ]
+    assert ab.decide("EAS-ann-phone", "ann", "2020-07-12T11:00:00Z") == (
+        "deny",
+        "blocked:tiktok-mail",
+    )
 
 
 def test_only_the_owner_can_attest(ab: Appban) -> None:
     _fleet(ab)
     ab.apply()
-    r = ab.run("attest", "--policy", "tiktok-mail", "--device", "ann-phone", "--person", "bob@example.com", now=AFTER)
+    r = ab.run(
+        "attest",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "ann-phone",
+        "--person",
+        "bob@example.com",
+        now=AFTER,
+    )
     assert r.code == 2 and "own" in r.err
     assert ab.sql("SELECT count(*) FROM attestations") == [(0,)]
 
 
-# -- policies naming identifiers directly ---------------------------------------------------------
+# -- policies naming identifiers directly ---------------------------------------------------
 
 
-def test_an_explicit_identifier_joins_the_catalog_and_old_snapshots_are_unverified(ab: Appban) -> None:
-    ab.ingest(checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com"))
+def test_an_explicit_identifier_joins_the_catalog_and_old_snapshots_are_unverified(
+    ab: Appban,
+) -> None:
+    ab.ingest(
+        checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com")
+    )
     # Minimised: com.example.foo was not in the catalog, so it was not kept.
     assert ab.sql("SELECT app_id FROM observations") == []
     doc = ab.apply(id="foo-ban", apps=["android:com.example.foo"], on_unverified="block")
@@ -396,9 +523,11 @@ def test_an_explicit_identifier_joins_the_catalog_and_old_snapshots_are_unverifi
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-bob-phone", "bob", AFTER) == ("deny", "unverified:foo-ban")
     # The next snapshots are filtered against v2: they prove presence and absence.
-    ab.ingest(checkin("ann-phone", at="2020-07-11T08:00:00Z", apps=[*HARMLESS, FOO]),
-              checkin("bob-phone", at="2020-07-11T08:00:00Z", owner="bob@example.com"),
-              now="2020-07-11T08:00:00Z")
+    ab.ingest(
+        checkin("ann-phone", at="2020-07-11T08:00:00Z", apps=[*HARMLESS, FOO]),
+        checkin("bob-phone", at="2020-07-11T08:00:00Z", owner="bob@example.com"),
+        now="2020-07-11T08:00:00Z",
+    )
     assert ab.sql("SELECT app_id, match_kind, confidence FROM observations") == [
         ("com.example.foo", "android", "identifier")
     ]
@@ -410,16 +539,22 @@ def test_an_explicit_identifier_joins_the_catalog_and_old_snapshots_are_unverifi
 
 def test_an_explicit_identifier_only_matches_its_platform(ab: Appban) -> None:
     ab.apply(id="foo-ban", apps=["android:com.example.foo"])
-    ab.ingest(checkin("ann-iphone", platform="ios", apps=[FOO]), checkin("bob-phone", owner="bob@example.com", apps=[FOO]),
-              now=AFTER)
+    ab.ingest(
+        checkin("ann-iphone", platform="ios", apps=[FOO]),
+        checkin("bob-phone", owner="bob@example.com", apps=[FOO]),
+        now=AFTER,
+    )
     assert ab.state("ann-iphone", AFTER, "foo-ban") == "compliant"
     assert ab.state("bob-phone", AFTER, "foo-ban") == "blocked"
 
 
 def test_with_full_inventories_an_explicit_identifier_is_known_at_once(ab: Appban) -> None:
     """A snapshot kept whole already holds the app: the policy sees it without a new one."""
-    ab.ingest(checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com"),
-              keep_full=True)
+    ab.ingest(
+        checkin("ann-phone", apps=[*HARMLESS, FOO]),
+        checkin("bob-phone", owner="bob@example.com"),
+        keep_full=True,
+    )
     ab.apply(id="foo-ban", apps=["android:com.example.foo"])
     assert ab.state("ann-phone", APPLIED, "foo-ban") == "violating"
     assert ab.state("bob-phone", APPLIED, "foo-ban") == "compliant"
@@ -430,7 +565,10 @@ def test_with_full_inventories_an_explicit_identifier_is_known_at_once(ab: Appba
 
 def test_two_policies_decide_together(ab: Appban) -> None:
     _fleet(ab)
-    ab.ingest(checkin("ann-phone", at="2020-07-10T15:10:00Z", apps=[TIKTOK_ANDROID, FOO]), now="2020-07-10T15:10:00Z")
+    ab.ingest(
+        checkin("ann-phone", at="2020-07-10T15:10:00Z", apps=[TIKTOK_ANDROID, FOO]),
+        now="2020-07-10T15:10:00Z",
+    )
     ab.apply()
     ab.apply(id="foo-ban", apps=["android:com.example.foo"], deadline="2020-07-12T00:00:00Z")
     assert ab.show("ann-phone", APPLIED)["policies"]["foo-ban"]["state"] == "unverified"
@@ -448,13 +586,17 @@ def _audited_changes(ab: Appban) -> list[tuple[str, str | None, str, int, str]]:
     audited one by one ("state") or in a batch per sweep ("states")."""
     out = []
     for action, subject, at, data in ab.sql(
-        "SELECT action, subject, at, data FROM audit_log WHERE action IN ('state', 'states') ORDER BY seq"
+        "SELECT action, subject, at, data FROM audit_log "
+        "WHERE action IN ('state', 'states') ORDER BY seq"
     ):
         body = json.loads(data)
         if action == "state":
             out.append((subject, body["from"], body["to"], at, body["cause"]))
         else:
-            out += [(f"{subject}/{dev}", old, new, when, body["cause"]) for dev, old, new, when in body["changes"]]
+            out += [
+                (f"{subject}/{dev}", old, new, when, body["cause"])
+                for dev, old, new, when in body["changes"]
+            ]
     return out
 
 
@@ -468,7 +610,10 @@ def test_state_changes_are_in_the_audit_log(ab: Appban) -> None:
         ("tiktok-mail/dev-1", "violating", "blocked", 1594450740000000, "time"),  # at the deadline
         ("tiktok-mail/dev-1", "blocked", "compliant", 1594544400000000, "inventory"),
     ]
-    history = ab.sql("SELECT policy_id, device_id, old_state, new_state, at, cause FROM state_history ORDER BY id")
+    history = ab.sql(
+        "SELECT policy_id, device_id, old_state, new_state, at, cause "
+        "FROM state_history ORDER BY id"
+    )
     assert len(_audited_changes(ab)) == len(history)
     assert ab("audit", "verify", now=NEXT_DAY)["ok"] is True
 
@@ -483,8 +628,11 @@ def test_unchanged_checkins_before_the_policy_exist(ab: Appban) -> None:
 
 def test_dry_run_sees_an_explicit_identifier_in_kept_inventories(ab: Appban) -> None:
     """The preview must say what applying would: the kept app is found, not proved absent."""
-    ab.ingest(checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com"),
-              keep_full=True)
+    ab.ingest(
+        checkin("ann-phone", apps=[*HARMLESS, FOO]),
+        checkin("bob-phone", owner="bob@example.com"),
+        keep_full=True,
+    )
     before = ab.dump()
     doc = ab.apply(dry_run=True, id="foo-ban", apps=["android:com.example.foo"])
     assert ab.dump() == before
@@ -492,10 +640,13 @@ def test_dry_run_sees_an_explicit_identifier_in_kept_inventories(ab: Appban) -> 
     assert doc["people"] == ["ann@example.com"]
     applied = ab.apply(id="foo-ban", apps=["android:com.example.foo"])
     assert applied["state_changes"] == 2
-    assert ab.sql("SELECT device_id, state FROM states ORDER BY device_id") == [(1, "violating"), (2, "compliant")]
+    assert ab.sql("SELECT device_id, state FROM states ORDER BY device_id") == [
+        (1, "violating"),
+        (2, "compliant"),
+    ]
 
 
-# -- stored states are the state function's answer -------------------------------------------------
+# -- stored states are the state function's answer ------------------------------------------
 
 
 def _check_stored_states_are_exact(ab: Appban, now: str, devices: list[str]) -> None:
@@ -505,10 +656,21 @@ def _check_stored_states_are_exact(ab: Appban, now: str, devices: list[str]) -> 
     for ref in devices:
         shown = ab.show(ref, now)
         device_id = int(shown["id"][4:])
-        stored = {p: (s, d) for p, s, d in ab.sql("SELECT policy_id, state, deny FROM states WHERE device_id = ?", (device_id,))}
+        stored = {
+            p: (s, d)
+            for p, s, d in ab.sql(
+                "SELECT policy_id, state, deny FROM states WHERE device_id = ?", (device_id,)
+            )
+        }
         for policy in active:
             state = shown["policies"][policy]["state"]
-            assert stored[policy][0] == state, (now, ref, policy, stored[policy], shown["policies"][policy])
+            assert stored[policy][0] == state, (
+                now,
+                ref,
+                policy,
+                stored[policy],
+                shown["policies"][policy],
+            )
         assert ab.sql("SELECT decision, reason FROM devices WHERE id = ?", (device_id,)) == [
             (shown["decision"], shown["reason"])
         ], (now, ref)
@@ -518,8 +680,18 @@ def _check_stored_states_are_exact(ab: Appban, now: str, devices: list[str]) -> 
 def test_stored_states_stay_exact_through_a_random_story(ab: Appban, seed: int) -> None:
     rng = random.Random(seed)
     people = ["ann", "bob", "cat", "dan"]
-    ab.people([(f"{p}@example.com", p, "Unit", rng.choice(["staff", "staff;security-research", "pilot"]), "UTC")
-               for p in people])
+    ab.people(
+        [
+            (
+                f"{p}@example.com",
+                p,
+                "Unit",
+                rng.choice(["staff", "staff;security-research", "pilot"]),
+                "UTC",
+            )
+            for p in people
+        ]
+    )
     devices = [f"d{i}" for i in range(6)]
     owner = {d: rng.choice(people) for d in devices}
     platform = {d: rng.choice(["android", "ios", "macos"]) for d in devices}
@@ -532,42 +704,77 @@ def test_stored_states_stay_exact_through_a_random_story(ab: Appban, seed: int) 
         apps = [*HARMLESS, TIKTOK_ANDROID] if rng.random() < 0.4 else list(HARMLESS)
         if rng.random() < 0.3:
             apps.append(FOO)
-        return checkin(d, at=at(t), apps=apps, platform=platform[d], owner=f"{owner[d]}@example.com",
-                       eas=[] if rng.random() < 0.15 else None,
-                       inventory_scope="managed" if rng.random() < 0.2 else "full")
+        return checkin(
+            d,
+            at=at(t),
+            apps=apps,
+            platform=platform[d],
+            owner=f"{owner[d]}@example.com",
+            eas=[] if rng.random() < 0.15 else None,
+            inventory_scope="managed" if rng.random() < 0.2 else "full",
+        )
 
     ab.ingest(*(snapshot(d, clock) for d in devices), now=at(clock))
     policies: dict[str, dict[str, Any]] = {}
     for _step in range(14):
         clock += rng.choice([1, 3, 7, 20]) * 3_600_000_000
         now = at(clock)
-        action = rng.choice(["ingest", "ingest", "apply", "apply", "exempt", "attest", "withdraw", "none"])
+        action = rng.choice(
+            ["ingest", "ingest", "apply", "apply", "exempt", "attest", "withdraw", "none"]
+        )
         if action == "ingest":
             ab.ingest(*(snapshot(d, clock) for d in rng.sample(devices, 3)), now=now)
         elif action == "apply" or not policies:
             pid = rng.choice(["tiktok-mail", "foo-ban"])
             fields = {
                 "id": pid,
-                "apps": ["tiktok"] if pid == "tiktok-mail" else ["android:com.example.foo", "tiktok"],
+                "apps": ["tiktok"]
+                if pid == "tiktok-mail"
+                else ["android:com.example.foo", "tiktok"],
                 "deadline": at(clock + rng.choice([-5, 2, 10, 30]) * 3_600_000_000),
                 "effective": at(clock - 100 * 3_600_000_000),
                 "mode": rng.choice(["enforce", "enforce", "monitor"]),
                 "on_unverified": rng.choice(["allow", "block"]),
                 "max_inventory_age": rng.choice(["12h", "2d", "7d"]),
-                "scope": {"mail_access": rng.choice(["required", "any"]),
-                          "include_groups": rng.choice([[], ["pilot", "staff"]])},
+                "scope": {
+                    "mail_access": rng.choice(["required", "any"]),
+                    "include_groups": rng.choice([[], ["pilot", "staff"]]),
+                },
             }
             policies[pid] = fields
             ab.apply(now=now, **fields)
         elif action == "exempt":
             pid = rng.choice(sorted(policies))
             until = at(clock + rng.choice([2, 9, 40]) * 3_600_000_000)
-            who = ["--device", rng.choice(devices)] if rng.random() < 0.5 else ["--person", f"{rng.choice(people)}@example.com"]
-            ab("exempt", "add", "--policy", pid, *who, "--until", until, "--reason", "story", now=now)
+            who = (
+                ["--device", rng.choice(devices)]
+                if rng.random() < 0.5
+                else ["--person", f"{rng.choice(people)}@example.com"]
+            )
+            ab(
+                "exempt",
+                "add",
+                "--policy",
+                pid,
+                *who,
+                "--until",
+                until,
+                "--reason",
+                "story",
+                now=now,
+            )
         elif action == "attest":
             d = rng.choice(devices)
-            ab("attest", "--policy", rng.choice(sorted(policies)), "--device", d,
-               "--person", f"{owner[d]}@example.com", now=now)
+            ab(
+                "attest",
+                "--policy",
+                rng.choice(sorted(policies)),
+                "--device",
+                d,
+                "--person",
+                f"{owner[d]}@example.com",
+                now=now,
+            )
         elif action == "withdraw":
             ab("policy", "withdraw", rng.choice(sorted(policies)), "--reason", "story", now=now)
         ab("evaluate", now=now)
@@ -577,13 +784,27 @@ def test_stored_states_stay_exact_through_a_random_story(ab: Appban, seed: int) 
 
 
 def test_evaluate_walks_through_every_change_time_brought(ab: Appban) -> None:
-    """An exemption ends before the deadline; one late evaluate records both changes at their times."""
+    """An exemption ends before the deadline; one late evaluate records both changes,
+    each at its own time."""
     _fleet(ab)
     ab.apply()
-    ab("exempt", "add", "--policy", "tiktok-mail", "--device", "ann-phone", "--until", "2020-07-10T20:00:00Z",
-       "--reason", "a few hours", now=EFFECTIVE)
+    ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "ann-phone",
+        "--until",
+        "2020-07-10T20:00:00Z",
+        "--reason",
+        "a few hours",
+        now=EFFECTIVE,
+    )
     ab("evaluate", now="2020-07-15T00:00:00Z")
-    changes = ab.sql("SELECT old_state, new_state, at, cause FROM state_history WHERE device_id = 1 ORDER BY id")
+    changes = ab.sql(
+        "SELECT old_state, new_state, at, cause FROM state_history WHERE device_id = 1 ORDER BY id"
+    )
     assert changes == [
         (None, "violating", 1594395000000000, "policy"),
         ("violating", "exempt", 1594396800000000, "exemption"),
@@ -594,8 +815,19 @@ def test_evaluate_walks_through_every_change_time_brought(ab: Appban) -> None:
 
 def test_a_person_exemption_covers_a_device_that_checks_in_later(ab: Appban) -> None:
     ab.apply()
-    ab("exempt", "add", "--policy", "tiktok-mail", "--person", "ann@example.com", "--until", "2020-07-20T00:00:00Z",
-       "--reason", "on leave", now=EFFECTIVE)
+    ab(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--person",
+        "ann@example.com",
+        "--until",
+        "2020-07-20T00:00:00Z",
+        "--reason",
+        "on leave",
+        now=EFFECTIVE,
+    )
     ab.ingest(checkin("ann-new", at=AFTER, apps=[TIKTOK_ANDROID]), now=AFTER)
     assert ab.sql("SELECT state FROM states") == [("exempt",)]
     assert ab.decide("EAS-ann-new", "ann", AFTER) == ("allow", "ok")
@@ -604,7 +836,16 @@ def test_a_person_exemption_covers_a_device_that_checks_in_later(ab: Appban) -> 
 def test_an_attestation_under_a_draft_policy_counts_once_it_is_active(ab: Appban) -> None:
     _fleet(ab)
     assert ab.run("policy", "apply", ab.policy_file(), "--draft", now=APPLIED).code == 0
-    ab("attest", "--policy", "tiktok-mail", "--device", "ann-phone", "--person", "ann@example.com", now=EFFECTIVE)
+    ab(
+        "attest",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        "ann-phone",
+        "--person",
+        "ann@example.com",
+        now=EFFECTIVE,
+    )
     assert ab.sql("SELECT count(*) FROM states") == [(0,)]
     ab.apply(now=AFTER)
     assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("compliant",)]
@@ -620,8 +861,16 @@ def test_what_counts_as_mail_access(ab: Appban) -> None:
         checkin("unknown", eas=[], apps=[TIKTOK_ANDROID]),
     )
     ab.apply()
-    required = {d: ab.state(d, AFTER) for d in ("eas-only", "said-so", "eas-but-said-no", "no-mail", "unknown")}
-    assert required == {"eas-only": "blocked", "said-so": "blocked", "eas-but-said-no": "blocked",
-                        "no-mail": "out_of_scope", "unknown": "out_of_scope"}
+    required = {
+        d: ab.state(d, AFTER)
+        for d in ("eas-only", "said-so", "eas-but-said-no", "no-mail", "unknown")
+    }
+    assert required == {
+        "eas-only": "blocked",
+        "said-so": "blocked",
+        "eas-but-said-no": "blocked",
+        "no-mail": "out_of_scope",
+        "unknown": "out_of_scope",
+    }
     ab.apply(now=AFTER, scope={"mail_access": "any"})
     assert ab.sql("SELECT count(*) FROM states WHERE state = 'blocked'") == [(5,)]

@@ -61,13 +61,20 @@ def facts(**changes: Any) -> Facts:
 TIKTOK = ["com.zhiliaoapp.musically"]
 
 
-# -- scope -------------------------------------------------------------------------------
+# -- scope ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("platform", "expected"),
-    [("android", True), ("ios", True), ("ipados", True), ("macos", False), ("windows", False),
-     ("chromeos", False), ("linux", False)],
+    [
+        ("android", True),
+        ("ios", True),
+        ("ipados", True),
+        ("macos", False),
+        ("windows", False),
+        ("chromeos", False),
+        ("linux", False),
+    ],
 )
 def test_scope_platforms(platform: str, expected: bool) -> None:
     assert in_scope(POLICY, facts(platform=platform)) is expected
@@ -94,9 +101,15 @@ def test_mail_access_any_includes_devices_without_mail() -> None:
 @pytest.mark.parametrize(
     ("ownership", "device", "expected"),
     [
-        ("any", "personal", True), ("any", "corporate", True), ("any", "unknown", True),
-        ("corporate", "corporate", True), ("corporate", "personal", False), ("corporate", "unknown", False),
-        ("personal", "personal", True), ("personal", "corporate", False), ("personal", "unknown", False),
+        ("any", "personal", True),
+        ("any", "corporate", True),
+        ("any", "unknown", True),
+        ("corporate", "corporate", True),
+        ("corporate", "personal", False),
+        ("corporate", "unknown", False),
+        ("personal", "personal", True),
+        ("personal", "corporate", False),
+        ("personal", "unknown", False),
     ],
 )
 def test_scope_ownership(ownership: str, device: str, expected: bool) -> None:
@@ -117,7 +130,10 @@ def test_empty_include_groups_mean_everyone_even_without_groups() -> None:
 def test_exclude_groups_win_over_include_groups() -> None:
     p = scope(include_groups=("staff",))
     assert not in_scope(p, facts(groups=frozenset({"staff", "security-research"})))
-    assert compute(p, facts(groups=frozenset({"security-research"}), present=TIKTOK), DEADLINE).state == "out_of_scope"
+    assert (
+        compute(p, facts(groups=frozenset({"security-research"}), present=TIKTOK), DEADLINE).state
+        == "out_of_scope"
+    )
 
 
 # -- compliant, violating, blocked ----------------------------------------------------------
@@ -159,7 +175,10 @@ def test_monitor_mode_never_denies_unverified_either() -> None:
 
 
 def test_a_managed_inventory_that_shows_the_app_proves_presence() -> None:
-    assert compute(POLICY, facts(inventory_scope="managed", present=TIKTOK), DEADLINE).state == "blocked"
+    assert (
+        compute(POLICY, facts(inventory_scope="managed", present=TIKTOK), DEADLINE).state
+        == "blocked"
+    )
 
 
 def test_a_stale_inventory_that_showed_the_app_still_blocks() -> None:
@@ -168,7 +187,7 @@ def test_a_stale_inventory_that_showed_the_app_still_blocks() -> None:
     assert (out.state, out.deny) == ("blocked", "blocked:tiktok-mail")
 
 
-# -- unverified ---------------------------------------------------------------------------------
+# -- unverified -----------------------------------------------------------------------------
 
 
 def test_no_inventory_is_unverified() -> None:
@@ -201,12 +220,21 @@ def test_snapshot_filtered_against_an_older_catalog_cannot_prove_absence() -> No
     out = compute(POLICY, facts(catalog_version=1), EFFECTIVE, required_catalog=2)
     assert out.state == "unverified"
     assert "catalog" in out.detail
-    assert compute(POLICY, facts(catalog_version=2), EFFECTIVE, required_catalog=2).state == "compliant"
-    assert compute(POLICY, facts(catalog_version=3), EFFECTIVE, required_catalog=2).state == "compliant"
+    assert (
+        compute(POLICY, facts(catalog_version=2), EFFECTIVE, required_catalog=2).state
+        == "compliant"
+    )
+    assert (
+        compute(POLICY, facts(catalog_version=3), EFFECTIVE, required_catalog=2).state
+        == "compliant"
+    )
 
 
 def test_a_snapshot_kept_whole_proves_absence_whatever_the_catalog_version() -> None:
-    assert compute(POLICY, facts(catalog_version=None), EFFECTIVE, required_catalog=9).state == "compliant"
+    assert (
+        compute(POLICY, facts(catalog_version=None), EFFECTIVE, required_catalog=9).state
+        == "compliant"
+    )
 
 
 def test_on_unverified_allow_never_denies() -> None:
@@ -228,7 +256,7 @@ def test_on_unverified_block_applies_to_stale_inventories() -> None:
     assert (out.state, out.deny) == ("unverified", "unverified:tiktok-mail")
 
 
-# -- exempt ----------------------------------------------------------------------------------------
+# -- exempt ---------------------------------------------------------------------------------
 
 
 def test_an_active_exemption_wins_over_blocked_and_ends_exactly_at_until() -> None:
@@ -252,7 +280,10 @@ def test_an_exemption_starts_exactly_at_its_start() -> None:
 
 
 def test_the_longest_of_overlapping_exemptions_counts() -> None:
-    f = facts(present=TIKTOK, exemptions=((EFFECTIVE, DEADLINE + HOUR, "a"), (EFFECTIVE, DEADLINE + DAY, "b")))
+    f = facts(
+        present=TIKTOK,
+        exemptions=((EFFECTIVE, DEADLINE + HOUR, "a"), (EFFECTIVE, DEADLINE + DAY, "b")),
+    )
     out = compute(POLICY, f, DEADLINE)
     assert (out.state, out.next_check) == ("exempt", DEADLINE + DAY)
 
@@ -269,7 +300,7 @@ def test_an_exemption_covers_an_unverified_device_under_on_unverified_block() ->
     assert compute(p, f, DEADLINE + DAY).deny == "unverified:tiktok-mail"
 
 
-# -- attestation -------------------------------------------------------------------------------------
+# -- attestation ----------------------------------------------------------------------------
 
 
 def test_attestation_after_the_snapshot_makes_a_device_compliant() -> None:
@@ -279,7 +310,11 @@ def test_attestation_after_the_snapshot_makes_a_device_compliant() -> None:
 
 
 def test_a_later_inventory_showing_the_app_overrides_an_attestation() -> None:
-    out = compute(POLICY, facts(present=TIKTOK, observed_at=SEEN + 2 * HOUR, attested_at=SEEN + HOUR), DEADLINE)
+    out = compute(
+        POLICY,
+        facts(present=TIKTOK, observed_at=SEEN + 2 * HOUR, attested_at=SEEN + HOUR),
+        DEADLINE,
+    )
     assert (out.state, out.deny) == ("blocked", "blocked:tiktok-mail")
 
 
@@ -298,11 +333,13 @@ def test_attestation_is_what_makes_a_managed_device_compliant() -> None:
 
 
 def test_attestation_does_not_override_an_active_exemption() -> None:
-    f = facts(present=TIKTOK, attested_at=SEEN + HOUR, exemptions=((EFFECTIVE, DEADLINE + DAY, "x"),))
+    f = facts(
+        present=TIKTOK, attested_at=SEEN + HOUR, exemptions=((EFFECTIVE, DEADLINE + DAY, "x"),)
+    )
     assert compute(POLICY, f, DEADLINE).state == "exempt"
 
 
-# -- decisions from states ------------------------------------------------------------------------------
+# -- decisions from states ------------------------------------------------------------------
 
 
 def test_decision_from_no_denies_is_allow_ok() -> None:
@@ -319,7 +356,7 @@ def test_decision_prefers_blocked_over_unverified_then_policy_id() -> None:
     assert decision_from(["unverified:b", "unverified:a"]) == ("deny", "unverified:a")
 
 
-# -- the promise behind next_check -----------------------------------------------------------------------
+# -- the promise behind next_check ----------------------------------------------------------
 
 _times = st.integers(min_value=SEEN - 2 * DAY, max_value=DEADLINE + 20 * DAY)
 

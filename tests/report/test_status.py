@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helpers_semantics import (
     AFTER,
     APPLIED,
@@ -34,7 +35,9 @@ def fleet(ab: Appban) -> Appban:
         checkin("ann-1", apps=[*HARMLESS, TIKTOK_ANDROID]),
         checkin("bob-1", owner="bob@example.com", platform="ios", apps=[TIKTOK_IOS]),
         checkin("bob-2", owner="bob@example.com"),
-        checkin("cat-1", owner="cat@example.com", platform="ios", inventory_scope="managed", apps=[]),
+        checkin(
+            "cat-1", owner="cat@example.com", platform="ios", inventory_scope="managed", apps=[]
+        ),
         checkin("dan-1", owner="dan@example.com", apps=[TIKTOK_ANDROID]),
         checkin("eve-1", owner="eve@example.com"),
     )
@@ -42,7 +45,9 @@ def fleet(ab: Appban) -> Appban:
     return ab
 
 
-ZERO = dict.fromkeys(("out_of_scope", "compliant", "violating", "blocked", "unverified", "exempt"), 0)
+ZERO = dict.fromkeys(
+    ("out_of_scope", "compliant", "violating", "blocked", "unverified", "exempt"), 0
+)
 
 
 def states(**counts: int) -> dict[str, int]:
@@ -51,7 +56,12 @@ def states(**counts: int) -> dict[str, int]:
 
 def test_status_counts_every_state(fleet: Appban) -> None:
     doc = fleet.status(EFFECTIVE)
-    assert (doc["policy"], doc["mode"], doc["now"], doc["deadline"]) == ("tiktok-mail", "enforce", EFFECTIVE, DEADLINE)
+    assert (doc["policy"], doc["mode"], doc["now"], doc["deadline"]) == (
+        "tiktok-mail",
+        "enforce",
+        EFFECTIVE,
+        DEADLINE,
+    )
     assert doc["states"] == states(out_of_scope=1, compliant=2, violating=2, unverified=1)
     assert doc["people_affected"] == 2
 
@@ -68,7 +78,10 @@ def test_status_by_org_unit(fleet: Appban) -> None:
     by = fleet.status(AFTER, "--by", "org_unit")["by"]
     assert sorted(by) == ["", "Engineering", "Sales"]  # eve has no org unit
     assert by["Sales"] == {"states": states(compliant=1, blocked=2), "people_affected": 2}
-    assert by["Engineering"] == {"states": states(out_of_scope=1, unverified=1), "people_affected": 0}
+    assert by["Engineering"] == {
+        "states": states(out_of_scope=1, unverified=1),
+        "people_affected": 0,
+    }
     assert by[""] == {"states": states(compliant=1), "people_affected": 0}
 
 
@@ -96,7 +109,9 @@ def test_device_list_by_state(fleet: Appban) -> None:
         ("dev-1", "ann@example.com", "blocked", DEADLINE),
         ("dev-2", "bob@example.com", "blocked", DEADLINE),
     ]
-    unverified = fleet("device", "list", "--policy", "tiktok-mail", "--state", "unverified", now=AFTER)
+    unverified = fleet(
+        "device", "list", "--policy", "tiktok-mail", "--state", "unverified", now=AFTER
+    )
     assert [d["id"] for d in unverified["devices"]] == ["dev-4"]
     assert fleet("device", "list", "--state", "violating", now=AFTER)["count"] == 0
     assert fleet("device", "list", "--state", "violating", now=EFFECTIVE)["count"] == 2
@@ -106,18 +121,43 @@ def test_device_list_by_state(fleet: Appban) -> None:
 
 def test_device_show_evidence(fleet: Appban) -> None:
     doc = fleet.show("bob-1", AFTER)
-    assert {k: doc[k] for k in ("id", "platform", "owner", "eas_device_ids", "decision", "reason")} == {
-        "id": "dev-2", "platform": "ios", "owner": "bob@example.com", "eas_device_ids": ["EAS-bob-1"],
-        "decision": "deny", "reason": "blocked:tiktok-mail",
+    assert {
+        k: doc[k] for k in ("id", "platform", "owner", "eas_device_ids", "decision", "reason")
+    } == {
+        "id": "dev-2",
+        "platform": "ios",
+        "owner": "bob@example.com",
+        "eas_device_ids": ["EAS-bob-1"],
+        "decision": "deny",
+        "reason": "blocked:tiktok-mail",
     }
     policy = doc["policies"]["tiktok-mail"]
     assert (policy["state"], policy["since"]) == ("blocked", DEADLINE)
     app, inventory = policy["evidence"]
-    assert (app["kind"], app["source"], app["app"], app["family"], app["match"], app["first_seen"], app["present"]) == (
-        "app", "agent", "com.zhiliaoapp.musically", "tiktok", "identifier", "2020-07-10T15:00:00Z", True
+    assert (
+        app["kind"],
+        app["source"],
+        app["app"],
+        app["family"],
+        app["match"],
+        app["first_seen"],
+        app["present"],
+    ) == (
+        "app",
+        "agent",
+        "com.zhiliaoapp.musically",
+        "tiktok",
+        "identifier",
+        "2020-07-10T15:00:00Z",
+        True,
     )
-    assert inventory == {"kind": "inventory", "source": "agent", "observed_at": "2020-07-10T15:00:00Z",
-                         "inventory_scope": "full", "catalog_version": 1}
+    assert inventory == {
+        "kind": "inventory",
+        "source": "agent",
+        "observed_at": "2020-07-10T15:00:00Z",
+        "inventory_scope": "full",
+        "catalog_version": 1,
+    }
     # By appban id too.
     assert fleet.show("dev-2", AFTER)["source_id"] == "bob-1"
     assert fleet.run("device", "show", "no-such-device", now=AFTER).code == 2
@@ -126,18 +166,28 @@ def test_device_show_evidence(fleet: Appban) -> None:
 def test_device_show_as_of_an_earlier_time(fleet: Appban) -> None:
     fleet("evaluate", now=NEXT_DAY)
     earlier = fleet.show("ann-1", EFFECTIVE)
-    assert (earlier["decision"], earlier["policies"]["tiktok-mail"]["state"]) == ("allow", "violating")
+    assert (earlier["decision"], earlier["policies"]["tiktok-mail"]["state"]) == (
+        "allow",
+        "violating",
+    )
     assert fleet.status(EFFECTIVE)["states"]["violating"] == 2
 
 
 def test_reports_as_of_a_later_time_write_nothing(fleet: Appban) -> None:
     before = fleet.dump()
     for args in (
-        ("status",), ("status", "--by", "org_unit"), ("status", "--by", "platform"),
-        ("device", "list"), ("device", "list", "--state", "blocked"), ("device", "show", "ann-1"),
+        ("status",),
+        ("status", "--by", "org_unit"),
+        ("status", "--by", "platform"),
+        ("device", "list"),
+        ("device", "list", "--state", "blocked"),
+        ("device", "show", "ann-1"),
         ("gate", "decide", "--eas-device-id", "EAS-ann-1", "--user", "ann"),
-        ("policy", "list"), ("policy", "show", "tiktok-mail"), ("catalog", "list"),
-        ("catalog", "show", "tiktok"), ("audit", "verify"),
+        ("policy", "list"),
+        ("policy", "show", "tiktok-mail"),
+        ("catalog", "list"),
+        ("catalog", "show", "tiktok"),
+        ("audit", "verify"),
     ):
         for now in (AFTER, "2021-01-01T00:00:00Z", "2019-01-01T00:00:00Z"):
             fleet(*args, now=now)
@@ -154,7 +204,9 @@ def test_a_report_agrees_with_the_evaluation_it_previews(fleet: Appban) -> None:
     assert fleet("device", "list", "--state", "unverified", now=later) == preview_list
     after = fleet.show("bob-2", later)
     assert [h["to"] for h in after.pop("history")] == ["compliant", "unverified"]
-    assert [h["to"] for h in preview_show.pop("history")] == ["compliant"]  # a preview records nothing
+    assert [h["to"] for h in preview_show.pop("history")] == [
+        "compliant"
+    ]  # a preview records nothing
     assert after == preview_show
     assert preview_status["states"] == states(out_of_scope=1, blocked=2, unverified=3)
 
@@ -162,7 +214,11 @@ def test_a_report_agrees_with_the_evaluation_it_previews(fleet: Appban) -> None:
 def test_status_of_a_withdrawn_policy(fleet: Appban) -> None:
     fleet("policy", "withdraw", "tiktok-mail", "--reason", "error", now=AFTER)
     doc = fleet.status(NEXT_DAY)
-    assert (doc["status"], doc["withdraw_reason"], doc["withdrawn_at"]) == ("withdrawn", "error", AFTER)
+    assert (doc["status"], doc["withdraw_reason"], doc["withdrawn_at"]) == (
+        "withdrawn",
+        "error",
+        AFTER,
+    )
     show = fleet.show("ann-1", NEXT_DAY)
     assert (show["decision"], show["reason"]) == ("allow", "ok")
     assert show["policies"]["tiktok-mail"]["policy_status"] == "withdrawn"

@@ -14,7 +14,15 @@ import pytest
 
 from appban.catalog import Identifier
 from appban.store import Store, open_store
-from appban.store.records import AuditEntry, DeviceRow, Exemption, Observation, Person, PolicyRow, StateRow
+from appban.store.records import (
+    AuditEntry,
+    DeviceRow,
+    Exemption,
+    Observation,
+    Person,
+    PolicyRow,
+    StateRow,
+)
 
 T = 1_594_393_200_000_000  # 2020-07-10T15:00:00Z
 H = 3_600_000_000
@@ -29,7 +37,9 @@ BACKENDS: dict[str, Callable[[Path], tuple[Store, Callable[[], Store]]]] = {"sql
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Callable[[], Store]]]:
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Store, Callable[[], Store]]]:
     store, reopen = BACKENDS[request.param](tmp_path)
     try:
         yield store, reopen
@@ -42,16 +52,48 @@ def store(backend: tuple[Store, Callable[[], Store]]) -> Store:
     return backend[0]
 
 
-def device(source_id: str = "phone-1", *, owner: str = "ann@example.com", eas: tuple[str, ...] = ("EAS1",),
-           platform: str = "android", **kw: object) -> DeviceRow:
-    return DeviceRow(None, kw.pop("source", "agent"), source_id, platform, kw.pop("ownership", "personal"),  # type: ignore[arg-type]
-                     owner, kw.pop("inventory_scope", "full"), kw.pop("observed_at", T), eas_ids=eas, **kw)  # type: ignore[arg-type]
+def device(
+    source_id: str = "phone-1",
+    *,
+    owner: str = "ann@example.com",
+    eas: tuple[str, ...] = ("EAS1",),
+    platform: str = "android",
+    **kw: object,
+) -> DeviceRow:
+    return DeviceRow(
+        None,
+        kw.pop("source", "agent"),
+        source_id,
+        platform,
+        kw.pop("ownership", "personal"),  # type: ignore[arg-type]
+        owner,
+        kw.pop("inventory_scope", "full"),
+        kw.pop("observed_at", T),
+        eas_ids=eas,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-def obs(key: str, family: str = "tiktok", kind: str = "android", at: int = T, app_id: str | None = "",
-        name: str = "Name") -> Observation:
-    return Observation(key, key if app_id == "" else app_id, name, "1.0", None, family, kind,
-                       "identifier" if kind else "", at, at)
+def obs(
+    key: str,
+    family: str = "tiktok",
+    kind: str = "android",
+    at: int = T,
+    app_id: str | None = "",
+    name: str = "Name",
+) -> Observation:
+    return Observation(
+        key,
+        key if app_id == "" else app_id,
+        name,
+        "1.0",
+        None,
+        family,
+        kind,
+        "identifier" if kind else "",
+        at,
+        at,
+    )
 
 
 def add_device(store: Store, d: DeviceRow) -> int:
@@ -60,10 +102,12 @@ def add_device(store: Store, d: DeviceRow) -> int:
     return d.id
 
 
-# -- lifecycle and transactions ------------------------------------------------------------
+# -- lifecycle and transactions -------------------------------------------------------------
 
 
-def test_a_created_store_has_a_schema_and_reopens_with_its_data(backend: tuple[Store, Callable[[], Store]]) -> None:
+def test_a_created_store_has_a_schema_and_reopens_with_its_data(
+    backend: tuple[Store, Callable[[], Store]],
+) -> None:
     store, reopen = backend
     assert store.schema_version() >= 1
     with store.transaction():
@@ -110,24 +154,66 @@ def test_meta_and_gate_counter(store: Store) -> None:
 
 def test_people_round_trip_and_update(store: Store) -> None:
     with store.transaction():
-        store.put_people([Person("ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London")], T)
-    assert store.get_person("ann@example.com") == Person("ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London")
+        store.put_people(
+            [Person("ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London")], T
+        )
+    assert store.get_person("ann@example.com") == Person(
+        "ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London"
+    )
     with store.transaction():
         store.put_people([Person("ann@example.com", "Ann Lee", "Eng", (), "UTC")], T + H)
-    assert store.get_person("ann@example.com") == Person("ann@example.com", "Ann Lee", "Eng", (), "UTC")
+    assert store.get_person("ann@example.com") == Person(
+        "ann@example.com", "Ann Lee", "Eng", (), "UTC"
+    )
     assert store.get_person("nobody@example.com") is None
 
 
 def test_devices_are_found_every_way(store: Store) -> None:
-    a = add_device(store, device("phone-1", eas=("EAS1", "EAS2"), model="Pixel", mail_reported=True, catalog_version=3))
-    b = add_device(store, device("phone-1", source="intune", owner="bob@example.com", eas=("EAS2",), mail_reported=None,
-                                 catalog_version=None))
+    a = add_device(
+        store,
+        device(
+            "phone-1", eas=("EAS1", "EAS2"), model="Pixel", mail_reported=True, catalog_version=3
+        ),
+    )
+    b = add_device(
+        store,
+        device(
+            "phone-1",
+            source="intune",
+            owner="bob@example.com",
+            eas=("EAS2",),
+            mail_reported=None,
+            catalog_version=None,
+        ),
+    )
     assert a != b
     got = store.get_device(a)
     assert got is not None
-    assert (got.source, got.source_id, got.platform, got.owner, got.eas_ids, got.model, got.mail_reported,
-            got.catalog_version, got.observed_at, got.decision, got.reason) == (
-        "agent", "phone-1", "android", "ann@example.com", ("EAS1", "EAS2"), "Pixel", True, 3, T, "allow", "ok")
+    assert (
+        got.source,
+        got.source_id,
+        got.platform,
+        got.owner,
+        got.eas_ids,
+        got.model,
+        got.mail_reported,
+        got.catalog_version,
+        got.observed_at,
+        got.decision,
+        got.reason,
+    ) == (
+        "agent",
+        "phone-1",
+        "android",
+        "ann@example.com",
+        ("EAS1", "EAS2"),
+        "Pixel",
+        True,
+        3,
+        T,
+        "allow",
+        "ok",
+    )
     assert store.get_device(b).mail_reported is None  # type: ignore[union-attr]
     assert store.get_device(b).catalog_version is None  # type: ignore[union-attr]
     assert store.get_device(999) is None
@@ -146,7 +232,12 @@ def test_updating_a_device_moves_its_activesync_ids(store: Store) -> None:
     d = store.get_device(a)
     assert d is not None
     old = d.eas_ids
-    d.eas_ids, d.observed_at, d.owner, d.inventory_scope = ("KEEP", "NEW1"), T + H, "bob@example.com", "managed"
+    d.eas_ids, d.observed_at, d.owner, d.inventory_scope = (
+        ("KEEP", "NEW1"),
+        T + H,
+        "bob@example.com",
+        "managed",
+    )
     with store.transaction():
         store.update_device(d, old)
     assert store.devices_by_eas("OLD1") == []
@@ -154,7 +245,11 @@ def test_updating_a_device_moves_its_activesync_ids(store: Store) -> None:
     assert [x.id for x in store.devices_by_eas("KEEP")] == [a]
     got = store.get_device(a)
     assert got is not None
-    assert (got.observed_at, got.owner, got.inventory_scope) == (T + H, "bob@example.com", "managed")
+    assert (got.observed_at, got.owner, got.inventory_scope) == (
+        T + H,
+        "bob@example.com",
+        "managed",
+    )
 
 
 def test_decisions_are_stored_per_device(store: Store) -> None:
@@ -168,36 +263,56 @@ def test_decisions_are_stored_per_device(store: Store) -> None:
     assert set(store.decisions_of(many)) == {a, b}
 
 
-# -- observations -------------------------------------------------------------------------------
+# -- observations ---------------------------------------------------------------------------
 
 
 def test_observations_upsert_refresh_and_go(store: Store) -> None:
     a = add_device(store, device())
     with store.transaction():
-        store.write_observations(a, [obs("com.zhiliaoapp.musically"), obs("x.watched", family="")], [], [], T)
+        store.write_observations(
+            a, [obs("com.zhiliaoapp.musically"), obs("x.watched", family="")], [], [], T
+        )
     with store.transaction():
-        store.write_observations(a, [], [("com.zhiliaoapp.musically", "2.0", T + H)], ["x.watched"], T + H)
+        store.write_observations(
+            a, [], [("com.zhiliaoapp.musically", "2.0", T + H)], ["x.watched"], T + H
+        )
     rows = {o.app_key: o for o in store.observations(a)}
-    assert (rows["com.zhiliaoapp.musically"].version, rows["com.zhiliaoapp.musically"].first_seen,
-            rows["com.zhiliaoapp.musically"].last_seen, rows["com.zhiliaoapp.musically"].gone_at) == ("2.0", T, T + H, None)
+    assert (
+        rows["com.zhiliaoapp.musically"].version,
+        rows["com.zhiliaoapp.musically"].first_seen,
+        rows["com.zhiliaoapp.musically"].last_seen,
+        rows["com.zhiliaoapp.musically"].gone_at,
+    ) == ("2.0", T, T + H, None)
     assert rows["x.watched"].gone_at == T + H
-    assert [o.app_key for o in store.observations(a, present_only=True)] == ["com.zhiliaoapp.musically"]
+    assert [o.app_key for o in store.observations(a, present_only=True)] == [
+        "com.zhiliaoapp.musically"
+    ]
     # An upsert brings a gone app back.
     with store.transaction():
         store.write_observations(a, [obs("x.watched", family="", at=T + 2 * H)], [], [], T + 2 * H)
-    assert [o.app_key for o in store.observations(a, present_only=True)] == ["com.zhiliaoapp.musically", "x.watched"]
+    assert [o.app_key for o in store.observations(a, present_only=True)] == [
+        "com.zhiliaoapp.musically",
+        "x.watched",
+    ]
 
 
 def test_present_apps_by_family_and_by_identifier(store: Store) -> None:
     a = add_device(store, device("a"))
     b = add_device(store, device("b"))
     with store.transaction():
-        store.write_observations(a, [obs("com.zhiliaoapp.musically"), obs("com.example.foo", family="")], [], [], T)
+        store.write_observations(
+            a, [obs("com.zhiliaoapp.musically"), obs("com.example.foo", family="")], [], [], T
+        )
         store.write_observations(b, [obs("com.example.foo", family="", kind="ios")], [], [], T)
     assert store.present_apps(["tiktok"], []) == {a: ["com.zhiliaoapp.musically"]}
     assert store.present_apps([], [("android", "com.example.foo")]) == {a: ["com.example.foo"]}
-    both = store.present_apps(["tiktok"], [("android", "com.example.foo"), ("ios", "com.example.foo")])
-    assert {k: sorted(v) for k, v in both.items()} == {a: ["com.example.foo", "com.zhiliaoapp.musically"], b: ["com.example.foo"]}
+    both = store.present_apps(
+        ["tiktok"], [("android", "com.example.foo"), ("ios", "com.example.foo")]
+    )
+    assert {k: sorted(v) for k, v in both.items()} == {
+        a: ["com.example.foo", "com.zhiliaoapp.musically"],
+        b: ["com.example.foo"],
+    }
     with store.transaction():
         store.write_observations(a, [], [], ["com.zhiliaoapp.musically"], T + H)
     assert store.present_apps(["tiktok"], []) == {}
@@ -207,14 +322,29 @@ def test_kept_observations_are_matched_against_new_identifiers(store: Store) -> 
     a = add_device(store, device("a"))
     i = add_device(store, device("i", platform="ios"))
     with store.transaction():
-        store.write_observations(a, [obs("com.example.foo", family="", kind=""),
-                                     obs("name:Foo Lite", family="", kind="", app_id=None, name="Foo Lite")], [], [], T)
+        store.write_observations(
+            a,
+            [
+                obs("com.example.foo", family="", kind=""),
+                obs("name:Foo Lite", family="", kind="", app_id=None, name="Foo Lite"),
+            ],
+            [],
+            [],
+            T,
+        )
         store.write_observations(i, [obs("com.example.foo", family="", kind="")], [], [], T)
-        matched = store.match_observations([Identifier("android", "com.example.foo", "foo", "test"),
-                                            Identifier("name", "foo  lite", "foo", "test")])
+        matched = store.match_observations(
+            [
+                Identifier("android", "com.example.foo", "foo", "test"),
+                Identifier("name", "foo  lite", "foo", "test"),
+            ]
+        )
     assert matched == 2
     rows = {o.app_key: (o.family, o.match_kind, o.confidence) for o in store.observations(a)}
-    assert rows == {"com.example.foo": ("foo", "android", "identifier"), "name:Foo Lite": ("foo", "name", "name")}
+    assert rows == {
+        "com.example.foo": ("foo", "android", "identifier"),
+        "name:Foo Lite": ("foo", "name", "name"),
+    }
     # The iOS app of the same id is not an Android package.
     assert [(o.family, o.match_kind) for o in store.observations(i)] == [("", "")]
     # A row watched only for a policy takes the family the same identifier gets later.
@@ -222,16 +352,23 @@ def test_kept_observations_are_matched_against_new_identifiers(store: Store) -> 
         store.write_observations(i, [obs("com.example.bar", family="", kind="ios")], [], [], T + H)
         assert store.match_observations([Identifier("ios", "com.example.bar", "bar", "test")]) == 1
         assert store.match_observations([Identifier("ios", "com.example.bar", "", "policy")]) == 0
-    assert {o.app_key: o.family for o in store.observations(i)} == {"com.example.bar": "bar", "com.example.foo": ""}
+    assert {o.app_key: o.family for o in store.observations(i)} == {
+        "com.example.bar": "bar",
+        "com.example.foo": "",
+    }
 
 
-# -- catalog, policies, exemptions, attestations -----------------------------------------------------
+# -- catalog, policies, exemptions, attestations --------------------------------------------
 
 
 def test_catalog_versions(store: Store) -> None:
     before, _families, _ids = store.catalog()
     with store.transaction():
-        store.add_catalog({"fam": {"title": "Fam", "publisher": "P"}}, [Identifier("android", "a.b", "fam", "src")], before + 1)
+        store.add_catalog(
+            {"fam": {"title": "Fam", "publisher": "P"}},
+            [Identifier("android", "a.b", "fam", "src")],
+            before + 1,
+        )
     version, families, ids = store.catalog()
     assert version == before + 1
     assert families["fam"] == {"title": "Fam", "publisher": "P"}
@@ -244,9 +381,11 @@ def test_policies_round_trip_and_keep_their_creation_time(store: Store) -> None:
         store.save_policy(row)
         store.save_policy(PolicyRow("a", "draft", 1, "{}", "id: a", T, T))
     with store.transaction():
-        store.save_policy(PolicyRow("p", "withdrawn", 2, "{\"x\":1}", "id: p", T + H, T + H, T + H, "error"))
+        store.save_policy(
+            PolicyRow("p", "withdrawn", 2, '{"x":1}', "id: p", T + H, T + H, T + H, "error")
+        )
     got = store.get_policy("p")
-    assert got == PolicyRow("p", "withdrawn", 2, "{\"x\":1}", "id: p", T, T + H, T + H, "error")
+    assert got == PolicyRow("p", "withdrawn", 2, '{"x":1}', "id: p", T, T + H, T + H, "error")
     assert [p.id for p in store.list_policies()] == ["a", "p"]
     assert store.get_policy("none") is None
 
@@ -261,14 +400,16 @@ def test_exemptions_and_attestations(store: Store) -> None:
         store.add_attestation("p", a, "ann@example.com", T)
     assert e1 != e2
     assert [(e.id, e.person, e.device_id, e.until) for e in store.exemptions()] == [
-        (e1, "ann@example.com", None, T + H), (e2, None, a, T + 2 * H)]
+        (e1, "ann@example.com", None, T + H),
+        (e2, None, a, T + 2 * H),
+    ]
     assert store.attested_at("p", a) == T + H  # the latest
     assert store.attested_at("p", a + 1) is None
     assert store.attestations("p") == {a: T + H}
     assert store.attestations("q") == {}
 
 
-# -- states and history ------------------------------------------------------------------------------
+# -- states and history ---------------------------------------------------------------------
 
 
 def test_states_history_and_policy_facts(store: Store) -> None:
@@ -276,14 +417,23 @@ def test_states_history_and_policy_facts(store: Store) -> None:
     b = add_device(store, device("b", eas=(), owner="bob@example.com", ownership="corporate"))
     with store.transaction():
         store.put_people([Person("ann@example.com", "Ann", "Sales", ("g1", "g2"))], T)
-        store.put_states([StateRow("p", a, "violating", T, "d", "", T + 5 * H), StateRow("p", b, "compliant", T)])
-        store.add_history([("p", a, None, "violating", T, "policy"), ("p", b, None, "compliant", T, "policy")])
+        store.put_states(
+            [StateRow("p", a, "violating", T, "d", "", T + 5 * H), StateRow("p", b, "compliant", T)]
+        )
+        store.add_history(
+            [("p", a, None, "violating", T, "policy"), ("p", b, None, "compliant", T, "policy")]
+        )
     with store.transaction():
         store.put_states([StateRow("p", a, "blocked", T + 5 * H, "d", "blocked:p", None)])
         store.add_history([("p", a, "violating", "blocked", T + 5 * H, "time")])
-    assert store.device_states(a) == {"p": StateRow("p", a, "blocked", T + 5 * H, "d", "blocked:p", None)}
+    assert store.device_states(a) == {
+        "p": StateRow("p", a, "blocked", T + 5 * H, "d", "blocked:p", None)
+    }
     assert store.device_states(999) == {}
-    assert store.history(device_id=a) == [("p", a, None, "violating", T, "policy"), ("p", a, "violating", "blocked", T + 5 * H, "time")]
+    assert store.history(device_id=a) == [
+        ("p", a, None, "violating", T, "policy"),
+        ("p", a, "violating", "blocked", T + 5 * H, "time"),
+    ]
     assert len(store.history(policy_id="p")) == 3 and store.history(policy_id="q") == []
     facts = {r[0]: r for r in store.policy_facts("p")}
     assert facts[a][1:9] == ("android", "personal", "ann@example.com", 1, "full", T, None, "g1;g2")
@@ -298,19 +448,25 @@ def test_due_rows_denies_and_withdrawal(store: Store) -> None:
     b = add_device(store, device("b"))
     c = add_device(store, device("c"))
     with store.transaction():
-        store.put_states([
-            StateRow("p", a, "violating", T, "", "", T + H),
-            StateRow("p", b, "blocked", T, "", "blocked:p", None),
-            StateRow("q", b, "unverified", T, "", "unverified:q", T + 3 * H),
-            StateRow("q", c, "compliant", T, "", "", None),
-        ])
+        store.put_states(
+            [
+                StateRow("p", a, "violating", T, "", "", T + H),
+                StateRow("p", b, "blocked", T, "", "blocked:p", None),
+                StateRow("q", b, "unverified", T, "", "unverified:q", T + 3 * H),
+                StateRow("q", c, "compliant", T, "", "", None),
+            ]
+        )
     assert store.due_policies(T) == []
     assert store.due_policies(T + H) == ["p"]
     assert sorted(store.due_policies(T + 3 * H)) == ["p", "q"]
     assert [r[0] for r in store.policy_facts("p", due_before=T + H)] == [a]
     assert list(store.policy_facts("p", due_before=T + H - 1)) == []
     denies = store.denies_of([a, b, c], ["p", "q"])
-    assert {k: sorted(v) for k, v in denies.items()} == {a: [], b: ["blocked:p", "unverified:q"], c: []}
+    assert {k: sorted(v) for k, v in denies.items()} == {
+        a: [],
+        b: ["blocked:p", "unverified:q"],
+        c: [],
+    }
     assert store.denies_of([b], ["q"]) == {b: ["unverified:q"]}
     assert store.denies_of([b], []) == {b: []}
     with store.transaction():
@@ -325,7 +481,9 @@ def test_state_rows_for_reports(store: Store) -> None:
     b = add_device(store, device("b", owner="bob@example.com", platform="ios"))
     with store.transaction():
         store.put_people([Person("ann@example.com", "Ann", "Sales")], T)
-        store.put_states([StateRow("p", b, "compliant", T), StateRow("p", a, "blocked", T, "x", "blocked:p")])
+        store.put_states(
+            [StateRow("p", b, "compliant", T), StateRow("p", a, "blocked", T, "x", "blocked:p")]
+        )
     rows = list(store.state_rows("p"))
     assert [tuple(r) for r in rows] == [
         (a, "blocked", T, "x", "blocked:p", None, "ann@example.com", "android", "Sales"),
@@ -335,13 +493,15 @@ def test_state_rows_for_reports(store: Store) -> None:
     assert list(store.state_rows("other")) == []
 
 
-# -- audit ------------------------------------------------------------------------------------------
+# -- audit ----------------------------------------------------------------------------------
 
 
 def test_audit_entries_in_sequence(store: Store) -> None:
     assert store.last_audit() is None or store.last_audit().seq >= 1  # type: ignore[union-attr]
-    start = (store.last_audit().seq if store.last_audit() else 0)  # type: ignore[union-attr]
-    entries = [AuditEntry(start + i, T + i, "act", f"s{i}", "{}", f"p{i}", f"h{i}") for i in (1, 2, 3)]
+    start = store.last_audit().seq if store.last_audit() else 0  # type: ignore[union-attr]
+    entries = [
+        AuditEntry(start + i, T + i, "act", f"s{i}", "{}", f"p{i}", f"h{i}") for i in (1, 2, 3)
+    ]
     with store.transaction():
         store.append_audit(entries[:2])
     with store.transaction():
