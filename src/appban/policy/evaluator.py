@@ -260,14 +260,26 @@ class Evaluator:
         present = store.present_apps(policy.families, policy.explicit)
         attested = store.attestations(policy.id)
         required = self.required.get(policy.id, 0)
-        if due:
-            rows = list(store.policy_facts(policy.id, due_before=now))
-        else:
-            rows = list(store.policy_candidates(policy.id, self._sweep_query(policy, now, required)))
         writes: list[StateRow] = []
         history: list[tuple[str, int, str | None, str, Micros, str]] = []
         deny_changed: list[int] = []
         changes = 0
+        if due:
+            rows = list(store.policy_facts(policy.id, due_before=now))
+        else:
+            # Devices without a banned app, exemption or attestation: written by the
+            # store in one statement; the rest come back for the state function.
+            query = self._sweep_query(policy, now, required)
+            simple = store.sweep_simple(policy.id, query, cause)
+            changed = [(d, old, new) for d, old, new, _deny in simple if old != new]
+            changes += len(changed)
+            deny_changed += [d for d, _old, _new, deny in simple if deny]
+            for start in range(0, len(changed), _BATCH):
+                self.audit.append(now, "states", policy.id, {
+                    "cause": cause,
+                    "changes": [[f"dev-{d}", old, new, now] for d, old, new in changed[start : start + _BATCH]],
+                })
+            rows = list(store.policy_candidates(policy.id, query, complex_only=True))
         groups_cache: dict[str, frozenset[str]] = {}
         for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups,
              state, since, detail, deny, next_check) in rows:

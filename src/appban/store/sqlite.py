@@ -12,6 +12,7 @@ from appban.catalog import PLATFORMS, Identifier, kinds_for
 from appban.catalog.catalog import normalise_name
 from appban.clock import Micros
 from appban.errors import AppbanError
+from appban.store import _sweep_sql
 from appban.store.records import (
     AuditEntry,
     SweepQuery,
@@ -620,94 +621,58 @@ class SQLiteStore:
         )
         return self.db.execute(sql, (policy_id, due_before))
 
-    def policy_candidates(self, policy_id: str, q: SweepQuery) -> Iterator[tuple[Any, ...]]:
-        """Like ``policy_facts``, but only the rows whose state could differ from the stored one.
+    def policy_candidates(
+        self, policy_id: str, q: SweepQuery, *, complex_only: bool = False
+    ) -> Iterator[tuple[Any, ...]]:
+        """Like ``policy_facts``, but only rows whose state could differ from the stored one.
 
-        SQLite works out, for every device, the state it would have if it had no banned
-        app, no exemption and no attestation (out_of_scope, unverified or compliant, with
-        their detail, deny and next_check), and returns only the rows where that differs
-        from what is stored, plus every row with a banned app present, an exemption or an
-        attestation, or no stored state. Those are evaluated exactly in Python; the rest
-        provably keep their state. This makes a sweep of a large fleet cost a scan in C.
+        SQLite classifies every device without a banned app, exemption or attestation
+        (``_sweep_sql``) and returns only those whose stored row is not what their kind
+        says, plus every "complex" row; with ``complex_only``, just the complex rows
+        (the simple ones having been written by ``sweep_simple``).
         """
-        params: dict[str, Any] = {"pid": policy_id, "now": q.now, "age": q.max_age, "req": q.required}
-        scope = ["1"]
-        if q.platforms:
-            scope.append(f"d.platform IN ({self._bind(params, 'pl', q.platforms)})")
-        if q.mail_required:
-            scope.append("(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0))")
-        if q.ownership != "any":
-            params["own"] = q.ownership
-            scope.append("d.ownership = :own")
-        groups = "(';' || coalesce(p.groups, '') || ';')"
-        if q.include_groups:
-            names = self._bind(params, "ig", [f";{g};" for g in q.include_groups]).split(", ")
-            scope.append("(" + " OR ".join(f"instr({groups}, {n}) > 0" for n in names) + ")")
-        if q.exclude_groups:
-            names = self._bind(params, "xg", [f";{g};" for g in q.exclude_groups]).split(", ")
-            scope.append("NOT (" + " OR ".join(f"instr({groups}, {n}) > 0" for n in names) + ")")
-        in_scope = " AND ".join(scope)
-        params.update(
-            managed=q.detail_managed, catalog=q.detail_catalog, stale=q.detail_stale,
-            full=q.detail_full, wake=q.unverified_wake, udeny=q.unverified_deny,
-        )
-        present = ["0"]
-        if q.families:
-            present.append(f"o.family IN ({self._bind(params, 'fam', q.families)})")
-        for i, (kind, value) in enumerate(q.explicit):
-            params[f"ek{i}"], params[f"ev{i}"] = kind, value
-            present.append(f"(o.match_kind = :ek{i} AND o.app_id = :ev{i})")
-        special = list(q.special_devices)
-        people = list(q.special_people)
+        params = _sweep_sql.parameters(policy_id, q)
+        return self.db.execute(_sweep_sql.candidates_sql(q, params, complex_only=complex_only), params)
 
-        def unverified(detail: str) -> str:
-            return (
-                f"s.state = 'unverified' AND s.detail = {detail} AND s.deny = :udeny "
-                "AND s.next_check IS :wake"
-            )
+    def sweep_simple(
+        self, policy_id: str, q: SweepQuery, cause: str
+    ) -> list[tuple[int, str | None, str, bool]]:
+        """Write the states of every simple device whose row is out of date, in SQL.
 
-        # One CASE, so each condition is computed once per row: SQLite does not share
-        # repeated subexpressions. The branches mirror states.compute for a device
-        # without a banned app, exemption or attestation.
-        up_to_date = f"""
-            CASE WHEN NOT ({in_scope}) THEN s.state = 'out_of_scope' AND s.detail = ''
-                      AND s.deny = '' AND s.next_check IS NULL
-                 WHEN d.inventory_scope != 'full' THEN {unverified(':managed')}
-                 WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req
-                      THEN {unverified(':catalog')}
-                 WHEN :now - d.observed_at >= :age THEN {unverified(':stale')}
-                 ELSE s.state = 'compliant' AND s.detail = :full AND s.deny = ''
-                      AND s.next_check = d.observed_at + :age
-            END"""
-        sql = f"""
-            SELECT d.id, d.platform, d.ownership, d.owner,
-                   (d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0)),
-                   d.inventory_scope, d.observed_at, d.catalog_version, coalesce(p.groups, ''),
-                   s.state, s.since, s.detail, s.deny, s.next_check
-            FROM devices d
-            LEFT JOIN states s ON s.device_id = d.id AND s.policy_id = :pid
-            LEFT JOIN people p ON p.email = d.owner
-            WHERE s.state IS NULL
-               OR d.id IN (SELECT o.device_id FROM observations o
-                           WHERE o.gone_at IS NULL AND ({" OR ".join(present)}))
-               OR d.id IN ({self._bind(params, "sd", special) if special else "NULL"})
-               OR d.owner IN ({self._bind(params, "sp", people) if people else "NULL"})
-               OR NOT ({up_to_date})
+        Records a history row for each state change. Returns (device_id, old state,
+        new state, deny changed) of the rows it changed, for the caller's audit and
+        decisions.
         """
-        params.update(
-            managed=q.detail_managed, catalog=q.detail_catalog, stale=q.detail_stale,
-            full=q.detail_full, wake=q.unverified_wake, udeny=q.unverified_deny,
+        params = _sweep_sql.parameters(policy_id, q)
+        params["cause"] = cause
+        self.db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS sweep (id INTEGER PRIMARY KEY, old_state TEXT, "
+            "old_since INTEGER, old_deny TEXT, new_state TEXT, new_detail TEXT, new_deny TEXT, "
+            "new_next INTEGER)"
         )
-        return self.db.execute(sql, params)
-
-
-    @staticmethod
-    def _bind(params: dict[str, Any], prefix: str, values: Iterable[Any]) -> str:
-        names = []
-        for i, value in enumerate(values):
-            params[f"{prefix}{i}"] = value
-            names.append(f":{prefix}{i}")
-        return ", ".join(names) or "NULL"
+        self.db.execute("DELETE FROM sweep")
+        self.db.execute("INSERT INTO sweep " + _sweep_sql.simple_changes_sql(q, params), params)
+        self.db.execute(
+            "INSERT INTO state_history (policy_id, device_id, old_state, new_state, at, cause) "
+            "SELECT :pid, id, old_state, new_state, :now, :cause FROM sweep "
+            "WHERE old_state IS NOT new_state",
+            params,
+        )
+        self.db.execute(
+            "INSERT INTO states (policy_id, device_id, state, since, detail, deny, next_check) "
+            "SELECT :pid, id, new_state, CASE WHEN old_state IS new_state THEN old_since ELSE :now END, "
+            "new_detail, new_deny, new_next FROM sweep WHERE 1 "
+            "ON CONFLICT (policy_id, device_id) DO UPDATE SET state = excluded.state, "
+            "since = excluded.since, detail = excluded.detail, deny = excluded.deny, "
+            "next_check = excluded.next_check",
+            params,
+        )
+        rows = self.db.execute(
+            "SELECT id, old_state, new_state, coalesce(old_deny, '') != new_deny FROM sweep "
+            "WHERE old_state IS NOT new_state OR coalesce(old_deny, '') != new_deny ORDER BY id"
+        ).fetchall()
+        self.db.execute("DELETE FROM sweep")
+        return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def due_policies(self, now: Micros) -> list[str]:
         return [
