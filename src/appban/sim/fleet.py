@@ -10,11 +10,10 @@ TikTok on roughly one phone in eight, more in marketing and retail.
 
 from __future__ import annotations
 
-import base64
 import random
 import uuid
 from bisect import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
@@ -337,7 +336,7 @@ class _Builder:
         out = []
         for i in range(n):
             unit = MARKETING if i == 0 else self.units()
-            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            first, last = _pick(rng, _FIRST), _pick(rng, _LAST)
             groups = {unit.group}
             if rng.random() < 0.08:
                 groups.add("managers")
@@ -368,7 +367,7 @@ class _Builder:
             platform: Platform = "ios" if role < 2 or rng.random() < 0.56 else "android"
             out.append(self._phone(person, unit, platform, corporate, role=role))
         if role >= 2 and rng.random() < 0.07:
-            out.append(self._phone(person, unit, rng.choice(_PHONES), not corporate, role=role))
+            out.append(self._phone(person, unit, _pick(rng, _PHONES), not corporate, role=role))
         if role >= 2 and rng.random() < 0.05:
             out.append(self._phone(person, unit, "ipados", rng.random() < 0.6, role=role))
         if rng.random() < 0.25:
@@ -385,14 +384,14 @@ class _Builder:
         # App protection without enrolment is how personal phones usually read mail.
         managed = role == 1 or (role != 0 and not corporate and rng.random() < 0.17)
         mail = role < 2 or rng.random() < (0.97 if platform == "ipados" else 0.9)
-        model, os_version = rng.choice(_MODELS[platform])
+        model, os_version = _pick(rng, _MODELS[platform])
         if managed:
-            source, apps = "intune", rng.choice(self.pools.managed[platform])
+            source, apps = "intune", _pick(rng, self.pools.managed[platform])
         elif corporate:
             source = "android-management" if platform == "android" else "apple-mdm"
-            apps = rng.choice(self.pools.full[platform])
+            apps = _pick(rng, self.pools.full[platform])
         else:
-            source, apps = "agent", rng.choice(self.pools.full[platform])
+            source, apps = "agent", _pick(rng, self.pools.full[platform])
         device = Device(
             id=_device_id(rng, platform),
             platform=platform,
@@ -413,10 +412,10 @@ class _Builder:
 
     def _laptop(self, person: Person, platform: Platform) -> SimDevice:
         rng = self.rng
-        model, os_version = rng.choice(_MODELS[platform])
+        model, os_version = _pick(rng, _MODELS[platform])
         if platform == "macos":
             source = "jamf"
-            device_id = base64.b32encode(rng.getrandbits(64).to_bytes(8, "big")).decode()[:12]
+            device_id = f"C02{rng.getrandbits(36):09X}"  # the shape of a Mac serial number
         else:
             source = "intune"
             device_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -431,13 +430,13 @@ class _Builder:
             inventory_scope="full",
             mail_access=True,
         )
-        apps = rng.choice(self.pools.full[platform])
+        apps = _pick(rng, self.pools.full[platform])
         return SimDevice(source, device, apps, None, self._first_seen(dormant=False))
 
     def _first_seen(self, *, dormant: bool) -> Micros:
         # Everyone's regular inventory arrived in the day before the memo; a few phones
         # have not checked in for days and will age past max_inventory_age.
-        ago = self.rng.randrange(2 * DAY, 4 * DAY) if dormant else self.rng.randrange(1, DAY)
+        ago = _between(self.rng, 2 * DAY, 4 * DAY) if dormant else _between(self.rng, 1, DAY)
         return _second(self.t.effective - ago)
 
     # -- behaviour -----------------------------------------------------------------
@@ -448,7 +447,7 @@ class _Builder:
         if sim.first_seen < self.t.effective - DAY:
             return  # a dormant phone: nothing more is heard from it
         age = self.t.max_inventory_age
-        sim.refresh_at = _second(sim.first_seen + rng.randrange(age * 3 // 7, age * 13 // 14))
+        sim.refresh_at = _second(sim.first_seen + _between(rng, age * 3 // 7, age * 13 // 14))
         told = bool(sim.device.eas_device_ids) and SECURITY_RESEARCH not in person.groups
         if sim.tiktok is not None and told and role != 0:
             removal = self._removal(self.offsets[person.timezone])
@@ -463,12 +462,12 @@ class _Builder:
         if r < 0.40:
             at = t.effective + int(rng.expovariate(1 / (22 * HOUR)))
             if at >= first:
-                at = rng.randrange(t.effective, first)
+                at = _between(rng, t.effective, first)
             return _awake(rng, at, offset, first)
         if r < 0.60:
-            return _awake(rng, rng.randrange(first, last), offset, last)
+            return _awake(rng, _between(rng, first, last), offset, last)
         if r < 0.68:
-            return rng.randrange(last, t.deadline)
+            return _between(rng, last, t.deadline)
         if r < 0.88:
             late = t.deadline + int(rng.expovariate(1 / (20 * HOUR)))
             return _awake(rng, late, offset, t.deadline + 30 * DAY)
@@ -482,9 +481,21 @@ def _awake(rng: random.Random, at: Micros, offset: Micros, limit: Micros) -> Mic
     hour = local % DAY // HOUR
     if 7 <= hour < 23:
         return at
-    morning = local - local % DAY + 7 * HOUR + rng.randrange(3 * HOUR) + (DAY if hour >= 23 else 0)
+    morning = (
+        local - local % DAY + 7 * HOUR + _between(rng, 0, 3 * HOUR) + (DAY if hour >= 23 else 0)
+    )
     moved = morning - offset
     return moved if moved < limit else at
+
+
+def _pick(rng: random.Random, items: Sequence[T]) -> T:
+    """``rng.choice`` at a fraction of the cost: half a million people draw millions."""
+    return items[int(rng.random() * len(items))]
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """``rng.randrange(low, high)``, the same way and for the same reason as ``_pick``."""
+    return low + int(rng.random() * (high - low))
 
 
 def _second(at: Micros) -> Micros:
@@ -495,12 +506,12 @@ def _second(at: Micros) -> Micros:
 def _device_id(rng: random.Random, platform: str) -> str:
     if platform in ("ios", "ipados"):
         # The shape of a modern UDID: chip id, then a 64-bit ECID.
-        return f"0000{rng.choice(('8020', '8030', '8027', '8101'))}-{rng.getrandbits(64):016X}"
+        return f"0000{_pick(rng, ('8020', '8030', '8027', '8101'))}-{rng.getrandbits(64):016X}"
     return f"{rng.getrandbits(64):016x}"
 
 
 def _eas_id(rng: random.Random, platform: str) -> str:
     if platform == "android":
-        return f"androidc{rng.randrange(10**9, 10**10)}"
-    # iOS Mail's ActiveSync DeviceId: 26 characters of base32, as in SPEC's example.
-    return base64.b32encode(rng.getrandbits(130).to_bytes(17, "big")).decode()[:26]
+        return f"androidc{_between(rng, 10**9, 10**10)}"
+    # iOS Mail's ActiveSync DeviceId: 26 upper-case alphanumerics, like SPEC's example.
+    return f"{rng.getrandbits(104):026X}"
