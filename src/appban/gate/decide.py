@@ -36,5 +36,5 @@ def decide(ws: Workspace, eas_device_id: str, user: str, *, unknown_device: str 
     for device in owned:
         decision, reason, _ = device_decision(ws, device)
         if decision == "deny":
-            return {"decision": "deny", "reason": reason, "device": device.ref}
-    return {"decision": "allow", "reason": "ok", "device": owned[0].ref}
+            return {"decision": "deny", "reason": reason}
+    return {"decision": "allow", "reason": "ok"}
