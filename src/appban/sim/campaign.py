@@ -2,8 +2,8 @@
 
 Check-ins go through the ingestor as an import would send them; the policy, the
 exemption and the attestation through the same functions as ``appban policy apply``,
-``exempt add`` and ``attest``; deadlines and ageing through ``evaluate_due``, before
-every batch of check-ins, so that each state changes at the moment it would have.
+``exempt add`` and ``attest``; deadlines and ageing through ``evaluate_due``, at every
+simulated hour and before every action, so that each state changes when it would have.
 Every number a day shows is read back from the store (``_counts``).
 """
 
