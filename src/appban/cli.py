@@ -216,7 +216,14 @@ def policy_apply(env: Env, file: str, dry_run: bool, draft: bool) -> None:
     """Create or update a policy from a YAML FILE."""
     from appban.policy.lifecycle import apply
 
-    ws = env.workspace(create=not dry_run or _db_exists(env))
+    if not dry_run:
+        ws = env.workspace(create=True)
+    elif _db_exists(env):
+        ws = env.workspace(create=False)  # a preview neither creates nor upgrades anything
+    else:
+        from appban.workspace import Workspace
+
+        ws = Workspace(":memory:", env.now(), create=True)  # no fleet yet: an empty preview
     doc = apply(ws, file, dry_run=dry_run, draft=draft)
     emit(env, doc, _render_apply)
 
