@@ -252,8 +252,18 @@ class Store(Protocol):
         """
         ...
 
-    def policy_candidates(self, policy_id: str, q: SweepQuery) -> Iterator[tuple[Any, ...]]:
-        """Rows as ``policy_facts`` gives them, but only those whose state could change."""
+    def policy_candidates(
+        self, policy_id: str, q: SweepQuery, *, complex_only: bool = False
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows as ``policy_facts`` gives them, but only those whose state could change
+        (with ``complex_only``: only devices with a banned app, exemption or attestation)."""
+        ...
+
+    def sweep_simple(
+        self, policy_id: str, q: SweepQuery, cause: str
+    ) -> list[tuple[int, str | None, str, bool]]:
+        """Write the out-of-date states of devices without a banned app, exemption or
+        attestation; return (device_id, old state, new state, deny changed) of each."""
         ...
 
     def due_policies(self, now: Micros) -> list[str]:
