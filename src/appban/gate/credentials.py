@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -40,6 +41,7 @@ def issue(ws: Workspace, device_ref: str) -> dict[str, Any]:
         _touch(ws, device.id, seq)
         ws.audit.append(ws.now, "credential.issue", device.ref, {"owner": device.owner, "replaced": revoked})
         fresh = ws.store.get_device(device.id)
+        assert fresh is not None
         ws.evaluator.evaluate_device(fresh, ws.now, "credential")
     return {"device": device.ref, "user": device.owner, "password": password, "issued_at": format_time(ws.now), "replaced": revoked}
 
@@ -55,17 +57,23 @@ def revoke(ws: Workspace, device_ref: str) -> dict[str, Any]:
         _touch(ws, device.id, seq)
         ws.audit.append(ws.now, "credential.revoke", device.ref, {"owner": device.owner, "revoked": count})
         fresh = ws.store.get_device(device.id)
+        assert fresh is not None
         ws.evaluator.evaluate_device(fresh, ws.now, "credential")
     return {"device": device.ref, "revoked": count, "revoked_at": format_time(ws.now)}
 
 
 def _touch(ws: Workspace, device_id: int, seq: int) -> None:
     row = ws.store.get_device(device_id)
+    assert row is not None
     ws.store.set_decision(device_id, row.decision, row.reason, seq)
 
 
 class CredentialCache:
-    """Active credentials by user, and a bounded cache of verified logins."""
+    """Active credentials by user, and a bounded cache of verified logins.
+
+    Shared by three threads: the follower applies changes, the event loop reads the
+    cache, argon2 runs in an executor. The lock guards the dicts, never argon2.
+    """
 
     def __init__(self, *, size: int = 10_000) -> None:
         self.by_user: dict[str, dict[int, tuple[int, str]]] = {}  # user -> id -> (device, hash)
@@ -76,8 +84,13 @@ class CredentialCache:
         self.size = size
         self._key = os.urandom(32)
         self._verified: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # -> (cred id, device)
+        self._lock = threading.Lock()
 
     def apply(self, rows: list[tuple[int, int, str, str, int | None, int]]) -> None:
+        with self._lock:
+            self._apply(rows)
+
+    def _apply(self, rows: list[tuple[int, int, str, str, int | None, int]]) -> None:
         for cred_id, device_id, user, digest, revoked_at, seq in rows:
             creds = self.by_user.setdefault(user, {})
             if revoked_at is None:
@@ -95,20 +108,22 @@ class CredentialCache:
 
     def candidates(self, user: str, mail_domain: str) -> list[tuple[int, int, str]]:
         name, is_email = normalise_user(user, mail_domain)
-        users = [name] if is_email else sorted(self.by_local.get(name, ()))
-        return [(cid, dev, h) for u in users for cid, (dev, h) in self.by_user.get(u, {}).items()]
+        with self._lock:
+            users = [name] if is_email else sorted(self.by_local.get(name, ()))
+            return [(cid, dev, h) for u in users for cid, (dev, h) in self.by_user.get(u, {}).items()]
 
     def cached(self, user: str, password: str) -> int | None:
         key = self._cache_key(user, password)
-        hit = self._verified.get(key)
-        if hit is None:
-            return None
-        cred_id, device_id = hit
-        if cred_id not in self.active:
-            del self._verified[key]
-            return None
-        self._verified.move_to_end(key)
-        return device_id
+        with self._lock:
+            hit = self._verified.get(key)
+            if hit is None:
+                return None
+            cred_id, device_id = hit
+            if cred_id not in self.active:
+                del self._verified[key]
+                return None
+            self._verified.move_to_end(key)
+            return device_id
 
     def verify(self, user: str, password: str, mail_domain: str) -> int | None:
         """The device whose active credential this is (slow: argon2), or None."""
@@ -118,9 +133,12 @@ class CredentialCache:
             except (VerificationError, InvalidHashError):
                 continue
             key = self._cache_key(user, password)
-            self._verified[key] = (cred_id, device_id)
-            if len(self._verified) > self.size:
-                self._verified.popitem(last=False)
+            with self._lock:
+                if cred_id not in self.active:  # revoked while argon2 ran
+                    return None
+                self._verified[key] = (cred_id, device_id)
+                if len(self._verified) > self.size:
+                    self._verified.popitem(last=False)
             return device_id
         return None
 

@@ -118,8 +118,10 @@ class Follower(threading.Thread):
             tombs = store.tombstones(after) if after else []
             self.table.apply(store.gate_rows(after), tombs, self.creds.devices)
             self.table.forget_mail_devices(self.creds.devices)
-            if seq > self.table.seq:
-                self.table.seq = seq
+            # The reads above are separate statements: a commit can land between them
+            # (a credential after it was read, its device row before). Remember the seq
+            # read first, not the highest seen, so the next poll reads such rows again.
+            self.table.seq = seq
         self.table.updated = time.monotonic()
         self.polls += 1
         if not self.store_up and self.error:

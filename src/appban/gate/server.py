@@ -22,6 +22,7 @@ import httptools
 
 from appban.gate.activesync import Garbage, parse_uri
 from appban.gate.credentials import CredentialCache
+from appban.gate.decide import user_matches
 from appban.gate.follower import Follower
 from appban.gate.table import DecisionTable
 
@@ -196,15 +197,18 @@ class Gate:
             return self.mail_answer(None, protocol), (user, password, protocol)
         device = self.creds.cached(user, password)
         if device is not None:
-            return self.mail_answer(device, protocol), (user, password, protocol)
+            return self.mail_answer(device, protocol, user), (user, password, protocol)
         return None, (user, password, protocol)
 
-    def mail_answer(self, device_id: int | None, protocol: str) -> bytes:
-        if device_id is None:
+    def mail_answer(self, device_id: int | None, protocol: str, user: str = "") -> bytes:
+        owner_reason = None if device_id is None else self.table.by_device.get(device_id)
+        if owner_reason is None:
             reason = "unknown_device"
+        elif not user_matches(user, owner_reason[0], self.table.mail_domain):
+            # The password was issued to an earlier owner of the device.
+            reason = "user_mismatch"
         else:
-            owner_reason = self.table.by_device.get(device_id)
-            reason = owner_reason[1] if owner_reason else "unknown_device"
+            reason = owner_reason[1]
         self.count("mail", reason)
         upstream = self.upstreams.get(protocol)
         if reason == "ok" and upstream is not None:
@@ -235,10 +239,17 @@ def _json_str(text: str) -> str:
     return json.dumps(text)
 
 
+# (url, wanted headers, method, start time, keep the connection open afterwards)
+_Request = tuple[bytes, dict[bytes, bytes], bytes, float, bool]
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection (nginx keeps these alive); requests answered in order."""
 
-    __slots__ = ("gate", "transport", "parser", "url", "headers", "started", "busy", "queue")
+    __slots__ = (
+        "gate", "transport", "parser", "url", "headers", "started", "busy", "queue", "close_after",
+        "refused",
+    )
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
@@ -247,22 +258,29 @@ class HttpProtocol(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.started = 0.0
         self.busy = False
-        self.queue: list[tuple[bytes, dict[bytes, bytes], bytes, float]] = []
+        self.queue: list[_Request] = []
+        self.close_after = False
+        self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
+            return  # nothing is read after "Connection: close" (RFC 9112 9.6)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._close(_response(400, "bad_request"))
-        except httptools.HttpParserError:
-            self._close(_response(400, "bad_request"))
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError):
+            self._refuse()
 
-    def _close(self, answer: bytes) -> None:
-        self.transport.write(answer)  # type: ignore[attr-defined]
-        self.transport.close()
+    def _refuse(self) -> None:
+        if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
+            return
+        if self.busy:
+            self.refused = True  # after the answers owed to the requests before it
+            return
+        self.transport.write(_response(400, "bad_request"))  # type: ignore[attr-defined]
+        self.transport.close()  # type: ignore[attr-defined]
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -281,14 +299,28 @@ class HttpProtocol(asyncio.Protocol):
             self.headers[name] = value
 
     def on_message_complete(self) -> None:
-        method = self.parser.get_method()
-        request = (self.url, self.headers, method, self.started)
+        # HTTP/1.0 without keep-alive, or "Connection: close": answer, then close (RFC 9112 9.6).
+        if self.transport.is_closing() or self.close_after:  # type: ignore[attr-defined]
+            return
+        keep_alive = self.parser.should_keep_alive()
+        request = (self.url, self.headers, self.parser.get_method(), self.started, keep_alive)
         if self.busy:
             self.queue.append(request)
             return
         self._handle(*request)
 
-    def _handle(self, url: bytes, headers: dict[bytes, bytes], method: bytes, started: float) -> None:
+    def _handle(
+        self, url: bytes, headers: dict[bytes, bytes], _method: bytes, started: float, keep: bool
+    ) -> None:
+        self._answer(url, headers, started)
+        if not keep:
+            self.queue.clear()
+            if self.busy:
+                self.close_after = True  # once the mail answer is out
+            else:
+                self.transport.close()  # type: ignore[attr-defined]
+
+    def _answer(self, url: bytes, headers: dict[bytes, bytes], started: float) -> None:
         gate = self.gate
         path = url.split(b"?", 1)[0]
         if path == b"/auth/nginx":
@@ -324,10 +356,16 @@ class HttpProtocol(asyncio.Protocol):
                 device = f.result()
             except Exception:  # noqa: BLE001 - a broken hash denies, never a 5xx
                 device = None
-            self._send(gate.mail_answer(device, protocol), started)
+            self._send(gate.mail_answer(device, protocol, user), started)
             self.busy = False
+            if self.close_after:
+                self.transport.close()  # type: ignore[attr-defined]
+                return
             while self.queue and not self.busy:
                 self._handle(*self.queue.pop(0))
+            if self.refused and not self.busy:
+                self.refused = False
+                self._refuse()
 
         future.add_done_callback(done)
 
