@@ -30,6 +30,10 @@ log = logging.getLogger("appban.gate")
 
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
 _STATUS = {200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed"}
+# httptools buffers a header until it ends: without a cap, one client's endless header
+# grows the gate without bound. Proxies send a few KB (nginx: 4 x 8 KB at most). A body
+# (a proxy passing one by mistake) is skipped, not buffered, so it is not counted.
+MAX_HEAD_BYTES = 1 << 20
 _WANTED = {
     b"x-original-uri", b"x-forwarded-uri", b"authorization", b"auth-user", b"auth-pass",
     b"auth-protocol", b"auth-method", b"auth-login-attempt", b"client-ip",
@@ -248,7 +252,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = (
         "gate", "transport", "parser", "url", "headers", "started", "busy", "queue", "close_after",
-        "refused",
+        "refused", "head_bytes",
     )
 
     def __init__(self, gate: Gate) -> None:
@@ -261,6 +265,7 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: list[_Request] = []
         self.close_after = False
         self.refused = False
+        self.head_bytes = 0  # received while reading a request line and headers; -1 in a body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -268,6 +273,11 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
             return  # nothing is read after "Connection: close" (RFC 9112 9.6)
+        if self.head_bytes >= 0:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._refuse()
+                return
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserUpgrade, httptools.HttpParserError):
@@ -298,7 +308,11 @@ class HttpProtocol(asyncio.Protocol):
         if name in _WANTED or name == self.gate.user_header:
             self.headers[name] = value
 
+    def on_headers_complete(self) -> None:
+        self.head_bytes = -1
+
     def on_message_complete(self) -> None:
+        self.head_bytes = 0
         # HTTP/1.0 without keep-alive, or "Connection: close": answer, then close (RFC 9112 9.6).
         if self.transport.is_closing() or self.close_after:  # type: ignore[attr-defined]
             return
