@@ -492,6 +492,17 @@ def test_close_after_a_pipelined_mail_answer(served: Served) -> None:
     assert [a.reason for a in answers] == ["unknown_device", "ok"]
 
 
+def test_close_after_a_mail_answer_that_took_argon2(served: Served) -> None:
+    # nginx's auth_http speaks HTTP/1.0: one login, then the gate closes.
+    data = (
+        b"GET /auth/mail HTTP/1.0\r\nAuth-Method: plain\r\nAuth-User: bob.roe\r\n"
+        b"Auth-Pass: wrong-once-more\r\nAuth-Protocol: smtp\r\n\r\n"
+    )
+    (answer,) = parse_responses(served.gate.raw(data, until_close=True))
+    assert answer.headers["auth-status"] == "unknown_device"
+    assert answer.headers["auth-error-code"].startswith("535")
+
+
 def test_unknown_path(gate: GateProcess) -> None:
     answer = gate.get("/auth/other")
     assert answer.status == 404 and answer.reason == "not_found"
