@@ -8,15 +8,27 @@ from appban.clock import format_time
 from appban.errors import BadInput
 from appban.policy.evaluator import decision_from, load_policy, matching_keys
 from appban.policy.lifecycle import find_device, get_policy
-from appban.policy.states import STATES
-from appban.report.views import rows_as_of
+from appban.policy.states import STATES, Outcome
+from appban.report.views import recorded_deny, rows_as_of
 from appban.store.records import DeviceRow, StateRow
 from appban.workspace import Workspace
 
 
 def device_decision(ws: Workspace, device: DeviceRow) -> tuple[str, str, dict[str, Any]]:
-    """The gate decision for ``device`` as of the workspace's clock, and its states."""
-    outcomes = ws.evaluator.outcomes_for(device, ws.now)
+    """The gate decision for ``device`` as of the workspace's clock, and its states.
+
+    Before the store's clock, from the recorded history; otherwise computed from the
+    current facts (which the stored states equal unless time has moved on).
+    """
+    if ws.now < ws.clock() and device.id is not None:
+        recorded = ws.store.device_states_at(device.id, ws.now)
+        outcomes: dict[str, Any] = {}
+        for policy in ws.evaluator.policies:
+            if policy.id in recorded:
+                st, _since, cause = recorded[policy.id]
+                outcomes[policy.id] = Outcome(st, f"as recorded ({cause})", recorded_deny(policy, st, ws.now), None)
+    else:
+        outcomes = ws.evaluator.outcomes_for(device, ws.now)
     decision, reason = decision_from(o.deny for o in outcomes.values())
     return decision, reason, outcomes
 

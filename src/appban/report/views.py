@@ -2,8 +2,10 @@
 
 Stored states are exact as of the store's clock (the latest time a command
 evaluated at). A report for a later time recomputes, in memory, only the rows
-whose ``next_check`` has come; a report for an earlier time recomputes all. A
-report never writes: previewing next month must not block anyone today.
+whose ``next_check`` has come. A report for an earlier time reads the state
+history, which records every change at the moment it happened: the facts of that
+time are not kept, the states they led to are. A report never writes: previewing
+next month must not block anyone today.
 """
 
 from __future__ import annotations
@@ -21,12 +23,25 @@ Row = tuple[int, str, Micros, str, str, str, str, str]
 
 
 def needs_compute(ws: Workspace, policy: Policy, now: Micros) -> str:
-    """'' when stored rows answer for ``now``; 'due' or 'all' when some must be computed."""
+    """'' when stored rows answer for ``now``; 'due' when some must be computed;
+    'history' when ``now`` is before the store's clock."""
+    if now < ws.clock():
+        return "history"
     if policy.status != "active":
         return ""
-    if now < ws.clock():
-        return "all"
     return "due" if policy.id in ws.store.due_policies(now) else ""
+
+
+def recorded_deny(policy: Policy, state: str, now: Micros) -> str:
+    """The gate reason a recorded state contributed at ``now`` (SPEC: Decision)."""
+    if policy.status != "active" and policy.status != "withdrawn":
+        return ""
+    if state == "blocked":
+        return f"blocked:{policy.id}"
+    if (state == "unverified" and policy.mode == "enforce" and policy.on_unverified == "block"
+            and now >= policy.deadline):
+        return f"unverified:{policy.id}"
+    return ""
 
 
 def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int, tuple[Outcome, Micros | None]]:
@@ -48,6 +63,9 @@ def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int
 
 def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None = None) -> Iterator[Row]:
     mode = needs_compute(ws, policy, now)
+    if mode == "history":
+        yield from _recorded(ws, policy, now, state)
+        return
     computed = _computed(ws, policy, now, mode) if mode else {}
     for device_id, st, since, detail, deny, _next, owner, platform, org_unit in ws.store.state_rows(policy.id):
         hit = computed.get(device_id)
@@ -58,6 +76,18 @@ def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None 
             st, detail, deny = out.state, out.detail, out.deny
         if state is None or st == state:
             yield device_id, st, since, detail, deny, owner, platform, org_unit
+
+
+def _recorded(ws: Workspace, policy: Policy, now: Micros, state: str | None) -> Iterator[Row]:
+    recorded = ws.store.states_at(policy.id, now)
+    for device_id, _st, _since, _detail, _deny, _next, owner, platform, org_unit in ws.store.state_rows(policy.id):
+        hit = recorded.get(device_id)
+        if hit is None:
+            continue  # no state yet at that time
+        st, since, cause = hit
+        if state is None or st == state:
+            deny = recorded_deny(policy, st, now)
+            yield device_id, st, since, f"as recorded ({cause})", deny, owner, platform, org_unit
 
 
 def counts(ws: Workspace, policy: Policy, now: Micros, by: str | None) -> dict[str, Any]:

@@ -259,6 +259,14 @@ class Store(Protocol):
         (with ``complex_only``: only devices with a banned app, exemption or attestation)."""
         ...
 
+    def states_at(self, policy_id: str, at: Micros) -> dict[int, tuple[str, Micros, str]]:
+        """Device id -> (state, since, cause) as the state history records it at ``at``."""
+        ...
+
+    def device_states_at(self, device_id: int, at: Micros) -> dict[str, tuple[str, Micros, str]]:
+        """Policy id -> (state, since, cause) of one device as recorded at ``at``."""
+        ...
+
     def sweep_simple(
         self, policy_id: str, q: SweepQuery, cause: str
     ) -> list[tuple[int, str | None, str, bool]]:

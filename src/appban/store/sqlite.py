@@ -594,6 +594,26 @@ class SQLiteStore:
             sql += " WHERE " + " AND ".join(where)
         return self.db.execute(sql + " ORDER BY at, id", params).fetchall()
 
+    def states_at(self, policy_id: str, at: Micros) -> dict[int, tuple[str, Micros, str]]:
+        """Device id -> (state, since, cause) as the history records it at time ``at``."""
+        rows = self.db.execute(
+            "SELECT device_id, new_state, at, cause FROM (SELECT device_id, new_state, at, cause, "
+            "row_number() OVER (PARTITION BY device_id ORDER BY at DESC, id DESC) AS rn "
+            "FROM state_history WHERE policy_id = ? AND at <= ?) WHERE rn = 1",
+            (policy_id, at),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def device_states_at(self, device_id: int, at: Micros) -> dict[str, tuple[str, Micros, str]]:
+        """Policy id -> (state, since, cause) of one device as recorded at time ``at``."""
+        rows = self.db.execute(
+            "SELECT policy_id, new_state, at, cause FROM (SELECT policy_id, new_state, at, cause, "
+            "row_number() OVER (PARTITION BY policy_id ORDER BY at DESC, id DESC) AS rn "
+            "FROM state_history WHERE device_id = ? AND at <= ?) WHERE rn = 1",
+            (device_id, at),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
     def policy_facts(
         self, policy_id: str, *, due_before: Micros | None = None
     ) -> Iterator[tuple[Any, ...]]:
