@@ -21,19 +21,27 @@ def print_json(doc: Any) -> None:
 
 def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    # Colour and boxes only for a terminal; piped output stays plain text.
-    return Console(file=stream, highlight=False, soft_wrap=not stream.isatty())
+    tty = stream.isatty()
+    # Colour and boxes only for a terminal. Piped output stays plain text and is never
+    # cut to fit 80 columns: a script reading it needs whole e-mails and times.
+    return Console(file=stream, highlight=False, soft_wrap=not tty, width=None if tty else 100_000)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     out = console()
     tty = out.is_terminal
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
     t = Table(title=title, box=box.SIMPLE_HEAD if tty else None, show_edge=tty, pad_edge=False)
     for i, column in enumerate(columns):
-        t.add_column(column, justify="right" if i and column.isupper() is False and column.endswith("#") else "left")
-    for row in rows:
-        t.add_row(*(escape("" if v is None else str(v)) for v in row))
+        numeric = bool(cells) and all(_is_number(r[i]) for r in cells if i < len(r))
+        t.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for row in cells:
+        t.add_row(*(escape(v) for v in row))
     out.print(t)
+
+
+def _is_number(text: str) -> bool:
+    return text.replace(",", "").replace(".", "", 1).lstrip("-").isdigit()
 
 
 def line(text: str = "") -> None:
