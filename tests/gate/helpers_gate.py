@@ -108,7 +108,7 @@ class Answer:
 
 
 def parse_responses(data: bytes) -> Iterator[Answer]:
-    """Split a stream of HTTP/1.1 responses framed by Content-Length."""
+    """Split a stream of HTTP/1.1 responses framed by Content-Length (none for a 204)."""
     while data:
         head, sep, rest = data.partition(b"\r\n\r\n")
         assert sep, f"incomplete response: {data[:200]!r}"
@@ -119,7 +119,12 @@ def parse_responses(data: bytes) -> Iterator[Answer]:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers["content-length"])
+        # A 204 has no body and, per RFC 9110, no Content-Length; every other answer has one.
+        if status == "204":
+            assert "content-length" not in headers, headers
+            length = 0
+        else:
+            length = int(headers["content-length"])
         yield Answer(int(status), headers, rest[:length])
         data = rest[length:]
 

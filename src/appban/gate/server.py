@@ -28,6 +28,7 @@ from appban.gate.table import DecisionTable
 
 log = logging.getLogger("appban.gate")
 
+MAX_LOGIN_ATTEMPTS = 10
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
 _STATUS = {200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed"}
 # httptools buffers a header until it ends: without a cap, one client's endless header
@@ -119,7 +120,8 @@ def _response(status: int, reason: str, headers: tuple[tuple[str, str], ...] = (
     head += [f"{k}: {v}" for k, v in headers]
     if body:
         head.append(f"Content-Type: {ctype}")
-    head.append(f"Content-Length: {len(body)}")
+    if status != 204:  # RFC 9110 8.6: no Content-Length in a 204
+        head.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
@@ -192,19 +194,22 @@ class Gate:
 
     # -- nginx mail auth_http ---------------------------------------------------------
 
-    def mail_quick(self, headers: dict[bytes, bytes]) -> tuple[bytes | None, tuple[str, str, str]]:
+    def mail_quick(self, headers: dict[bytes, bytes]) -> tuple[bytes | None, tuple[str, str, str, int]]:
         """Answer from the cache if possible; else the (user, password, protocol) to verify."""
         user = unquote(headers.get(b"auth-user", b"").decode("utf-8", "replace"))
         password = unquote(headers.get(b"auth-pass", b"").decode("utf-8", "replace"))
         protocol = headers.get(b"auth-protocol", b"imap").decode("ascii", "replace").lower()
+        attempt_text = headers.get(b"auth-login-attempt", b"1")
+        attempt = int(attempt_text) if attempt_text.isdigit() and len(attempt_text) < 6 else 1
+        request = (user, password, protocol, attempt)
         if not user or not password:
-            return self.mail_answer(None, protocol), (user, password, protocol)
+            return self.mail_answer(None, protocol, attempt=attempt), request
         device = self.creds.cached(user, password)
         if device is not None:
-            return self.mail_answer(device, protocol, user), (user, password, protocol)
-        return None, (user, password, protocol)
+            return self.mail_answer(device, protocol, user, attempt=attempt), request
+        return None, request
 
-    def mail_answer(self, device_id: int | None, protocol: str, user: str = "") -> bytes:
+    def mail_answer(self, device_id: int | None, protocol: str, user: str = "", *, attempt: int = 1) -> bytes:
         owner_reason = None if device_id is None else self.table.by_device.get(device_id)
         if owner_reason is None:
             reason = "unknown_device"
@@ -220,7 +225,11 @@ class Gate:
             return _response(200, reason, (("Auth-Status", "OK"), ("Auth-Server", host), ("Auth-Port", str(port))))
         if reason == "ok":
             reason = "no_upstream"
-        headers: tuple[tuple[str, str], ...] = (("Auth-Status", reason), ("Auth-Wait", str(self.auth_wait)))
+        headers: tuple[tuple[str, str], ...] = (("Auth-Status", reason),)
+        # nginx keeps memory for every attempt of a session: after a few, no Auth-Wait,
+        # so it closes the connection instead of letting the client guess on.
+        if attempt < MAX_LOGIN_ATTEMPTS:
+            headers += (("Auth-Wait", str(self.auth_wait)),)
         if protocol == "smtp":
             headers += (("Auth-Error-Code", "535 5.7.8"),)
         return _response(200, reason, headers)
@@ -339,17 +348,17 @@ class HttpProtocol(asyncio.Protocol):
         path = url.split(b"?", 1)[0]
         if path == b"/auth/nginx":
             self._send(gate.activesync("nginx", _text(headers.get(b"x-original-uri", b"")), headers), started)
-        elif path.startswith(b"/auth/envoy"):
+        elif path == b"/auth/envoy" or path.startswith(b"/auth/envoy/"):
             # Envoy appends the original path to path_prefix (ext_authz http_service).
             self._send(gate.activesync("envoy", _text(url[len(b"/auth/envoy"):]), headers), started)
         elif path == b"/auth/traefik":
             self._send(gate.activesync("traefik", _text(headers.get(b"x-forwarded-uri", b"")), headers), started)
         elif path == b"/auth/mail":
-            answer, (user, password, protocol) = gate.mail_quick(headers)
+            answer, (user, password, protocol, attempt) = gate.mail_quick(headers)
             if answer is not None:
                 self._send(answer, started)
             else:
-                self._verify_later(user, password, protocol, started)
+                self._verify_later(user, password, protocol, started, attempt)
         elif path == b"/healthz":
             self._send(gate.health(), started, observe=False)
         elif path == b"/metrics":
@@ -358,7 +367,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._send(_response(404, "not_found"), started, observe=False)
 
-    def _verify_later(self, user: str, password: str, protocol: str, started: float) -> None:
+    def _verify_later(self, user: str, password: str, protocol: str, started: float, attempt: int = 1) -> None:
         # argon2 takes tens of milliseconds: verify off the event loop, answer in order.
         self.busy = True
         gate = self.gate
@@ -370,7 +379,7 @@ class HttpProtocol(asyncio.Protocol):
                 device = f.result()
             except Exception:  # noqa: BLE001 - a broken hash denies, never a 5xx
                 device = None
-            self._send(gate.mail_answer(device, protocol, user), started)
+            self._send(gate.mail_answer(device, protocol, user, attempt=attempt), started)
             self.busy = False
             if self.close_after:
                 self.transport.close()  # type: ignore[attr-defined]
