@@ -301,6 +301,15 @@ def test_mail_bad_logins_are_denied(
     assert ("auth-error-code" in answer.headers) == (protocol == "smtp")
 
 
+def test_mail_stops_asking_nginx_to_wait_after_many_attempts(served: Served) -> None:
+    # nginx keeps memory per attempt; without Auth-Wait it closes the session instead.
+    early = mail(served.gate, "nobody", "x", attempt=9)
+    late = mail(served.gate, "nobody", "x", attempt=10)
+    assert early.headers["auth-wait"].isdigit()
+    assert "auth-wait" not in late.headers
+    assert late.headers["auth-status"] == "unknown_device"
+
+
 def test_mail_protocol_without_an_upstream_is_denied(served: Served) -> None:
     answer = mail(served.gate, "bob.roe", served.passwords["BOB-PIXEL"], "pop3")
     assert answer.headers["auth-status"] != "OK"
@@ -506,6 +515,8 @@ def test_close_after_a_mail_answer_that_took_argon2(served: Served) -> None:
 def test_unknown_path(gate: GateProcess) -> None:
     answer = gate.get("/auth/other")
     assert answer.status == 404 and answer.reason == "not_found"
+    # The Envoy prefix is a path segment, not a string prefix.
+    assert gate.get("/auth/envoyXYZ/Microsoft-Server-ActiveSync?DeviceId=EASBOB1").status == 404
 
 
 # -- garbage: never a 5xx ------------------------------------------------------------------
