@@ -200,6 +200,27 @@ def test_changes_made_during_an_outage_are_picked_up(
     reason_becomes(gate, "EASJANE1", "jane.doe", "ok", timeout=2)
 
 
+def test_a_database_restored_from_backup_is_reloaded(live: tuple[Appban, GateProcess]) -> None:
+    import sqlite3
+
+    ab, gate = live
+    db = Path(ab.db)
+    backup = db.parent / "backup.db"
+    with sqlite3.connect(db) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # Jane's phone is blocked in the backup
+    checkin(ab, "JANE-IPHONE", JANE, ["EASJANE1"], [NOTES])
+    checkin(ab, "BOB-PIXEL", BOB, ["EASBOB1", "EASBOB2"], [NOTES])
+    reason_becomes(gate, "EASJANE1", "jane.doe", "ok")
+    reason_becomes(gate, "EASBOB2", "bob.roe", "ok")
+    # The backup goes back in place: its change counter is lower than the gate's.
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    os.replace(backup, db)
+    reason_becomes(gate, "EASJANE1", "jane.doe", BLOCKED, timeout=2)
+    reason_becomes(gate, "EASBOB2", "bob.roe", "unknown_device", timeout=2)
+    assert "reloading" in "".join(gate.log)
+
+
 # -- in-process: a commit that lands between the follower's reads -----------------------------
 
 

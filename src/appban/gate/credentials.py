@@ -86,6 +86,13 @@ class CredentialCache:
         self._verified: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # -> (cred id, device)
         self._lock = threading.Lock()
 
+    def replace_with(self, other: CredentialCache) -> None:
+        """Take another cache's credentials; every verified login is forgotten."""
+        with self._lock:
+            self.by_user, self.by_local = other.by_user, other.by_local
+            self.devices, self.active, self.seq = other.devices, other.active, other.seq
+            self._verified.clear()
+
     def apply(self, rows: list[tuple[int, int, str, str, int | None, int]]) -> None:
         with self._lock:
             self._apply(rows)

@@ -110,7 +110,12 @@ class Follower(threading.Thread):
     def poll(self) -> None:
         store = self._store
         seq = store.gate_seq()
-        if seq > self.table.seq or self.table.seq == 0:
+        if seq < self.table.seq:
+            # The counter went back: a different database (a restore from backup) is in
+            # place. Nothing incremental is trustworthy; load it whole and swap.
+            log.warning("store change counter went back (%d < %d): reloading", seq, self.table.seq)
+            self._reload(store, seq)
+        elif seq > self.table.seq or self.table.seq == 0:
             after = self.table.seq
             creds = store.credentials(self.creds.seq if after else 0)
             if creds:
@@ -129,6 +134,18 @@ class Follower(threading.Thread):
         self.store_up = True
         self.error = ""
         self.last_ok = time.monotonic()
+
+    def _reload(self, store: Any, seq: int) -> None:
+        fresh = DecisionTable(
+            unknown_device="allow" if self.table.unknown_allows else "deny",
+            mail_domain=self.table.mail_domain,
+        )
+        creds = CredentialCache(size=self.creds.size)
+        creds.apply(store.credentials(0))
+        fresh.apply(store.gate_rows(0), (), creds.devices)
+        fresh.seq = seq
+        self.creds.replace_with(creds)
+        self.table.replace_with(fresh)
 
     def evaluate(self) -> None:
         """Apply deadlines, expiries and ageing that have fallen due."""

@@ -118,6 +118,13 @@ class DecisionTable:
                 found = "ok"
         return found
 
+    def replace_with(self, other: DecisionTable) -> None:
+        """Take another table's contents (each attribute swap is atomic for readers)."""
+        self.by_device = other.by_device
+        self.by_eas = other.by_eas
+        self.seq = other.seq
+        self.updated = other.updated
+
     def forget_mail_devices(self, devices: set[int]) -> None:
         """Drop the by-id decisions of devices that no longer have a mail password."""
         for device_id in [d for d in self.by_device if d not in devices]:
