@@ -15,7 +15,11 @@ def checkin(i: int, rng: random.Random, *, observed_at: str, tiktok: bool | None
     chosen = rng.sample(POOL, apps)
     items = [{"id": a, "name": a.rsplit(".", 1)[1].title(), "version": "1.0"} for a in chosen]
     if tiktok if tiktok is not None else rng.random() < 0.10:
-        items[rng.randrange(apps)] = {"id": rng.choice(TIKTOK), "name": "TikTok", "version": "16.5.0"}
+        items[rng.randrange(apps)] = {
+            "id": rng.choice(TIKTOK),
+            "name": "TikTok",
+            "version": "16.5.0",
+        }
     return {
         "source": "agent",
         "device": {

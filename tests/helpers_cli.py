@@ -109,7 +109,11 @@ def run_process(*args: str, env: Mapping[str, str] | None = None, timeout: float
     """``python -m appban ARGS`` as a real process."""
     proc = subprocess.run(
         [sys.executable, "-m", "appban", *args],
-        capture_output=True, text=True, errors="replace", env=_clean_env(env), timeout=timeout,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env=_clean_env(env),
+        timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -145,9 +149,12 @@ def snapshot(db: Path | str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a stable order: equal snapshots mean nothing was written."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
-        )]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
     finally:
         con.close()

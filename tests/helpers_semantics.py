@@ -138,9 +138,7 @@ class Appban:
     def __call__(self, *args: str, now: str | None = None, expect: int = 0) -> Any:
         """Run a command with --json; check its exit status; the parsed document."""
         result = self.run(*args, now=now)
-        assert result.code == expect, (
-            f"appban {' '.join(args)} -> {result.code}\n{result.out}\n{result.err}"
-        )
+        assert result.code == expect, f"appban {' '.join(args)} -> {result.code}\n{result.out}\n{result.err}"
         return result.json if result.out.strip() else None
 
     # -- inputs -----------------------------------------------------------------------
@@ -167,9 +165,7 @@ class Appban:
         return self.file(".yaml", yaml.safe_dump(body, sort_keys=False))
 
     def apply(self, now: str = APPLIED, *, dry_run: bool = False, **overrides: Any) -> Any:
-        args = ["policy", "apply", self.policy_file(**overrides)] + (
-            ["--dry-run"] if dry_run else []
-        )
+        args = ["policy", "apply", self.policy_file(**overrides)] + (["--dry-run"] if dry_run else [])
         return self(*args, now=now)
 
     def people(self, rows: list[tuple[str, str, str, str, str]], now: str = BEFORE) -> Any:
@@ -235,9 +231,7 @@ def subset(actual: Any, expected: Any, path: str = "$") -> None:
             assert key in actual, f"{path}: missing {key!r} in {sorted(actual)}"
             subset(actual[key], value, f"{path}.{key}")
     elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), (
-            f"{path}: {actual!r} != {expected!r}"
-        )
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{path}: {actual!r} != {expected!r}"
         for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             subset(a, e, f"{path}[{i}]")
     else:

@@ -25,7 +25,15 @@ def test_the_good_commands_work(fleet: Fleet) -> None:
         ["--json", "device", "show", "JANE-IPHONE"],
         ["--json", "policy", "show", "tiktok-mail"],
         ["--json", "catalog", "show", "tiktok"],
-        ["--json", "gate", "decide", "--eas-device-id", "EASJANE1", "--user", "jane.doe@example.com"],
+        [
+            "--json",
+            "gate",
+            "decide",
+            "--eas-device-id",
+            "EASJANE1",
+            "--user",
+            "jane.doe@example.com",
+        ],
         ["--json", "audit", "verify"],
     ):
         result = fleet.run(*args)
@@ -33,7 +41,18 @@ def test_the_good_commands_work(fleet: Fleet) -> None:
         json.loads(result.out)
     assert json.loads(fleet.run("--json", "device", "show", "dev-1").out)["decision"] == "deny"
     assert fleet.run(*EXEMPT, "--device", "dev-1").code == 0
-    assert fleet.run("attest", "--policy", "tiktok-mail", "--device", "BOB-PIXEL", "--person", "bob.roe@example.com").code == 0
+    assert (
+        fleet.run(
+            "attest",
+            "--policy",
+            "tiktok-mail",
+            "--device",
+            "BOB-PIXEL",
+            "--person",
+            "bob.roe@example.com",
+        ).code
+        == 0
+    )
 
 
 # -- --now --------------------------------------------------------------------------------------
@@ -41,8 +60,17 @@ def test_the_good_commands_work(fleet: Fleet) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["yesterday", "", "2020-02-30T00:00:00Z", "2020-07-12 25:00", "1594555200", "0001-01-01T00:00:00+14:00",
-     "9" * 10_240, "2020-07-12T12:00:00Z\x1b[2J", "2020-07-12T12:00:00\u202eZ"],
+    [
+        "yesterday",
+        "",
+        "2020-02-30T00:00:00Z",
+        "2020-07-12 25:00",
+        "1594555200",
+        "0001-01-01T00:00:00+14:00",
+        "9" * 10_240,
+        "2020-07-12T12:00:00Z\x1b[2J",
+        "2020-07-12T12:00:00\u202eZ",
+    ],
     ids=["words", "empty", "feb-30", "hour-25", "epoch", "before-year-1", "10KB", "escape", "bidi"],
 )
 @pytest.mark.parametrize("position", ["global", "command"])
@@ -53,8 +81,11 @@ def test_bad_now(fleet: Fleet, value: str, position: str) -> None:
 
 
 def test_bad_now_on_a_writing_command_writes_nothing(fleet: Fleet) -> None:
-    path = fleet.write("ok.jsonl", '{"device":{"id":"N1","platform":"ios","owner":"jane.doe@example.com"},'
-                                   '"observed_at":"2020-07-11T00:00:00Z","apps":[]}\n')
+    path = fleet.write(
+        "ok.jsonl",
+        '{"device":{"id":"N1","platform":"ios","owner":"jane.doe@example.com"},'
+        '"observed_at":"2020-07-11T00:00:00Z","apps":[]}\n',
+    )
     assert_bad_input(fleet.run("import", "appban", str(path), "--now", "next tuesday"), "--now")
     assert_bad_input(fleet.run("evaluate", "--now", "next tuesday"), "--now")
     fleet.assert_unchanged()
@@ -76,15 +107,41 @@ def test_bad_now_on_a_writing_command_writes_nothing(fleet: Fleet) -> None:
         (["demo", "--employees", "5"], "--employees"),
         (["gate", "decide", "--unknown-device", "maybe"], "--unknown-device"),
         (["policy", "withdraw", "tiktok-mail"], "--reason"),
-        (["exempt", "add", "--policy", "tiktok-mail", "--person", "jane.doe@example.com", "--until", LATER], "--reason"),
+        (
+            [
+                "exempt",
+                "add",
+                "--policy",
+                "tiktok-mail",
+                "--person",
+                "jane.doe@example.com",
+                "--until",
+                LATER,
+            ],
+            "--reason",
+        ),
         (["attest", "--policy", "tiktok-mail", "--device", "dev-1"], "--person"),
         (["import", "appban"], "FILES"),
         (["policy", "apply"], "FILE"),
         (["device", "show"], "ID"),
     ],
-    ids=["command", "option", "state", "state-markup", "limit-0", "limit-word", "by", "employees",
-         "unknown-device", "withdraw-reason", "exempt-reason", "attest-person", "import-files", "apply-file",
-         "show-id"],
+    ids=[
+        "command",
+        "option",
+        "state",
+        "state-markup",
+        "limit-0",
+        "limit-word",
+        "by",
+        "employees",
+        "unknown-device",
+        "withdraw-reason",
+        "exempt-reason",
+        "attest-person",
+        "import-files",
+        "apply-file",
+        "show-id",
+    ],
 )
 def test_usage_error(fleet: Fleet, args: list[str], named: str) -> None:
     assert_bad_input(fleet.run("--json", *args), named)
@@ -101,8 +158,27 @@ def test_usage_error(fleet: Fleet, args: list[str], named: str) -> None:
         ["status", "--policy", "no-such-policy"],
         ["device", "list", "--policy", "no-such-policy"],
         ["policy", "withdraw", "no-such-policy", "--reason", "mistake"],
-        ["exempt", "add", "--policy", "no-such-policy", "--device", "dev-1", "--until", LATER, "--reason", "x"],
-        ["attest", "--policy", "no-such-policy", "--device", "dev-1", "--person", "jane.doe@example.com"],
+        [
+            "exempt",
+            "add",
+            "--policy",
+            "no-such-policy",
+            "--device",
+            "dev-1",
+            "--until",
+            LATER,
+            "--reason",
+            "x",
+        ],
+        [
+            "attest",
+            "--policy",
+            "no-such-policy",
+            "--device",
+            "dev-1",
+            "--person",
+            "jane.doe@example.com",
+        ],
     ],
     ids=["show", "status", "device-list", "withdraw", "exempt", "attest"],
 )
@@ -128,14 +204,25 @@ def test_unknown_device(fleet: Fleet, ref: str, shown: str, command: str) -> Non
     args = {
         "show": ["device", "show", ref],
         "exempt": [*EXEMPT, "--device", ref],
-        "attest": ["attest", "--policy", "tiktok-mail", "--device", ref, "--person", "jane.doe@example.com"],
+        "attest": [
+            "attest",
+            "--policy",
+            "tiktok-mail",
+            "--device",
+            ref,
+            "--person",
+            "jane.doe@example.com",
+        ],
     }[command]
     assert_bad_input(fleet.run("--json", *args), "device", shown)
     fleet.assert_unchanged()
 
 
-@pytest.mark.parametrize("family", ["snapchat", "<b>x</b>", "x\x1b[31m\u202e", "f" * 10_240],
-                         ids=["unknown", "markup", "control", "10KB"])
+@pytest.mark.parametrize(
+    "family",
+    ["snapchat", "<b>x</b>", "x\x1b[31m\u202e", "f" * 10_240],
+    ids=["unknown", "markup", "control", "10KB"],
+)
 def test_unknown_app_family(fleet: Fleet, family: str) -> None:
     assert_bad_input(fleet.run("--json", "catalog", "show", family), "FAMILY", "no app family")
     fleet.assert_unchanged()
@@ -173,8 +260,17 @@ def test_exempt_who(fleet: Fleet, extra: list[str], named: str) -> None:
         ("--reason", "travel\u202eling"),
         ("--reason", "r" * 10_240),
     ],
-    ids=["until-words", "until-past", "until-now", "reason-empty", "reason-blank", "reason-markup",
-         "reason-nul", "reason-bidi", "reason-10KB"],
+    ids=[
+        "until-words",
+        "until-past",
+        "until-now",
+        "reason-empty",
+        "reason-blank",
+        "reason-markup",
+        "reason-nul",
+        "reason-bidi",
+        "reason-10KB",
+    ],
 )
 def test_exempt_bad_value(fleet: Fleet, option: str, value: str) -> None:
     args = list(EXEMPT)
@@ -200,8 +296,11 @@ def test_withdraw_needs_a_real_reason(fleet: Fleet) -> None:
     fleet.assert_unchanged()
 
 
-@pytest.mark.parametrize("reason", ["<script>alert(1)</script>", "oops\x1b[2J", "oops\u202e", "r" * 10_240],
-                         ids=["markup", "escape", "bidi", "10KB"])
+@pytest.mark.parametrize(
+    "reason",
+    ["<script>alert(1)</script>", "oops\x1b[2J", "oops\u202e", "r" * 10_240],
+    ids=["markup", "escape", "bidi", "10KB"],
+)
 def test_withdraw_with_a_hostile_reason(fleet: Fleet, reason: str) -> None:
     assert_bad_input(fleet.run("--json", "policy", "withdraw", "tiktok-mail", "--reason", reason), "--reason")
     fleet.assert_unchanged()
@@ -226,8 +325,13 @@ def test_format_not_yet_available(fleet: Fleet, fmt: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["import", "appban"], ["import", "csv"], ["people", "import"], ["policy", "apply"],
-     ["policy", "apply", "--dry-run"]],
+    [
+        ["import", "appban"],
+        ["import", "csv"],
+        ["people", "import"],
+        ["policy", "apply"],
+        ["policy", "apply", "--dry-run"],
+    ],
     ids=["appban", "csv", "people", "policy", "dry-run"],
 )
 def test_missing_input_file(fleet: Fleet, command: list[str]) -> None:
@@ -269,8 +373,11 @@ def test_database_from_the_environment_that_does_not_exist(tmp_path: Path) -> No
     assert not db.exists()
 
 
-@pytest.mark.parametrize("args", [["status"], ["device", "list"], ["audit", "verify"], ["evaluate"]],
-                         ids=lambda a: "-".join(a))
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["device", "list"], ["audit", "verify"], ["evaluate"]],
+    ids=lambda a: "-".join(a),
+)
 @pytest.mark.parametrize(
     "kind",
     [
@@ -301,11 +408,18 @@ def test_unsupported_database_url(tmp_path: Path, url: str) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("APPBAN_KEEP_FULL_INVENTORY", "maybe"), ("APPBAN_MAX_CHECKIN_BYTES", "lots"), ("APPBAN_MAX_APPS", "1e3")],
+    [
+        ("APPBAN_KEEP_FULL_INVENTORY", "maybe"),
+        ("APPBAN_MAX_CHECKIN_BYTES", "lots"),
+        ("APPBAN_MAX_APPS", "1e3"),
+    ],
 )
 def test_bad_setting_in_the_environment(fleet: Fleet, setting: str, value: str) -> None:
-    path = fleet.write("one.jsonl", '{"device":{"id":"N1","platform":"ios","owner":"jane.doe@example.com"},'
-                                    '"observed_at":"2020-07-11T00:00:00Z","apps":[]}\n')
+    path = fleet.write(
+        "one.jsonl",
+        '{"device":{"id":"N1","platform":"ios","owner":"jane.doe@example.com"},'
+        '"observed_at":"2020-07-11T00:00:00Z","apps":[]}\n',
+    )
     assert_bad_input(fleet.run("--json", "import", "appban", str(path), env={setting: value}), setting)
     fleet.assert_unchanged()
 
@@ -314,8 +428,11 @@ def test_bad_setting_in_the_environment(fleet: Fleet, setting: str, value: str) 
 
 
 def test_real_process_bad_input_is_one_line_and_exit_2(fleet: Fleet) -> None:
-    path = fleet.write("bad.jsonl", '{"device":{"id":"N1","platform":"palm","owner":"jane.doe@example.com"},'
-                                    '"observed_at":"2020-07-11T00:00:00Z","apps":[]}\n')
+    path = fleet.write(
+        "bad.jsonl",
+        '{"device":{"id":"N1","platform":"palm","owner":"jane.doe@example.com"},'
+        '"observed_at":"2020-07-11T00:00:00Z","apps":[]}\n',
+    )
     result = run_process("--db", str(fleet.db), "--now", NOW, "--json", "import", "appban", str(path))
     assert_bad_input(result, where(path, 1), "device.platform")
     result = run_process("--db", str(fleet.tmp / "absent.db"), "--json", "status")
@@ -329,7 +446,11 @@ def test_real_process_bad_input_is_one_line_and_exit_2(fleet: Fleet) -> None:
     ("command", "name", "content"),
     [
         (["import", "appban"], "bad.jsonl", '{"device":{"id":"N1"}}\n'),
-        (["import", "csv"], "bad.csv", "device_id,platform,owner,observed_at\nN1,palm,x@example.com,2020-07-11T00:00:00Z\n"),
+        (
+            ["import", "csv"],
+            "bad.csv",
+            "device_id,platform,owner,observed_at\nN1,palm,x@example.com,2020-07-11T00:00:00Z\n",
+        ),
         (["people", "import"], "bad.csv", "email,name,org_unit,groups,timezone\nnobody,N,O,,UTC\n"),
         (["policy", "apply"], "bad.yaml", "id: x\n"),
     ],

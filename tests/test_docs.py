@@ -123,9 +123,7 @@ def test_ci_installs_the_test_extras() -> None:
             return False
         return any(words[i : i + 2] == editable for i in range(len(words)))
 
-    assert any(installs(words) for words in _ci_lines()), (
-        f".ci/run does not run `pip install {' '.join(editable)}`"
-    )
+    assert any(installs(words) for words in _ci_lines()), f".ci/run does not run `pip install {' '.join(editable)}`"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

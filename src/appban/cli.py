@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -42,10 +43,8 @@ _CREATED: list[str] = []
 def _forget_created() -> None:
     for db in _CREATED:
         for suffix in ("", "-wal", "-shm"):
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(db + suffix)
-            except OSError:
-                pass
     _CREATED.clear()
 
 
@@ -75,7 +74,12 @@ def emit(env: Env, doc: Any, render: Callable[[Any], None]) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="appban")
-@click.option("--db", metavar="PATH|URL", default=None, help=f"{settings.SETTINGS['db'].help} [env APPBAN_DB; default ./appban.db]")
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    default=None,
+    help=f"{settings.SETTINGS['db'].help} [env APPBAN_DB; default ./appban.db]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--now", metavar="ISO-8601", default=None, help="The clock for this command.")
 @click.pass_context
@@ -94,14 +98,26 @@ def init(env: Env) -> None:
     """Create or upgrade the database (idempotent)."""
     ws = env.workspace(create=True)
     doc = {
-        "db": ws.db, "schema_version": ws.store.schema_version(), "catalog_version": ws.catalog.version,
+        "db": ws.db,
+        "schema_version": ws.store.schema_version(),
+        "catalog_version": ws.catalog.version,
         "families": sorted(ws.catalog.families),
     }
-    emit(env, doc, lambda d: output.line(f"{d['db']}: schema v{d['schema_version']}, catalog v{d['catalog_version']}"))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(f"{d['db']}: schema v{d['schema_version']}, catalog v{d['catalog_version']}"),
+    )
 
 
 @cli.command()
-@click.option("--employees", type=click.IntRange(10, 2_000_000), default=5000, show_default=True, help="Size of the synthetic company.")
+@click.option(
+    "--employees",
+    type=click.IntRange(10, 2_000_000),
+    default=5000,
+    show_default=True,
+    help="Size of the synthetic company.",
+)
 @click.option("--seed", type=int, default=2020, show_default=True, help="Random seed: same seed, same story.")
 @common
 def demo(env: Env, employees: int, seed: int) -> None:
@@ -131,13 +147,25 @@ def people_import(env: Env, file: str) -> None:
 
     ws = env.workspace(create=True)
     doc = import_people(ws, file)
-    emit(env, doc, lambda d: output.line(f"{d['file']}: {d['people']} people ({d['created']} new, {d['updated']} updated, {d['unchanged']} unchanged)"))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"{d['file']}: {d['people']} people "
+            f"({d['created']} new, {d['updated']} updated, {d['unchanged']} unchanged)"
+        ),
+    )
 
 
 @cli.command("import")
 @click.argument("format", metavar="FORMAT")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--keep-full-inventory", is_flag=True, default=None, help=settings.SETTINGS["keep_full_inventory"].help)
+@click.option(
+    "--keep-full-inventory",
+    is_flag=True,
+    default=None,
+    help=settings.SETTINGS["keep_full_inventory"].help,
+)
 @common
 def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: bool | None) -> None:
     """Load inventory from FILEs (formats: appban, csv)."""
@@ -147,12 +175,32 @@ def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: 
     if sys.stderr.isatty() and not env.as_json:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} check-ins"), TimeElapsedColumn(), console=output.console(stderr=True), transient=True) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed} check-ins"),
+            TimeElapsedColumn(),
+            console=output.console(stderr=True),
+            transient=True,
+        ) as bar:
             task = bar.add_task("importing")
-            doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory, progress=lambda n: bar.advance(task, n))
+            doc = import_inventory(
+                ws,
+                format,
+                list(files),
+                keep_full=keep_full_inventory,
+                progress=lambda n: bar.advance(task, n),
+            )
     else:
         doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory)
-    emit(env, doc, lambda d: output.line(f"{d['checkins']} check-ins: {d['new']} new devices, {d['updated']} updated, {d['unchanged']} no newer than stored"))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"{d['checkins']} check-ins: {d['new']} new devices, {d['updated']} updated, "
+            f"{d['unchanged']} no newer than stored"
+        ),
+    )
 
 
 # -- catalog -----------------------------------------------------------------------------
@@ -175,7 +223,15 @@ def catalog_list(env: Env) -> None:
             {"family": f, **meta, "identifiers": len(cat.identifiers_of(f))} for f, meta in sorted(cat.families.items())
         ],
     }
-    emit(env, doc, lambda d: output.table(f"catalog v{d['version']}", ["family", "title", "publisher", "identifiers"], [(f["family"], f["title"], f["publisher"], f["identifiers"]) for f in d["families"]]))
+    emit(
+        env,
+        doc,
+        lambda d: output.table(
+            f"catalog v{d['version']}",
+            ["family", "title", "publisher", "identifiers"],
+            [(f["family"], f["title"], f["publisher"], f["identifiers"]) for f in d["families"]],
+        ),
+    )
 
 
 @catalog.command("show")
@@ -190,13 +246,28 @@ def catalog_show(env: Env, family: str) -> None:
     if family not in cat.families:
         raise NotFound(f"no app family {one_line(family, 60)!r}", field="FAMILY")
     doc = {
-        "family": family, **cat.families[family], "catalog_version": cat.version,
+        "family": family,
+        **cat.families[family],
+        "catalog_version": cat.version,
         "identifiers": [
-            {"kind": i.kind, "value": i.value, "provenance": i.provenance, "added_in": i.added_version}
+            {
+                "kind": i.kind,
+                "value": i.value,
+                "provenance": i.provenance,
+                "added_in": i.added_version,
+            }
             for i in cat.identifiers_of(family)
         ],
     }
-    emit(env, doc, lambda d: output.table(f"{d['family']}: {d['title']} ({d['publisher']})", ["kind", "value", "since", "provenance"], [(i["kind"], i["value"], f"v{i['added_in']}", i["provenance"]) for i in d["identifiers"]]))
+    emit(
+        env,
+        doc,
+        lambda d: output.table(
+            f"{d['family']}: {d['title']} ({d['publisher']})",
+            ["kind", "value", "since", "provenance"],
+            [(i["kind"], i["value"], f"v{i['added_in']}", i["provenance"]) for i in d["identifiers"]],
+        ),
+    )
 
 
 # -- policy ------------------------------------------------------------------------------
@@ -237,8 +308,15 @@ def _render_apply(d: dict[str, Any]) -> None:
     if d.get("dry_run"):
         output.line(f"dry run: policy {d['policy']} would be {d['action']}; nothing was changed")
         output.line(f"in scope: {d['in_scope']['devices']} devices of {d['in_scope']['people']} people")
-        output.table("states now and at the deadline", ["state", "now", "at deadline"], [(s, d["states"][s], d["states_at_deadline"][s]) for s in STATES])
-        output.line(f"violating now: {d['violating_now']}; unverified: {d['unverified']}; denied at the deadline ({d['deadline']}): {d['would_be_denied_at_deadline']}")
+        output.table(
+            "states now and at the deadline",
+            ["state", "now", "at deadline"],
+            [(s, d["states"][s], d["states_at_deadline"][s]) for s in STATES],
+        )
+        output.line(
+            f"violating now: {d['violating_now']}; unverified: {d['unverified']}; "
+            f"denied at the deadline ({d['deadline']}): {d['would_be_denied_at_deadline']}"
+        )
         output.line(f"people with a banned app: {d['people_affected']}")
         return
     output.line(f"policy {d['policy']}: {d['action']} (revision {d['revision']}, {d['status']})")
@@ -252,7 +330,26 @@ def policy_list(env: Env) -> None:
 
     ws = env.workspace(create=False)
     doc = {"policies": policy_summary(ws)}
-    emit(env, doc, lambda d: output.table(None, ["id", "status", "rev", "mode", "apps", "effective", "deadline"], [(p["id"], p["status"], p["revision"], p["mode"], ",".join(p["apps"]), p["effective"], p["deadline"]) for p in d["policies"]]))
+    emit(
+        env,
+        doc,
+        lambda d: output.table(
+            None,
+            ["id", "status", "rev", "mode", "apps", "effective", "deadline"],
+            [
+                (
+                    p["id"],
+                    p["status"],
+                    p["revision"],
+                    p["mode"],
+                    ",".join(p["apps"]),
+                    p["effective"],
+                    p["deadline"],
+                )
+                for p in d["policies"]
+            ],
+        ),
+    )
 
 
 @policy.command("show")
@@ -264,7 +361,15 @@ def policy_show(env: Env, policy_id: str) -> None:
 
     ws = env.workspace(create=False)
     pol, row = get_policy(ws, policy_id)
-    doc = {**pol.to_json(), "status": row.status, "revision": row.revision, "created_at": format_time(row.created_at), "updated_at": format_time(row.updated_at), "withdrawn_at": format_time(row.withdrawn_at), "withdraw_reason": row.withdraw_reason}
+    doc = {
+        **pol.to_json(),
+        "status": row.status,
+        "revision": row.revision,
+        "created_at": format_time(row.created_at),
+        "updated_at": format_time(row.updated_at),
+        "withdrawn_at": format_time(row.withdrawn_at),
+        "withdraw_reason": row.withdraw_reason,
+    }
     emit(env, doc, lambda d: output.pairs((k, v) for k, v in d.items()))
 
 
@@ -283,7 +388,14 @@ def policy_withdraw(env: Env, policy_id: str, reason: str) -> None:
     check_text(reason, "--reason")
     ws = env.workspace(create=False)
     doc = withdraw(ws, policy_id, reason)
-    emit(env, doc, lambda d: output.line(f"policy {d['policy']}: {d['action']}" + (f"; {d['decisions_changed']} devices allowed again" if "decisions_changed" in d else "")))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"policy {d['policy']}: {d['action']}"
+            + (f"; {d['decisions_changed']} devices allowed again" if "decisions_changed" in d else "")
+        ),
+    )
 
 
 # -- evaluate, status, devices -------------------------------------------------------------
@@ -305,7 +417,13 @@ def evaluate(env: Env, full: bool) -> None:
 
 
 @cli.command()
-@click.option("--policy", "policy_id", metavar="ID", default=None, help="One policy (default: the active ones).")
+@click.option(
+    "--policy",
+    "policy_id",
+    metavar="ID",
+    default=None,
+    help="One policy (default: the active ones).",
+)
 @click.option("--by", type=click.Choice(["org_unit", "platform"]), default=None, help="Break the counts down.")
 @common
 def status(env: Env, policy_id: str | None, by: str | None) -> None:
@@ -324,7 +442,19 @@ def _render_status(d: dict[str, Any]) -> None:
         output.line(f"{one['policy']} ({one['status']}, {one['mode']}) as of {one['now']}; deadline {one['deadline']}")
         if "by" in one:
             keys = list(one["by"])
-            output.table(None, ["", *STATES, "people"], [(k, *(one["by"][k]["states"][s] for s in STATES), one["by"][k]["people_affected"]) for k in keys] + [("total", *(one["states"][s] for s in STATES), one["people_affected"])])
+            output.table(
+                None,
+                ["", *STATES, "people"],
+                [
+                    (
+                        k,
+                        *(one["by"][k]["states"][s] for s in STATES),
+                        one["by"][k]["people_affected"],
+                    )
+                    for k in keys
+                ]
+                + [("total", *(one["states"][s] for s in STATES), one["people_affected"])],
+            )
         else:
             output.table(None, ["state", "devices"], [(s, one["states"][s]) for s in STATES])
             output.line(f"people affected: {one['people_affected']}")
@@ -352,9 +482,27 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
 
     def render(d: dict[str, Any]) -> None:
         if d.get("policy"):
-            output.table(None, ["id", "owner", "platform", "state", "since", "detail"], [(x["id"], x["owner"], x["platform"], x["state"], x["since"], x["detail"]) for x in d["devices"]])
+            output.table(
+                None,
+                ["id", "owner", "platform", "state", "since", "detail"],
+                [(x["id"], x["owner"], x["platform"], x["state"], x["since"], x["detail"]) for x in d["devices"]],
+            )
         else:
-            output.table(None, ["id", "source", "source id", "platform", "owner", "observed"], [(x["id"], x["source"], x["source_id"], x["platform"], x["owner"], x["observed_at"]) for x in d["devices"]])
+            output.table(
+                None,
+                ["id", "source", "source id", "platform", "owner", "observed"],
+                [
+                    (
+                        x["id"],
+                        x["source"],
+                        x["source_id"],
+                        x["platform"],
+                        x["owner"],
+                        x["observed_at"],
+                    )
+                    for x in d["devices"]
+                ],
+            )
         if d["count"] > len(d["devices"]):
             output.line(f"... {d['count'] - len(d['devices'])} more (--limit, --json)")
 
@@ -375,7 +523,11 @@ def credential_issue(env: Env, device_id: str) -> None:
 
     ws = env.workspace(create=False)
     doc = issue(ws, device_id)
-    emit(env, doc, lambda d: output.line(f"{d['device']} ({d['user']}): mail password {d['password']}  (shown once)"))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(f"{d['device']} ({d['user']}): mail password {d['password']}  (shown once)"),
+    )
 
 
 @device_credential.command("revoke")
@@ -401,7 +553,24 @@ def device_show(env: Env, device_id: str) -> None:
     doc = show_device(ws, device_id)
 
     def render(d: dict[str, Any]) -> None:
-        output.pairs([(k, d[k]) for k in ("id", "source", "source_id", "platform", "ownership", "owner", "model", "eas_device_ids", "mail_access", "inventory_scope", "observed_at")])
+        output.pairs(
+            [
+                (k, d[k])
+                for k in (
+                    "id",
+                    "source",
+                    "source_id",
+                    "platform",
+                    "ownership",
+                    "owner",
+                    "model",
+                    "eas_device_ids",
+                    "mail_access",
+                    "inventory_scope",
+                    "observed_at",
+                )
+            ]
+        )
         output.line(f"decision: {d['decision']} ({d['reason']}) as of {d['now']}")
         for pid, p in d["policies"].items():
             output.line(f"{pid}: {p['state']} since {p['since']} - {p['detail']}")
@@ -431,8 +600,21 @@ def exempt_add(env: Env, policy_id: str, person: str | None, device_ref: str | N
     from appban.policy.lifecycle import add_exemption
 
     ws = env.workspace(create=False)
-    doc = add_exemption(ws, policy_id, person=person, device_ref=device_ref, until=parse_time(until, field="--until"), reason=reason)
-    emit(env, doc, lambda d: output.line(f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} until {d['until']}"))
+    doc = add_exemption(
+        ws,
+        policy_id,
+        person=person,
+        device_ref=device_ref,
+        until=parse_time(until, field="--until"),
+        reason=reason,
+    )
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} until {d['until']}"
+        ),
+    )
 
 
 @cli.command()
@@ -446,7 +628,11 @@ def attest(env: Env, policy_id: str, device_ref: str, person: str) -> None:
 
     ws = env.workspace(create=False)
     doc = record(ws, policy_id, device_ref, person)
-    emit(env, doc, lambda d: output.line(f"{d['device']}: {d['person']} attested removal under {d['policy']}; state {d['state']}"))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(f"{d['device']}: {d['person']} attested removal under {d['policy']}; state {d['state']}"),
+    )
 
 
 # -- gate, audit -------------------------------------------------------------------------
@@ -459,7 +645,12 @@ def gate() -> None:
 
 @gate.command("decide")
 @click.option("--eas-device-id", default="", metavar="ID", help="The ActiveSync DeviceId.")
-@click.option("--user", default="", metavar="USER", help="The requesting user (user, user@domain or DOMAIN\\user).")
+@click.option(
+    "--user",
+    default="",
+    metavar="USER",
+    help="The requesting user (user, user@domain or DOMAIN\\user).",
+)
 @click.option("--unknown-device", type=click.Choice(["deny", "allow"]), default="deny", show_default=True)
 @common
 def gate_decide(env: Env, eas_device_id: str, user: str, unknown_device: str) -> None:
@@ -474,13 +665,38 @@ def gate_decide(env: Env, eas_device_id: str, user: str, unknown_device: str) ->
 @gate.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8089, show_default=True)
-@click.option("--mail-upstream", "mail_upstream", multiple=True, metavar="[PROTO=]HOST:PORT", help=settings.SETTINGS["mail_upstream"].help)
-@click.option("--unknown-device", type=click.Choice(["deny", "allow"]), default=None, help=settings.SETTINGS["unknown_device"].help)
+@click.option(
+    "--mail-upstream",
+    "mail_upstream",
+    multiple=True,
+    metavar="[PROTO=]HOST:PORT",
+    help=settings.SETTINGS["mail_upstream"].help,
+)
+@click.option(
+    "--unknown-device",
+    type=click.Choice(["deny", "allow"]),
+    default=None,
+    help=settings.SETTINGS["unknown_device"].help,
+)
 @click.option("--user-header", default=None, metavar="NAME", help=settings.SETTINGS["gate_user_header"].help)
-@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=None, help=settings.SETTINGS["gate_poll_interval"].help)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.01, 60),
+    default=None,
+    help=settings.SETTINGS["gate_poll_interval"].help,
+)
 @click.option("--no-evaluate", is_flag=True, help="Do not apply time-driven changes (another process does).")
 @common
-def gate_serve(env: Env, host: str, port: int, mail_upstream: tuple[str, ...], unknown_device: str | None, user_header: str | None, poll_interval: float | None, no_evaluate: bool) -> None:
+def gate_serve(
+    env: Env,
+    host: str,
+    port: int,
+    mail_upstream: tuple[str, ...],
+    unknown_device: str | None,
+    user_header: str | None,
+    poll_interval: float | None,
+    no_evaluate: bool,
+) -> None:
     """The decision service for mail proxies (nginx, Envoy, Traefik, nginx mail)."""
     import logging
 
@@ -496,15 +712,32 @@ def gate_serve(env: Env, host: str, port: int, mail_upstream: tuple[str, ...], u
     except ValueError as exc:
         raise BadInput(str(exc), field="--mail-upstream") from None
     db = settings.get("db", env.db_flag)
-    table = DecisionTable(unknown_device=settings.get("unknown_device", unknown_device), mail_domain=settings.get("mail_domain"))
+    table = DecisionTable(
+        unknown_device=settings.get("unknown_device", unknown_device),
+        mail_domain=settings.get("mail_domain"),
+    )
     creds = CredentialCache()
-    follower = Follower(db, table, creds, interval=settings.get("gate_poll_interval", poll_interval), evaluate_every=float("inf") if no_evaluate else 1.0)
+    follower = Follower(
+        db,
+        table,
+        creds,
+        interval=settings.get("gate_poll_interval", poll_interval),
+        evaluate_every=float("inf") if no_evaluate else 1.0,
+    )
     follower.load()
     follower.start()
-    gate_app = Gate(table, creds, follower, upstreams=upstreams, user_header=settings.get("gate_user_header", user_header))
+    gate_app = Gate(
+        table,
+        creds,
+        follower,
+        upstreams=upstreams,
+        user_header=settings.get("gate_user_header", user_header),
+    )
 
     def ready(h: str, p: int) -> None:
-        logging.getLogger("appban.gate").info("listening on %s:%d with %d DeviceIds (seq %d)", h, p, len(table), table.seq)
+        logging.getLogger("appban.gate").info(
+            "listening on %s:%d with %d DeviceIds (seq %d)", h, p, len(table), table.seq
+        )
 
     try:
         serve(gate_app, host, port, ready)
@@ -527,8 +760,20 @@ def audit_verify(env: Env) -> None:
 
     ws = env.workspace(create=False)
     count, problems = verify(ws.store.iter_audit(), ws.store.get_meta("audit_head"))
-    doc = {"ok": not problems, "entries": count, "problems": [{"seq": p.seq, "problem": p.what} for p in problems]}
-    emit(env, doc, lambda d: output.line(f"audit log: {d['entries']} entries, intact") if d["ok"] else [output.line(f"entry {p['seq']}: {p['problem']}") for p in d["problems"]])
+    doc = {
+        "ok": not problems,
+        "entries": count,
+        "problems": [{"seq": p.seq, "problem": p.what} for p in problems],
+    }
+    emit(
+        env,
+        doc,
+        lambda d: (
+            output.line(f"audit log: {d['entries']} entries, intact")
+            if d["ok"]
+            else [output.line(f"entry {p['seq']}: {p['problem']}") for p in d["problems"]]
+        ),
+    )
     if problems:
         raise SystemExit(1)
 
@@ -574,4 +819,3 @@ def _fail(message: str, code: int) -> None:
     _forget_created()
     sys.stderr.write(f"appban: error: {one_line(message, 400)}\n")
     sys.exit(code)
-

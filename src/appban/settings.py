@@ -78,8 +78,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "mail_upstream",
             "",
-            "Where the gate sends allowed IMAP/POP3/SMTP logins: [imap|pop3|smtp=]HOST:PORT, "
-            "comma-separated.",
+            "Where the gate sends allowed IMAP/POP3/SMTP logins: [imap|pop3|smtp=]HOST:PORT, comma-separated.",
         ),
         Setting(
             "gate_poll_interval",

@@ -77,9 +77,7 @@ def live_fleet(root: Path, *, deadline_in: float = -60.0) -> Appban:
     ab.init(now=wall(-7200))
     ab.people(PEOPLE, now=wall(-7200))
     ab.ingest(
-        device(
-            "JANE-IPHONE", "jane.doe@example.com", ["EASJANE1"], [TIKTOK, NOTES], at=wall(-3600)
-        ),
+        device("JANE-IPHONE", "jane.doe@example.com", ["EASJANE1"], [TIKTOK, NOTES], at=wall(-3600)),
         device(
             "BOB-PIXEL",
             "bob.roe@example.com",
@@ -186,9 +184,7 @@ class GateProcess:
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
-    def get(
-        self, path: str, headers: Mapping[str, str] | None = None, method: str = "GET"
-    ) -> Answer:
+    def get(self, path: str, headers: Mapping[str, str] | None = None, method: str = "GET") -> Answer:
         conn = self.connection()
         try:
             return request(conn, path, headers, method)
@@ -202,9 +198,7 @@ class GateProcess:
         """nginx ``auth_request`` for an ActiveSync Sync of this DeviceId and user."""
         return self.nginx(SYNC.format(user=user, eas=eas))
 
-    def raw(
-        self, data: bytes, *, timeout: float = 5.0, until_close: bool = False, responses: int = 1
-    ) -> bytes:
+    def raw(self, data: bytes, *, timeout: float = 5.0, until_close: bool = False, responses: int = 1) -> bytes:
         """Send bytes; read until ``responses`` answers arrived (or the server closed)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
             sock.sendall(data)

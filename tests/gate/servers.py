@@ -173,9 +173,7 @@ class Fleet:
         return result
 
     def issue_password(self, role: str) -> str:
-        doc = json.loads(
-            self.run("device", "credential", "issue", self.devices[role].source_id, "--json").out
-        )
+        doc = json.loads(self.run("device", "credential", "issue", self.devices[role].source_id, "--json").out)
         return str(doc["password"])
 
     def clean_checkin(self, role: str) -> Path:
@@ -288,14 +286,10 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("APPBAN_")}
 
 
-def _started(
-    argv: list[str], log: Path, port: int, attempts_left: int
-) -> subprocess.Popen[bytes] | None:
+def _started(argv: list[str], log: Path, port: int, attempts_left: int) -> subprocess.Popen[bytes] | None:
     """Start a server that binds ``port``; None if the port was taken meanwhile (retry)."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env())
     try:
         wait_for_port(port, proc, log)
     except RuntimeError:
@@ -344,9 +338,7 @@ def start_gate(db: Path, folder: Path, mail_upstreams: Sequence[str] = ()) -> It
     for spec in mail_upstreams:
         argv += ["--mail-upstream", spec]
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env())
     try:
         port = _gate_port(proc, log)
         gate = Gate(port, log)
@@ -422,9 +414,7 @@ def start_activesync() -> Iterator[Upstream]:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            upstream.seen.append(
-                (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
-            )
+            upstream.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
             body = f"activesync ok {self.command}\n".encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -475,9 +465,7 @@ class Nginx:
 
 
 @contextlib.contextmanager
-def start_nginx(
-    folder: Path, *, gate: str, activesync: str | None = None, mail: bool = False
-) -> Iterator[Nginx]:
+def start_nginx(folder: Path, *, gate: str, activesync: str | None = None, mail: bool = False) -> Iterator[Nginx]:
     """nginx with the shipped http config (``activesync``: the upstream's address) and/or
     the shipped mail config, under a top-level nginx.conf written here."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -653,9 +641,7 @@ def start_dovecot() -> Iterator[Dovecot]:
                 ),
                 encoding="utf-8",
             )
-            proc = _started(
-                ["dovecot", "-F", "-c", str(conf)], folder / "dovecot.log", port, attempt
-            )
+            proc = _started(["dovecot", "-F", "-c", str(conf)], folder / "dovecot.log", port, attempt)
             if proc is None:
                 continue
             try:
@@ -692,9 +678,7 @@ def start_smtp() -> Iterator[Smtp]:
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-            smtp.received.append(
-                (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
-            )
+            smtp.received.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
             return "250 2.0.0 OK"
 
     loop = asyncio.new_event_loop()
@@ -705,9 +689,7 @@ def start_smtp() -> Iterator[Smtp]:
         asyncio.set_event_loop(loop)
 
         async def open_server() -> None:
-            server = await loop.create_server(
-                lambda: SMTPProtocol(Handler(), hostname="upstream.test"), HOST, 0
-            )
+            server = await loop.create_server(lambda: SMTPProtocol(Handler(), hostname="upstream.test"), HOST, 0)
             holder["server"] = server
             smtp.port = int(server.sockets[0].getsockname()[1])
             ready.set()

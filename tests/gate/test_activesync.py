@@ -44,9 +44,7 @@ def test_plain_query() -> None:
 
 
 def test_plain_names_are_case_insensitive_and_values_percent_decoded() -> None:
-    request = parse_uri(
-        f"{PATH}?cmd=Ping&user=CORP%5Cjdoe&deviceid=Appl%20F17&devicetype=iPad#frag"
-    )
+    request = parse_uri(f"{PATH}?cmd=Ping&user=CORP%5Cjdoe&deviceid=Appl%20F17&devicetype=iPad#frag")
     assert (request.device_id, request.user, request.cmd, request.device_type) == (
         "Appl F17",
         "CORP\\jdoe",
@@ -132,9 +130,7 @@ def test_unknown_command_code_is_kept_as_a_number() -> None:
             f"{PATH}?" + encoded(b"AB")[:-4] + base64.b64encode(b"\x08\x09u").decode(),
             id="base64-truncated-param",
         ),
-        pytest.param(
-            f"{PATH}?" + encoded(b"AB", params=((8, b"a\x00b"),)), id="base64-NUL-in-user"
-        ),
+        pytest.param(f"{PATH}?" + encoded(b"AB", params=((8, b"a\x00b"),)), id="base64-NUL-in-user"),
         pytest.param(
             f"{PATH}?" + base64.b64encode(b"\x8c\x00\x09\x04\x02AB\x00\x00\x08").decode(),
             id="base64-tag-without-length",

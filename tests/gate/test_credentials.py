@@ -29,9 +29,7 @@ BLOCKED = "blocked:tiktok-mail"
 Row = tuple[int, int, str, str, int | None, int]
 
 
-def row(
-    cred_id: int, device_id: int, user: str, password: str, *, seq: int, revoked: bool = False
-) -> Row:
+def row(cred_id: int, device_id: int, user: str, password: str, *, seq: int, revoked: bool = False) -> Row:
     return (cred_id, device_id, user, FAST.hash(password), 1 if revoked else None, seq)
 
 
@@ -107,9 +105,7 @@ def test_failed_logins_are_never_cached(cache: CredentialCache, argon: Counting)
         ("jane", "", None),
     ],
 )
-def test_forms_of_the_user(
-    cache: CredentialCache, user: str, domain: str, device_id: int | None
-) -> None:
+def test_forms_of_the_user(cache: CredentialCache, user: str, domain: str, device_id: int | None) -> None:
     assert cache.verify(user, "jane-pw", domain) == device_id
 
 
@@ -152,9 +148,7 @@ def test_reissue_replaces_the_old_password(cache: CredentialCache) -> None:
     assert cache.verify(BOB, "bob-new", "") == 20
 
 
-def test_revoked_while_argon2_runs_is_refused_and_not_cached(
-    cache: CredentialCache, argon: Counting
-) -> None:
+def test_revoked_while_argon2_runs_is_refused_and_not_cached(cache: CredentialCache, argon: Counting) -> None:
     argon.during = lambda: cache.apply([(1, 10, JANE, "x", 5, 9)])
     assert cache.verify(JANE, "jane-pw", "") is None
     argon.during = None
@@ -241,9 +235,7 @@ def test_issue_and_revoke_reach_the_gate_within_a_second(live: tuple[Appban, Gat
     issued = ab("device", "credential", "issue", "BOB-PIXEL", now=wall())
     _, took = wait_for(lambda: known_credentials(gate) == 1, timeout=3)
     assert took < 1.0
-    first = wait_for(
-        lambda: login(gate, "bob.roe", issued["password"]).headers["auth-status"] == "OK", timeout=3
-    )
+    first = wait_for(lambda: login(gate, "bob.roe", issued["password"]).headers["auth-status"] == "OK", timeout=3)
     assert first
     ok = login(gate, "bob.roe@example.com", issued["password"], "smtp")
     assert (ok.headers["auth-status"], ok.headers["auth-server"], ok.headers["auth-port"]) == (
@@ -253,35 +245,25 @@ def test_issue_and_revoke_reach_the_gate_within_a_second(live: tuple[Appban, Gat
     )
 
     ab("device", "credential", "revoke", "BOB-PIXEL", now=wall())
-    _, took = wait_for(
-        lambda: login(gate, "bob.roe", issued["password"]).headers["auth-status"] != "OK", timeout=3
-    )
+    _, took = wait_for(lambda: login(gate, "bob.roe", issued["password"]).headers["auth-status"] != "OK", timeout=3)
     assert took < 1.0, f"revocation took {took:.2f}s"
     refused = login(gate, "bob.roe", issued["password"], "smtp")
-    assert refused.headers["auth-status"] != "OK" and refused.headers["auth-error-code"].startswith(
-        "535"
-    )
+    assert refused.headers["auth-status"] != "OK" and refused.headers["auth-error-code"].startswith("535")
     assert known_credentials(gate) == 0
 
     again = ab("device", "credential", "issue", "BOB-PIXEL", now=wall())
-    wait_for(
-        lambda: login(gate, "bob.roe", again["password"]).headers["auth-status"] == "OK", timeout=3
-    )
+    wait_for(lambda: login(gate, "bob.roe", again["password"]).headers["auth-status"] == "OK", timeout=3)
     assert login(gate, "bob.roe", issued["password"]).headers["auth-status"] != "OK"
 
 
 def test_a_mail_login_follows_its_devices_decision(live: tuple[Appban, GateProcess]) -> None:
     ab, gate = live
     jane = ab("device", "credential", "issue", "JANE-IPHONE", now=wall())["password"]
-    denied = wait_for(
-        lambda: login(gate, "jane.doe", jane).headers["auth-status"] == BLOCKED, timeout=3
-    )
+    denied = wait_for(lambda: login(gate, "jane.doe", jane).headers["auth-status"] == BLOCKED, timeout=3)
     assert denied
     # The device reports clean: the same (now cached) password gets in within a second.
     ab.ingest(device("JANE-IPHONE", JANE, ["EASJANE1"], [NOTES], at=wall(-1)), now=wall())
-    _, took = wait_for(
-        lambda: login(gate, "jane.doe", jane).headers["auth-status"] == "OK", timeout=3
-    )
+    _, took = wait_for(lambda: login(gate, "jane.doe", jane).headers["auth-status"] == "OK", timeout=3)
     assert took < 1.0
     ab.ingest(device("JANE-IPHONE", JANE, ["EASJANE1"], [NOTES, TIKTOK], at=wall(-1)), now=wall())
     _, took = wait_for(lambda: login(gate, "jane.doe", jane).reason == BLOCKED, timeout=3)

@@ -72,9 +72,7 @@ def test_no_device_id(gate: Appban, eas: str) -> None:
     assert decide(gate, eas, "jane.doe") == {"decision": "deny", "reason": "no_device_id"}
 
 
-@pytest.mark.parametrize(
-    "user", ["bob", "bob@example.com", "EXAMPLE\\bob", "jane.doe@other.example", "jane", ""]
-)
+@pytest.mark.parametrize("user", ["bob", "bob@example.com", "EXAMPLE\\bob", "jane.doe@other.example", "jane", ""])
 def test_user_mismatch(gate: Appban, user: str) -> None:
     # Even a clean device is denied to someone who does not own it.
     assert decide(gate, "EASCLEAN", user) == {"decision": "deny", "reason": "user_mismatch"}
@@ -96,9 +94,7 @@ def test_user_forms_of_the_owner(gate: Appban, user: str) -> None:
     assert decide(gate, "EASTIKTOK", user)["reason"] == "blocked:tiktok-mail"
 
 
-def test_mail_domain_setting_qualifies_bare_users(
-    gate: Appban, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mail_domain_setting_qualifies_bare_users(gate: Appban, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPBAN_MAIL_DOMAIN", "example.com")
     assert decide(gate, "EASCLEAN", "jane.doe")["reason"] == "ok"
     assert decide(gate, "EASCLEAN", "CORP\\jane.doe")["reason"] == "ok"
@@ -128,9 +124,7 @@ def test_blocked_wins_over_unverified_across_policies(ab: Appban) -> None:
     assert decide(ab, "EAS-a", "ann")["reason"] == "blocked:z-blocked"
     # Unverified under one policy (a managed inventory) and blocked under the other.
     later = "2020-07-11T08:00:00Z"
-    ab.ingest(
-        checkin("a", at=later, apps=[{"id": "com.example.b"}], inventory_scope="managed"), now=later
-    )
+    ab.ingest(checkin("a", at=later, apps=[{"id": "com.example.b"}], inventory_scope="managed"), now=later)
     assert ab.state("a", later, "a-unverified") == "unverified"
     assert decide(ab, "EAS-a", "ann", later)["reason"] == "blocked:z-blocked"
 

@@ -33,19 +33,13 @@ def live(tmp_path: Path) -> Iterator[tuple[Appban, GateProcess]]:
         yield ab, gate
 
 
-def checkin(
-    ab: Appban, source_id: str, owner: str, eas: list[str], apps: list[dict[str, str]]
-) -> None:
+def checkin(ab: Appban, source_id: str, owner: str, eas: list[str], apps: list[dict[str, str]]) -> None:
     ab.ingest(device(source_id, owner, eas, apps, at=wall(-1)), now=wall())
 
 
-def reason_becomes(
-    gate: GateProcess, eas: str, user: str, expected: str, timeout: float = 1.0
-) -> float:
+def reason_becomes(gate: GateProcess, eas: str, user: str, expected: str, timeout: float = 1.0) -> float:
     """Seconds until the gate answers ``expected``; fails after ``timeout``."""
-    _, took = wait_for(
-        lambda: gate.sync(eas, user).reason == expected, timeout=timeout + 2, every=0.01
-    )
+    _, took = wait_for(lambda: gate.sync(eas, user).reason == expected, timeout=timeout + 2, every=0.01)
     assert took < timeout, f"{eas}/{user} -> {expected} took {took:.2f}s"
     return took
 
@@ -117,9 +111,7 @@ def test_the_deadline_is_applied_by_the_gate_itself(tmp_path: Path) -> None:
         )
         blocked_at = time.time()
         assert blocked_at >= deadline - 0.05, "blocked before the deadline"
-        assert blocked_at - deadline < 2.0, (
-            f"blocked {blocked_at - deadline:.2f}s after the deadline"
-        )
+        assert blocked_at - deadline < 2.0, f"blocked {blocked_at - deadline:.2f}s after the deadline"
         assert gate.sync("EASBOB1", "bob.roe").reason == "ok"
     # The gate wrote the change to the store: the CLI sees it, as of now, without evaluating.
     shown = ab.show("JANE-IPHONE", now=wall())
@@ -184,9 +176,7 @@ def test_store_outage_keeps_answering_and_recovers(live: tuple[Appban, GateProce
     assert "Traceback" not in log
 
 
-def test_changes_made_during_an_outage_are_picked_up(
-    live: tuple[Appban, GateProcess], tmp_path: Path
-) -> None:
+def test_changes_made_during_an_outage_are_picked_up(live: tuple[Appban, GateProcess], tmp_path: Path) -> None:
     ab, gate = live
     db = Path(ab.db)
     moved = take_away(db)

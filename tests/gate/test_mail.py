@@ -40,10 +40,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
 @pytest.fixture(scope="module")
 def passwords(fleet: Fleet) -> dict[str, str]:
     """A mail password for each device that reads mail over IMAP/SMTP, by role."""
-    return {
-        role: fleet.issue_password(role)
-        for role in ("compliant", "blocked", "mail_only_blocked", "revoked")
-    }
+    return {role: fleet.issue_password(role) for role in ("compliant", "blocked", "mail_only_blocked", "revoked")}
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +58,7 @@ def smtp() -> Iterator[Smtp]:
 
 @pytest.fixture(scope="module")
 def gate(fleet: Fleet, passwords: dict[str, str], dovecot: Dovecot, smtp: Smtp) -> Iterator[Gate]:
-    with start_gate(
-        fleet.db, fleet.folder, [f"imap={dovecot.addr}", f"smtp={smtp.addr}"]
-    ) as running:
+    with start_gate(fleet.db, fleet.folder, [f"imap={dovecot.addr}", f"smtp={smtp.addr}"]) as running:
         yield running
 
 
@@ -123,12 +118,8 @@ def refused(nginx: Nginx, fleet: Fleet, passwords: dict[str, str], smtp: Smtp) -
             nginx, d["mail_only_blocked"].owner, passwords["mail_only_blocked"]
         ),
         # Another device's real password is as wrong as a made-up one.
-        "imap wrong password": lambda: imap_refused(
-            nginx, d["compliant"].owner, passwords["blocked"]
-        ),
-        "imap no password issued": lambda: imap_refused(
-            nginx, d["excluded_group"].owner, passwords["compliant"]
-        ),
+        "imap wrong password": lambda: imap_refused(nginx, d["compliant"].owner, passwords["blocked"]),
+        "imap no password issued": lambda: imap_refused(nginx, d["excluded_group"].owner, passwords["compliant"]),
         "smtp blocked": lambda: smtp_refused(nginx, d["blocked"].owner, passwords["blocked"]),
     }
     received = len(smtp.received)
@@ -153,9 +144,7 @@ def test_imap_compliant_device_reads_the_inbox(
         status, data = client.select("INBOX")
         assert status == "OK", data
         status, boxes = client.list()
-        assert status == "OK" and any(b'"INBOX"' in b or b.endswith(b" INBOX") for b in boxes), (
-            boxes
-        )
+        assert status == "OK" and any(b'"INBOX"' in b or b.endswith(b" INBOX") for b in boxes), boxes
     finally:
         client.logout()
 
@@ -176,9 +165,7 @@ def test_imap_revoked_password_is_refused_within_a_second(
     nginx: Nginx, fleet: Fleet, passwords: dict[str, str]
 ) -> None:
     frank = fleet.devices["revoked"]
-    imap_login(
-        nginx, frank.owner, passwords["revoked"]
-    ).logout()  # known good, and cached by the gate
+    imap_login(nginx, frank.owner, passwords["revoked"]).logout()  # known good, and cached by the gate
     with fleet.change("device", "credential", "revoke", frank.source_id) as change:
         assert change.stored_at is not None
         while True:
@@ -195,21 +182,15 @@ def test_imap_revoked_password_is_refused_within_a_second(
     elapsed = attempt - change.stored_at
     print(f"\nrevoked password refused {elapsed * 1000:.0f} ms after the revocation was stored")
     assert "unknown_device" in answer, answer
-    assert elapsed < 1.0, (
-        f"the revoked password was accepted until {elapsed:.3f} s after the revocation"
-    )
+    assert elapsed < 1.0, f"the revoked password was accepted until {elapsed:.3f} s after the revocation"
 
 
 # -- SMTP ------------------------------------------------------------------------------
 
 
-def test_smtp_compliant_device_sends_mail(
-    nginx: Nginx, fleet: Fleet, passwords: dict[str, str], smtp: Smtp
-) -> None:
+def test_smtp_compliant_device_sends_mail(nginx: Nginx, fleet: Fleet, passwords: dict[str, str], smtp: Smtp) -> None:
     alice = fleet.devices["compliant"]
-    message = (
-        f"From: {alice.owner}\r\nTo: bob@example.com\r\nSubject: through the proxy\r\n\r\nhello\r\n"
-    )
+    message = f"From: {alice.owner}\r\nTo: bob@example.com\r\nSubject: through the proxy\r\n\r\nhello\r\n"
     with smtplib.SMTP(HOST, nginx.ports["smtp"], timeout=15) as client:
         code, _ = client.login(alice.owner, passwords["compliant"])
         assert code == 235

@@ -44,13 +44,9 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="module")
-def nginx(
-    gate: Gate, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Nginx]:
+def nginx(gate: Gate, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     require("nginx")
-    with start_nginx(
-        tmp_path_factory.mktemp("nginx-http"), gate=gate.addr, activesync=upstream.addr
-    ) as running:
+    with start_nginx(tmp_path_factory.mktemp("nginx-http"), gate=gate.addr, activesync=upstream.addr) as running:
         yield running
 
 
@@ -67,9 +63,7 @@ def plain(device: str, user: str, cmd: str = "Sync") -> str:
     return f"{EAS}?Cmd={cmd}&User={user}&DeviceId={device}&DeviceType=iPhone"
 
 
-def encoded(
-    device: str, user: str, *, version: int = 141, command: int = 0, quote: bool = False
-) -> str:
+def encoded(device: str, user: str, *, version: int = 141, command: int = 0, quote: bool = False) -> str:
     """The base64 query of MS-ASHTTP 2.2.1.1.1.1: protocol version, command code, locale
     (little-endian), DeviceId, PolicyKey (none), DeviceType, then command parameters as
     tag, length, value; tag 8 is User."""
@@ -98,9 +92,7 @@ def basic(user: str, password: str = "secret") -> dict[str, str]:
 # -- who gets through ------------------------------------------------------------------
 
 
-def test_compliant_device_gets_the_upstreams_answer(
-    nginx: Nginx, upstream: Upstream, fleet: Fleet
-) -> None:
+def test_compliant_device_gets_the_upstreams_answer(nginx: Nginx, upstream: Upstream, fleet: Fleet) -> None:
     alice = fleet.devices["compliant"]
     status, reason, body = send(nginx, plain(alice.eas, alice.user))
     assert (status, reason, body) == (200, "ok", b"activesync ok POST\n")
@@ -108,9 +100,7 @@ def test_compliant_device_gets_the_upstreams_answer(
     assert (method, path) == ("POST", plain(alice.eas, alice.user))
 
 
-def test_blocked_device_gets_403_and_never_reaches_the_upstream(
-    nginx: Nginx, upstream: Upstream, fleet: Fleet
-) -> None:
+def test_blocked_device_gets_403_and_never_reaches_the_upstream(nginx: Nginx, upstream: Upstream, fleet: Fleet) -> None:
     bob = fleet.devices["blocked"]
     before = len(upstream.seen)
     assert send(nginx, plain(bob.eas, bob.user))[:2] == (403, "blocked:tiktok-mail")
@@ -151,9 +141,7 @@ def test_an_excluded_group_is_out_of_scope_and_allowed(nginx: Nginx, fleet: Flee
 def test_base64_query(nginx: Nginx, fleet: Fleet, quote: bool) -> None:
     alice, bob = fleet.devices["compliant"], fleet.devices["blocked"]
     assert send(nginx, encoded(alice.eas, alice.user, quote=quote))[:2] == (200, "ok")
-    assert send(nginx, encoded(alice.eas, alice.owner, version=121, command=18, quote=quote))[
-        :2
-    ] == (200, "ok")
+    assert send(nginx, encoded(alice.eas, alice.owner, version=121, command=18, quote=quote))[:2] == (200, "ok")
     assert send(nginx, encoded(bob.eas, bob.user, quote=quote))[:2] == (403, "blocked:tiktok-mail")
     assert send(nginx, encoded(alice.eas, bob.user, quote=quote))[:2] == (403, "user_mismatch")
     assert send(nginx, encoded("EASNOSUCHDEVICE", alice.user, quote=quote))[:2] == (
@@ -210,9 +198,7 @@ def test_access_is_back_within_a_second_of_a_clean_check_in(nginx: Nginx, fleet:
                 break
             time.sleep(0.05)
     print(f"\naccess back {elapsed * 1000:.0f} ms after the check-in was stored")
-    assert (status, reason) == (200, "ok"), (
-        f"still {status} {reason} {elapsed:.3f} s after the check-in"
-    )
+    assert (status, reason) == (200, "ok"), f"still {status} {reason} {elapsed:.3f} s after the check-in"
     assert elapsed < 1.0, f"access came back {elapsed:.3f} s after the check-in was stored"
 
 
@@ -230,9 +216,7 @@ def _tcp_states(remote_port: int) -> list[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
-def test_nginx_keeps_its_connections_to_the_gate_alive(
-    nginx: Nginx, gate: Gate, fleet: Fleet
-) -> None:
+def test_nginx_keeps_its_connections_to_the_gate_alive(nginx: Nginx, gate: Gate, fleet: Fleet) -> None:
     alice = fleet.devices["compliant"]
     send(nginx, plain(alice.eas, alice.user))
     time_wait_before = _tcp_states(gate.port).count("06")

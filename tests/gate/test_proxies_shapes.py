@@ -86,9 +86,7 @@ def _find(node: Any, key: str) -> Iterator[Any]:
 def envoy_ext_authz() -> dict[str, Any]:
     config = yaml.safe_load(ENVOY.read_text("utf-8"))
     filters = [f for f in _find(config, "http_filters") for f in f]
-    (ext_authz,) = [
-        f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_authz"
-    ]
+    (ext_authz,) = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_authz"]
     return {"config": config, "filter": ext_authz, "names": [f["name"] for f in filters]}
 
 
@@ -120,9 +118,7 @@ def test_envoy_config_sends_every_activesync_request_to_the_gate() -> None:
     assert ext_authz.get("failure_mode_allow", False) is False  # the gate unreachable: refuse
     assert "with_request_body" not in ext_authz  # the gate reads no body
     (cluster,) = [
-        c
-        for c in found["config"]["static_resources"]["clusters"]
-        if c["name"] == service["server_uri"]["cluster"]
+        c for c in found["config"]["static_resources"]["clusters"] if c["name"] == service["server_uri"]["cluster"]
     ]
     (address,) = list(_find(cluster, "socket_address"))
     assert (address["address"], address["port_value"]) == ("127.0.0.1", GATE_DEFAULT_PORT)
@@ -134,19 +130,14 @@ def test_envoy_config_lets_options_through_unchecked() -> None:
     options = [
         r
         for r in routes
-        if any(
-            h.get("string_match", {}).get("exact") == "OPTIONS"
-            for h in r["match"].get("headers", [])
-        )
+        if any(h.get("string_match", {}).get("exact") == "OPTIONS" for h in r["match"].get("headers", []))
     ]
     assert len(options) == 1 and routes.index(options[0]) == 0, routes
     assert options[0]["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["disabled"] is True
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
-def test_envoy_check_requests_get_the_answers_envoy_acts_on(
-    gate: Gate, fleet: Fleet, method: str
-) -> None:
+def test_envoy_check_requests_get_the_answers_envoy_acts_on(gate: Gate, fleet: Fleet, method: str) -> None:
     ext_authz = envoy_ext_authz()["filter"]
     service = ext_authz["http_service"]
     to_upstream = service["authorization_response"]["allowed_upstream_headers"]["patterns"]
@@ -162,9 +153,7 @@ def test_envoy_check_requests_get_the_answers_envoy_acts_on(
         }
         allowed = ext_authz.get("allowed_headers", {}).get("patterns", [])
         sent = {
-            k: v
-            for k, v in client_headers.items()
-            if k.lower() in ("host", "authorization") or matches(allowed, k)
+            k: v for k, v in client_headers.items() if k.lower() in ("host", "authorization") or matches(allowed, k)
         }
         sent["Content-Length"] = "0"
         status, headers, _ = gate.get(service["path_prefix"] + path, sent, method=method)
@@ -199,14 +188,10 @@ def test_traefik_config_lets_options_through_unchecked() -> None:
     routers = yaml.safe_load(TRAEFIK.read_text("utf-8"))["http"]["routers"]
     options = routers["activesync-options"]
     assert "Method(`OPTIONS`)" in options["rule"] and not options.get("middlewares")
-    assert options["priority"] > len(
-        routers["activesync"]["rule"]
-    )  # Traefik's default priority is the rule's length
+    assert options["priority"] > len(routers["activesync"]["rule"])  # Traefik's default priority is the rule's length
 
 
-def test_traefik_forward_auth_requests_get_the_answers_traefik_acts_on(
-    gate: Gate, fleet: Fleet
-) -> None:
+def test_traefik_forward_auth_requests_get_the_answers_traefik_acts_on(gate: Gate, fleet: Fleet) -> None:
     forward = traefik_forward_auth()
     path = urlsplit(forward["address"]).path
     only = [h.lower() for h in forward.get("authRequestHeaders", [])]
@@ -240,9 +225,7 @@ def test_traefik_sends_the_uri_escaped_as_the_client_sent_it(gate: Gate, fleet: 
     # X-Forwarded-Uri is Go's URL.RequestURI(): path and raw query, escapes kept.
     alice = fleet.devices["compliant"]
     uri = f"{EAS}?Cmd=Sync&User={alice.user}%40example.com&DeviceId={alice.eas}&DeviceType=iPhone"
-    status, headers, _ = gate.get(
-        "/auth/traefik", {"X-Forwarded-Uri": uri, "X-Forwarded-Method": "POST"}
-    )
+    status, headers, _ = gate.get("/auth/traefik", {"X-Forwarded-Uri": uri, "X-Forwarded-Method": "POST"})
     assert (status, headers["x-appban-reason"]) == (200, "ok")
 
 
@@ -257,6 +240,4 @@ def test_every_deploy_file_and_placeholder_is_explained_in_the_docs() -> None:
         name = path.relative_to(DEPLOY.parent).as_posix()
         assert f"](../{name})" in text, f"docs/gate.md does not link {name}"
         for placeholder in sorted(set(re.findall(r"\{\{\w+\}\}", path.read_text("utf-8")))):
-            assert f"`{placeholder}`" in text, (
-                f"docs/gate.md does not explain {placeholder} of {name}"
-            )
+            assert f"`{placeholder}`" in text, f"docs/gate.md does not explain {placeholder} of {name}"

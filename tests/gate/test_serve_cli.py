@@ -82,9 +82,7 @@ def test_a_port_in_use(fleet: Appban) -> None:
 def test_start_up_log_names_the_table(fleet: Appban) -> None:
     with GateProcess(fleet.db, "--poll-interval", "0.05") as gate:
         log = "".join(gate.log)
-        found = re.search(
-            r"listening on 127\.0\.0\.1:(\d+) with (\d+) DeviceIds \(seq (\d+)\)", log
-        )
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+) with (\d+) DeviceIds \(seq (\d+)\)", log)
         assert found, log
         assert int(found.group(1)) == gate.port
         assert int(found.group(2)) == 2
@@ -107,9 +105,7 @@ def test_settings_from_the_environment_and_flags_over_them(fleet: Appban) -> Non
         assert gate.sync("EASBOB1", "bob.roe").status == 204  # bob.roe@example.com
         login = {"Auth-User": "bob.roe", "Auth-Pass": "wrong", "Auth-Protocol": "imap"}
         assert gate.get("/auth/mail", login).headers["auth-status"] != "OK"
-    with GateProcess(
-        fleet.db, "--unknown-device", "deny", "--user-header", "X-Other", env=env
-    ) as gate:
+    with GateProcess(fleet.db, "--unknown-device", "deny", "--user-header", "X-Other", env=env) as gate:
         assert gate.sync("EASNOBODY", "x").reason == "unknown_device"
         assert gate.sync("EASNOBODY", "x").status == 403
         uri = SYNC.format(user="jane.doe", eas="EASBOB1")

@@ -64,12 +64,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ab.init(now=BEFORE)
     ab.people(PEOPLE, now=BEFORE)
     ab.ingest(
-        device(
-            "JANE-IPHONE", "jane.doe@example.com", ["EASJANE1", "EASJANE2"], [TIKTOK], at=BEFORE
-        ),
-        device(
-            "BOB-PIXEL", "bob.roe@example.com", ["EASBOB1"], [NOTES], at=BEFORE, platform="android"
-        ),
+        device("JANE-IPHONE", "jane.doe@example.com", ["EASJANE1", "EASJANE2"], [TIKTOK], at=BEFORE),
+        device("BOB-PIXEL", "bob.roe@example.com", ["EASBOB1"], [NOTES], at=BEFORE, platform="android"),
         device("BOB-IPAD", "bob.roe@example.com", ["v140Device"], [NOTES], at=BEFORE),
         device("ANN-IPHONE", "ann.lee@example.com", [BINARY_ID.hex().upper()], [TIKTOK], at=BEFORE),
         now=BEFORE,
@@ -77,8 +73,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ab("policy", "apply", str(EXAMPLE_POLICY), now=APPLIED)
     ab("evaluate", now=AFTER)
     passwords = {
-        ref: ab("device", "credential", "issue", ref, now=AFTER)["password"]
-        for ref in ("BOB-PIXEL", "JANE-IPHONE")
+        ref: ab("device", "credential", "issue", ref, now=AFTER)["password"] for ref in ("BOB-PIXEL", "JANE-IPHONE")
     }
     assert ab.decide("EASJANE1", "jane.doe", AFTER) == ("deny", BLOCKED)
     with GateProcess(
@@ -112,9 +107,7 @@ def gate(served: Served) -> GateProcess:
         ("", "jane.doe", 403, "no_device_id"),
     ],
 )
-def test_nginx_reason_codes(
-    gate: GateProcess, eas: str, user: str, status: int, reason: str
-) -> None:
+def test_nginx_reason_codes(gate: GateProcess, eas: str, user: str, status: int, reason: str) -> None:
     answer = gate.sync(eas, user)
     assert (answer.status, answer.reason) == (status, reason)
     assert answer.body == b""
@@ -210,13 +203,9 @@ def test_traefik(gate: GateProcess) -> None:
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "mail",
     }
-    ok = gate.get(
-        "/auth/traefik", {**headers, "X-Forwarded-Uri": SYNC.format(user="bob.roe", eas="EASBOB1")}
-    )
+    ok = gate.get("/auth/traefik", {**headers, "X-Forwarded-Uri": SYNC.format(user="bob.roe", eas="EASBOB1")})
     assert (ok.status, ok.reason) == (200, "ok")
-    no = gate.get(
-        "/auth/traefik", {**headers, "X-Forwarded-Uri": SYNC.format(user="ann.lee", eas="EASBOB1")}
-    )
+    no = gate.get("/auth/traefik", {**headers, "X-Forwarded-Uri": SYNC.format(user="ann.lee", eas="EASBOB1")})
     assert (no.status, no.reason) == (403, "user_mismatch")
     assert gate.get("/auth/traefik").reason == "no_device_id"
 
@@ -224,9 +213,7 @@ def test_traefik(gate: GateProcess) -> None:
 # -- nginx mail auth_http ------------------------------------------------------------------
 
 
-def mail(
-    gate: GateProcess, user: str, password: str, protocol: str = "imap", attempt: int = 1
-) -> Answer:
+def mail(gate: GateProcess, user: str, password: str, protocol: str = "imap", attempt: int = 1) -> Answer:
     return gate.get(
         "/auth/mail",
         {
@@ -242,9 +229,7 @@ def mail(
 
 
 @pytest.mark.parametrize(("protocol", "upstream"), [("imap", IMAP), ("smtp", SMTP)])
-def test_mail_allowed_names_the_upstream(
-    served: Served, protocol: str, upstream: tuple[str, int]
-) -> None:
+def test_mail_allowed_names_the_upstream(served: Served, protocol: str, upstream: tuple[str, int]) -> None:
     answer = mail(served.gate, "bob.roe", served.passwords["BOB-PIXEL"], protocol)
     assert answer.status == 200
     assert answer.headers["auth-status"] == "OK"
@@ -269,9 +254,7 @@ def test_mail_smtp_deny_carries_an_error_code(served: Served) -> None:
     assert "auth-server" not in answer.headers
 
 
-@pytest.mark.parametrize(
-    "user", ["bob.roe", "EXAMPLE\\bob.roe", "bob.roe%40example.com", "BOB.ROE@EXAMPLE.COM"]
-)
+@pytest.mark.parametrize("user", ["bob.roe", "EXAMPLE\\bob.roe", "bob.roe%40example.com", "BOB.ROE@EXAMPLE.COM"])
 def test_mail_forms_of_the_user(served: Served, user: str) -> None:
     # nginx sends Auth-User and Auth-Pass URL-escaped.
     password = quote(served.passwords["BOB-PIXEL"], safe="")
@@ -289,9 +272,7 @@ def test_mail_forms_of_the_user(served: Served, user: str) -> None:
         ("", "x", "smtp"),
     ],
 )
-def test_mail_bad_logins_are_denied(
-    served: Served, user: str, password: str, protocol: str
-) -> None:
+def test_mail_bad_logins_are_denied(served: Served, user: str, password: str, protocol: str) -> None:
     password = served.passwords["BOB-PIXEL"] if password == "BOB" else password
     answer = mail(served.gate, user, password, protocol, attempt=2)
     assert answer.status == 200
@@ -359,9 +340,7 @@ def test_metrics_histogram_is_cumulative(gate: GateProcess) -> None:
     for _ in range(3):
         gate.sync("EASBOB1", "bob.roe")
     samples = gate.metrics()
-    buckets = [
-        (k, v) for k, v in samples.items() if k.startswith("appban_gate_request_seconds_bucket")
-    ]
+    buckets = [(k, v) for k, v in samples.items() if k.startswith("appban_gate_request_seconds_bucket")]
     bounds = [k.split('le="')[1].rstrip('"}') for k, _ in buckets]
     assert bounds[-1] == "+Inf"
     assert [float(b) for b in bounds[:-1]] == sorted(float(b) for b in bounds[:-1])
@@ -376,9 +355,7 @@ def test_metrics_histogram_is_cumulative(gate: GateProcess) -> None:
 def test_keep_alive_many_requests_on_one_connection(served: Served) -> None:
     conn = served.gate.connection()
     try:
-        first = request(
-            conn, "/auth/nginx", {"X-Original-URI": SYNC.format(user="bob.roe", eas="EASBOB1")}
-        )
+        first = request(conn, "/auth/nginx", {"X-Original-URI": SYNC.format(user="bob.roe", eas="EASBOB1")})
         sock = conn.sock
         answers = [first]
         for _ in range(3):
@@ -539,20 +516,14 @@ GARBAGE_URIS = [
 
 @pytest.mark.parametrize("uri", GARBAGE_URIS, ids=range(len(GARBAGE_URIS)))
 def test_garbage_uris_are_refused_not_crashed(gate: GateProcess, uri: str) -> None:
-    nginx = gate.raw(
-        b"GET /auth/nginx HTTP/1.1\r\nX-Original-URI: " + uri.encode("latin-1") + b"\r\n\r\n"
-    )
-    traefik = gate.raw(
-        b"GET /auth/traefik HTTP/1.1\r\nX-Forwarded-Uri: " + uri.encode("latin-1") + b"\r\n\r\n"
-    )
+    nginx = gate.raw(b"GET /auth/nginx HTTP/1.1\r\nX-Original-URI: " + uri.encode("latin-1") + b"\r\n\r\n")
+    traefik = gate.raw(b"GET /auth/traefik HTTP/1.1\r\nX-Forwarded-Uri: " + uri.encode("latin-1") + b"\r\n\r\n")
     for received in (nginx, traefik):
         (answer,) = parse_responses(received)
         assert answer.status in (400, 403), answer
         assert answer.reason
     if uri.startswith("/"):
-        (answer,) = parse_responses(
-            gate.raw(b"GET /auth/envoy" + uri.encode() + b" HTTP/1.1\r\n\r\n")
-        )
+        (answer,) = parse_responses(gate.raw(b"GET /auth/envoy" + uri.encode() + b" HTTP/1.1\r\n\r\n"))
         assert answer.status in (400, 403) and answer.reason
 
 
@@ -640,9 +611,7 @@ def test_unknown_device_allow_and_user_header(served: Served) -> None:
         # The proxy's header wins over the query and over Authorization.
         assert gate.nginx(uri, **{"X-Remote-User": "bob.roe@example.com"}).status == 204
         assert (
-            gate.nginx(
-                uri, **{"X-Remote-User": "jane.doe", "Authorization": basic("bob.roe")}
-            ).reason
+            gate.nginx(uri, **{"X-Remote-User": "jane.doe", "Authorization": basic("bob.roe")}).reason
             == "user_mismatch"
         )
         # Without the header: Authorization, then the query.
@@ -655,6 +624,4 @@ def test_unknown_device_allow_and_user_header(served: Served) -> None:
 def test_example_policy_file_is_the_one_served(served: Served) -> None:
     # The fixture applied SPEC's example policy itself, not a copy.
     assert Path(EXAMPLE_POLICY).read_text().startswith("id: tiktok-mail")
-    assert served.ab("policy", "show", "tiktok-mail", now=AFTER)["deadline"].startswith(
-        "2020-07-11T06:59"
-    )
+    assert served.ab("policy", "show", "tiktok-mail", now=AFTER)["deadline"].startswith("2020-07-11T06:59")

@@ -12,9 +12,7 @@ BOB = "bob.roe@example.com"
 BLOCKED = "blocked:tiktok-mail"
 
 
-def row(
-    device_id: int, owner: str, eas: tuple[str, ...], reason: str = "ok", seq: int = 1
-) -> GateRow:
+def row(device_id: int, owner: str, eas: tuple[str, ...], reason: str = "ok", seq: int = 1) -> GateRow:
     return GateRow(device_id, owner, eas, "allow" if reason == "ok" else "deny", reason, seq)
 
 
@@ -149,14 +147,10 @@ class TestUsers:
             "CORP\\Jane.Doe@example.com",
         ],
     )
-    def test_forms_of_the_owner_without_a_mail_domain(
-        self, table: DecisionTable, user: str
-    ) -> None:
+    def test_forms_of_the_owner_without_a_mail_domain(self, table: DecisionTable, user: str) -> None:
         assert table.decide("EASJANE1", user) == BLOCKED
 
-    @pytest.mark.parametrize(
-        "user", ["jane.doe@example.org", "jane", "jane.doe2", "EXAMPLE\\bob.roe"]
-    )
+    @pytest.mark.parametrize("user", ["jane.doe@example.org", "jane", "jane.doe2", "EXAMPLE\\bob.roe"])
     def test_others_are_not_the_owner(self, table: DecisionTable, user: str) -> None:
         assert table.decide("EASJANE1", user) == "user_mismatch"
 
@@ -188,9 +182,7 @@ def test_unknown_devices_may_be_allowed() -> None:
 
 
 def test_decisions_of_devices_with_a_mail_password_are_kept_by_id(table: DecisionTable) -> None:
-    table.apply(
-        [row(1, JANE, ("EASJANE1",), BLOCKED, seq=6), row(2, BOB, ("EASBOB1",), seq=6)], (), {2}
-    )
+    table.apply([row(1, JANE, ("EASJANE1",), BLOCKED, seq=6), row(2, BOB, ("EASBOB1",), seq=6)], (), {2})
     assert table.by_device == {2: (BOB, "ok")}
     table.apply([row(1, JANE, (), BLOCKED, seq=7)], (), {1, 2})
     assert table.by_device == {1: (JANE, BLOCKED), 2: (BOB, "ok")}

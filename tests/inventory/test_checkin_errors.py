@@ -238,8 +238,16 @@ def test_missing_required_field(fleet: Fleet, removed: str, field: str, named: s
 
 @pytest.mark.parametrize(
     "owner",
-    ["jane", "jane@", "@example.com", "jane doe@example.com", "<jane@example.com>",
-     "jane@example.com, bob@example.com", "jane@-example.com", "x" * 300 + "@example.com"],
+    [
+        "jane",
+        "jane@",
+        "@example.com",
+        "jane doe@example.com",
+        "<jane@example.com>",
+        "jane@example.com, bob@example.com",
+        "jane@-example.com",
+        "x" * 300 + "@example.com",
+    ],
 )
 def test_owner_is_not_an_email(fleet: Fleet, owner: str) -> None:
     path = fleet.write("owner.jsonl", jsonl(checkin(**{"device.owner": owner})))
@@ -249,7 +257,12 @@ def test_owner_is_not_an_email(fleet: Fleet, owner: str) -> None:
 
 @pytest.mark.parametrize(
     ("path_", "value"),
-    [("sauce", "tomato"), ("device.colour", "red"), ("apps.0.size", 1024), ("device.Owner", "x@example.com")],
+    [
+        ("sauce", "tomato"),
+        ("device.colour", "red"),
+        ("apps.0.size", 1024),
+        ("device.Owner", "x@example.com"),
+    ],
 )
 def test_unknown_field(fleet: Fleet, path_: str, value: Any) -> None:
     path = fleet.write("unknown.jsonl", jsonl(checkin(**{path_: value})))
@@ -261,7 +274,11 @@ def test_unknown_field(fleet: Fleet, path_: str, value: Any) -> None:
 
 
 def test_duplicate_app_ids_in_one_check_in(fleet: Fleet) -> None:
-    apps = [{"id": "com.example.notes"}, {"id": "com.zhiliaoapp.musically"}, {"id": "com.example.notes", "version": "2"}]
+    apps = [
+        {"id": "com.example.notes"},
+        {"id": "com.zhiliaoapp.musically"},
+        {"id": "com.example.notes", "version": "2"},
+    ]
     path = fleet.write("dup-apps.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", apps=apps)))
     assert_bad_input(import_file(fleet, path), where(path, 2), "field apps[2].id:", "duplicate")
     fleet.assert_unchanged()
@@ -293,7 +310,11 @@ def test_duplicate_activesync_ids(fleet: Fleet) -> None:
         ({"device.id": "PHONE\n1"}, "device.id", "control character"),
         ({"device.os_version": "13.5\u001b[31m"}, "device.os_version", "control character"),
         ({"apps.0.name": "\u202ekoTkiT"}, "apps[0].name", "control character"),
-        ({"device.eas_device_ids": ["EAS\u2066X"]}, "device.eas_device_ids[0]", "control character"),
+        (
+            {"device.eas_device_ids": ["EAS\u2066X"]},
+            "device.eas_device_ids[0]",
+            "control character",
+        ),
         ({"apps.0.id": "com.zhiliaoapp.musically\u0085"}, "apps[0].id", "control character"),
         ({"apps.0.name": "x" * 10_240}, "apps[0].name", "length"),
         ({"device.id": "D" * 10_240}, "device.id", "length"),
@@ -439,8 +460,20 @@ def test_sigkill_midway_through_a_big_import_leaves_nothing(fleet: Fleet) -> Non
         f.writelines(template.format(n=n) + "\n" for n in range(total))
     size = path.stat().st_size
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appban", "--db", str(fleet.db), "--now", NOW, "import", "appban", str(path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "appban",
+            "--db",
+            str(fleet.db),
+            "--now",
+            NOW,
+            "import",
+            "appban",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if not k.startswith("APPBAN_")},
     )
     try:

@@ -26,8 +26,13 @@ def people_csv(*rows: str, header: str = HEADER) -> str:
     return "\n".join([header, *rows]) + "\n"
 
 
-def person(email: str = "zed.qoe@example.com", name: str = "Zed Qoe", org_unit: str = "Legal",
-           groups: str = "staff", timezone: str = "UTC") -> str:
+def person(
+    email: str = "zed.qoe@example.com",
+    name: str = "Zed Qoe",
+    org_unit: str = "Legal",
+    groups: str = "staff",
+    timezone: str = "UTC",
+) -> str:
     return ",".join((email, name, org_unit, groups, timezone))
 
 
@@ -50,13 +55,22 @@ def test_missing_file(fleet: Fleet) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["email,name,org_unit,groups", "email,name,org_unit,groups,timezone,manager", "name,email,org_unit,groups,timezone",
-     "e-mail,name,org_unit,groups,timezone", "<b>email</b>,name,org_unit,groups,timezone"],
+    [
+        "email,name,org_unit,groups",
+        "email,name,org_unit,groups,timezone,manager",
+        "name,email,org_unit,groups,timezone",
+        "e-mail,name,org_unit,groups,timezone",
+        "<b>email</b>,name,org_unit,groups,timezone",
+    ],
     ids=["fewer", "more", "order", "spelling", "markup"],
 )
 def test_bad_header(fleet: Fleet, header: str) -> None:
     path = fleet.write("header.csv", people_csv(*GOOD, header=header))
-    assert_bad_input(import_people(fleet, path), where(path, 1), "header must be email,name,org_unit,groups,timezone")
+    assert_bad_input(
+        import_people(fleet, path),
+        where(path, 1),
+        "header must be email,name,org_unit,groups,timezone",
+    )
     fleet.assert_unchanged()
 
 
@@ -69,11 +83,36 @@ def test_wrong_number_of_cells(fleet: Fleet, row: str) -> None:
 
 @pytest.mark.parametrize(
     "email",
-    ["zed", "", "zed@", "@example.com", "zed qoe@example.com", "<zed@example.com>", "zed@example..com",
-     "zed@example.com;bob@example.com", "z" * 300 + "@example.com", "zed\u202e@example.com",
-     "zed\u200b@example.com", "zed\x00@example.com", "zed@ex\u0430mple.com"],
-    ids=["bare", "empty", "no-domain", "no-local", "space", "brackets", "dots", "two", "long", "bidi",
-         "zero-width", "nul", "cyrillic-domain"],
+    [
+        "zed",
+        "",
+        "zed@",
+        "@example.com",
+        "zed qoe@example.com",
+        "<zed@example.com>",
+        "zed@example..com",
+        "zed@example.com;bob@example.com",
+        "z" * 300 + "@example.com",
+        "zed\u202e@example.com",
+        "zed\u200b@example.com",
+        "zed\x00@example.com",
+        "zed@ex\u0430mple.com",
+    ],
+    ids=[
+        "bare",
+        "empty",
+        "no-domain",
+        "no-local",
+        "space",
+        "brackets",
+        "dots",
+        "two",
+        "long",
+        "bidi",
+        "zero-width",
+        "nul",
+        "cyrillic-domain",
+    ],
 )
 def test_bad_email(fleet: Fleet, email: str) -> None:
     path = fleet.write("email.csv", people_csv(*GOOD, person(email=email)))
@@ -113,8 +152,15 @@ def test_hostile_string(fleet: Fleet, cells: dict[str, str], field: str, problem
 
 @pytest.mark.parametrize(
     "timezone",
-    ["Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime", "Europe/London ; rm -rf /", "+05:30", "T" * 10_240,
-     "Europe\\London"],
+    [
+        "Mars/Olympus_Mons",
+        "../../etc/passwd",
+        "/etc/localtime",
+        "Europe/London ; rm -rf /",
+        "+05:30",
+        "T" * 10_240,
+        "Europe\\London",
+    ],
     ids=["unknown", "traversal", "absolute", "injection", "offset", "10KB", "backslash"],
 )
 def test_bad_timezone(fleet: Fleet, timezone: str) -> None:

@@ -55,9 +55,7 @@ def _kept(ab: Appban) -> list[tuple[object, ...]]:
 def test_an_app_absent_from_a_newer_snapshot_is_gone(ab: Appban) -> None:
     ab.apply()
     ab.ingest(checkin(at=T1, apps=[*HARMLESS, TIKTOK_ANDROID]), now=T1)
-    assert _observations(ab) == [
-        (1, "com.zhiliaoapp.musically", "tiktok", "android", "identifier", T1_US, T1_US, None)
-    ]
+    assert _observations(ab) == [(1, "com.zhiliaoapp.musically", "tiktok", "android", "identifier", T1_US, T1_US, None)]
     ab.ingest(checkin(at=T2, apps=[*HARMLESS, TIKTOK_ANDROID]), now=T2)
     assert _observations(ab)[0][5:] == (T1_US, T2_US, None)  # first seen kept, last seen moves
     assert ab.state("phone-1", T2) == "violating"
@@ -82,9 +80,7 @@ def test_a_snapshot_older_than_the_stored_one_changes_nothing(ab: Appban) -> Non
     ab.apply()
     ab.ingest(checkin(at=T2, apps=HARMLESS, ownership="corporate"), now=T2)
     before = _kept(ab)
-    doc = ab.ingest(
-        checkin(at=T1, apps=[TIKTOK_ANDROID], ownership="personal", owner="eve@example.com"), now=T3
-    )
+    doc = ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID], ownership="personal", owner="eve@example.com"), now=T3)
     assert (doc["new"], doc["updated"], doc["unchanged"]) == (0, 0, 1)
     assert _kept(ab) == before
     show = ab.show("phone-1", T3)
@@ -135,9 +131,7 @@ def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
     )
     assert (doc["checkins"], doc["new"], doc["updated"], doc["unchanged"]) == (4, 1, 1, 2)
     assert ab.sql("SELECT observed_at FROM devices") == [(T3_US,)]
-    assert _observations(ab) == [
-        (1, "com.zhiliaoapp.musically", "tiktok", "android", "identifier", T3_US, T3_US, None)
-    ]
+    assert _observations(ab) == [(1, "com.zhiliaoapp.musically", "tiktok", "android", "identifier", T3_US, T3_US, None)]
     assert ab.state("phone-1", T3) == "violating"
 
 
@@ -159,9 +153,7 @@ def test_device_facts_follow_the_newest_snapshot(ab: Appban) -> None:
     ab.apply()
     ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID]), now=T1)
     assert ab.decide("EAS-phone-1", "ann", T1) == ("allow", "ok")
-    ab.ingest(
-        checkin(at=T2, apps=[TIKTOK_ANDROID], eas=["EAS-NEW"], owner="bob@example.com"), now=AFTER
-    )
+    ab.ingest(checkin(at=T2, apps=[TIKTOK_ANDROID], eas=["EAS-NEW"], owner="bob@example.com"), now=AFTER)
     assert ab.decide("EAS-phone-1", "ann", AFTER) == ("deny", "unknown_device")
     assert ab.decide("EAS-NEW", "bob", AFTER) == ("deny", "blocked:tiktok-mail")
     assert ab.decide("EAS-NEW", "ann", AFTER) == ("deny", "user_mismatch")
@@ -173,13 +165,9 @@ def test_device_facts_follow_the_newest_snapshot(ab: Appban) -> None:
 def test_only_catalog_apps_are_kept_with_the_catalog_version(ab: Appban) -> None:
     apps = [*HARMLESS, TIKTOK_ANDROID, {"id": "com.example.diary", "name": "Private Diary"}]
     ab.ingest(checkin(apps=apps), checkin("clean", apps=HARMLESS))
-    assert ab.sql("SELECT device_id, app_id, name FROM observations") == [
-        (1, "com.zhiliaoapp.musically", "TikTok")
-    ]
+    assert ab.sql("SELECT device_id, app_id, name FROM observations") == [(1, "com.zhiliaoapp.musically", "TikTok")]
     assert ab.sql("SELECT catalog_version FROM devices ORDER BY id") == [(1,), (1,)]
-    evidence = (
-        ab.apply(now=APPLIED) and ab.show("phone-1", APPLIED)["policies"]["tiktok-mail"]["evidence"]
-    )
+    evidence = ab.apply(now=APPLIED) and ab.show("phone-1", APPLIED)["policies"]["tiktok-mail"]["evidence"]
     assert {
         "kind": "inventory",
         "source": "agent",
@@ -191,9 +179,7 @@ def test_only_catalog_apps_are_kept_with_the_catalog_version(ab: Appban) -> None
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
-def test_full_inventories_are_kept_when_asked(
-    ab: Appban, how: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_full_inventories_are_kept_when_asked(ab: Appban, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     apps = [*HARMLESS, TIKTOK_ANDROID]
     if how == "flag":
         ab.ingest(checkin(apps=apps), keep_full=True)
@@ -241,9 +227,7 @@ def test_minimising_again_after_full_inventories(ab: Appban) -> None:
         ("macos", {"id": "com.zhiliaoapp.musically"}, None),
     ],
 )
-def test_matching_is_exact_on_identifiers(
-    ab: Appban, platform: str, app: dict[str, str], matched: str | None
-) -> None:
+def test_matching_is_exact_on_identifiers(ab: Appban, platform: str, app: dict[str, str], matched: str | None) -> None:
     ab.ingest(checkin(platform=platform, apps=[app]))
     rows = ab.sql("SELECT family, confidence FROM observations")
     assert rows == ([("tiktok", matched)] if matched else [])
@@ -295,8 +279,7 @@ def test_golden_csv_import(ab: Appban) -> None:
         subset(ab.show(device, AFTER), want, f"${device}")
     # Minimised: of nine reported apps, only the four the catalog names were kept.
     assert ab.sql(
-        "SELECT d.source_id, o.app_key FROM observations o "
-        "JOIN devices d ON d.id = o.device_id ORDER BY 1"
+        "SELECT d.source_id, o.app_key FROM observations o JOIN devices d ON d.id = o.device_id ORDER BY 1"
     ) == [
         ("ANN-PIXEL", "com.zhiliaoapp.musically"),
         ("DAN-IPHONE", "name:TikTok"),

@@ -62,9 +62,7 @@ def test_apply_creates_evaluates_and_audits(ab: Appban) -> None:
     [(subject, data)] = _audit(ab, "policy.apply")
     assert subject == "tiktok-mail" and json.loads(data)["revision"] == 1
     # The states were stored by apply itself, with their time and cause.
-    assert ab.sql(
-        "SELECT device_id, new_state, at, cause FROM state_history ORDER BY device_id"
-    ) == [
+    assert ab.sql("SELECT device_id, new_state, at, cause FROM state_history ORDER BY device_id") == [
         (1, "violating", 1594395000000000, "policy"),
         (2, "compliant", 1594395000000000, "policy"),
         (3, "out_of_scope", 1594395000000000, "policy"),
@@ -87,12 +85,8 @@ def test_an_update_is_a_new_revision_audited_and_re_evaluated(ab: Appban) -> Non
     # The deadline moves forward to now: ann is blocked at once, without `evaluate`.
     doc = ab.apply(now="2020-07-10T17:00:00Z", deadline="2020-07-10T17:00:00Z")
     assert (doc["action"], doc["revision"], doc["changed"]) == ("updated", 2, ["deadline"])
-    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [
-        ("blocked", "blocked:tiktok-mail")
-    ]
-    assert ab.sql("SELECT decision, reason FROM devices WHERE id = 1") == [
-        ("deny", "blocked:tiktok-mail")
-    ]
+    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [("blocked", "blocked:tiktok-mail")]
+    assert ab.sql("SELECT decision, reason FROM devices WHERE id = 1") == [("deny", "blocked:tiktok-mail")]
     assert ab.decide("EAS-ann-phone", "ann", "2020-07-10T17:00:00Z") == (
         "deny",
         "blocked:tiktok-mail",
@@ -100,9 +94,7 @@ def test_an_update_is_a_new_revision_audited_and_re_evaluated(ab: Appban) -> Non
     revisions = [json.loads(d)["revision"] for _s, d in _audit(ab, "policy.apply")]
     assert revisions == [1, 2]
     # Widening the scope to devices without mail brings cat in.
-    ab.apply(
-        now="2020-07-10T17:00:00Z", deadline="2020-07-10T17:00:00Z", scope={"mail_access": "any"}
-    )
+    ab.apply(now="2020-07-10T17:00:00Z", deadline="2020-07-10T17:00:00Z", scope={"mail_access": "any"})
     assert ab.state("cat-phone", "2020-07-10T17:00:00Z") == "blocked"
 
 
@@ -167,9 +159,7 @@ def test_a_check_in_re_evaluates_its_device_in_the_same_command(ab: Appban) -> N
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-ann-phone", "ann", AFTER) == ("deny", "blocked:tiktok-mail")
     ab.ingest(checkin("ann-phone", at="2020-07-11T07:05:00Z"), now="2020-07-11T07:05:00Z")
-    assert ab.sql("SELECT state, since, deny FROM states WHERE device_id = 1") == [
-        ("compliant", 1594451100000000, "")
-    ]
+    assert ab.sql("SELECT state, since, deny FROM states WHERE device_id = 1") == [("compliant", 1594451100000000, "")]
     assert ab.sql("SELECT decision, reason FROM devices WHERE id = 1") == [("allow", "ok")]
     assert ab.decide("EAS-ann-phone", "ann", "2020-07-11T07:05:00Z") == ("allow", "ok")
     history = ab.show("ann-phone", "2020-07-11T07:05:00Z")["history"]
@@ -195,9 +185,7 @@ def test_a_new_device_is_evaluated_when_it_first_checks_in(ab: Appban) -> None:
 def test_people_groups_change_scope(ab: Appban) -> None:
     _fleet(ab)
     ab.apply()
-    ab.people(
-        [("ann@example.com", "Ann", "Sales", "staff;security-research", "UTC")], now=EFFECTIVE
-    )
+    ab.people([("ann@example.com", "Ann", "Sales", "staff;security-research", "UTC")], now=EFFECTIVE)
     assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("out_of_scope",)]
     ab.people([("ann@example.com", "Ann", "Sales", "staff", "UTC")], now="2020-07-10T17:00:00Z")
     assert ab.sql("SELECT state FROM states WHERE device_id = 1") == [("violating",)]
@@ -331,18 +319,17 @@ def test_a_person_exemption_covers_their_devices_until_it_expires(ab: Appban) ->
         now=EFFECTIVE,
     )
     assert (doc["person"], doc["devices"]) == ("ann@example.com", 2)
-    assert ab.sql(
-        "SELECT device_id, state FROM states WHERE device_id IN (1, 4) ORDER BY device_id"
-    ) == [(1, "exempt"), (4, "exempt")]
+    assert ab.sql("SELECT device_id, state FROM states WHERE device_id IN (1, 4) ORDER BY device_id") == [
+        (1, "exempt"),
+        (4, "exempt"),
+    ]
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-ann-phone", "ann", AFTER) == ("allow", "ok")
     assert ab.state("ann-phone", "2020-07-12T23:59:59Z") == "exempt"
     # Expiry: exactly at --until the exemption is over; evaluate records it at that time.
     assert ab.state("ann-phone", "2020-07-13T00:00:00Z") == "blocked"
     ab("evaluate", now="2020-07-14T00:00:00Z")
-    assert ab.sql("SELECT state, since FROM states WHERE device_id = 1") == [
-        ("blocked", 1594598400000000)
-    ]
+    assert ab.sql("SELECT state, since FROM states WHERE device_id = 1") == [("blocked", 1594598400000000)]
     assert ab.decide("EAS-ann-tablet", "ann", "2020-07-14T00:00:00Z") == (
         "deny",
         "blocked:tiktok-mail",
@@ -423,11 +410,7 @@ def test_an_exemption_must_end_in_the_future(ab: Appban) -> None:
 
 
 def test_attestation_makes_a_byod_phone_compliant(ab: Appban) -> None:
-    ab.ingest(
-        checkin(
-            "ann-byod", platform="ios", ownership="personal", inventory_scope="managed", apps=[]
-        )
-    )
+    ab.ingest(checkin("ann-byod", platform="ios", ownership="personal", inventory_scope="managed", apps=[]))
     ab.apply(on_unverified="block")
     ab("evaluate", now=AFTER)
     assert ab.decide("EAS-ann-byod", "ann", AFTER) == ("deny", "unverified:tiktok-mail")
@@ -476,9 +459,7 @@ def test_a_later_inventory_showing_the_app_overrides_the_attestation(ab: Appban)
         checkin("ann-phone", at="2020-07-12T11:00:00Z", apps=[TIKTOK_ANDROID]),
         now="2020-07-12T11:00:00Z",
     )
-    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [
-        ("blocked", "blocked:tiktok-mail")
-    ]
+    assert ab.sql("SELECT state, deny FROM states WHERE device_id = 1") == [("blocked", "blocked:tiktok-mail")]
     assert ab.decide("EAS-ann-phone", "ann", "2020-07-12T11:00:00Z") == (
         "deny",
         "blocked:tiktok-mail",
@@ -508,9 +489,7 @@ def test_only_the_owner_can_attest(ab: Appban) -> None:
 def test_an_explicit_identifier_joins_the_catalog_and_old_snapshots_are_unverified(
     ab: Appban,
 ) -> None:
-    ab.ingest(
-        checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com")
-    )
+    ab.ingest(checkin("ann-phone", apps=[*HARMLESS, FOO]), checkin("bob-phone", owner="bob@example.com"))
     # Minimised: com.example.foo was not in the catalog, so it was not kept.
     assert ab.sql("SELECT app_id FROM observations") == []
     doc = ab.apply(id="foo-ban", apps=["android:com.example.foo"], on_unverified="block")
@@ -586,17 +565,13 @@ def _audited_changes(ab: Appban) -> list[tuple[str, str | None, str, int, str]]:
     audited one by one ("state") or in a batch per sweep ("states")."""
     out = []
     for action, subject, at, data in ab.sql(
-        "SELECT action, subject, at, data FROM audit_log "
-        "WHERE action IN ('state', 'states') ORDER BY seq"
+        "SELECT action, subject, at, data FROM audit_log WHERE action IN ('state', 'states') ORDER BY seq"
     ):
         body = json.loads(data)
         if action == "state":
             out.append((subject, body["from"], body["to"], at, body["cause"]))
         else:
-            out += [
-                (f"{subject}/{dev}", old, new, when, body["cause"])
-                for dev, old, new, when in body["changes"]
-            ]
+            out += [(f"{subject}/{dev}", old, new, when, body["cause"]) for dev, old, new, when in body["changes"]]
     return out
 
 
@@ -610,10 +585,7 @@ def test_state_changes_are_in_the_audit_log(ab: Appban) -> None:
         ("tiktok-mail/dev-1", "violating", "blocked", 1594450740000000, "time"),  # at the deadline
         ("tiktok-mail/dev-1", "blocked", "compliant", 1594544400000000, "inventory"),
     ]
-    history = ab.sql(
-        "SELECT policy_id, device_id, old_state, new_state, at, cause "
-        "FROM state_history ORDER BY id"
-    )
+    history = ab.sql("SELECT policy_id, device_id, old_state, new_state, at, cause FROM state_history ORDER BY id")
     assert len(_audited_changes(ab)) == len(history)
     assert ab("audit", "verify", now=NEXT_DAY)["ok"] is True
 
@@ -658,9 +630,7 @@ def _check_stored_states_are_exact(ab: Appban, now: str, devices: list[str]) -> 
         device_id = int(shown["id"][4:])
         stored = {
             p: (s, d)
-            for p, s, d in ab.sql(
-                "SELECT policy_id, state, deny FROM states WHERE device_id = ?", (device_id,)
-            )
+            for p, s, d in ab.sql("SELECT policy_id, state, deny FROM states WHERE device_id = ?", (device_id,))
         }
         for policy in active:
             state = shown["policies"][policy]["state"]
@@ -719,18 +689,14 @@ def test_stored_states_stay_exact_through_a_random_story(ab: Appban, seed: int) 
     for _step in range(14):
         clock += rng.choice([1, 3, 7, 20]) * 3_600_000_000
         now = at(clock)
-        action = rng.choice(
-            ["ingest", "ingest", "apply", "apply", "exempt", "attest", "withdraw", "none"]
-        )
+        action = rng.choice(["ingest", "ingest", "apply", "apply", "exempt", "attest", "withdraw", "none"])
         if action == "ingest":
             ab.ingest(*(snapshot(d, clock) for d in rng.sample(devices, 3)), now=now)
         elif action == "apply" or not policies:
             pid = rng.choice(["tiktok-mail", "foo-ban"])
             fields = {
                 "id": pid,
-                "apps": ["tiktok"]
-                if pid == "tiktok-mail"
-                else ["android:com.example.foo", "tiktok"],
+                "apps": ["tiktok"] if pid == "tiktok-mail" else ["android:com.example.foo", "tiktok"],
                 "deadline": at(clock + rng.choice([-5, 2, 10, 30]) * 3_600_000_000),
                 "effective": at(clock - 100 * 3_600_000_000),
                 "mode": rng.choice(["enforce", "enforce", "monitor"]),
@@ -802,9 +768,7 @@ def test_evaluate_walks_through_every_change_time_brought(ab: Appban) -> None:
         now=EFFECTIVE,
     )
     ab("evaluate", now="2020-07-15T00:00:00Z")
-    changes = ab.sql(
-        "SELECT old_state, new_state, at, cause FROM state_history WHERE device_id = 1 ORDER BY id"
-    )
+    changes = ab.sql("SELECT old_state, new_state, at, cause FROM state_history WHERE device_id = 1 ORDER BY id")
     assert changes == [
         (None, "violating", 1594395000000000, "policy"),
         ("violating", "exempt", 1594396800000000, "exemption"),
@@ -861,10 +825,7 @@ def test_what_counts_as_mail_access(ab: Appban) -> None:
         checkin("unknown", eas=[], apps=[TIKTOK_ANDROID]),
     )
     ab.apply()
-    required = {
-        d: ab.state(d, AFTER)
-        for d in ("eas-only", "said-so", "eas-but-said-no", "no-mail", "unknown")
-    }
+    required = {d: ab.state(d, AFTER) for d in ("eas-only", "said-so", "eas-but-said-no", "no-mail", "unknown")}
     assert required == {
         "eas-only": "blocked",
         "said-so": "blocked",

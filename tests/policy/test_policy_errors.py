@@ -106,7 +106,11 @@ def test_not_a_mapping(fleet: Fleet, mode: list[str], text: str) -> None:
     ("text", "field", "line"),
     [
         (GOOD + "id: other\n", "id", 19),
-        (replace("  ownership: any\n", "  ownership: any\n  ownership: corporate\n"), "scope.ownership", 11),
+        (
+            replace("  ownership: any\n", "  ownership: any\n  ownership: corporate\n"),
+            "scope.ownership",
+            11,
+        ),
         (replace("mode: monitor\n", "mode: monitor\nMode: enforce\nmode: enforce\n"), "mode", 17),
     ],
     ids=["top", "nested", "after-other"],
@@ -148,10 +152,32 @@ def test_missing_required_field(fleet: Fleet, mode: list[str], field: str) -> No
 
 @pytest.mark.parametrize(
     "value",
-    ["TikTok-Mail", "tiktok mail", "-tiktok", "tiktok-", "tiktok_mail", "t\u00efktok", "x" * 65, "123", "[a, b]",
-     '""', '"a\\u0000b"'],
-    ids=["upper", "space", "leading-dash", "trailing-dash", "underscore", "non-ascii", "65-chars", "number",
-         "list", "empty", "nul"],
+    [
+        "TikTok-Mail",
+        "tiktok mail",
+        "-tiktok",
+        "tiktok-",
+        "tiktok_mail",
+        "t\u00efktok",
+        "x" * 65,
+        "123",
+        "[a, b]",
+        '""',
+        '"a\\u0000b"',
+    ],
+    ids=[
+        "upper",
+        "space",
+        "leading-dash",
+        "trailing-dash",
+        "underscore",
+        "non-ascii",
+        "65-chars",
+        "number",
+        "list",
+        "empty",
+        "nul",
+    ],
 )
 def test_bad_id(fleet: Fleet, mode: list[str], value: str) -> None:
     path = fleet.write("id.yaml", replace("id: douyin-mail", f"id: {value}"))
@@ -206,16 +232,46 @@ def test_bad_time(fleet: Fleet, mode: list[str], old: str, new: str, field: str)
         ("  - tiktok\n", "  - snapchat\n", "apps[0]", "unknown app family 'snapchat'"),
         ("  - tiktok\n", "  - TikTok\n", "apps[0]", "unknown app family"),
         ("  - tiktok\n", "  - tiktok\n  - tiktok\n", "apps[1]", "twice"),
-        ("  - android:com.ss.android.ugc.aweme\n", "  - symbian:com.ss.android.ugc.aweme\n", "apps[1]", "unknown platform"),
-        ("  - android:com.ss.android.ugc.aweme\n", "  - 'android:com.x;rm -rf /'\n", "apps[1]", "bad identifier"),
+        (
+            "  - android:com.ss.android.ugc.aweme\n",
+            "  - symbian:com.ss.android.ugc.aweme\n",
+            "apps[1]",
+            "unknown platform",
+        ),
+        (
+            "  - android:com.ss.android.ugc.aweme\n",
+            "  - 'android:com.x;rm -rf /'\n",
+            "apps[1]",
+            "bad identifier",
+        ),
         ("  - android:com.ss.android.ugc.aweme\n", "  - 'android:'\n", "apps[1]", "bad identifier"),
         ("  - android:com.ss.android.ugc.aweme\n", "  - 42\n", "apps[1]", "expected"),
         ("  - android:com.ss.android.ugc.aweme\n", "  - {family: tiktok}\n", "apps[1]", "expected"),
-        ("apps:\n  - tiktok\n  - android:com.ss.android.ugc.aweme\n", "apps: []\n", "apps", "at least one"),
-        ("apps:\n  - tiktok\n  - android:com.ss.android.ugc.aweme\n", "apps: tiktok\n", "apps", "expected a list"),
+        (
+            "apps:\n  - tiktok\n  - android:com.ss.android.ugc.aweme\n",
+            "apps: []\n",
+            "apps",
+            "at least one",
+        ),
+        (
+            "apps:\n  - tiktok\n  - android:com.ss.android.ugc.aweme\n",
+            "apps: tiktok\n",
+            "apps",
+            "expected a list",
+        ),
     ],
-    ids=["unknown", "case", "twice", "platform", "identifier", "empty-identifier", "number", "mapping", "none",
-         "not-a-list"],
+    ids=[
+        "unknown",
+        "case",
+        "twice",
+        "platform",
+        "identifier",
+        "empty-identifier",
+        "number",
+        "mapping",
+        "none",
+        "not-a-list",
+    ],
 )
 def test_bad_apps(fleet: Fleet, mode: list[str], old: str, new: str, field: str, problem: str) -> None:
     text = replace(old, new)
@@ -235,12 +291,30 @@ def test_bad_apps(fleet: Fleet, mode: list[str], old: str, new: str, field: str,
         ("  platforms: [android, ios]", "  platforms: android", "scope.platforms"),
         ("  mail_access: required", "  mail_access: sometimes", "scope.mail_access"),
         ("  ownership: any", "  ownership: stolen", "scope.ownership"),
-        ("  exclude_groups: [security-research]", "  exclude_groups: [42]", "scope.exclude_groups[0]"),
-        ("  exclude_groups: [security-research]", "  exclude_groups: [" + "g" * 300 + "]", "scope.exclude_groups[0]"),
+        (
+            "  exclude_groups: [security-research]",
+            "  exclude_groups: [42]",
+            "scope.exclude_groups[0]",
+        ),
+        (
+            "  exclude_groups: [security-research]",
+            "  exclude_groups: [" + "g" * 300 + "]",
+            "scope.exclude_groups[0]",
+        ),
         ("  include_groups: []", "  include_groups: staff", "scope.include_groups"),
     ],
-    ids=["mode", "mode-bool", "on_unverified", "platform", "platforms-not-list", "mail_access", "ownership",
-         "group-number", "group-long", "groups-not-list"],
+    ids=[
+        "mode",
+        "mode-bool",
+        "on_unverified",
+        "platform",
+        "platforms-not-list",
+        "mail_access",
+        "ownership",
+        "group-number",
+        "group-long",
+        "groups-not-list",
+    ],
 )
 def test_bad_choice_or_scope(fleet: Fleet, mode: list[str], old: str, new: str, field: str) -> None:
     text = replace(old, new)
@@ -275,15 +349,29 @@ def test_scope_not_a_mapping(fleet: Fleet, mode: list[str]) -> None:
         ("reason", "'</p><p>'", "markup"),
         ("reason", '"Security\\u2066 risks"', "control character"),
     ],
-    ids=["script", "img", "nul", "escape", "bidi", "newline", "10KB", "list", "blank", "reason-markup",
-         "reason-bidi"],
+    ids=[
+        "script",
+        "img",
+        "nul",
+        "escape",
+        "bidi",
+        "newline",
+        "10KB",
+        "list",
+        "blank",
+        "reason-markup",
+        "reason-bidi",
+    ],
 )
 def test_hostile_text(fleet: Fleet, mode: list[str], field: str, value: str, problem: str) -> None:
-    text = "".join(
-        (f"{field}: {value}" if line.startswith(f"{field}:") else line) + "\n" for line in GOOD.splitlines()
-    )
+    text = "".join((f"{field}: {value}" if line.startswith(f"{field}:") else line) + "\n" for line in GOOD.splitlines())
     path = fleet.write("hostile.yaml", text)
-    assert_bad_input(apply(fleet, path, *mode), where(path, line_of(text, f"{field}:")), f"field {field}:", problem)
+    assert_bad_input(
+        apply(fleet, path, *mode),
+        where(path, line_of(text, f"{field}:")),
+        f"field {field}:",
+        problem,
+    )
     fleet.assert_unchanged()
 
 

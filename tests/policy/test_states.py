@@ -130,10 +130,7 @@ def test_empty_include_groups_mean_everyone_even_without_groups() -> None:
 def test_exclude_groups_win_over_include_groups() -> None:
     p = scope(include_groups=("staff",))
     assert not in_scope(p, facts(groups=frozenset({"staff", "security-research"})))
-    assert (
-        compute(p, facts(groups=frozenset({"security-research"}), present=TIKTOK), DEADLINE).state
-        == "out_of_scope"
-    )
+    assert compute(p, facts(groups=frozenset({"security-research"}), present=TIKTOK), DEADLINE).state == "out_of_scope"
 
 
 # -- compliant, violating, blocked ----------------------------------------------------------
@@ -175,10 +172,7 @@ def test_monitor_mode_never_denies_unverified_either() -> None:
 
 
 def test_a_managed_inventory_that_shows_the_app_proves_presence() -> None:
-    assert (
-        compute(POLICY, facts(inventory_scope="managed", present=TIKTOK), DEADLINE).state
-        == "blocked"
-    )
+    assert compute(POLICY, facts(inventory_scope="managed", present=TIKTOK), DEADLINE).state == "blocked"
 
 
 def test_a_stale_inventory_that_showed_the_app_still_blocks() -> None:
@@ -220,21 +214,12 @@ def test_snapshot_filtered_against_an_older_catalog_cannot_prove_absence() -> No
     out = compute(POLICY, facts(catalog_version=1), EFFECTIVE, required_catalog=2)
     assert out.state == "unverified"
     assert "catalog" in out.detail
-    assert (
-        compute(POLICY, facts(catalog_version=2), EFFECTIVE, required_catalog=2).state
-        == "compliant"
-    )
-    assert (
-        compute(POLICY, facts(catalog_version=3), EFFECTIVE, required_catalog=2).state
-        == "compliant"
-    )
+    assert compute(POLICY, facts(catalog_version=2), EFFECTIVE, required_catalog=2).state == "compliant"
+    assert compute(POLICY, facts(catalog_version=3), EFFECTIVE, required_catalog=2).state == "compliant"
 
 
 def test_a_snapshot_kept_whole_proves_absence_whatever_the_catalog_version() -> None:
-    assert (
-        compute(POLICY, facts(catalog_version=None), EFFECTIVE, required_catalog=9).state
-        == "compliant"
-    )
+    assert compute(POLICY, facts(catalog_version=None), EFFECTIVE, required_catalog=9).state == "compliant"
 
 
 def test_on_unverified_allow_never_denies() -> None:
@@ -333,9 +318,7 @@ def test_attestation_is_what_makes_a_managed_device_compliant() -> None:
 
 
 def test_attestation_does_not_override_an_active_exemption() -> None:
-    f = facts(
-        present=TIKTOK, attested_at=SEEN + HOUR, exemptions=((EFFECTIVE, DEADLINE + DAY, "x"),)
-    )
+    f = facts(present=TIKTOK, attested_at=SEEN + HOUR, exemptions=((EFFECTIVE, DEADLINE + DAY, "x"),))
     assert compute(POLICY, f, DEADLINE).state == "exempt"
 
 
@@ -370,9 +353,7 @@ def _cases(draw: st.DrawFn) -> tuple[Policy, Facts, int, int]:
     )
     exemptions = tuple(
         (start, start + length, "x")
-        for start, length in draw(
-            st.lists(st.tuples(_times, st.integers(1, 10 * DAY)), max_size=2) | st.just([])
-        )
+        for start, length in draw(st.lists(st.tuples(_times, st.integers(1, 10 * DAY)), max_size=2) | st.just([]))
     )
     # Mostly in scope, with a fresh full inventory and no attestation: the interesting cases.
     f = facts(

@@ -30,29 +30,36 @@ def _policy_yaml(rng: random.Random) -> str:
     platforms = rng.choice([[], ["ios", "android"], ["android", "chromeos"], ["ios", "ipados", "android"]])
     include = rng.choice([[], ["eng"], ["eng", "sales"]])
     exclude = rng.choice([[], ["security-research"], ["exec", "sales"]])
-    return "\n".join([
-        "id: sweep-test",
-        "title: sweep test",
-        "apps: [tiktok]",
-        "scope:",
-        f"  platforms: [{', '.join(platforms)}]",
-        f"  mail_access: {rng.choice(['required', 'any'])}",
-        f"  ownership: {rng.choice(['any', 'corporate', 'personal'])}",
-        f"  include_groups: [{', '.join(include)}]",
-        f"  exclude_groups: [{', '.join(exclude)}]",
-        "effective: 2020-07-10T16:00:00Z",
-        "deadline: 2020-07-12T16:00:00Z",
-        f"mode: {rng.choice(['enforce', 'monitor'])}",
-        f"on_unverified: {rng.choice(['allow', 'block'])}",
-        f"max_inventory_age: {rng.choice(['6h', '1d', '7d'])}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "id: sweep-test",
+            "title: sweep test",
+            "apps: [tiktok]",
+            "scope:",
+            f"  platforms: [{', '.join(platforms)}]",
+            f"  mail_access: {rng.choice(['required', 'any'])}",
+            f"  ownership: {rng.choice(['any', 'corporate', 'personal'])}",
+            f"  include_groups: [{', '.join(include)}]",
+            f"  exclude_groups: [{', '.join(exclude)}]",
+            "effective: 2020-07-10T16:00:00Z",
+            "deadline: 2020-07-12T16:00:00Z",
+            f"mode: {rng.choice(['enforce', 'monitor'])}",
+            f"on_unverified: {rng.choice(['allow', 'block'])}",
+            f"max_inventory_age: {rng.choice(['6h', '1d', '7d'])}",
+            "",
+        ]
+    )
 
 
 def _checkin(rng: random.Random, i: int) -> Checkin:
     apps = [App(id=f"com.example.app{k}", name=f"App {k}") for k in range(rng.randrange(1, 4))]
     if rng.random() < 0.25:
-        apps.append(App(id=rng.choice(["com.zhiliaoapp.musically", "com.ss.android.ugc.trill"]), name="TikTok"))
+        apps.append(
+            App(
+                id=rng.choice(["com.zhiliaoapp.musically", "com.ss.android.ugc.trill"]),
+                name="TikTok",
+            )
+        )
     device = Device(
         id=f"dev{i}",
         platform=rng.choice(PLATFORMS),

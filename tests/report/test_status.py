@@ -35,9 +35,7 @@ def fleet(ab: Appban) -> Appban:
         checkin("ann-1", apps=[*HARMLESS, TIKTOK_ANDROID]),
         checkin("bob-1", owner="bob@example.com", platform="ios", apps=[TIKTOK_IOS]),
         checkin("bob-2", owner="bob@example.com"),
-        checkin(
-            "cat-1", owner="cat@example.com", platform="ios", inventory_scope="managed", apps=[]
-        ),
+        checkin("cat-1", owner="cat@example.com", platform="ios", inventory_scope="managed", apps=[]),
         checkin("dan-1", owner="dan@example.com", apps=[TIKTOK_ANDROID]),
         checkin("eve-1", owner="eve@example.com"),
     )
@@ -45,9 +43,7 @@ def fleet(ab: Appban) -> Appban:
     return ab
 
 
-ZERO = dict.fromkeys(
-    ("out_of_scope", "compliant", "violating", "blocked", "unverified", "exempt"), 0
-)
+ZERO = dict.fromkeys(("out_of_scope", "compliant", "violating", "blocked", "unverified", "exempt"), 0)
 
 
 def states(**counts: int) -> dict[str, int]:
@@ -109,9 +105,7 @@ def test_device_list_by_state(fleet: Appban) -> None:
         ("dev-1", "ann@example.com", "blocked", DEADLINE),
         ("dev-2", "bob@example.com", "blocked", DEADLINE),
     ]
-    unverified = fleet(
-        "device", "list", "--policy", "tiktok-mail", "--state", "unverified", now=AFTER
-    )
+    unverified = fleet("device", "list", "--policy", "tiktok-mail", "--state", "unverified", now=AFTER)
     assert [d["id"] for d in unverified["devices"]] == ["dev-4"]
     assert fleet("device", "list", "--state", "violating", now=AFTER)["count"] == 0
     assert fleet("device", "list", "--state", "violating", now=EFFECTIVE)["count"] == 2
@@ -121,9 +115,7 @@ def test_device_list_by_state(fleet: Appban) -> None:
 
 def test_device_show_evidence(fleet: Appban) -> None:
     doc = fleet.show("bob-1", AFTER)
-    assert {
-        k: doc[k] for k in ("id", "platform", "owner", "eas_device_ids", "decision", "reason")
-    } == {
+    assert {k: doc[k] for k in ("id", "platform", "owner", "eas_device_ids", "decision", "reason")} == {
         "id": "dev-2",
         "platform": "ios",
         "owner": "bob@example.com",
@@ -204,9 +196,7 @@ def test_a_report_agrees_with_the_evaluation_it_previews(fleet: Appban) -> None:
     assert fleet("device", "list", "--state", "unverified", now=later) == preview_list
     after = fleet.show("bob-2", later)
     assert [h["to"] for h in after.pop("history")] == ["compliant", "unverified"]
-    assert [h["to"] for h in preview_show.pop("history")] == [
-        "compliant"
-    ]  # a preview records nothing
+    assert [h["to"] for h in preview_show.pop("history")] == ["compliant"]  # a preview records nothing
     assert after == preview_show
     assert preview_status["states"] == states(out_of_scope=1, blocked=2, unverified=3)
 

@@ -145,9 +145,7 @@ def test_blocked_phones_are_denied_at_the_gate(demo: tuple[Path, dict[str, Any]]
 # -- runs, seeds and databases ---------------------------------------------------------------
 
 
-def test_same_seed_same_story_and_the_demo_db_is_replaced(
-    demo: tuple[Path, dict[str, Any]], tmp_path: Path
-) -> None:
+def test_same_seed_same_story_and_the_demo_db_is_replaced(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     db, first = demo
     again = demo_json(db)  # the same database: the old demo is deleted, not added to
     assert comparable(again) == comparable(first)

@@ -37,9 +37,7 @@ BACKENDS: dict[str, Callable[[Path], tuple[Store, Callable[[], Store]]]] = {"sql
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[Store, Callable[[], Store]]]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Callable[[], Store]]]:
     store, reopen = BACKENDS[request.param](tmp_path)
     try:
         yield store, reopen
@@ -154,26 +152,18 @@ def test_meta_and_gate_counter(store: Store) -> None:
 
 def test_people_round_trip_and_update(store: Store) -> None:
     with store.transaction():
-        store.put_people(
-            [Person("ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London")], T
-        )
-    assert store.get_person("ann@example.com") == Person(
-        "ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London"
-    )
+        store.put_people([Person("ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London")], T)
+    assert store.get_person("ann@example.com") == Person("ann@example.com", "Ann", "Sales", ("a", "b"), "Europe/London")
     with store.transaction():
         store.put_people([Person("ann@example.com", "Ann Lee", "Eng", (), "UTC")], T + H)
-    assert store.get_person("ann@example.com") == Person(
-        "ann@example.com", "Ann Lee", "Eng", (), "UTC"
-    )
+    assert store.get_person("ann@example.com") == Person("ann@example.com", "Ann Lee", "Eng", (), "UTC")
     assert store.get_person("nobody@example.com") is None
 
 
 def test_devices_are_found_every_way(store: Store) -> None:
     a = add_device(
         store,
-        device(
-            "phone-1", eas=("EAS1", "EAS2"), model="Pixel", mail_reported=True, catalog_version=3
-        ),
+        device("phone-1", eas=("EAS1", "EAS2"), model="Pixel", mail_reported=True, catalog_version=3),
     )
     b = add_device(
         store,
@@ -269,13 +259,9 @@ def test_decisions_are_stored_per_device(store: Store) -> None:
 def test_observations_upsert_refresh_and_go(store: Store) -> None:
     a = add_device(store, device())
     with store.transaction():
-        store.write_observations(
-            a, [obs("com.zhiliaoapp.musically"), obs("x.watched", family="")], [], [], T
-        )
+        store.write_observations(a, [obs("com.zhiliaoapp.musically"), obs("x.watched", family="")], [], [], T)
     with store.transaction():
-        store.write_observations(
-            a, [], [("com.zhiliaoapp.musically", "2.0", T + H)], ["x.watched"], T + H
-        )
+        store.write_observations(a, [], [("com.zhiliaoapp.musically", "2.0", T + H)], ["x.watched"], T + H)
     rows = {o.app_key: o for o in store.observations(a)}
     assert (
         rows["com.zhiliaoapp.musically"].version,
@@ -284,9 +270,7 @@ def test_observations_upsert_refresh_and_go(store: Store) -> None:
         rows["com.zhiliaoapp.musically"].gone_at,
     ) == ("2.0", T, T + H, None)
     assert rows["x.watched"].gone_at == T + H
-    assert [o.app_key for o in store.observations(a, present_only=True)] == [
-        "com.zhiliaoapp.musically"
-    ]
+    assert [o.app_key for o in store.observations(a, present_only=True)] == ["com.zhiliaoapp.musically"]
     # An upsert brings a gone app back.
     with store.transaction():
         store.write_observations(a, [obs("x.watched", family="", at=T + 2 * H)], [], [], T + 2 * H)
@@ -300,15 +284,11 @@ def test_present_apps_by_family_and_by_identifier(store: Store) -> None:
     a = add_device(store, device("a"))
     b = add_device(store, device("b"))
     with store.transaction():
-        store.write_observations(
-            a, [obs("com.zhiliaoapp.musically"), obs("com.example.foo", family="")], [], [], T
-        )
+        store.write_observations(a, [obs("com.zhiliaoapp.musically"), obs("com.example.foo", family="")], [], [], T)
         store.write_observations(b, [obs("com.example.foo", family="", kind="ios")], [], [], T)
     assert store.present_apps(["tiktok"], []) == {a: ["com.zhiliaoapp.musically"]}
     assert store.present_apps([], [("android", "com.example.foo")]) == {a: ["com.example.foo"]}
-    both = store.present_apps(
-        ["tiktok"], [("android", "com.example.foo"), ("ios", "com.example.foo")]
-    )
+    both = store.present_apps(["tiktok"], [("android", "com.example.foo"), ("ios", "com.example.foo")])
     assert {k: sorted(v) for k, v in both.items()} == {
         a: ["com.example.foo", "com.zhiliaoapp.musically"],
         b: ["com.example.foo"],
@@ -381,9 +361,7 @@ def test_policies_round_trip_and_keep_their_creation_time(store: Store) -> None:
         store.save_policy(row)
         store.save_policy(PolicyRow("a", "draft", 1, "{}", "id: a", T, T))
     with store.transaction():
-        store.save_policy(
-            PolicyRow("p", "withdrawn", 2, '{"x":1}', "id: p", T + H, T + H, T + H, "error")
-        )
+        store.save_policy(PolicyRow("p", "withdrawn", 2, '{"x":1}', "id: p", T + H, T + H, T + H, "error"))
     got = store.get_policy("p")
     assert got == PolicyRow("p", "withdrawn", 2, '{"x":1}', "id: p", T, T + H, T + H, "error")
     assert [p.id for p in store.list_policies()] == ["a", "p"]
@@ -417,18 +395,12 @@ def test_states_history_and_policy_facts(store: Store) -> None:
     b = add_device(store, device("b", eas=(), owner="bob@example.com", ownership="corporate"))
     with store.transaction():
         store.put_people([Person("ann@example.com", "Ann", "Sales", ("g1", "g2"))], T)
-        store.put_states(
-            [StateRow("p", a, "violating", T, "d", "", T + 5 * H), StateRow("p", b, "compliant", T)]
-        )
-        store.add_history(
-            [("p", a, None, "violating", T, "policy"), ("p", b, None, "compliant", T, "policy")]
-        )
+        store.put_states([StateRow("p", a, "violating", T, "d", "", T + 5 * H), StateRow("p", b, "compliant", T)])
+        store.add_history([("p", a, None, "violating", T, "policy"), ("p", b, None, "compliant", T, "policy")])
     with store.transaction():
         store.put_states([StateRow("p", a, "blocked", T + 5 * H, "d", "blocked:p", None)])
         store.add_history([("p", a, "violating", "blocked", T + 5 * H, "time")])
-    assert store.device_states(a) == {
-        "p": StateRow("p", a, "blocked", T + 5 * H, "d", "blocked:p", None)
-    }
+    assert store.device_states(a) == {"p": StateRow("p", a, "blocked", T + 5 * H, "d", "blocked:p", None)}
     assert store.device_states(999) == {}
     assert store.history(device_id=a) == [
         ("p", a, None, "violating", T, "policy"),
@@ -481,9 +453,7 @@ def test_state_rows_for_reports(store: Store) -> None:
     b = add_device(store, device("b", owner="bob@example.com", platform="ios"))
     with store.transaction():
         store.put_people([Person("ann@example.com", "Ann", "Sales")], T)
-        store.put_states(
-            [StateRow("p", b, "compliant", T), StateRow("p", a, "blocked", T, "x", "blocked:p")]
-        )
+        store.put_states([StateRow("p", b, "compliant", T), StateRow("p", a, "blocked", T, "x", "blocked:p")])
     rows = list(store.state_rows("p"))
     assert [tuple(r) for r in rows] == [
         (a, "blocked", T, "x", "blocked:p", None, "ann@example.com", "android", "Sales"),
@@ -499,9 +469,7 @@ def test_state_rows_for_reports(store: Store) -> None:
 def test_audit_entries_in_sequence(store: Store) -> None:
     assert store.last_audit() is None or store.last_audit().seq >= 1  # type: ignore[union-attr]
     start = store.last_audit().seq if store.last_audit() else 0  # type: ignore[union-attr]
-    entries = [
-        AuditEntry(start + i, T + i, "act", f"s{i}", "{}", f"p{i}", f"h{i}") for i in (1, 2, 3)
-    ]
+    entries = [AuditEntry(start + i, T + i, "act", f"s{i}", "{}", f"p{i}", f"h{i}") for i in (1, 2, 3)]
     with store.transaction():
         store.append_audit(entries[:2])
     with store.transaction():

@@ -88,7 +88,10 @@ def verify(entries: Iterator[AuditEntry], head: str | None) -> tuple[int, list[P
             problems.append(Problem(e.seq, "does not link to the entry before it (removed or reordered)"))
         if entry_hash(e.seq, e.at, e.action, e.subject, e.data, e.prev_hash) != e.hash:
             problems.append(
-                Problem(e.seq, f"edited: hash does not match its content ({e.action} {e.subject} at {format_time(e.at)})")
+                Problem(
+                    e.seq,
+                    f"edited: hash does not match its content ({e.action} {e.subject} at {format_time(e.at)})",
+                )
             )
         expected_seq = e.seq + 1
         prev_hash = e.hash
@@ -97,5 +100,10 @@ def verify(entries: Iterator[AuditEntry], head: str | None) -> tuple[int, list[P
         head_seq, _, head_hash = head.partition(":")
         if last is None or last.seq != int(head_seq) or last.hash != head_hash:
             where = int(head_seq)
-            problems.append(Problem(where, f"the log ends before the recorded head (entry {head_seq}): entries cut off the end"))
+            problems.append(
+                Problem(
+                    where,
+                    f"the log ends before the recorded head (entry {head_seq}): entries cut off the end",
+                )
+            )
     return count, problems

@@ -83,9 +83,7 @@ class Catalog:
             if (ident.kind, value) not in self._index or ident.family:
                 self._index[(ident.kind, value)] = ident
 
-    def match(
-        self, platform: str, app_id: str | None, name: str | None, signing: str | None
-    ) -> Match | None:
+    def match(self, platform: str, app_id: str | None, name: str | None, signing: str | None) -> Match | None:
         index = self._index
         if app_id:
             kind = id_kind(platform, app_id)
@@ -103,9 +101,7 @@ class Catalog:
                 return Match(hit.family, "name", key, "name")
         return None
 
-    def index_for(
-        self, platform: str
-    ) -> tuple[dict[str, Match], dict[str, Match], dict[str, Match]]:
+    def index_for(self, platform: str) -> tuple[dict[str, Match], dict[str, Match], dict[str, Match]]:
         """Lookup tables for one platform: (by app id, by normalised name, by certificate).
 
         The hot path of an import: one dict lookup per reported app.

@@ -43,7 +43,13 @@ def issue(ws: Workspace, device_ref: str) -> dict[str, Any]:
         fresh = ws.store.get_device(device.id)
         assert fresh is not None
         ws.evaluator.evaluate_device(fresh, ws.now, "credential")
-    return {"device": device.ref, "user": device.owner, "password": password, "issued_at": format_time(ws.now), "replaced": revoked}
+    return {
+        "device": device.ref,
+        "user": device.owner,
+        "password": password,
+        "issued_at": format_time(ws.now),
+        "replaced": revoked,
+    }
 
 
 def revoke(ws: Workspace, device_ref: str) -> dict[str, Any]:

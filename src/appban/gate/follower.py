@@ -14,6 +14,7 @@ LISTEN/NOTIFY or a Redis channel can wake ``wait`` instead of the sleep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -70,10 +71,8 @@ class Follower(threading.Thread):
 
     def _connect(self) -> None:
         if self._store is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection may not close cleanly
                 self._store.close()
-            except Exception:  # noqa: BLE001 - a broken connection may not close cleanly
-                pass
         path = self.db.removeprefix("sqlite:///")
         self._store = open_store(self.db, create=False)
         # The gate reads a little, often: a small page cache keeps its memory for the table.

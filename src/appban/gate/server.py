@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import time
 from bisect import bisect_left
@@ -30,14 +31,28 @@ log = logging.getLogger("appban.gate")
 
 MAX_LOGIN_ATTEMPTS = 10
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
-_STATUS = {200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed"}
+_STATUS = {
+    200: b"OK",
+    204: b"No Content",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+}
 # httptools buffers a header until it ends: without a cap, one client's endless header
 # grows the gate without bound. Proxies send a few KB (nginx: 4 x 8 KB at most). A body
 # (a proxy passing one by mistake) is skipped, not buffered, so it is not counted.
 MAX_HEAD_BYTES = 1 << 20
 _WANTED = {
-    b"x-original-uri", b"x-forwarded-uri", b"authorization", b"auth-user", b"auth-pass",
-    b"auth-protocol", b"auth-method", b"auth-login-attempt", b"client-ip",
+    b"x-original-uri",
+    b"x-forwarded-uri",
+    b"authorization",
+    b"auth-user",
+    b"auth-pass",
+    b"auth-protocol",
+    b"auth-method",
+    b"auth-login-attempt",
+    b"client-ip",
 }
 
 
@@ -115,7 +130,13 @@ class Metrics:
         return ("\n".join(lines) + "\n").encode()
 
 
-def _response(status: int, reason: str, headers: tuple[tuple[str, str], ...] = (), body: bytes = b"", ctype: str = "text/plain") -> bytes:
+def _response(
+    status: int,
+    reason: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    body: bytes = b"",
+    ctype: str = "text/plain",
+) -> bytes:
     head = [f"HTTP/1.1 {status} {_STATUS[status].decode()}", f"X-Appban-Reason: {reason}"]
     head += [f"{k}: {v}" for k, v in headers]
     if body:
@@ -154,10 +175,7 @@ class Gate:
         found = self._cache.get(key)
         if found is None:
             allow = self.table.allows(reason)
-            if endpoint == "nginx":
-                status = 204 if allow else 403
-            else:
-                status = 200 if allow else 403
+            status = (204 if allow else 403) if endpoint == "nginx" else 200 if allow else 403
             found = self._cache[key] = _response(status, reason)
         return found
 
@@ -222,7 +240,11 @@ class Gate:
         upstream = self.upstreams.get(protocol)
         if reason == "ok" and upstream is not None:
             host, port = upstream
-            return _response(200, reason, (("Auth-Status", "OK"), ("Auth-Server", host), ("Auth-Port", str(port))))
+            return _response(
+                200,
+                reason,
+                (("Auth-Status", "OK"), ("Auth-Server", host), ("Auth-Port", str(port))),
+            )
         if reason == "ok":
             reason = "no_upstream"
         headers: tuple[tuple[str, str], ...] = (("Auth-Status", reason),)
@@ -238,18 +260,17 @@ class Gate:
         f = self.follower
         up = f is None or f.store_up
         age = time.monotonic() - (f.last_ok if f and f.last_ok else self.table.updated)
-        body = (
-            '{"status":"%s","store":"%s","table_devices":%d,"table_seq":%d,"table_age_seconds":%.3f%s}\n'
-            % ("ok" if up else "degraded", "up" if up else "unreachable", len(self.table), self.table.seq, age,
-               "" if up else ',"error":%s' % _json_str(f.error if f else ""))
-        ).encode()
+        doc: dict[str, object] = {
+            "status": "ok" if up else "degraded",
+            "store": "up" if up else "unreachable",
+            "table_devices": len(self.table),
+            "table_seq": self.table.seq,
+            "table_age_seconds": round(age, 3),
+        }
+        if not up:
+            doc["error"] = f.error if f else ""
+        body = (json.dumps(doc) + "\n").encode()
         return _response(200, "ok" if up else "store_unreachable", body=body, ctype="application/json")
-
-
-def _json_str(text: str) -> str:
-    import json
-
-    return json.dumps(text)
 
 
 # (url, wanted headers, method, start time, keep the connection open afterwards)
@@ -260,8 +281,17 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection (nginx keeps these alive); requests answered in order."""
 
     __slots__ = (
-        "gate", "transport", "parser", "url", "headers", "started", "busy", "queue", "close_after",
-        "refused", "head_bytes",
+        "gate",
+        "transport",
+        "parser",
+        "url",
+        "headers",
+        "started",
+        "busy",
+        "queue",
+        "close_after",
+        "refused",
+        "head_bytes",
     )
 
     def __init__(self, gate: Gate) -> None:
@@ -332,9 +362,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._handle(*request)
 
-    def _handle(
-        self, url: bytes, headers: dict[bytes, bytes], _method: bytes, started: float, keep: bool
-    ) -> None:
+    def _handle(self, url: bytes, headers: dict[bytes, bytes], _method: bytes, started: float, keep: bool) -> None:
         self._answer(url, headers, started)
         if not keep:
             self.queue.clear()
@@ -347,12 +375,18 @@ class HttpProtocol(asyncio.Protocol):
         gate = self.gate
         path = url.split(b"?", 1)[0]
         if path == b"/auth/nginx":
-            self._send(gate.activesync("nginx", _text(headers.get(b"x-original-uri", b"")), headers), started)
+            self._send(
+                gate.activesync("nginx", _text(headers.get(b"x-original-uri", b"")), headers),
+                started,
+            )
         elif path == b"/auth/envoy" or path.startswith(b"/auth/envoy/"):
             # Envoy appends the original path to path_prefix (ext_authz http_service).
-            self._send(gate.activesync("envoy", _text(url[len(b"/auth/envoy"):]), headers), started)
+            self._send(gate.activesync("envoy", _text(url[len(b"/auth/envoy") :]), headers), started)
         elif path == b"/auth/traefik":
-            self._send(gate.activesync("traefik", _text(headers.get(b"x-forwarded-uri", b"")), headers), started)
+            self._send(
+                gate.activesync("traefik", _text(headers.get(b"x-forwarded-uri", b"")), headers),
+                started,
+            )
         elif path == b"/auth/mail":
             answer, (user, password, protocol, attempt) = gate.mail_quick(headers)
             if answer is not None:
@@ -363,7 +397,11 @@ class HttpProtocol(asyncio.Protocol):
             self._send(gate.health(), started, observe=False)
         elif path == b"/metrics":
             body = gate.metrics.render(gate.table, gate.follower, gate.creds)
-            self._send(_response(200, "ok", body=body, ctype="text/plain; version=0.0.4"), started, observe=False)
+            self._send(
+                _response(200, "ok", body=body, ctype="text/plain; version=0.0.4"),
+                started,
+                observe=False,
+            )
         else:
             self._send(_response(404, "not_found"), started, observe=False)
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
-from typing import Union
 
 from appban.store.records import GateRow
 
 # One device behind a DeviceId: "owner<US>reason<US>device_id", one string rather than a
 # tuple of three objects, which keeps a million-device table near 200 MB. A DeviceId
 # that several sources report maps to a tuple of such strings.
-Slot = Union[str, tuple[str, ...]]
+Slot = str | tuple[str, ...]
 _SEP = "\x1f"
 
 

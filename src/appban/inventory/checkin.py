@@ -27,7 +27,9 @@ Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f]{64}$")]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 
 # No control, bidi or invisible characters: two addresses that look alike must be equal.
-EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+EMAIL = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
 # Markup opens with "<" and a letter, "/", "!" or "?": "<3" is fine, "<script>" is not.
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -133,7 +135,10 @@ def _locate_app_problem(apps: list[App]) -> None:
         key = app.id if app.id is not None else "name:" + (app.name or "")
         first = seen.setdefault(key, i)
         if first != i:
-            raise BadInput(f"duplicate app (also apps[{first}])", field=f"apps[{i}].{'id' if app.id is not None else 'name'}")
+            raise BadInput(
+                f"duplicate app (also apps[{first}])",
+                field=f"apps[{i}].{'id' if app.id is not None else 'name'}",
+            )
 
 
 def _check_all_text(body: CheckinBody) -> None:

@@ -22,16 +22,36 @@ from appban.inventory._lines import lines, open_text
 from appban.inventory.checkin import Checkin, from_object
 
 REQUIRED = ("device_id", "platform", "owner", "observed_at")
-DEVICE = ("source", "device_id", "platform", "ownership", "owner", "model", "os_version",
-          "eas_device_ids", "inventory_scope", "mail_access", "observed_at")
+DEVICE = (
+    "source",
+    "device_id",
+    "platform",
+    "ownership",
+    "owner",
+    "model",
+    "os_version",
+    "eas_device_ids",
+    "inventory_scope",
+    "mail_access",
+    "observed_at",
+)
 APP = ("app_id", "app_name", "app_version", "signing_sha256")
 COLUMNS = DEVICE + APP
 _FIELD_COLUMN = {
-    "device.id": "device_id", "device.platform": "platform", "device.owner": "owner",
-    "device.ownership": "ownership", "device.model": "model", "device.os_version": "os_version",
-    "device.inventory_scope": "inventory_scope", "device.mail_access": "mail_access",
-    "observed_at": "observed_at", "source": "source", "id": "app_id", "name": "app_name",
-    "version": "app_version", "signing_sha256": "signing_sha256",
+    "device.id": "device_id",
+    "device.platform": "platform",
+    "device.owner": "owner",
+    "device.ownership": "ownership",
+    "device.model": "model",
+    "device.os_version": "os_version",
+    "device.inventory_scope": "inventory_scope",
+    "device.mail_access": "mail_access",
+    "observed_at": "observed_at",
+    "source": "source",
+    "id": "app_id",
+    "name": "app_name",
+    "version": "app_version",
+    "signing_sha256": "signing_sha256",
 }
 
 
@@ -62,7 +82,12 @@ def _rows(path: str, reader: Any) -> Iterator[tuple[int, Checkin]]:
     header = [h.strip() for h in header]
     for i, name in enumerate(header):
         if name not in COLUMNS:
-            raise BadInput(f"unknown column {name[:60]!r} (known: {', '.join(COLUMNS)})", file=path, line=1, field=f"column {i + 1}")
+            raise BadInput(
+                f"unknown column {name[:60]!r} (known: {', '.join(COLUMNS)})",
+                file=path,
+                line=1,
+                field=f"column {i + 1}",
+            )
         if name in header[:i]:
             raise BadInput(f"column {name!r} twice", file=path, line=1)
     for name in REQUIRED:
@@ -85,7 +110,12 @@ def _rows(path: str, reader: Any) -> Iterator[tuple[int, Checkin]]:
             if group is not None:
                 yield start, _checkin(path, group, start, lines)
             if row_key in seen:
-                raise BadInput("rows of one snapshot must be consecutive", file=path, line=line, field="device_id")
+                raise BadInput(
+                    "rows of one snapshot must be consecutive",
+                    file=path,
+                    line=line,
+                    field="device_id",
+                )
             seen.add(row_key)
             key, start, lines = row_key, line, []
             group = _device(path, line, cells)
@@ -103,7 +133,11 @@ def _rows(path: str, reader: Any) -> Iterator[tuple[int, Checkin]]:
 
 
 def _device(path: str, line: int, cells: dict[str, str]) -> dict[str, Any]:
-    device: dict[str, Any] = {"id": cells["device_id"], "platform": cells["platform"], "owner": cells["owner"]}
+    device: dict[str, Any] = {
+        "id": cells["device_id"],
+        "platform": cells["platform"],
+        "owner": cells["owner"],
+    }
     for column in ("ownership", "model", "os_version", "inventory_scope"):
         if cells.get(column):
             device[column] = cells[column]
@@ -114,7 +148,12 @@ def _device(path: str, line: int, cells: dict[str, str]) -> dict[str, Any]:
         if mail not in ("true", "false"):
             raise BadInput("expected true, false or empty", file=path, line=line, field="mail_access")
         device["mail_access"] = mail == "true"
-    body: dict[str, Any] = {"device": device, "observed_at": cells["observed_at"], "apps": [], "_cells": cells}
+    body: dict[str, Any] = {
+        "device": device,
+        "observed_at": cells["observed_at"],
+        "apps": [],
+        "_cells": cells,
+    }
     if cells.get("source"):
         body["source"] = cells["source"]
     return body
@@ -122,7 +161,12 @@ def _device(path: str, line: int, cells: dict[str, str]) -> dict[str, Any]:
 
 def _app(cells: dict[str, str]) -> dict[str, str] | None:
     app = {}
-    for column, key in (("app_id", "id"), ("app_name", "name"), ("app_version", "version"), ("signing_sha256", "signing_sha256")):
+    for column, key in (
+        ("app_id", "id"),
+        ("app_name", "name"),
+        ("app_version", "version"),
+        ("signing_sha256", "signing_sha256"),
+    ):
         if cells.get(column):
             app[key] = cells[column]
     if not app.get("id") and not app.get("name"):

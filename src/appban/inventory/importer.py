@@ -38,15 +38,26 @@ def import_inventory(
             before = ingestor.counts.total
             for line, checkin in reader.read(path, max_bytes=max_bytes):
                 if len(checkin.apps) > max_apps:
-                    raise BadInput(f"{len(checkin.apps)} apps, more than {max_apps} ({settings.SETTINGS['max_apps'].env})", file=path, line=line, field="apps")
+                    raise BadInput(
+                        f"{len(checkin.apps)} apps, more than {max_apps} ({settings.SETTINGS['max_apps'].env})",
+                        file=path,
+                        line=line,
+                        field="apps",
+                    )
                 ingestor.ingest(checkin, ws.now)
                 if progress is not None:
                     progress(1)
             count = ingestor.counts.total - before
             files.append({"file": path, "checkins": count})
         ws.audit.append(
-            ws.now, "import", fmt,
-            {"files": [f["file"] for f in files], **ingestor.counts.as_dict(), "full_inventory": keep},
+            ws.now,
+            "import",
+            fmt,
+            {
+                "files": [f["file"] for f in files],
+                **ingestor.counts.as_dict(),
+                "full_inventory": keep,
+            },
         )
     return {"format": fmt, "files": files, **ingestor.counts.as_dict()}
 
@@ -78,7 +89,15 @@ def import_people(ws: Workspace, path: str) -> dict[str, Any]:
             for device in ws.store.devices_of_owner(email):
                 ws.evaluator.evaluate_device(device, ws.now, "people")
         ws.audit.append(
-            ws.now, "people", path,
+            ws.now,
+            "people",
+            path,
             {"created": created, "updated": updated, "unchanged": unchanged},
         )
-    return {"file": path, "people": len(people), "created": created, "updated": updated, "unchanged": unchanged}
+    return {
+        "file": path,
+        "people": len(people),
+        "created": created,
+        "updated": updated,
+        "unchanged": unchanged,
+    }

@@ -31,7 +31,12 @@ class IngestCounts:
         return self.new + self.updated + self.unchanged
 
     def as_dict(self) -> dict[str, int]:
-        return {"checkins": self.total, "new": self.new, "updated": self.updated, "unchanged": self.unchanged}
+        return {
+            "checkins": self.total,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+        }
 
 
 class Ingestor:
@@ -108,9 +113,16 @@ class Ingestor:
             key = app_id if app_id is not None else "name:" + (app.name or "")
             kept.append(
                 Observation(
-                    key, app_id, app.name, app.version, signing,
-                    m.family if m else "", m.kind if m else "", m.confidence if m else "",
-                    at, at,
+                    key,
+                    app_id,
+                    app.name,
+                    app.version,
+                    signing,
+                    m.family if m else "",
+                    m.kind if m else "",
+                    m.confidence if m else "",
+                    at,
+                    at,
                 )
             )
         return kept
@@ -122,9 +134,12 @@ class Ingestor:
         refreshed: list[tuple[str, str | None, Micros]] = []
         for obs in kept:
             before = existing.get(obs.app_key)
-            if before is not None and before.gone_at is None and (
-                before.family, before.name, before.signing_sha256, before.match_kind
-            ) == (obs.family, obs.name, obs.signing_sha256, obs.match_kind):
+            if (
+                before is not None
+                and before.gone_at is None
+                and (before.family, before.name, before.signing_sha256, before.match_kind)
+                == (obs.family, obs.name, obs.signing_sha256, obs.match_kind)
+            ):
                 obs.first_seen = before.first_seen
                 refreshed.append((obs.app_key, obs.version, at))
             else:

@@ -39,7 +39,12 @@ def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
             except BadInput as exc:
                 raise exc.at(file=path, line=line) from None
             if person.email in seen:
-                raise BadInput(f"duplicate person (also line {seen[person.email]})", file=path, line=line, field="email")
+                raise BadInput(
+                    f"duplicate person (also line {seen[person.email]})",
+                    file=path,
+                    line=line,
+                    field="email",
+                )
             seen[person.email] = line
             yield line, person
     except csv.Error as exc:

@@ -48,8 +48,7 @@ def matching_keys(policy: Policy, observations: Iterable[Observation]) -> list[s
     return [
         o.app_key
         for o in observations
-        if o.gone_at is None
-        and ((o.family and o.family in fams) or (o.match_kind, o.app_id) in explicit)
+        if o.gone_at is None and ((o.family and o.family in fams) or (o.match_kind, o.app_id) in explicit)
     ]
 
 
@@ -65,13 +64,8 @@ class Evaluator:
 
     def reload(self) -> None:
         """Re-read policies and exemptions (after either changes)."""
-        self.policies: list[Policy] = [
-            load_policy(r) for r in self.store.list_policies() if r.status == "active"
-        ]
-        self.required = {
-            p.id: self.catalog.required_version(set(p.families), set(p.explicit))
-            for p in self.policies
-        }
+        self.policies: list[Policy] = [load_policy(r) for r in self.store.list_policies() if r.status == "active"]
+        self.required = {p.id: self.catalog.required_version(set(p.families), set(p.explicit)) for p in self.policies}
         self.by_device: dict[tuple[str, int], list[Exemption]] = {}
         self.by_person: dict[tuple[str, str], list[Exemption]] = {}
         for e in self.store.exemptions():
@@ -236,7 +230,10 @@ class Evaluator:
         seq = self.store.next_gate_seq()
         self.store.set_decision(device_id, decision, reason, seq)
         self.audit.append(
-            now, "decision", f"dev-{device_id}", {"decision": decision, "reason": reason, "cause": cause}
+            now,
+            "decision",
+            f"dev-{device_id}",
+            {"decision": decision, "reason": reason, "cause": cause},
         )
 
     # -- every device under one policy ----------------------------------------------
@@ -275,20 +272,46 @@ class Evaluator:
             changes += len(changed)
             deny_changed += [d for d, _old, _new, deny in simple if deny]
             for start in range(0, len(changed), _BATCH):
-                self.audit.append(now, "states", policy.id, {
-                    "cause": cause,
-                    "changes": [[f"dev-{d}", old, new, now] for d, old, new in changed[start : start + _BATCH]],
-                })
+                self.audit.append(
+                    now,
+                    "states",
+                    policy.id,
+                    {
+                        "cause": cause,
+                        "changes": [[f"dev-{d}", old, new, now] for d, old, new in changed[start : start + _BATCH]],
+                    },
+                )
             rows = list(store.policy_candidates(policy.id, query, complex_only=True))
         groups_cache: dict[str, frozenset[str]] = {}
-        for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups,
-             state, since, detail, deny, next_check) in rows:
+        for (
+            device_id,
+            platform,
+            ownership,
+            owner,
+            mail,
+            scope,
+            observed,
+            catver,
+            groups,
+            state,
+            since,
+            detail,
+            deny,
+            next_check,
+        ) in rows:
             g = groups_cache.get(groups)
             if g is None:
                 g = groups_cache[groups] = frozenset(groups.split(";")) if groups else frozenset()
             facts = Facts(
-                platform, ownership, g, bool(mail), scope, observed, catver,
-                present.get(device_id, []), attested.get(device_id),
+                platform,
+                ownership,
+                g,
+                bool(mail),
+                scope,
+                observed,
+                catver,
+                present.get(device_id, []),
+                attested.get(device_id),
                 self.exemptions_for(policy.id, device_id, owner),
             )
             old = None if state is None else StateRow(policy.id, device_id, state, since, detail, deny, next_check)
@@ -354,7 +377,9 @@ class Evaluator:
             self.store.add_history(history)
             policy_id, cause = history[0][0], history[0][5]
             self.audit.append(
-                now, "states", policy_id,
+                now,
+                "states",
+                policy_id,
                 {"cause": cause, "changes": [[f"dev-{h[1]}", h[2], h[3], h[4]] for h in history]},
             )
             history.clear()

@@ -46,19 +46,33 @@ def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> di
         if existing is not None:
             old = load_policy(existing)
             if old.same_rule(policy) and existing.status == status:
-                return {"policy": policy.id, "action": "unchanged", "revision": existing.revision, "status": status}
+                return {
+                    "policy": policy.id,
+                    "action": "unchanged",
+                    "revision": existing.revision,
+                    "status": status,
+                }
         revision = 1 if existing is None else existing.revision + 1
         stored = Policy(**{**policy.__dict__, "status": status, "revision": revision})
         body = stored.to_json()
         ws.store.save_policy(
             PolicyRow(
-                id=policy.id, status=status, revision=revision,
-                body=msgspec.json.encode(body).decode(), source_text=text,
-                created_at=existing.created_at if existing else now, updated_at=now,
+                id=policy.id,
+                status=status,
+                revision=revision,
+                body=msgspec.json.encode(body).decode(),
+                source_text=text,
+                created_at=existing.created_at if existing else now,
+                updated_at=now,
             )
         )
         changed = _changed_fields(existing, stored)
-        ws.audit.append(now, "policy.apply", policy.id, {"revision": revision, "status": status, "changed": changed, "policy": body})
+        ws.audit.append(
+            now,
+            "policy.apply",
+            policy.id,
+            {"revision": revision, "status": status, "changed": changed, "policy": body},
+        )
         ws.evaluator.reload()
         changes = 0
         if status == "active":
@@ -66,8 +80,12 @@ def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> di
         elif existing is not None and existing.status == "active":
             ws.evaluator.lift(policy.id, now, "policy")
     return {
-        "policy": policy.id, "action": _action(existing), "revision": revision, "status": status,
-        "changed": changed, "state_changes": changes,
+        "policy": policy.id,
+        "action": _action(existing),
+        "revision": revision,
+        "status": status,
+        "changed": changed,
+        "state_changes": changes,
     }
 
 
@@ -127,7 +145,9 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     now = ws.now
     at_deadline = max(now, policy.deadline)
     unknown = [e for e in policy.explicit if not ws.catalog.knows(*e)]
-    required = ws.catalog.version + 1 if unknown else ws.catalog.required_version(set(policy.families), set(policy.explicit))
+    required = (
+        ws.catalog.version + 1 if unknown else ws.catalog.required_version(set(policy.families), set(policy.explicit))
+    )
     store = ws.store
     present = store.present_apps(policy.families, policy.explicit)
     attested = store.attestations(policy.id) if store.get_policy(policy.id) else {}
@@ -136,10 +156,28 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     people_scope: set[str] = set()
     people_hit: set[str] = set()
     blocked_at_deadline: list[dict[str, Any]] = []
-    for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups, *_rest) in store.policy_facts(policy.id):
+    for (
+        device_id,
+        platform,
+        ownership,
+        owner,
+        mail,
+        scope,
+        observed,
+        catver,
+        groups,
+        *_rest,
+    ) in store.policy_facts(policy.id):
         facts = Facts(
-            platform, ownership, frozenset(groups.split(";")) if groups else frozenset(), bool(mail),
-            scope, observed, catver, present.get(device_id, []), attested.get(device_id),
+            platform,
+            ownership,
+            frozenset(groups.split(";")) if groups else frozenset(),
+            bool(mail),
+            scope,
+            observed,
+            catver,
+            present.get(device_id, []),
+            attested.get(device_id),
             ws.evaluator.exemptions_for(policy.id, device_id, owner),
         )
         now_out = compute(policy, facts, now, required)
@@ -151,7 +189,14 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
         if now_out.state in ("violating", "blocked"):
             people_hit.add(owner)
         if later.deny:
-            blocked_at_deadline.append({"device": f"dev-{device_id}", "owner": owner, "platform": platform, "reason": later.deny})
+            blocked_at_deadline.append(
+                {
+                    "device": f"dev-{device_id}",
+                    "owner": owner,
+                    "platform": platform,
+                    "reason": later.deny,
+                }
+            )
     in_scope = sum(v for k, v in states_now.items() if k != "out_of_scope")
     return {
         "policy": policy.id,
@@ -181,11 +226,21 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
     if row.status == "withdrawn":
         return {"policy": policy_id, "action": "unchanged", "status": "withdrawn"}
     with ws.writing():
-        row.status, row.withdrawn_at, row.withdraw_reason, row.updated_at = "withdrawn", ws.now, reason, ws.now
+        row.status, row.withdrawn_at, row.withdraw_reason, row.updated_at = (
+            "withdrawn",
+            ws.now,
+            reason,
+            ws.now,
+        )
         ws.store.save_policy(row)
         ws.audit.append(ws.now, "policy.withdraw", policy_id, {"reason": reason, "revision": row.revision})
         lifted = ws.evaluator.lift(policy_id, ws.now, "withdrawn")
-    return {"policy": policy_id, "action": "withdrawn", "status": "withdrawn", "decisions_changed": lifted}
+    return {
+        "policy": policy_id,
+        "action": "withdrawn",
+        "status": "withdrawn",
+        "decisions_changed": lifted,
+    }
 
 
 def find_device(ws: Workspace, ref: str) -> DeviceRow:
@@ -209,7 +264,13 @@ def find_device(ws: Workspace, ref: str) -> DeviceRow:
 
 
 def add_exemption(
-    ws: Workspace, policy_id: str, *, person: str | None, device_ref: str | None, until: Micros, reason: str
+    ws: Workspace,
+    policy_id: str,
+    *,
+    person: str | None,
+    device_ref: str | None,
+    until: Micros,
+    reason: str,
 ) -> dict[str, Any]:
     get_policy(ws, policy_id)
     if (person is None) == (device_ref is None):
@@ -232,12 +293,24 @@ def add_exemption(
         exemption = Exemption(0, policy_id, person, device.id if device else None, ws.now, until, reason, ws.now)
         exemption.id = ws.store.add_exemption(exemption)
         subject = person or (device.ref if device else "")
-        ws.audit.append(ws.now, "exemption", f"{policy_id}/{subject}", {"until": format_time(until), "reason": reason, "id": exemption.id})
+        ws.audit.append(
+            ws.now,
+            "exemption",
+            f"{policy_id}/{subject}",
+            {"until": format_time(until), "reason": reason, "id": exemption.id},
+        )
         ws.evaluator.reload()
         devices = [device] if device else ws.store.devices_of_owner(person or "")
         for d in devices:
             ws.evaluator.evaluate_device(d, ws.now, "exemption", only=policy_id)
-    return {"exemption": exemption.id, "policy": policy_id, "person": person, "device": device.ref if device else None, "until": format_time(until), "devices": len(devices)}
+    return {
+        "exemption": exemption.id,
+        "policy": policy_id,
+        "person": person,
+        "device": device.ref if device else None,
+        "until": format_time(until),
+        "devices": len(devices),
+    }
 
 
 def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[str, Any]:
@@ -245,7 +318,10 @@ def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[
     device = find_device(ws, device_ref)
     person = person.strip().lower()
     if person != device.owner:
-        raise BadInput(f"{person[:80]!r} does not own {device.ref}; only its owner can attest", field="--person")
+        raise BadInput(
+            f"{person[:80]!r} does not own {device.ref}; only its owner can attest",
+            field="--person",
+        )
     with ws.writing():
         ws.store.add_attestation(policy_id, device.id, person, ws.now)
         ws.evaluator.attestation_added(policy_id, device.id or 0)
@@ -253,4 +329,10 @@ def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[
         if row.status == "active":
             ws.evaluator.evaluate_device(device, ws.now, "attestation", only=policy_id)
         state = ws.store.device_states(device.id).get(policy_id)
-    return {"policy": policy_id, "device": device.ref, "person": person, "attested_at": format_time(ws.now), "state": state.state if state else None}
+    return {
+        "policy": policy_id,
+        "device": device.ref,
+        "person": person,
+        "attested_at": format_time(ws.now),
+        "state": state.state if state else None,
+    }

@@ -18,8 +18,17 @@ MAX_POLICY_BYTES = 1024 * 1024
 _DAY = 86400 * 1_000_000
 
 _TOP = {
-    "id", "title", "reason", "apps", "scope", "effective", "deadline", "mode",
-    "on_unverified", "max_inventory_age", "reminders",
+    "id",
+    "title",
+    "reason",
+    "apps",
+    "scope",
+    "effective",
+    "deadline",
+    "mode",
+    "on_unverified",
+    "max_inventory_age",
+    "reminders",
 }
 _SCOPE = {"platforms", "mail_access", "ownership", "include_groups", "exclude_groups"}
 _REQUIRED = ("id", "title", "apps", "effective", "deadline")
@@ -172,7 +181,9 @@ def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>")
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raw = exc.object
-            raise BadInput(f"not UTF-8 (byte {exc.start})", file=file, line=raw.count(b"\n", 0, exc.start) + 1) from None
+            raise BadInput(
+                f"not UTF-8 (byte {exc.start})", file=file, line=raw.count(b"\n", 0, exc.start) + 1
+            ) from None
     lines: _Lines | None = None
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -287,11 +298,17 @@ def _scope(value: Any) -> Scope:
         raise BadInput("expected a mapping", field="scope")
     for key in value:
         if key not in _SCOPE:
-            raise BadInput(f"unknown field (known: {', '.join(sorted(_SCOPE))})", field=f"scope.{one_line(str(key), 60)}")
+            raise BadInput(
+                f"unknown field (known: {', '.join(sorted(_SCOPE))})",
+                field=f"scope.{one_line(str(key), 60)}",
+            )
     platforms = _list(value.get("platforms", []), "scope.platforms")
     for i, p in enumerate(platforms):
         if p not in PLATFORMS:
-            raise BadInput(f"unknown platform {one_line(str(p), 40)!r} (known: {', '.join(PLATFORMS)})", field=f"scope.platforms[{i}]")
+            raise BadInput(
+                f"unknown platform {one_line(str(p), 40)!r} (known: {', '.join(PLATFORMS)})",
+                field=f"scope.platforms[{i}]",
+            )
     groups = {}
     for key in ("include_groups", "exclude_groups"):
         items = _list(value.get(key, []), f"scope.{key}")

@@ -85,7 +85,13 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
         deadline = policy.deadline if enforce and before_deadline else None
         return _done("violating", f"present: {apps}", "", deadline, upcoming)
     if f.attested_at is not None:
-        return _done("compliant", f"owner attested removal at {format_time(f.attested_at)}", "", None, upcoming)
+        return _done(
+            "compliant",
+            f"owner attested removal at {format_time(f.attested_at)}",
+            "",
+            None,
+            upcoming,
+        )
     why = _unverified_because(policy, f, now, required_catalog)
     if why:
         blocks = enforce and policy.on_unverified == "block"

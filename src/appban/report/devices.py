@@ -39,28 +39,48 @@ def list_devices(ws: Workspace, policy_id: str | None, state: str | None, limit:
     if state is not None and policy_id is None:
         active = [r.id for r in ws.store.list_policies() if r.status == "active"]
         if len(active) != 1:
-            raise BadInput("--state needs --policy when there is not exactly one active policy", field="--policy")
+            raise BadInput(
+                "--state needs --policy when there is not exactly one active policy",
+                field="--policy",
+            )
         policy_id = active[0]
     items: list[dict[str, Any]] = []
     total = 0
     if policy_id is not None:
         policy, _row = get_policy(ws, policy_id)
-        for device_id, st, since, detail, deny, owner, platform, _org in rows_as_of(ws, policy, ws.now, state=state):
+        for device_id, st, since, detail, _deny, owner, platform, _org in rows_as_of(ws, policy, ws.now, state=state):
             total += 1
             if limit is None or len(items) < limit:
-                items.append({
-                    "id": f"dev-{device_id}", "owner": owner, "platform": platform,
-                    "state": st, "since": format_time(since), "detail": detail,
-                })
-        return {"policy": policy_id, "state": state, "now": format_time(ws.now), "count": total, "devices": items}
+                items.append(
+                    {
+                        "id": f"dev-{device_id}",
+                        "owner": owner,
+                        "platform": platform,
+                        "state": st,
+                        "since": format_time(since),
+                        "detail": detail,
+                    }
+                )
+        return {
+            "policy": policy_id,
+            "state": state,
+            "now": format_time(ws.now),
+            "count": total,
+            "devices": items,
+        }
     for device in ws.store.iter_devices():
         total += 1
         if limit is None or len(items) < limit:
-            items.append({
-                "id": device.ref, "source": device.source, "source_id": device.source_id,
-                "platform": device.platform, "owner": device.owner,
-                "observed_at": format_time(device.observed_at),
-            })
+            items.append(
+                {
+                    "id": device.ref,
+                    "source": device.source,
+                    "source_id": device.source_id,
+                    "platform": device.platform,
+                    "owner": device.owner,
+                    "observed_at": format_time(device.observed_at),
+                }
+            )
     return {"now": format_time(ws.now), "count": total, "devices": items}
 
 
@@ -86,30 +106,60 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
         else:
             continue
         relevant = [
-            o for o in observations
+            o
+            for o in observations
             if (o.family and o.family in policy.families) or (o.match_kind, o.app_id) in policy.explicit
         ]
         evidence: list[dict[str, Any]] = [
             {
-                "kind": "app", "source": device.source, "app": o.app_id, "name": o.name,
-                "version": o.version, "family": o.family or None, "match": o.confidence,
-                "first_seen": format_time(o.first_seen), "last_seen": format_time(o.last_seen),
-                "gone_at": format_time(o.gone_at), "present": o.gone_at is None,
+                "kind": "app",
+                "source": device.source,
+                "app": o.app_id,
+                "name": o.name,
+                "version": o.version,
+                "family": o.family or None,
+                "match": o.confidence,
+                "first_seen": format_time(o.first_seen),
+                "last_seen": format_time(o.last_seen),
+                "gone_at": format_time(o.gone_at),
+                "present": o.gone_at is None,
             }
             for o in relevant
         ]
-        evidence.append({
-            "kind": "inventory", "source": device.source, "observed_at": format_time(device.observed_at),
-            "inventory_scope": device.inventory_scope, "catalog_version": device.catalog_version,
-        })
+        evidence.append(
+            {
+                "kind": "inventory",
+                "source": device.source,
+                "observed_at": format_time(device.observed_at),
+                "inventory_scope": device.inventory_scope,
+                "catalog_version": device.catalog_version,
+            }
+        )
         attested = ws.store.attested_at(policy.id, device.id)
         if attested is not None:
-            evidence.append({"kind": "attestation", "person": device.owner, "attested_at": format_time(attested)})
+            evidence.append(
+                {
+                    "kind": "attestation",
+                    "person": device.owner,
+                    "attested_at": format_time(attested),
+                }
+            )
         for starts, until, why in ws.evaluator.exemptions_for(policy.id, device.id, device.owner):
-            evidence.append({"kind": "exemption", "starts": format_time(starts), "until": format_time(until), "reason": why})
+            evidence.append(
+                {
+                    "kind": "exemption",
+                    "starts": format_time(starts),
+                    "until": format_time(until),
+                    "reason": why,
+                }
+            )
         policies[policy.id] = {
-            "state": state, "since": format_time(since), "detail": detail, "policy_status": row.status,
-            "present": matching_keys(policy, observations), "evidence": evidence,
+            "state": state,
+            "since": format_time(since),
+            "detail": detail,
+            "policy_status": row.status,
+            "present": matching_keys(policy, observations),
+            "evidence": evidence,
         }
     return {
         "id": device.ref,

@@ -47,9 +47,16 @@ def policy_summary(ws: Workspace) -> list[dict[str, Any]]:
     out = []
     for row in ws.store.list_policies():
         p = load_policy(row)
-        out.append({
-            "id": p.id, "title": p.title, "status": row.status, "revision": row.revision,
-            "mode": p.mode, "apps": list(p.apps), "effective": format_time(p.effective),
-            "deadline": format_time(p.deadline),
-        })
+        out.append(
+            {
+                "id": p.id,
+                "title": p.title,
+                "status": row.status,
+                "revision": row.revision,
+                "mode": p.mode,
+                "apps": list(p.apps),
+                "effective": format_time(p.effective),
+                "deadline": format_time(p.deadline),
+            }
+        )
     return out

@@ -38,8 +38,12 @@ def recorded_deny(policy: Policy, state: str, now: Micros) -> str:
         return ""
     if state == "blocked":
         return f"blocked:{policy.id}"
-    if (state == "unverified" and policy.mode == "enforce" and policy.on_unverified == "block"
-            and now >= policy.deadline):
+    if (
+        state == "unverified"
+        and policy.mode == "enforce"
+        and policy.on_unverified == "block"
+        and now >= policy.deadline
+    ):
         return f"unverified:{policy.id}"
     return ""
 
@@ -51,10 +55,32 @@ def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int
     required = ws.evaluator.required.get(policy.id, 0)
     out: dict[int, tuple[Outcome, Micros | None]] = {}
     rows = store.policy_facts(policy.id, due_before=None if mode == "all" else now)
-    for (device_id, platform, ownership, owner, mail, scope, observed, catver, groups, _state, _since, _d, _deny, next_check) in rows:
+    for (
+        device_id,
+        platform,
+        ownership,
+        owner,
+        mail,
+        scope,
+        observed,
+        catver,
+        groups,
+        _state,
+        _since,
+        _d,
+        _deny,
+        next_check,
+    ) in rows:
         facts = Facts(
-            platform, ownership, frozenset(groups.split(";")) if groups else frozenset(), bool(mail),
-            scope, observed, catver, present.get(device_id, []), attested.get(device_id),
+            platform,
+            ownership,
+            frozenset(groups.split(";")) if groups else frozenset(),
+            bool(mail),
+            scope,
+            observed,
+            catver,
+            present.get(device_id, []),
+            attested.get(device_id),
             ws.evaluator.exemptions_for(policy.id, device_id, owner),
         )
         out[device_id] = (compute(policy, facts, now, required), next_check)
@@ -80,7 +106,17 @@ def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None 
 
 def _recorded(ws: Workspace, policy: Policy, now: Micros, state: str | None) -> Iterator[Row]:
     recorded = ws.store.states_at(policy.id, now)
-    for device_id, _st, _since, _detail, _deny, _next, owner, platform, org_unit in ws.store.state_rows(policy.id):
+    for (
+        device_id,
+        _st,
+        _since,
+        _detail,
+        _deny,
+        _next,
+        owner,
+        platform,
+        org_unit,
+    ) in ws.store.state_rows(policy.id):
         hit = recorded.get(device_id)
         if hit is None:
             continue  # no state yet at that time
@@ -112,7 +148,6 @@ def counts(ws: Workspace, policy: Policy, now: Micros, by: str | None) -> dict[s
     result: dict[str, Any] = {"states": total, "people_affected": len(hit)}
     if by is not None:
         result["by"] = {
-            k: {"states": g["states"], "people_affected": len(g["_people"])}
-            for k, g in sorted(groups.items())
+            k: {"states": g["states"], "people_affected": len(g["_people"])} for k, g in sorted(groups.items())
         }
     return result

@@ -223,14 +223,10 @@ def build_pools(rng: random.Random) -> AppPools:
     for platform, rows in _COMMON.items():
         apps = {i: App(id=i, name=n, version=v) for i, n, v in rows}
         low, high = (20, 40) if platform not in ("macos", "windows") else (12, 20)
-        full[platform] = [
-            rng.sample(list(apps.values()), rng.randint(low, high)) for _ in range(_PROFILES)
-        ]
+        full[platform] = [rng.sample(list(apps.values()), rng.randint(low, high)) for _ in range(_PROFILES)]
         if platform in _MANAGED:
             ids = _MANAGED[platform]
-            managed[platform] = [
-                [apps[i] for i in rng.sample(ids, rng.randint(3, len(ids)))] for _ in range(32)
-            ]
+            managed[platform] = [[apps[i] for i in rng.sample(ids, rng.randint(3, len(ids)))] for _ in range(32)]
     tiktok = {
         platform: (
             [App(id=i, name=n, version=v) for i, n, v, _w in rows],

@@ -51,9 +51,7 @@ class Counts:
             (self.policy.id, *states),
         )
 
-    def changed(
-        self, start: Micros, end: Micros, *, to: str | None = None, left: str | None = None
-    ) -> tuple[int, int]:
+    def changed(self, start: Micros, end: Micros, *, to: str | None = None, left: str | None = None) -> tuple[int, int]:
         """(devices, people) whose state became ``to`` or left ``left`` in [start, end)."""
         where = ["h.policy_id = ?", "h.at >= ?", "h.at < ?"]
         params: list[Any] = [self.policy.id, start, end]
@@ -97,9 +95,7 @@ class Counts:
             "SELECT count(*), count(DISTINCT org_unit), count(DISTINCT timezone) FROM people"
         ).fetchone()
         platforms = dict(
-            db.execute(
-                "SELECT platform, count(*) FROM devices GROUP BY platform ORDER BY platform"
-            ).fetchall()
+            db.execute("SELECT platform, count(*) FROM devices GROUP BY platform ORDER BY platform").fetchall()
         )
         scoped = sorted(self.policy.scope.platforms)
         marks = ", ".join("?" * len(scoped))

@@ -50,8 +50,7 @@ def _inspect(path: str) -> str:
             return "empty"
         if not {"meta", "people", "devices", "policies"} <= tables:
             raise BadInput(
-                f"{path} is not an appban database; run the demo on another database: "
-                "appban --db demo.db demo",
+                f"{path} is not an appban database; run the demo on another database: appban --db demo.db demo",
                 field="--db",
             )
         if con.execute("SELECT 1 FROM meta WHERE key = ?", (DEMO_KEY,)).fetchone():

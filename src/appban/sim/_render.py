@@ -35,10 +35,7 @@ def _company(s: dict[str, Any]) -> None:
         f"  {f['people']:,} people in {f['org_units']} org units and {f['time_zones']} time "
         f"zones; {f['devices']:,} devices: {platforms}"
     )
-    output.line(
-        f"  phones and tablets reading mail: {f['mobile_reading_mail']:,} "
-        f"(ownership/inventory: {readers})"
-    )
+    output.line(f"  phones and tablets reading mail: {f['mobile_reading_mail']:,} (ownership/inventory: {readers})")
     output.line(f"  TikTok on {f['banned_app_devices']:,} devices the inventory can see: {apps}")
     output.line(
         f"policy {p['id']}: effective {p['effective']}, deadline {p['deadline']}, reminders "
@@ -90,8 +87,7 @@ def _summary(s: dict[str, Any]) -> None:
     output.line(f"exemption: {e['person']} until {e['until']} ({e['devices']} device(s))")
     output.line(f"attestation: {a['person']} for {a['device']}, now {a['state']}")
     output.line(
-        f"done in {s['elapsed_seconds']:.1f} s: {s['checkins']:,} check-ins, "
-        f"{s['audit_entries']:,} audit entries"
+        f"done in {s['elapsed_seconds']:.1f} s: {s['checkins']:,} check-ins, {s['audit_entries']:,} audit entries"
     )
     output.line(f"database: {s['db']} (a demo database: the next `appban demo` replaces it)")
     output.line("look further:")

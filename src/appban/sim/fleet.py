@@ -377,9 +377,7 @@ class _Builder:
         self.count += len(out)
         return out
 
-    def _phone(
-        self, person: Person, unit: OrgUnit, platform: Platform, corporate: bool, *, role: int
-    ) -> SimDevice:
+    def _phone(self, person: Person, unit: OrgUnit, platform: Platform, corporate: bool, *, role: int) -> SimDevice:
         rng = self.rng
         # App protection without enrolment is how personal phones usually read mail.
         managed = role == 1 or (role != 0 and not corporate and rng.random() < 0.17)
@@ -481,9 +479,7 @@ def _awake(rng: random.Random, at: Micros, offset: Micros, limit: Micros) -> Mic
     hour = local % DAY // HOUR
     if 7 <= hour < 23:
         return at
-    morning = (
-        local - local % DAY + 7 * HOUR + _between(rng, 0, 3 * HOUR) + (DAY if hour >= 23 else 0)
-    )
+    morning = local - local % DAY + 7 * HOUR + _between(rng, 0, 3 * HOUR) + (DAY if hour >= 23 else 0)
     moved = morning - offset
     return moved if moved < limit else at
 

@@ -36,9 +36,16 @@ def bind(params: dict[str, Any], prefix: str, values: Iterable[Any]) -> str:
 
 def parameters(policy_id: str, q: SweepQuery) -> dict[str, Any]:
     return {
-        "pid": policy_id, "now": q.now, "age": q.max_age, "req": q.required,
-        "managed": q.detail_managed, "catalog": q.detail_catalog, "stale": q.detail_stale,
-        "full": q.detail_full, "wake": q.unverified_wake, "udeny": q.unverified_deny,
+        "pid": policy_id,
+        "now": q.now,
+        "age": q.max_age,
+        "req": q.required,
+        "managed": q.detail_managed,
+        "catalog": q.detail_catalog,
+        "stale": q.detail_stale,
+        "full": q.detail_full,
+        "wake": q.unverified_wake,
+        "udeny": q.unverified_deny,
     }
 
 
@@ -68,10 +75,7 @@ def complex_rows(q: SweepQuery, params: dict[str, Any]) -> str:
     for i, (kind, value) in enumerate(q.explicit):
         params[f"ek{i}"], params[f"ev{i}"] = kind, value
         present.append(f"(o.match_kind = :ek{i} AND o.app_id = :ev{i})")
-    terms = [
-        f"d.id IN (SELECT o.device_id FROM observations o WHERE o.gone_at IS NULL "
-        f"AND ({' OR '.join(present)}))"
-    ]
+    terms = [f"d.id IN (SELECT o.device_id FROM observations o WHERE o.gone_at IS NULL AND ({' OR '.join(present)}))"]
     # Never "x IN (NULL)": it is NULL, not false, and NOT of it would drop every row.
     if q.special_devices:
         terms.append(f"d.id IN ({bind(params, 'sd', q.special_devices)})")
@@ -97,9 +101,9 @@ def up_to_date(scope: str) -> str:
 
     return f"""CASE WHEN NOT ({scope}) THEN s.state = 'out_of_scope' AND s.detail = ''
             AND s.deny = '' AND s.next_check IS NULL
-        WHEN d.inventory_scope != 'full' THEN {unverified(':managed')}
-        WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {unverified(':catalog')}
-        WHEN :now - d.observed_at >= :age THEN {unverified(':stale')}
+        WHEN d.inventory_scope != 'full' THEN {unverified(":managed")}
+        WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {unverified(":catalog")}
+        WHEN :now - d.observed_at >= :age THEN {unverified(":stale")}
         ELSE s.state = 'compliant' AND s.detail = :full AND s.deny = ''
             AND s.next_check = d.observed_at + :age END"""
 

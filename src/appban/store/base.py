@@ -130,9 +130,7 @@ class Store(Protocol):
 
     # -- mail credentials (IMAP, POP3, SMTP carry no device id) ---------------------------
 
-    def add_credential(
-        self, device_id: int, username: str, digest: str, at: Micros, seq: int
-    ) -> int:
+    def add_credential(self, device_id: int, username: str, digest: str, at: Micros, seq: int) -> int:
         """Store a credential's hash for a device at gate sequence ``seq``; returns its id."""
         ...
 
@@ -161,9 +159,7 @@ class Store(Protocol):
         """New or changed rows in full; (key, version, seen) refreshes; gone keys get ``at``."""
         ...
 
-    def present_apps(
-        self, families: Iterable[str], explicit: Iterable[tuple[str, str]]
-    ) -> dict[int, list[str]]:
+    def present_apps(self, families: Iterable[str], explicit: Iterable[tuple[str, str]]) -> dict[int, list[str]]:
         """Device id -> keys of present apps in these families or with these (kind, id)."""
         ...
 
@@ -242,9 +238,7 @@ class Store(Protocol):
         """State changes, oldest first, optionally of one policy and/or one device."""
         ...
 
-    def policy_facts(
-        self, policy_id: str, *, due_before: Micros | None = None
-    ) -> Iterator[tuple[Any, ...]]:
+    def policy_facts(self, policy_id: str, *, due_before: Micros | None = None) -> Iterator[tuple[Any, ...]]:
         """Evaluation inputs and stored state per device (all, or those due by a time).
 
         (id, platform, ownership, owner, mail_access, inventory_scope, observed_at,
@@ -267,9 +261,7 @@ class Store(Protocol):
         """Policy id -> (state, since, cause) of one device as recorded at ``at``."""
         ...
 
-    def sweep_simple(
-        self, policy_id: str, q: SweepQuery, cause: str
-    ) -> list[tuple[int, str | None, str, bool]]:
+    def sweep_simple(self, policy_id: str, q: SweepQuery, cause: str) -> list[tuple[int, str | None, str, bool]]:
         """Write the out-of-date states of devices without a banned app, exemption or
         attestation; return (device_id, old state, new state, deny changed) of each."""
         ...

@@ -15,7 +15,6 @@ from appban.errors import AppbanError
 from appban.store import _sweep_sql
 from appban.store.records import (
     AuditEntry,
-    SweepQuery,
     DeviceRow,
     Exemption,
     GateRow,
@@ -23,6 +22,7 @@ from appban.store.records import (
     Person,
     PolicyRow,
     StateRow,
+    SweepQuery,
 )
 
 _DEVICE_COLS = (
@@ -33,10 +33,23 @@ _DEVICE_COLS = (
 
 def _device(row: tuple[Any, ...]) -> DeviceRow:
     return DeviceRow(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
         None if row[10] is None else bool(row[10]),
         tuple(row[11].split()) if row[11] else (),
-        row[12], bool(row[13]), row[14], row[15], row[16],
+        row[12],
+        bool(row[13]),
+        row[14],
+        row[15],
+        row[16],
     )
 
 
@@ -69,9 +82,7 @@ class SQLiteStore:
     # -- lifecycle -------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        row = self.db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
+        row = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
         if row is None:
             return 0
         value = self.get_meta("schema_version")
@@ -129,8 +140,7 @@ class SQLiteStore:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
 
@@ -173,9 +183,7 @@ class SQLiteStore:
     # -- devices ---------------------------------------------------------------------
 
     def get_device(self, device_id: int) -> DeviceRow | None:
-        row = self.db.execute(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?", (device_id,)).fetchone()
         return _device(row) if row else None
 
     def get_device_by_key(self, source: str, source_id: str) -> DeviceRow | None:
@@ -192,9 +200,7 @@ class SQLiteStore:
         return [_device(r) for r in rows]
 
     def devices_of_owner(self, email: str) -> list[DeviceRow]:
-        rows = self.db.execute(
-            f"SELECT {_DEVICE_COLS} FROM devices WHERE owner = ? ORDER BY id", (email,)
-        ).fetchall()
+        rows = self.db.execute(f"SELECT {_DEVICE_COLS} FROM devices WHERE owner = ? ORDER BY id", (email,)).fetchall()
         return [_device(r) for r in rows]
 
     def devices_by_eas(self, eas_id: str) -> list[DeviceRow]:
@@ -219,9 +225,22 @@ class SQLiteStore:
             "observed_at, model, os_version, mail_reported, eas_ids, catalog_version, credential, "
             "decision, reason, gate_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                d.source, d.source_id, d.platform, d.ownership, d.owner, d.inventory_scope,
-                d.observed_at, d.model, d.os_version, d.mail_reported, " ".join(d.eas_ids),
-                d.catalog_version, int(d.credential), d.decision, d.reason, d.gate_seq,
+                d.source,
+                d.source_id,
+                d.platform,
+                d.ownership,
+                d.owner,
+                d.inventory_scope,
+                d.observed_at,
+                d.model,
+                d.os_version,
+                d.mail_reported,
+                " ".join(d.eas_ids),
+                d.catalog_version,
+                int(d.credential),
+                d.decision,
+                d.reason,
+                d.gate_seq,
             ),
         )
         device_id = int(cur.lastrowid or 0)
@@ -238,9 +257,19 @@ class SQLiteStore:
             "observed_at = ?, model = ?, os_version = ?, mail_reported = ?, eas_ids = ?, "
             "catalog_version = ?, credential = ?, gate_seq = ? WHERE id = ?",
             (
-                d.platform, d.ownership, d.owner, d.inventory_scope, d.observed_at, d.model,
-                d.os_version, d.mail_reported, " ".join(d.eas_ids), d.catalog_version,
-                int(d.credential), d.gate_seq, d.id,
+                d.platform,
+                d.ownership,
+                d.owner,
+                d.inventory_scope,
+                d.observed_at,
+                d.model,
+                d.os_version,
+                d.mail_reported,
+                " ".join(d.eas_ids),
+                d.catalog_version,
+                int(d.credential),
+                d.gate_seq,
+                d.id,
             ),
         )
         if old_eas != d.eas_ids:
@@ -276,8 +305,7 @@ class SQLiteStore:
     def gate_rows(self, after_seq: int = 0) -> Iterator[GateRow]:
         """Devices whose gate-relevant facts changed after ``after_seq`` (all for 0), streamed."""
         cursor = self.db.execute(
-            "SELECT id, owner, eas_ids, decision, reason, gate_seq FROM devices "
-            "WHERE gate_seq > ? ORDER BY gate_seq",
+            "SELECT id, owner, eas_ids, decision, reason, gate_seq FROM devices WHERE gate_seq > ? ORDER BY gate_seq",
             (after_seq,),
         )
         while batch := cursor.fetchmany(10_000):
@@ -295,8 +323,7 @@ class SQLiteStore:
 
     def add_credential(self, device_id: int, username: str, digest: str, at: Micros, seq: int) -> int:
         cur = self.db.execute(
-            "INSERT INTO credentials (device_id, username, hash, created_at, seq) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO credentials (device_id, username, hash, created_at, seq) VALUES (?, ?, ?, ?, ?)",
             (device_id, username, digest, at, seq),
         )
         self.db.execute("UPDATE devices SET credential = 1 WHERE id = ?", (device_id,))
@@ -304,8 +331,7 @@ class SQLiteStore:
 
     def revoke_credentials(self, device_id: int, at: Micros, seq: int) -> int:
         cur = self.db.execute(
-            "UPDATE credentials SET revoked_at = ?, seq = ? WHERE device_id = ? "
-            "AND revoked_at IS NULL",
+            "UPDATE credentials SET revoked_at = ?, seq = ? WHERE device_id = ? AND revoked_at IS NULL",
             (at, seq, device_id),
         )
         self.db.execute("UPDATE devices SET credential = 0 WHERE id = ?", (device_id,))
@@ -314,8 +340,7 @@ class SQLiteStore:
     def credentials(self, after_seq: int = 0) -> list[tuple[int, int, str, str, int | None, int]]:
         """(id, device_id, username, hash, revoked_at, seq) changed after ``after_seq``."""
         return self.db.execute(
-            "SELECT id, device_id, username, hash, revoked_at, seq FROM credentials "
-            "WHERE seq > ? ORDER BY seq",
+            "SELECT id, device_id, username, hash, revoked_at, seq FROM credentials WHERE seq > ? ORDER BY seq",
             (after_seq,),
         ).fetchall()
 
@@ -351,16 +376,24 @@ class SQLiteStore:
                 "last_seen = excluded.last_seen, gone_at = NULL",
                 [
                     (
-                        device_id, o.app_key, o.app_id, o.name, o.version, o.signing_sha256,
-                        o.family, o.match_kind, o.confidence, o.first_seen, o.last_seen,
+                        device_id,
+                        o.app_key,
+                        o.app_id,
+                        o.name,
+                        o.version,
+                        o.signing_sha256,
+                        o.family,
+                        o.match_kind,
+                        o.confidence,
+                        o.first_seen,
+                        o.last_seen,
                     )
                     for o in upserts
                 ],
             )
         if refreshed:
             self.db.executemany(
-                "UPDATE observations SET last_seen = ?, version = ? "
-                "WHERE device_id = ? AND app_key = ?",
+                "UPDATE observations SET last_seen = ?, version = ? WHERE device_id = ? AND app_key = ?",
                 [(seen, version, device_id, key) for key, version, seen in refreshed],
             )
         if gone:
@@ -369,24 +402,20 @@ class SQLiteStore:
                 [(at, device_id, key) for key in gone],
             )
 
-    def present_apps(
-        self, families: Iterable[str], explicit: Iterable[tuple[str, str]]
-    ) -> dict[int, list[str]]:
+    def present_apps(self, families: Iterable[str], explicit: Iterable[tuple[str, str]]) -> dict[int, list[str]]:
         """Device id -> keys of present apps in these families or with these identifiers."""
         out: dict[int, list[str]] = {}
         fams = sorted(families)
         if fams:
             marks = ", ".join("?" * len(fams))
             for device_id, key in self.db.execute(
-                f"SELECT device_id, app_key FROM observations WHERE family IN ({marks}) "
-                "AND gone_at IS NULL",
+                f"SELECT device_id, app_key FROM observations WHERE family IN ({marks}) AND gone_at IS NULL",
                 fams,
             ):
                 out.setdefault(device_id, []).append(key)
         for kind, value in sorted(explicit):
             for device_id, key in self.db.execute(
-                "SELECT device_id, app_key FROM observations WHERE app_id = ? AND match_kind = ? "
-                "AND gone_at IS NULL",
+                "SELECT device_id, app_key FROM observations WHERE app_id = ? AND match_kind = ? AND gone_at IS NULL",
                 (value, kind),
             ):
                 keys = out.setdefault(device_id, [])
@@ -400,15 +429,12 @@ class SQLiteStore:
         version = int(self.get_meta("catalog_version", "0") or 0)
         families = {
             f: {"title": t, "publisher": p}
-            for f, t, p in self.db.execute(
-                "SELECT family, title, publisher FROM catalog_families ORDER BY family"
-            )
+            for f, t, p in self.db.execute("SELECT family, title, publisher FROM catalog_families ORDER BY family")
         }
         identifiers = [
             Identifier(k, v, f, prov, added)
             for k, v, f, prov, added in self.db.execute(
-                "SELECT kind, value, family, provenance, added_version FROM catalog_ids "
-                "ORDER BY family, kind, value"
+                "SELECT kind, value, family, provenance, added_version FROM catalog_ids ORDER BY family, kind, value"
             )
         ]
         return version, families, identifiers
@@ -426,8 +452,7 @@ class SQLiteStore:
             [(f, b["title"], b.get("publisher", ""), version) for f, b in families.items()],
         )
         self.db.executemany(
-            "INSERT INTO catalog_ids (kind, value, family, provenance, added_version) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO catalog_ids (kind, value, family, provenance, added_version) VALUES (?, ?, ?, ?, ?)",
             [(i.kind, i.value, i.family, i.provenance, version) for i in identifiers],
         )
         self.set_meta("catalog_version", str(version))
@@ -459,9 +484,7 @@ class SQLiteStore:
                     )
                     if name and normalise_name(name) == want
                 ]
-                self.db.executemany(
-                    head + "device_id = ? AND app_key = ?", [(*args, d, k) for d, k in keys]
-                )
+                self.db.executemany(head + "device_id = ? AND app_key = ?", [(*args, d, k) for d, k in keys])
                 matched += len(keys)
                 continue
             if ident.kind == "cert":
@@ -473,7 +496,8 @@ class SQLiteStore:
                 where = f"app_id = ? AND device_id IN (SELECT id FROM devices WHERE platform IN ({marks}))"
                 args += [ident.value, *platforms]
             cur = self.db.execute(
-                head + f"{where} AND gone_at IS NULL AND {unmatched}", [*args, ident.family, ident.kind]
+                head + f"{where} AND gone_at IS NULL AND {unmatched}",
+                [*args, ident.family, ident.kind],
             )
             matched += max(cur.rowcount, 0)
         return matched
@@ -504,8 +528,15 @@ class SQLiteStore:
             "source_text = excluded.source_text, updated_at = excluded.updated_at, "
             "withdrawn_at = excluded.withdrawn_at, withdraw_reason = excluded.withdraw_reason",
             (
-                p.id, p.status, p.revision, p.body, p.source_text, p.created_at, p.updated_at,
-                p.withdrawn_at, p.withdraw_reason,
+                p.id,
+                p.status,
+                p.revision,
+                p.body,
+                p.source_text,
+                p.created_at,
+                p.updated_at,
+                p.withdrawn_at,
+                p.withdraw_reason,
             ),
         )
 
@@ -528,8 +559,7 @@ class SQLiteStore:
 
     def add_attestation(self, policy_id: str, device_id: int, person: str, at: Micros) -> int:
         cur = self.db.execute(
-            "INSERT INTO attestations (policy_id, device_id, person, attested_at) "
-            "VALUES (?, ?, ?, ?)",
+            "INSERT INTO attestations (policy_id, device_id, person, attested_at) VALUES (?, ?, ?, ?)",
             (policy_id, device_id, person, at),
         )
         return int(cur.lastrowid or 0)
@@ -544,8 +574,7 @@ class SQLiteStore:
     def attestations(self, policy_id: str) -> dict[int, Micros]:
         return dict(
             self.db.execute(
-                "SELECT device_id, max(attested_at) FROM attestations WHERE policy_id = ? "
-                "GROUP BY device_id",
+                "SELECT device_id, max(attested_at) FROM attestations WHERE policy_id = ? GROUP BY device_id",
                 (policy_id,),
             )
         )
@@ -554,8 +583,7 @@ class SQLiteStore:
 
     def device_states(self, device_id: int) -> dict[str, StateRow]:
         rows = self.db.execute(
-            "SELECT policy_id, device_id, state, since, detail, deny, next_check FROM states "
-            "WHERE device_id = ?",
+            "SELECT policy_id, device_id, state, since, detail, deny, next_check FROM states WHERE device_id = ?",
             (device_id,),
         ).fetchall()
         return {r[0]: StateRow(*r) for r in rows}
@@ -566,10 +594,7 @@ class SQLiteStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (policy_id, device_id) DO UPDATE SET "
             "state = excluded.state, since = excluded.since, detail = excluded.detail, "
             "deny = excluded.deny, next_check = excluded.next_check",
-            [
-                (r.policy_id, r.device_id, r.state, r.since, r.detail, r.deny, r.next_check)
-                for r in rows
-            ],
+            [(r.policy_id, r.device_id, r.state, r.since, r.detail, r.deny, r.next_check) for r in rows],
         )
 
     def add_history(self, rows: list[tuple[str, int, str | None, str, Micros, str]]) -> None:
@@ -614,9 +639,7 @@ class SQLiteStore:
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
-    def policy_facts(
-        self, policy_id: str, *, due_before: Micros | None = None
-    ) -> Iterator[tuple[Any, ...]]:
+    def policy_facts(self, policy_id: str, *, due_before: Micros | None = None) -> Iterator[tuple[Any, ...]]:
         """Every device with what evaluating it needs, and its stored state for the policy.
 
         (id, platform, ownership, owner, mail_access, inventory_scope, observed_at,
@@ -654,9 +677,7 @@ class SQLiteStore:
         params = _sweep_sql.parameters(policy_id, q)
         return self.db.execute(_sweep_sql.candidates_sql(q, params, complex_only=complex_only), params)
 
-    def sweep_simple(
-        self, policy_id: str, q: SweepQuery, cause: str
-    ) -> list[tuple[int, str | None, str, bool]]:
+    def sweep_simple(self, policy_id: str, q: SweepQuery, cause: str) -> list[tuple[int, str | None, str, bool]]:
         """Write the states of every simple device whose row is out of date, in SQL.
 
         Records a history row for each state change. Returns (device_id, old state,
@@ -698,8 +719,7 @@ class SQLiteStore:
         return [
             r[0]
             for r in self.db.execute(
-                "SELECT DISTINCT policy_id FROM states WHERE next_check IS NOT NULL "
-                "AND next_check <= ?",
+                "SELECT DISTINCT policy_id FROM states WHERE next_check IS NOT NULL AND next_check <= ?",
                 (now,),
             )
         ]
@@ -725,18 +745,12 @@ class SQLiteStore:
         """Withdrawal: the policy's states stop contributing to decisions."""
         ids = [
             r[0]
-            for r in self.db.execute(
-                "SELECT device_id FROM states WHERE policy_id = ? AND deny != ''", (policy_id,)
-            )
+            for r in self.db.execute("SELECT device_id FROM states WHERE policy_id = ? AND deny != ''", (policy_id,))
         ]
-        self.db.execute(
-            "UPDATE states SET deny = '', next_check = NULL WHERE policy_id = ?", (policy_id,)
-        )
+        self.db.execute("UPDATE states SET deny = '', next_check = NULL WHERE policy_id = ?", (policy_id,))
         return ids
 
-    def state_rows(
-        self, policy_id: str, *, state: str | None = None
-    ) -> Iterator[tuple[Any, ...]]:
+    def state_rows(self, policy_id: str, *, state: str | None = None) -> Iterator[tuple[Any, ...]]:
         """(device_id, state, since, detail, deny, next_check, owner, platform, org_unit)."""
         sql = (
             "SELECT s.device_id, s.state, s.since, s.detail, s.deny, s.next_check, d.owner, "
@@ -753,15 +767,13 @@ class SQLiteStore:
 
     def append_audit(self, entries: list[AuditEntry]) -> None:
         self.db.executemany(
-            "INSERT INTO audit_log (seq, at, action, subject, data, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (seq, at, action, subject, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(e.seq, e.at, e.action, e.subject, e.data, e.prev_hash, e.hash) for e in entries],
         )
 
     def last_audit(self) -> AuditEntry | None:
         row = self.db.execute(
-            "SELECT seq, at, action, subject, data, prev_hash, hash FROM audit_log "
-            "ORDER BY seq DESC LIMIT 1"
+            "SELECT seq, at, action, subject, data, prev_hash, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return AuditEntry(*row) if row else None
 
