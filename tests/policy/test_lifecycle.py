@@ -228,12 +228,12 @@ def test_evaluate_records_each_change_at_the_moment_it_happened(ab: Appban) -> N
 def test_evaluate_ages_inventories_past_max_inventory_age(ab: Appban) -> None:
     _fleet(ab)
     ab.apply(max_inventory_age="2d", on_unverified="block")
-    stale = "2020-07-12T15:00:00Z"  # BEFORE + 2 days
+    stale = "2020-07-12T15:00:00.000001Z"  # first moment older than BEFORE + 2 days
     ab("evaluate", now="2020-07-12T14:59:59Z")
     assert ab.sql("SELECT state FROM states WHERE device_id = 2") == [("compliant",)]
     ab("evaluate", now="2020-07-20T00:00:00Z")
     assert ab.sql("SELECT state, since, deny FROM states WHERE device_id = 2") == [
-        ("unverified", 1594566000000000, "unverified:tiktok-mail")
+        ("unverified", 1594566000000001, "unverified:tiktok-mail")
     ]
     assert ab.show("bob-phone", "2020-07-20T00:00:00Z")["policies"]["tiktok-mail"]["since"] == stale
     assert ab.decide("EAS-bob-phone", "bob", "2020-07-20T00:00:00Z") == (

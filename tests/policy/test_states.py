@@ -139,7 +139,7 @@ def test_exclude_groups_win_over_include_groups() -> None:
 def test_full_inventory_without_the_app_is_compliant_until_it_ages() -> None:
     out = compute(POLICY, facts(), EFFECTIVE)
     assert (out.state, out.deny) == ("compliant", "")
-    assert out.next_check == SEEN + 7 * DAY
+    assert out.next_check == SEEN + 7 * DAY + 1  # the first moment it is *older* than 7d
 
 
 def test_present_before_the_deadline_is_violating_and_wakes_at_the_deadline() -> None:
@@ -196,18 +196,19 @@ def test_managed_scope_cannot_prove_absence() -> None:
     assert "managed" in out.detail
 
 
-def test_inventory_ageing_boundary_is_exactly_max_inventory_age() -> None:
-    stale_at = SEEN + 7 * DAY
-    assert compute(POLICY, facts(), stale_at - 1).state == "compliant"
-    out = compute(POLICY, facts(), stale_at)
+def test_an_inventory_is_stale_once_older_than_max_inventory_age() -> None:
+    exactly = SEEN + 7 * DAY  # exactly max_inventory_age old: not older than it
+    assert compute(POLICY, facts(), exactly).state == "compliant"
+    assert compute(POLICY, facts(), exactly).next_check == exactly + 1
+    out = compute(POLICY, facts(), exactly + 1)
     assert out.state == "unverified"
     assert "max_inventory_age" in out.detail
 
 
 def test_a_shorter_max_inventory_age_ages_sooner() -> None:
     p = policy(max_inventory_age=2 * HOUR)
-    assert compute(p, facts(), SEEN + 2 * HOUR - 1).state == "compliant"
-    assert compute(p, facts(), SEEN + 2 * HOUR).state == "unverified"
+    assert compute(p, facts(), SEEN + 2 * HOUR).state == "compliant"
+    assert compute(p, facts(), SEEN + 2 * HOUR + 1).state == "unverified"
 
 
 def test_snapshot_filtered_against_an_older_catalog_cannot_prove_absence() -> None:
@@ -379,7 +380,7 @@ def test_nothing_changes_before_next_check(case: tuple[Policy, Facts, int, int])
     # Every moment the answer could turn on, and a few others.
     moments = [now + step, now + 400 * DAY, p.deadline - 1, p.deadline]
     if f.observed_at is not None:
-        moments += [f.observed_at + p.max_inventory_age - 1, f.observed_at + p.max_inventory_age]
+        moments += [f.observed_at + p.max_inventory_age + d for d in (-1, 0, 1)]
     for starts, until, _why in f.exemptions:
         moments += [starts - 1, starts, until - 1, until]
     if out.next_check is not None:

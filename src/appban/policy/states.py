@@ -99,7 +99,9 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
         wake = policy.deadline if blocks and before_deadline else None
         return _done("unverified", why, deny, wake, upcoming)
     assert f.observed_at is not None
-    stale_at = f.observed_at + policy.max_inventory_age
+    # SPEC: stale means *older than* max_inventory_age, so the first stale moment is one
+    # microsecond past it.
+    stale_at = f.observed_at + policy.max_inventory_age + 1
     # Details avoid formatting times: this line runs for nearly every device in a sweep,
     # and the inventory's time is in the device's evidence.
     return _done("compliant", DETAIL_FULL, "", stale_at, upcoming)
@@ -112,7 +114,7 @@ def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog:
         return DETAIL_MANAGED
     if f.catalog_version is not None and f.catalog_version < required_catalog:
         return DETAIL_CATALOG
-    if now - f.observed_at >= policy.max_inventory_age:
+    if now - f.observed_at > policy.max_inventory_age:
         return DETAIL_STALE
     return ""
 

@@ -88,7 +88,7 @@ def kind(scope: str) -> str:
     return f"""CASE WHEN NOT ({scope}) THEN {OUT_OF_SCOPE}
         WHEN d.inventory_scope != 'full' THEN {MANAGED}
         WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {CATALOG}
-        WHEN :now - d.observed_at >= :age THEN {STALE}
+        WHEN :now - d.observed_at > :age THEN {STALE}
         ELSE {COMPLIANT} END"""
 
 
@@ -103,9 +103,9 @@ def up_to_date(scope: str) -> str:
             AND s.deny = '' AND s.next_check IS NULL
         WHEN d.inventory_scope != 'full' THEN {unverified(":managed")}
         WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {unverified(":catalog")}
-        WHEN :now - d.observed_at >= :age THEN {unverified(":stale")}
+        WHEN :now - d.observed_at > :age THEN {unverified(":stale")}
         ELSE s.state = 'compliant' AND s.detail = :full AND s.deny = ''
-            AND s.next_check = d.observed_at + :age END"""
+            AND s.next_check = d.observed_at + :age + 1 END"""
 
 
 def candidates_sql(q: SweepQuery, params: dict[str, Any], *, complex_only: bool) -> str:
@@ -135,7 +135,7 @@ def simple_changes_sql(q: SweepQuery, params: dict[str, Any]) -> str:
             CASE {k} WHEN {OUT_OF_SCOPE} THEN '' WHEN {MANAGED} THEN :managed
                 WHEN {CATALOG} THEN :catalog WHEN {STALE} THEN :stale ELSE :full END,
             CASE WHEN {k} IN {unverified} THEN :udeny ELSE '' END,
-            CASE {k} WHEN {COMPLIANT} THEN d.observed_at + :age WHEN {OUT_OF_SCOPE} THEN NULL
+            CASE {k} WHEN {COMPLIANT} THEN d.observed_at + :age + 1 WHEN {OUT_OF_SCOPE} THEN NULL
                 ELSE :wake END
         FROM devices d
         LEFT JOIN states s ON s.device_id = d.id AND s.policy_id = :pid
