@@ -117,8 +117,9 @@ def bench_evaluation(n: int, tmp: Path, trials: int) -> dict[str, float]:
     for base in range(0, n, chunk):
         batch = _fleet_checkins(min(chunk, n - base), seed=base)
         for c in batch:
-            c.device.id = f"device-{base + int(c.device.id[7:]):08d}"
-            c.device.owner = f"user{base + int(c.device.id[7:])}@example.com"
+            k = base + int(c.device.id[7:])
+            c.device.id, c.device.owner = f"device-{k:08d}", f"user{k}@example.com"
+            c.device.eas_device_ids = [f"EAS{k:012d}"]
         with ws.writing():
             for c in batch:
                 ingestor.ingest(c, ws.now)
