@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -56,8 +57,27 @@ class Request:
     protocol: str = ""
 
 
+_CACHE: dict[str, Request] = {}
+_CACHE_SIZE = 100_000
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def parse_uri(uri: str) -> Request:
-    """Device and user from an ActiveSync URI such as ``/Microsoft-Server-ActiveSync?...``."""
+    """Device and user from an ActiveSync URI such as ``/Microsoft-Server-ActiveSync?...``.
+
+    A phone repeats the same request line all day (Sync, Ping): parsed lines are kept
+    in a bounded cache, so the hot path is one dict lookup. Garbage is never cached.
+    """
+    found = _CACHE.get(uri)
+    if found is None:
+        found = _parse(uri)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[uri] = found
+    return found
+
+
+def _parse(uri: str) -> Request:
     if len(uri) > 8192:
         raise Garbage("request line too long")
     _, _, query = uri.partition("?")
@@ -88,7 +108,7 @@ def _plain(query: str) -> Request:
 def _clean(value: str) -> str:
     if len(value) > MAX_ID * 2:
         raise Garbage("field too long")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL.search(value):
         raise Garbage("control character")
     return value
 
