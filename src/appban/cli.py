@@ -723,6 +723,8 @@ def gate_serve(
         creds,
         interval=settings.get("gate_poll_interval", poll_interval),
         evaluate_every=float("inf") if no_evaluate else 1.0,
+        # --now pins the clock the gate applies deadlines at (a replay); else real time.
+        clock=functools.partial(int, env.now()) if env.now_text else now_micros,
     )
     follower.load()
     follower.start()

@@ -121,3 +121,17 @@ def test_the_gate_stops_on_sigterm(fleet: Appban) -> None:
         gate.stop()
     assert gate.proc.returncode is not None
     assert "Traceback" not in "".join(gate.log)
+
+
+def test_now_pins_the_clock_the_gate_applies_deadlines_at(tmp_path: Path) -> None:
+    import time
+
+    from helpers_gate import wall
+
+    # The deadline passes in real time two seconds from now; a gate serving a replay
+    # at a pinned --now before it must not apply it.
+    ab = live_fleet(tmp_path, deadline_in=2.0)
+    with GateProcess(ab.db, "--now", wall()) as gate:
+        assert gate.sync("EASJANE1", "jane.doe").reason == "ok"
+        time.sleep(3.5)
+        assert gate.sync("EASJANE1", "jane.doe").reason == "ok"

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from appban.clock import now_micros
@@ -45,8 +46,10 @@ class Follower(threading.Thread):
         *,
         interval: float = 0.1,
         evaluate_every: float = 1.0,
+        clock: Callable[[], int] = now_micros,
     ) -> None:
         super().__init__(name="appban-gate-follower", daemon=True)
+        self.clock = clock  # the time deadlines are applied at: real time, or --now
         self.db = db
         self.table = table
         self.creds = creds
@@ -151,7 +154,7 @@ class Follower(threading.Thread):
         from appban.workspace import Workspace
 
         self._last_eval = time.monotonic()
-        now = now_micros()
+        now = self.clock()
         if not self._store.due_policies(now):
             return
         ws = Workspace(self.db, now, create=False)
