@@ -767,15 +767,14 @@ def audit_verify(env: Env) -> None:
         "entries": count,
         "problems": [{"seq": p.seq, "problem": p.what} for p in problems],
     }
-    emit(
-        env,
-        doc,
-        lambda d: (
+
+    def render(d: dict[str, Any]) -> None:
+        if d["ok"]:
             output.line(f"audit log: {d['entries']} entries, intact")
-            if d["ok"]
-            else [output.line(f"entry {p['seq']}: {p['problem']}") for p in d["problems"]]
-        ),
-    )
+        for p in d["problems"]:
+            output.line(f"entry {p['seq']}: {p['problem']}")
+
+    emit(env, doc, render)
     if problems:
         raise SystemExit(1)
 

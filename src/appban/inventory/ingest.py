@@ -83,6 +83,7 @@ class Ingestor:
             store.update_device(device, old.eas_ids)
             existing = {o.app_key: o for o in store.observations(device.id)}
             self.counts.updated += 1
+        assert device.id is not None
         present = self._write_observations(device.id, kept, existing, c.observed_at)
         self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
 

@@ -116,9 +116,10 @@ class Evaluator:
         return bool(self._attested_devices(policy.id)) and device.id in self._attested_devices(policy.id)
 
     def _attested_devices(self, policy_id: str) -> set[int]:
-        cache = getattr(self, "_attest_cache", None)
+        cache: dict[str, set[int]] | None = getattr(self, "_attest_cache", None)
         if cache is None:
-            cache = self._attest_cache = {}
+            cache = {}
+            self._attest_cache = cache
         if policy_id not in cache:
             cache[policy_id] = set(self.store.attestations(policy_id))
         return cache[policy_id]

@@ -322,9 +322,10 @@ def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[
             f"{person[:80]!r} does not own {device.ref}; only its owner can attest",
             field="--person",
         )
+    assert device.id is not None
     with ws.writing():
         ws.store.add_attestation(policy_id, device.id, person, ws.now)
-        ws.evaluator.attestation_added(policy_id, device.id or 0)
+        ws.evaluator.attestation_added(policy_id, device.id)
         ws.audit.append(ws.now, "attestation", f"{policy_id}/{device.ref}", {"person": person})
         if row.status == "active":
             ws.evaluator.evaluate_device(device, ws.now, "attestation", only=policy_id)

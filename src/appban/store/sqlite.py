@@ -607,7 +607,8 @@ class SQLiteStore:
     def history(
         self, *, policy_id: str | None = None, device_id: int | None = None
     ) -> list[tuple[str, int, str | None, str, Micros, str]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if policy_id is not None:
             where.append("policy_id = ?")
             params.append(policy_id)
