@@ -489,6 +489,16 @@ def test_close_after_a_mail_answer_that_took_argon2(served: Served) -> None:
     assert answer.headers["auth-error-code"].startswith("535")
 
 
+def test_head_gets_the_headers_without_a_body(gate: GateProcess) -> None:
+    # The connection stays usable: a body after a HEAD answer would corrupt the next one.
+    data = b"HEAD /healthz HTTP/1.1\r\nHost: g\r\n\r\nHEAD /metrics HTTP/1.1\r\nHost: g\r\n\r\n"
+    raw = gate.raw(data, responses=2)
+    heads = raw.split(b"\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 200") == 2
+    assert heads[-1] == b"", raw  # nothing after the second head
+    assert b"Content-Length: " in heads[0] and b"X-Appban-Reason" in heads[1]
+
+
 def test_unknown_path(gate: GateProcess) -> None:
     answer = gate.get("/auth/other")
     assert answer.status == 404 and answer.reason == "not_found"

@@ -292,6 +292,7 @@ class HttpProtocol(asyncio.Protocol):
         "close_after",
         "refused",
         "head_bytes",
+        "head_only",
     )
 
     def __init__(self, gate: Gate) -> None:
@@ -303,6 +304,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         self.queue: list[_Request] = []
         self.close_after = False
+        self.head_only = False
         self.refused = False
         self.head_bytes = 0  # received while reading a request line and headers; -1 in a body
 
@@ -362,7 +364,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._handle(*request)
 
-    def _handle(self, url: bytes, headers: dict[bytes, bytes], _method: bytes, started: float, keep: bool) -> None:
+    def _handle(self, url: bytes, headers: dict[bytes, bytes], method: bytes, started: float, keep: bool) -> None:
+        self.head_only = method == b"HEAD"  # same headers, no body (RFC 9110 9.3.2)
         self._answer(url, headers, started)
         if not keep:
             self.queue.clear()
@@ -431,6 +434,8 @@ class HttpProtocol(asyncio.Protocol):
         future.add_done_callback(done)
 
     def _send(self, answer: bytes, started: float, *, observe: bool = True) -> None:
+        if self.head_only:
+            answer = answer[: answer.index(b"\r\n\r\n") + 4]
         if not self.transport.is_closing():  # type: ignore[attr-defined]
             self.transport.write(answer)  # type: ignore[attr-defined]
         if observe:
