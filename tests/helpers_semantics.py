@@ -27,7 +27,7 @@ from appban.cli import main
 # The timeline of SPEC's example policy.
 BEFORE = "2020-07-10T15:00:00Z"  # first check-ins
 APPLIED = "2020-07-10T15:30:00Z"  # the policy is applied
-EFFECTIVE = "2020-07-10T16:00:00Z"
+EFFECTIVE = "2020-07-10T15:30:00Z"  # = APPLIED: states are computed from here (SPEC)
 DEADLINE = "2020-07-11T06:59:00Z"
 JUST_BEFORE_DEADLINE = "2020-07-11T06:58:59.999999Z"
 AFTER = "2020-07-11T07:00:00Z"

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 EXAMPLES = ROOT / "examples"
 T1, T2, T3 = "2020-07-10T10:00:00Z", "2020-07-10T11:00:00Z", "2020-07-10T12:00:00Z"
+# The snapshot tests look at states between T1 and T3: the policy is effective before them.
+EARLY = "2020-07-10T09:00:00Z"
 T1_US, T2_US, T3_US = 1594375200000000, 1594378800000000, 1594382400000000
 
 
@@ -53,7 +55,7 @@ def _kept(ab: Appban) -> list[tuple[object, ...]]:
 
 
 def test_an_app_absent_from_a_newer_snapshot_is_gone(ab: Appban) -> None:
-    ab.apply()
+    ab.apply(effective=EARLY)
     ab.ingest(checkin(at=T1, apps=[*HARMLESS, TIKTOK_ANDROID]), now=T1)
     assert _observations(ab) == [(1, "com.zhiliaoapp.musically", "tiktok", "android", "identifier", T1_US, T1_US, None)]
     ab.ingest(checkin(at=T2, apps=[*HARMLESS, TIKTOK_ANDROID]), now=T2)
@@ -77,7 +79,7 @@ def test_an_app_that_comes_back_is_present_again(ab: Appban) -> None:
 
 
 def test_a_snapshot_older_than_the_stored_one_changes_nothing(ab: Appban) -> None:
-    ab.apply()
+    ab.apply(effective=EARLY)
     ab.ingest(checkin(at=T2, apps=HARMLESS, ownership="corporate"), now=T2)
     before = _kept(ab)
     doc = ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID], ownership="personal", owner="eve@example.com"), now=T3)
@@ -101,7 +103,7 @@ def test_a_snapshot_as_old_as_the_stored_one_changes_nothing(ab: Appban) -> None
 
 
 def test_importing_the_same_file_twice_changes_nothing(ab: Appban) -> None:
-    ab.apply()
+    ab.apply(effective=EARLY)
     path = ab.file(
         ".jsonl",
         "".join(
@@ -121,7 +123,7 @@ def test_importing_the_same_file_twice_changes_nothing(ab: Appban) -> None:
 
 
 def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
-    ab.apply()
+    ab.apply(effective=EARLY)
     doc = ab.ingest(
         checkin(at=T2, apps=HARMLESS),
         checkin(at=T1, apps=[TIKTOK_ANDROID]),  # older: ignored
@@ -150,7 +152,7 @@ def test_sources_keep_separate_snapshots_of_one_device(ab: Appban) -> None:
 
 
 def test_device_facts_follow_the_newest_snapshot(ab: Appban) -> None:
-    ab.apply()
+    ab.apply(effective=EARLY)
     ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID]), now=T1)
     assert ab.decide("EAS-phone-1", "ann", T1) == ("allow", "ok")
     ab.ingest(checkin(at=T2, apps=[TIKTOK_ANDROID], eas=["EAS-NEW"], owner="bob@example.com"), now=AFTER)
@@ -193,7 +195,7 @@ def test_full_inventories_are_kept_when_asked(ab: Appban, how: str, monkeypatch:
     ]
     assert ab.sql("SELECT catalog_version FROM devices") == [(None,)]
     # Apps outside the catalog are kept but are not evidence under a policy.
-    ab.apply()
+    ab.apply(effective=EARLY)
     evidence = ab.show("phone-1", APPLIED)["policies"]["tiktok-mail"]["evidence"]
     assert [e.get("app") for e in evidence if e["kind"] == "app"] == ["com.zhiliaoapp.musically"]
 
@@ -237,7 +239,7 @@ def test_matching_is_exact_on_identifiers(ab: Appban, platform: str, app: dict[s
 
 def test_a_name_match_is_shown_with_its_lower_confidence(ab: Appban) -> None:
     ab.ingest(checkin(platform="ios", apps=[{"name": "TikTok", "version": "16.0"}]))
-    ab.apply()
+    ab.apply(effective=EARLY)
     policy = ab.show("phone-1", AFTER)["policies"]["tiktok-mail"]
     assert policy["state"] == "blocked"
     [app] = [e for e in policy["evidence"] if e["kind"] == "app"]

@@ -771,7 +771,7 @@ def test_evaluate_walks_through_every_change_time_brought(ab: Appban) -> None:
     changes = ab.sql("SELECT old_state, new_state, at, cause FROM state_history WHERE device_id = 1 ORDER BY id")
     assert changes == [
         (None, "violating", 1594395000000000, "policy"),
-        ("violating", "exempt", 1594396800000000, "exemption"),
+        ("violating", "exempt", 1594395000000000, "exemption"),  # at EFFECTIVE
         ("exempt", "violating", 1594411200000000, "time"),  # 20:00, the exemption's end
         ("violating", "blocked", 1594450740000000, "time"),  # the deadline
     ]
@@ -835,3 +835,26 @@ def test_what_counts_as_mail_access(ab: Appban) -> None:
     }
     ab.apply(now=AFTER, scope={"mail_access": "any"})
     assert ab.sql("SELECT count(*) FROM states WHERE state = 'blocked'") == [(5,)]
+
+
+def test_a_policy_applied_before_it_is_effective_holds_no_one_until_then(ab: Appban) -> None:
+    _fleet(ab)
+    ab.apply(now=BEFORE, effective=APPLIED)
+    early = ab.status(BEFORE)
+    assert early["states"]["out_of_scope"] == 3 and early["people_affected"] == 0
+    assert ab.decide("EAS-ann-phone", "ann", BEFORE) == ("allow", "ok")
+    # At effective every state is computed, and recorded at that moment.
+    ab("evaluate", now=AFTER)
+    assert ab.state("ann-phone", AFTER) == "blocked"
+    assert ab.sql("SELECT old_state, new_state, at FROM state_history WHERE device_id = 1 ORDER BY id") == [
+        (None, "out_of_scope", 1594393200000000),
+        ("out_of_scope", "violating", 1594395000000000),
+        ("violating", "blocked", 1594450740000000),
+    ]
+
+
+def test_a_dry_run_before_effective_shows_whom_it_will_hit(ab: Appban) -> None:
+    _fleet(ab)
+    doc = ab.apply(now=BEFORE, dry_run=True, effective=APPLIED)
+    assert doc["states_as_of"] == APPLIED
+    assert (doc["violating_now"], doc["people_affected"], doc["would_be_denied_at_deadline"]) == (1, 1, 1)

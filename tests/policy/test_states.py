@@ -390,3 +390,17 @@ def test_nothing_changes_before_next_check(case: tuple[Policy, Facts, int, int])
     for later in probes:
         again = compute(p, f, later, required_catalog=2)
         assert (again.state, again.deny) == (out.state, out.deny), (now, later, out, again)
+
+
+# -- effective: "state is computed from here" (SPEC) ----------------------------------------------
+
+
+def test_before_effective_no_one_is_held_by_the_policy() -> None:
+    out = compute(POLICY, facts(present=TIKTOK), EFFECTIVE - 1)
+    assert (out.state, out.deny, out.next_check) == ("out_of_scope", "", EFFECTIVE)
+    assert "not yet effective" in out.detail
+
+
+def test_at_effective_states_are_computed() -> None:
+    assert compute(POLICY, facts(present=TIKTOK), EFFECTIVE).state == "violating"
+    assert compute(POLICY, facts(), EFFECTIVE).state == "compliant"

@@ -25,10 +25,12 @@ from appban.policy.states import (
     DETAIL_CATALOG,
     DETAIL_FULL,
     DETAIL_MANAGED,
+    DETAIL_NOT_YET,
     DETAIL_STALE,
     Facts,
     Outcome,
     compute,
+    walk,
 )
 from appban.store.records import DeviceRow, Exemption, Observation, StateRow, SweepQuery
 
@@ -203,6 +205,25 @@ class Evaluator:
             )
         return StateRow(policy_id, device_id, out.state, at, out.detail, out.deny, out.next_check)
 
+    def outcomes_since(self, device: DeviceRow, now: Micros) -> dict[str, tuple[Outcome, Micros]]:
+        """Every active policy's state for this device at ``now`` and when it began,
+        computed from the stored rows (stepping through what time changed since)."""
+        assert device.id is not None
+        observations = self.store.observations(device.id, present_only=True)
+        stored = self.store.device_states(device.id)
+        out: dict[str, tuple[Outcome, Micros]] = {}
+        for p in self.policies:
+            facts = self.facts(p, device, matching_keys(p, observations))
+            row = stored.get(p.id)
+            required = self.required[p.id]
+            if row is not None and row.next_check is not None and row.next_check <= now:
+                out[p.id] = walk(p, facts, row.state, row.since, row.next_check, now, required)
+            else:
+                now_out = compute(p, facts, now, required)
+                same = row is not None and row.state == now_out.state
+                out[p.id] = (now_out, row.since if same and row is not None else now)
+        return out
+
     def outcomes_for(self, device: DeviceRow, now: Micros) -> dict[str, Outcome]:
         """Every active policy's state for this device at ``now``, computed, not stored."""
         assert device.id is not None
@@ -368,6 +389,8 @@ class Evaluator:
             detail_catalog=DETAIL_CATALOG,
             detail_stale=DETAIL_STALE,
             detail_full=DETAIL_FULL,
+            effective=policy.effective,
+            detail_not_yet=DETAIL_NOT_YET,
         )
 
     def _flush(self, writes: list[StateRow], history: list[Any], now: Micros) -> None:

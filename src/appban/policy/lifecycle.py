@@ -144,6 +144,9 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     """What the policy would do now and at its deadline, from stored facts; writes nothing."""
     now = ws.now
     at_deadline = max(now, policy.deadline)
+    # Before the policy is effective it holds no one; "now" is then shown as of the
+    # moment it takes effect, which is what the admin asks: whom will it hit.
+    at_start = max(now, policy.effective)
     unknown = [e for e in policy.explicit if not ws.catalog.knows(*e)]
     required = (
         ws.catalog.version + 1 if unknown else ws.catalog.required_version(set(policy.families), set(policy.explicit))
@@ -180,7 +183,7 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
             attested.get(device_id),
             ws.evaluator.exemptions_for(policy.id, device_id, owner),
         )
-        now_out = compute(policy, facts, now, required)
+        now_out = compute(policy, facts, at_start, required)
         later = compute(policy, facts, at_deadline, required)
         states_now[now_out.state] += 1
         states_deadline[later.state] += 1
@@ -201,6 +204,7 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     return {
         "policy": policy.id,
         "now": format_time(now),
+        "states_as_of": format_time(at_start),
         "deadline": format_time(policy.deadline),
         "in_scope": {"devices": in_scope, "people": len(people_scope)},
         "states": states_now,

@@ -22,6 +22,7 @@ DETAIL_NONE = "no inventory"
 DETAIL_MANAGED = "inventory shows managed apps only"
 DETAIL_CATALOG = "inventory was filtered against a catalog older than these apps' entries"
 DETAIL_STALE = "inventory older than max_inventory_age"
+DETAIL_NOT_YET = "policy not yet effective"
 
 
 @dataclass(slots=True)
@@ -62,6 +63,10 @@ def in_scope(policy: Policy, f: Facts) -> bool:
 
 
 def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) -> Outcome:
+    # SPEC: "effective: ... state is computed from here". Before it the policy holds no
+    # one; at it, every device gets its state, recorded at that moment.
+    if now < policy.effective:
+        return Outcome("out_of_scope", DETAIL_NOT_YET, "", policy.effective)
     if not in_scope(policy, f):
         return Outcome("out_of_scope", "", "", None)
     upcoming: list[Micros] = []
@@ -105,6 +110,25 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
     # Details avoid formatting times: this line runs for nearly every device in a sweep,
     # and the inventory's time is in the device's evidence.
     return _done("compliant", DETAIL_FULL, "", stale_at, upcoming)
+
+
+def walk(
+    policy: Policy, f: Facts, state: str, since: Micros, wake: Micros, now: Micros, required_catalog: int = 0
+) -> tuple[Outcome, Micros]:
+    """The outcome at ``now`` of a row stored in ``state`` (since ``since``) that time
+    woke at ``wake``, and when that outcome's state began: each time-driven change in
+    between is stepped through, so the answer says "blocked since the deadline", not
+    "since whenever someone looked"."""
+    at = wake
+    out = compute(policy, f, at, required_catalog)
+    while True:
+        if out.state != state:
+            state, since = out.state, at
+        nxt = out.next_check
+        if nxt is None or nxt > now or nxt <= at:
+            return out, since
+        at = nxt
+        out = compute(policy, f, at, required_catalog)
 
 
 def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog: int) -> str:

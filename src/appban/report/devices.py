@@ -28,7 +28,7 @@ def device_decision(ws: Workspace, device: DeviceRow) -> tuple[str, str, dict[st
                 st, _since, cause = recorded[policy.id]
                 outcomes[policy.id] = Outcome(st, f"as recorded ({cause})", recorded_deny(policy, st, ws.now), None)
     else:
-        outcomes = ws.evaluator.outcomes_for(device, ws.now)
+        outcomes = {pid: out for pid, (out, _since) in ws.evaluator.outcomes_since(device, ws.now).items()}
     decision, reason = decision_from(o.deny for o in outcomes.values())
     return decision, reason, outcomes
 
@@ -91,6 +91,11 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
     stored = ws.store.device_states(device.id)
     observations = ws.store.observations(device.id)
     history = ws.store.history(device_id=device.id)
+    # When each state began: stepped through from the stored rows (later --now), or
+    # read from the recorded history (earlier --now).
+    began = (
+        {} if ws.now < ws.clock() else {pid: s for pid, (_o, s) in ws.evaluator.outcomes_since(device, ws.now).items()}
+    )
     policies: dict[str, Any] = {}
     for row in ws.store.list_policies():
         if row.status == "draft":
@@ -100,7 +105,7 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
         out = outcomes.get(policy.id)
         if out is not None:
             state, detail = out.state, out.detail
-            since = _since(old, state, history, policy.id, ws.now)
+            since = began.get(policy.id) or _since(old, state, history, policy.id, ws.now)
         elif old is not None:
             state, detail, since = old.state, old.detail, old.since
         else:

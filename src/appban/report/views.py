@@ -15,7 +15,7 @@ from typing import Any
 
 from appban.clock import Micros
 from appban.policy.model import Policy
-from appban.policy.states import Facts, Outcome, compute
+from appban.policy.states import Facts, Outcome, compute, walk
 from appban.workspace import Workspace
 
 # (device_id, state, since, detail, deny, owner, platform, org_unit)
@@ -65,8 +65,8 @@ def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int
         observed,
         catver,
         groups,
-        _state,
-        _since,
+        state,
+        since,
         _d,
         _deny,
         next_check,
@@ -83,7 +83,10 @@ def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int
             attested.get(device_id),
             ws.evaluator.exemptions_for(policy.id, device_id, owner),
         )
-        out[device_id] = (compute(policy, facts, now, required), next_check)
+        if mode == "due" and next_check is not None:
+            out[device_id] = walk(policy, facts, state, since, next_check, now, required)
+        else:
+            out[device_id] = (compute(policy, facts, now, required), None)
     return out
 
 
@@ -96,9 +99,11 @@ def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None 
     for device_id, st, since, detail, deny, _next, owner, platform, org_unit in ws.store.state_rows(policy.id):
         hit = computed.get(device_id)
         if hit is not None:
-            out, boundary = hit
-            if out.state != st:
-                since = boundary if mode == "due" and boundary is not None else now
+            out, began = hit
+            if began is not None:
+                since = began
+            elif out.state != st:
+                since = now
             st, detail, deny = out.state, out.detail, out.deny
         if state is None or st == state:
             yield device_id, st, since, detail, deny, owner, platform, org_unit

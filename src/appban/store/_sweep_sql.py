@@ -38,6 +38,8 @@ def parameters(policy_id: str, q: SweepQuery) -> dict[str, Any]:
     return {
         "pid": policy_id,
         "now": q.now,
+        "oos_detail": q.detail_not_yet if q.now < q.effective else "",
+        "oos_wake": q.effective if q.now < q.effective else None,
         "age": q.max_age,
         "req": q.required,
         "managed": q.detail_managed,
@@ -50,6 +52,8 @@ def parameters(policy_id: str, q: SweepQuery) -> dict[str, Any]:
 
 
 def in_scope(q: SweepQuery, params: dict[str, Any]) -> str:
+    if q.now < q.effective:
+        return "0"  # not yet effective: no one is in scope
     scope = ["1"]
     if q.platforms:
         scope.append(f"d.platform IN ({bind(params, 'pl', q.platforms)})")
@@ -99,8 +103,8 @@ def up_to_date(scope: str) -> str:
     def unverified(detail: str) -> str:
         return f"s.state = 'unverified' AND s.detail = {detail} AND s.deny = :udeny AND s.next_check IS :wake"
 
-    return f"""CASE WHEN NOT ({scope}) THEN s.state = 'out_of_scope' AND s.detail = ''
-            AND s.deny = '' AND s.next_check IS NULL
+    return f"""CASE WHEN NOT ({scope}) THEN s.state = 'out_of_scope' AND s.detail = :oos_detail
+            AND s.deny = '' AND s.next_check IS :oos_wake
         WHEN d.inventory_scope != 'full' THEN {unverified(":managed")}
         WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {unverified(":catalog")}
         WHEN :now - d.observed_at > :age THEN {unverified(":stale")}
@@ -132,10 +136,10 @@ def simple_changes_sql(q: SweepQuery, params: dict[str, Any]) -> str:
         SELECT d.id, s.state, s.since, s.deny,
             CASE {k} WHEN {OUT_OF_SCOPE} THEN 'out_of_scope' WHEN {COMPLIANT} THEN 'compliant'
                 ELSE 'unverified' END,
-            CASE {k} WHEN {OUT_OF_SCOPE} THEN '' WHEN {MANAGED} THEN :managed
+            CASE {k} WHEN {OUT_OF_SCOPE} THEN :oos_detail WHEN {MANAGED} THEN :managed
                 WHEN {CATALOG} THEN :catalog WHEN {STALE} THEN :stale ELSE :full END,
             CASE WHEN {k} IN {unverified} THEN :udeny ELSE '' END,
-            CASE {k} WHEN {COMPLIANT} THEN d.observed_at + :age + 1 WHEN {OUT_OF_SCOPE} THEN NULL
+            CASE {k} WHEN {COMPLIANT} THEN d.observed_at + :age + 1 WHEN {OUT_OF_SCOPE} THEN :oos_wake
                 ELSE :wake END
         FROM devices d
         LEFT JOIN states s ON s.device_id = d.id AND s.policy_id = :pid

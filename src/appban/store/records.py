@@ -147,3 +147,5 @@ class SweepQuery:
     detail_catalog: str
     detail_stale: str
     detail_full: str
+    effective: Micros = 0  # before it every device is out of scope, waking at it
+    detail_not_yet: str = ""
