@@ -114,3 +114,52 @@ def test_sweep_matches_the_state_function(tmp_path: Path, seed: int) -> None:
             want = (out.state, out.detail, out.deny, out.next_check)
             assert got == want, (seed, step, device_id, got, want)
     ws.close()
+
+
+def test_policy_wide_moments_are_swept_and_recorded_when_they_happened(tmp_path: Path) -> None:
+    """Enough devices wake at effective and at the deadline to take the sweep path; the
+    result must equal the state function, with each change recorded at its moment."""
+    from appban.store.records import Exemption
+
+    rng = random.Random(99)
+    ws = Workspace(str(tmp_path / "wide.db"), T0, create=True)
+    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    with ws.writing():
+        for i in range(1_300):
+            ingestor.ingest(_checkin(rng, i), ws.now)
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(
+        "\n".join(
+            [
+                "id: sweep-test",
+                "title: sweep test",
+                "apps: [tiktok]",
+                "scope: {platforms: [ios, ipados, android], mail_access: required}",
+                "effective: 2020-07-11T00:00:00Z",
+                "deadline: 2020-07-12T16:00:00Z",
+                "on_unverified: block",
+                "max_inventory_age: 10d",
+                "",
+            ]
+        )
+    )
+    apply(ws, str(policy_file), dry_run=False)  # at T0: before effective, so everyone waits
+    policy = ws.evaluator.policies[0]
+    assert ws.store.due_count(policy.id, policy.effective) == ws.store.count_devices()
+    with ws.writing():  # an exemption ends between effective and the deadline
+        ws.store.add_exemption(Exemption(0, policy.id, "user3@example.com", None, T0, policy.effective + HOUR, "x", T0))
+    ws.evaluator.reload()
+
+    now = policy.deadline + 10 * HOUR
+    with ws.writing():
+        ws.evaluator.evaluate_due(now)
+    expected = _computed(ws, policy, now, "all")
+    stored = {r[0]: r for r in ws.store.state_rows(policy.id)}
+    for device_id, (out, _since) in expected.items():
+        row = stored[device_id]
+        assert (row[1], row[3], row[4]) == (out.state, out.detail, out.deny), device_id
+    moments = {at for _p, _d, old, _new, at, _c in ws.store.history(policy_id=policy.id) if old is not None}
+    assert policy.effective in moments  # the mass change, at effective
+    assert policy.deadline in moments  # blocks and unverified denials, at the deadline
+    assert min(moments) == policy.effective  # nothing changed before the policy took effect
+    ws.close()

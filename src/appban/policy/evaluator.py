@@ -35,6 +35,7 @@ from appban.policy.states import (
 from appban.store.records import DeviceRow, Exemption, Observation, StateRow, SweepQuery
 
 _BATCH = 20_000
+_WIDE = 1_000  # rows waking at one policy-wide moment worth a sweep rather than a walk
 
 
 def load_policy(row: Any) -> Policy:
@@ -270,8 +271,16 @@ class Evaluator:
         changes = 0
         for policy_id in self.store.due_policies(now):
             policy = active.get(policy_id)
-            if policy is not None:
-                changes += self._sweep(policy, now, "time", due=True)
+            if policy is None:
+                continue
+            # A policy-wide moment (effective, the deadline) wakes many rows at once:
+            # bring everything up to just before it row by row, then take that moment
+            # in one sweep (simple devices in SQL), recorded at that moment.
+            for moment in sorted({policy.effective, policy.deadline}):
+                if moment <= now and self.store.due_count(policy.id, moment) >= _WIDE:
+                    changes += self._sweep(policy, moment - 1, "time", due=True)
+                    changes += self._sweep(policy, moment, "time", due=False)
+            changes += self._sweep(policy, now, "time", due=True)
         return changes
 
     def _sweep(self, policy: Policy, now: Micros, cause: str, *, due: bool) -> int:

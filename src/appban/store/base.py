@@ -266,6 +266,10 @@ class Store(Protocol):
         attestation; return (device_id, old state, new state, deny changed) of each."""
         ...
 
+    def due_count(self, policy_id: str, at: Micros) -> int:
+        """How many of the policy's states wake exactly at ``at``."""
+        ...
+
     def due_policies(self, now: Micros) -> list[str]:
         """Ids of policies with a state whose ``next_check`` is at or before ``now``."""
         ...

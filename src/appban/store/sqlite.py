@@ -716,6 +716,13 @@ class SQLiteStore:
         self.db.execute("DELETE FROM sweep")
         return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
+    def due_count(self, policy_id: str, at: Micros) -> int:
+        """How many of the policy's states wake exactly at ``at``."""
+        row = self.db.execute(
+            "SELECT count(*) FROM states WHERE next_check = ? AND policy_id = ?", (at, policy_id)
+        ).fetchone()
+        return int(row[0])
+
     def due_policies(self, now: Micros) -> list[str]:
         return [
             r[0]
