@@ -14,7 +14,7 @@ log, in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from appban.audit import AuditLog
@@ -126,6 +126,34 @@ class Evaluator:
         if policy_id not in cache:
             cache[policy_id] = set(self.store.attestations(policy_id))
         return cache[policy_id]
+
+    def row_facts(self, policy: Policy, *, attested: dict[int, Micros] | None = None) -> Callable[[Any], Facts]:
+        """A reader of ``Store.policy_facts`` rows into Facts, with what every row of one
+        policy shares (present apps, attestations, parsed groups) loaded once."""
+        present = self.store.present_apps(policy.families, policy.explicit)
+        if attested is None:
+            attested = self.store.attestations(policy.id)
+        groups_cache: dict[str, frozenset[str]] = {}
+
+        def read(row: Any) -> Facts:
+            device_id, platform, ownership, owner, mail, scope, observed, catver, groups = row[:9]
+            g = groups_cache.get(groups)
+            if g is None:
+                g = groups_cache[groups] = frozenset(groups.split(";")) if groups else frozenset()
+            return Facts(
+                platform,
+                ownership,
+                g,
+                bool(mail),
+                scope,
+                observed,
+                catver,
+                present.get(device_id, []),
+                attested.get(device_id),
+                self.exemptions_for(policy.id, device_id, owner),
+            )
+
+        return read
 
     def attestation_added(self, policy_id: str, device_id: int) -> None:
         self._attested_devices(policy_id).add(device_id)
@@ -285,8 +313,6 @@ class Evaluator:
 
     def _sweep(self, policy: Policy, now: Micros, cause: str, *, due: bool) -> int:
         store = self.store
-        present = store.present_apps(policy.families, policy.explicit)
-        attested = store.attestations(policy.id)
         required = self.required.get(policy.id, 0)
         writes: list[StateRow] = []
         history: list[tuple[str, int, str | None, str, Micros, str]] = []
@@ -313,38 +339,11 @@ class Evaluator:
                     },
                 )
             rows = list(store.policy_candidates(policy.id, query, complex_only=True))
-        groups_cache: dict[str, frozenset[str]] = {}
-        for (
-            device_id,
-            platform,
-            ownership,
-            owner,
-            mail,
-            scope,
-            observed,
-            catver,
-            groups,
-            state,
-            since,
-            detail,
-            deny,
-            next_check,
-        ) in rows:
-            g = groups_cache.get(groups)
-            if g is None:
-                g = groups_cache[groups] = frozenset(groups.split(";")) if groups else frozenset()
-            facts = Facts(
-                platform,
-                ownership,
-                g,
-                bool(mail),
-                scope,
-                observed,
-                catver,
-                present.get(device_id, []),
-                attested.get(device_id),
-                self.exemptions_for(policy.id, device_id, owner),
-            )
+        read = self.row_facts(policy)
+        for row in rows:
+            device_id = row[0]
+            state, since, detail, deny, next_check = row[9:14]
+            facts = read(row)
             old = None if state is None else StateRow(policy.id, device_id, state, since, detail, deny, next_check)
             if due and next_check is not None:
                 # Walk through each moment time changed the state, in order.

@@ -12,7 +12,7 @@ from appban.clock import Micros, format_time
 from appban.errors import BadInput, NotFound
 from appban.policy.evaluator import load_policy
 from appban.policy.model import Policy, parse_policy
-from appban.policy.states import STATES, Facts, compute
+from appban.policy.states import STATES, compute
 from appban.store.records import DeviceRow, Exemption, PolicyRow
 from appban.workspace import Workspace
 
@@ -152,37 +152,15 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
         ws.catalog.version + 1 if unknown else ws.catalog.required_version(set(policy.families), set(policy.explicit))
     )
     store = ws.store
-    present = store.present_apps(policy.families, policy.explicit)
-    attested = store.attestations(policy.id) if store.get_policy(policy.id) else {}
+    read = ws.evaluator.row_facts(policy, attested=None if store.get_policy(policy.id) else {})
     states_now = dict.fromkeys(STATES, 0)
     states_deadline = dict.fromkeys(STATES, 0)
     people_scope: set[str] = set()
     people_hit: set[str] = set()
     blocked_at_deadline: list[dict[str, Any]] = []
-    for (
-        device_id,
-        platform,
-        ownership,
-        owner,
-        mail,
-        scope,
-        observed,
-        catver,
-        groups,
-        *_rest,
-    ) in store.policy_facts(policy.id):
-        facts = Facts(
-            platform,
-            ownership,
-            frozenset(groups.split(";")) if groups else frozenset(),
-            bool(mail),
-            scope,
-            observed,
-            catver,
-            present.get(device_id, []),
-            attested.get(device_id),
-            ws.evaluator.exemptions_for(policy.id, device_id, owner),
-        )
+    for row in store.policy_facts(policy.id):
+        device_id, platform, owner = row[0], row[1], row[3]
+        facts = read(row)
         now_out = compute(policy, facts, at_start, required)
         later = compute(policy, facts, at_deadline, required)
         states_now[now_out.state] += 1

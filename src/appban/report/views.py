@@ -15,7 +15,7 @@ from typing import Any
 
 from appban.clock import Micros
 from appban.policy.model import Policy
-from appban.policy.states import Facts, Outcome, compute, walk
+from appban.policy.states import Outcome, compute, walk
 from appban.workspace import Workspace
 
 # (device_id, state, since, detail, deny, owner, platform, org_unit)
@@ -49,40 +49,12 @@ def recorded_deny(policy: Policy, state: str, now: Micros) -> str:
 
 
 def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int, tuple[Outcome, Micros | None]]:
-    store = ws.store
-    present = store.present_apps(policy.families, policy.explicit)
-    attested = store.attestations(policy.id)
     required = ws.evaluator.required.get(policy.id, 0)
+    read = ws.evaluator.row_facts(policy)
     out: dict[int, tuple[Outcome, Micros | None]] = {}
-    rows = store.policy_facts(policy.id, due_before=None if mode == "all" else now)
-    for (
-        device_id,
-        platform,
-        ownership,
-        owner,
-        mail,
-        scope,
-        observed,
-        catver,
-        groups,
-        state,
-        since,
-        _d,
-        _deny,
-        next_check,
-    ) in rows:
-        facts = Facts(
-            platform,
-            ownership,
-            frozenset(groups.split(";")) if groups else frozenset(),
-            bool(mail),
-            scope,
-            observed,
-            catver,
-            present.get(device_id, []),
-            attested.get(device_id),
-            ws.evaluator.exemptions_for(policy.id, device_id, owner),
-        )
+    for row in ws.store.policy_facts(policy.id, due_before=None if mode == "all" else now):
+        device_id, state, since, next_check = row[0], row[9], row[10], row[13]
+        facts = read(row)
         if mode == "due" and next_check is not None:
             out[device_id] = walk(policy, facts, state, since, next_check, now, required)
         else:
