@@ -714,7 +714,7 @@ def gate_serve(
     db = settings.get("db", env.db_flag)
     table = DecisionTable(
         unknown_device=settings.get("unknown_device", unknown_device),
-        mail_domain=settings.get("mail_domain"),
+        mail_domain=(settings.get("mail_domains") or ("",))[0],  # until the user rules land
     )
     creds = CredentialCache()
     follower = Follower(
@@ -810,7 +810,7 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the last line of defence: never a traceback
-        if os.environ.get("APPBAN_DEBUG"):
+        if os.environ.get("APPBAN_DEBUG"):  # settings.get("debug") once parsing cannot fail here
             raise
         _fail(f"internal error: {type(exc).__name__}: {one_line(str(exc))}", 1)
     sys.exit(0)

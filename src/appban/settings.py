@@ -35,10 +35,54 @@ class Setting:
         return "APPBAN_" + self.name.upper()
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text[:40]!r}")
+        return value
+
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, ASCII lower-cased, blanks dropped."""
+    return tuple(dict.fromkeys(_ascii_lower(x.strip()) for x in text.split(",") if x.strip()))
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"expected a number of seconds, got {text[:40]!r}")
+    return value
+
+
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
+        # -- the store ---------------------------------------------------------------
         Setting("db", "appban.db", "SQLite path or database URL of the store."),
+        Setting(
+            "busy_timeout",
+            60.0,
+            "Seconds a command waits for another writer to finish before saying the database is busy.",
+            _seconds,
+        ),
+        Setting(
+            "sqlite_synchronous",
+            "full",
+            "SQLite durability: full (every commit survives a power cut) or normal "
+            "(a power cut may lose the last commits; never corrupts).",
+            _choice("full", "normal"),
+        ),
+        # -- inventory ---------------------------------------------------------------
         Setting(
             "keep_full_inventory",
             False,
@@ -59,32 +103,76 @@ SETTINGS: dict[str, Setting] = {
             int,
         ),
         Setting(
-            "mail_domain",
-            "",
-            "Domain appended to bare user names (``jdoe`` -> ``jdoe@DOMAIN``) when matching "
-            "a mail user to a device owner; empty matches the owner's local part.",
+            "clock_skew",
+            "5m",
+            "How far ahead of the command's clock a check-in's observed_at may be (a duration: 5m, 30s).",
+        ),
+        # -- who is asking: user names at the gate --------------------------------------
+        Setting(
+            "mail_domains",
+            (),
+            "Mail domains that complete a bare user name (jdoe -> jdoe@DOMAIN), comma-separated; "
+            "when empty, a bare name matches an owner only if exactly one person has that local part.",
+            _names,
+        ),
+        Setting(
+            "netbios_domains",
+            (),
+            "NetBIOS domains accepted in DOMAIN\\user names, comma-separated; the user is then "
+            "completed like a bare name. When empty, a DOMAIN\\ prefix is refused.",
+            _names,
+        ),
+        Setting(
+            "query_user",
+            "allow",
+            "Trust the ActiveSync query's User= when nothing else (Basic, a Bearer token's "
+            "claims, NTLM) names the user: allow or deny (reason user_unverified).",
+            _choice("allow", "deny"),
         ),
         Setting(
             "gate_user_header",
             "",
-            "Request header a proxy sets to the authenticated user (e.g. X-Remote-User); "
-            "when empty the gate reads Authorization: Basic, then the ActiveSync User.",
+            "Request header the proxy sets to the user it authenticated (e.g. X-Remote-User); "
+            "the proxy must clear it on client requests. When empty the gate reads Authorization.",
         ),
+        # -- the gate ----------------------------------------------------------------
+        Setting("gate_host", "127.0.0.1", "Address appban gate serve listens on."),
+        Setting("gate_port", 8089, "Port appban gate serve listens on.", int),
         Setting(
             "unknown_device",
             "deny",
             "What the gate answers for a DeviceId no device has: deny or allow.",
+            _choice("deny", "allow"),
         ),
         Setting(
             "mail_upstream",
             "",
-            "Where the gate sends allowed IMAP/POP3/SMTP logins: [imap|pop3|smtp=]HOST:PORT, comma-separated.",
+            "Where the gate sends allowed IMAP/POP3/SMTP logins: [imap|pop3|smtp=]IP:PORT, comma-separated.",
         ),
         Setting(
             "gate_poll_interval",
             0.1,
             "Seconds between the gate's polls of the store for changed decisions.",
-            float,
+            _seconds,
+        ),
+        Setting(
+            "gate_evaluate_interval",
+            1.0,
+            "Seconds between the gate's checks for time-driven changes (deadlines, expiries) to apply.",
+            _seconds,
+        ),
+        Setting(
+            "auth_wait",
+            3,
+            "Seconds nginx mail waits before a client may try another login after a refusal (Auth-Wait).",
+            int,
+        ),
+        # -- operations ----------------------------------------------------------------
+        Setting(
+            "debug",
+            False,
+            "Show an internal error's traceback instead of one line (for reporting a bug).",
+            _bool,
         ),
     )
 }

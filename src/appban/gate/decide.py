@@ -29,7 +29,7 @@ def decide(ws: Workspace, eas_device_id: str, user: str, *, unknown_device: str 
     if not devices:
         decision = "allow" if unknown_device == "allow" else "deny"
         return {"decision": decision, "reason": "unknown_device"}
-    domain = settings.get("mail_domain")
+    domain = (settings.get("mail_domains") or ("",))[0]  # until the user rules land
     owned = [d for d in devices if user_matches(user, d.owner, domain)]
     if not owned:
         return {"decision": "deny", "reason": "user_mismatch"}
