@@ -88,7 +88,7 @@ def fleet_db(path: str, devices: int) -> None:
     ws = Workspace(path, parse_time("2020-07-10T12:00:00Z"), create=True)
     apply(ws, str(POLICY), dry_run=False)
     ws.now = parse_time("2020-07-10T16:30:00Z")
-    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
     with ws.writing():
         ingestor.ingest(_checkin(0, tiktok=True, at=ws.now - 1), ws.now)
         ingestor.ingest(_checkin(1, tiktok=False, at=ws.now - 1), ws.now)
@@ -226,7 +226,7 @@ def bench_enforce(db: str, trials: int) -> dict[str, float]:
     port = free_port()
     gate = start_gate(db, port)
     ws = Workspace(db, parse_time(AFTER_DEADLINE), create=False)
-    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
     uri = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=user0&DeviceId=EAS000000000000"
     conn_headers = {"X-Original-URI": uri}
     import http.client

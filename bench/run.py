@@ -54,7 +54,7 @@ def bench_ingest(n: int, tmp: Path) -> dict[str, float]:
     ws.now = parse_time("2020-07-10T16:30:00Z")
     rates = {}
     for label, path in (("new devices", first), ("newer snapshots", second)):
-        ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+        ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
         start = time.perf_counter()
         with ws.writing():
             for _line, c in AppbanFormat().read(str(path), max_bytes=4 << 20):
@@ -111,7 +111,7 @@ def _fleet_checkins(n: int, seed: int) -> list[Checkin]:
 def bench_evaluation(n: int, tmp: Path, trials: int) -> dict[str, float]:
     db = str(tmp / "fleet.db")
     ws = Workspace(db, parse_time("2020-07-10T16:30:00Z"), create=True)
-    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
     start = time.perf_counter()
     chunk = 100_000
     for base in range(0, n, chunk):

@@ -50,6 +50,12 @@ class BadInput(AppbanError):
         )
 
 
+class Busy(AppbanError):
+    """Another writer held the database for longer than this command would wait."""
+
+    http_status = 503
+
+
 class NotFound(BadInput):
     """A named thing (policy, device, family) does not exist."""
 

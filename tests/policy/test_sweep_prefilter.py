@@ -82,7 +82,7 @@ def test_sweep_matches_the_state_function(tmp_path: Path, seed: int) -> None:
             [Person(f"user{k}@example.com", groups=tuple(rng.sample(GROUPS, rng.randrange(0, 3)))) for k in range(35)],
             T0,
         )
-    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
     with ws.writing():
         for i in range(250):
             ingestor.ingest(_checkin(rng, i), ws.now)
@@ -123,7 +123,7 @@ def test_policy_wide_moments_are_swept_and_recorded_when_they_happened(tmp_path:
 
     rng = random.Random(99)
     ws = Workspace(str(tmp_path / "wide.db"), T0, create=True)
-    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+    ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
     with ws.writing():
         for i in range(1_300):
             ingestor.ingest(_checkin(rng, i), ws.now)

@@ -30,12 +30,22 @@ def entry_hash(seq: int, at: Micros, action: str, subject: str, data: str, prev:
 
 
 class AuditLog:
-    """Buffers entries for the current transaction; ``flush`` writes them in order."""
+    """Buffers entries for the current transaction; ``flush`` writes them in order.
+
+    The head the next entry links to is read by ``begin``, inside the write
+    transaction: read earlier, another process's entries committed in between would
+    be overwritten in the chain (the same sequence number twice).
+    """
 
     def __init__(self, store: Any) -> None:
         self.store = store
         self.pending: list[AuditEntry] = []
-        last = store.last_audit()
+        self.begin()
+
+    def begin(self) -> None:
+        """Forget anything buffered and link to the stored head (call inside the transaction)."""
+        self.pending = []
+        last = self.store.last_audit()
         self.seq = last.seq if last else 0
         self.head = last.hash if last else GENESIS
 
@@ -54,10 +64,7 @@ class AuditLog:
 
     def discard(self) -> None:
         """After a rollback: forget what was buffered and re-read the head."""
-        self.pending = []
-        last = self.store.last_audit()
-        self.seq = last.seq if last else 0
-        self.head = last.hash if last else GENESIS
+        self.begin()
 
 
 @dataclass(frozen=True)

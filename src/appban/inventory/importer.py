@@ -31,7 +31,7 @@ def import_inventory(
     max_bytes = settings.get("max_checkin_bytes")
     max_apps = settings.get("max_apps")
     keep = settings.get("keep_full_inventory", keep_full)
-    ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=keep)
+    ingestor = Ingestor(ws.store, ws.evaluator, keep_full=keep)
     files = []
     with ws.writing():
         for path in paths:

@@ -40,12 +40,16 @@ class IngestCounts:
 
 
 class Ingestor:
-    def __init__(self, store: Any, evaluator: Evaluator, catalog: Catalog, *, keep_full: bool) -> None:
+    def __init__(self, store: Any, evaluator: Evaluator, *, keep_full: bool) -> None:
         self.store = store
         self.evaluator = evaluator
-        self.catalog = catalog
         self.keep_full = keep_full
         self.counts = IngestCounts()
+
+    @property
+    def catalog(self) -> Catalog:
+        # The evaluator's: read again inside each write transaction (Workspace.writing).
+        return self.evaluator.catalog
 
     def ingest(self, c: Checkin, now: Micros) -> None:
         store = self.store

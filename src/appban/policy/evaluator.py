@@ -66,7 +66,11 @@ class Evaluator:
     # -- what evaluation reads -----------------------------------------------------
 
     def reload(self) -> None:
-        """Re-read policies and exemptions (after either changes)."""
+        """Re-read everything evaluation depends on: policies, exemptions, attestations
+        and people's groups. Called at the start of every write transaction (another
+        process may have changed any of them) and after this one changes them."""
+        self._groups.clear()
+        self._attest_cache: dict[str, set[int]] = {}
         self.policies: list[Policy] = [load_policy(r) for r in self.store.list_policies() if r.status == "active"]
         self.required = {p.id: self.catalog.required_version(set(p.families), set(p.explicit)) for p in self.policies}
         self.by_device: dict[tuple[str, int], list[Exemption]] = {}
@@ -119,10 +123,7 @@ class Evaluator:
         return bool(self._attested_devices(policy.id)) and device.id in self._attested_devices(policy.id)
 
     def _attested_devices(self, policy_id: str) -> set[int]:
-        cache: dict[str, set[int]] | None = getattr(self, "_attest_cache", None)
-        if cache is None:
-            cache = {}
-            self._attest_cache = cache
+        cache = self._attest_cache
         if policy_id not in cache:
             cache[policy_id] = set(self.store.attestations(policy_id))
         return cache[policy_id]

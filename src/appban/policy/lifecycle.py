@@ -36,12 +36,13 @@ def get_policy(ws: Workspace, policy_id: str) -> tuple[Policy, PolicyRow]:
 
 def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> dict[str, Any]:
     policy, text = read_policy_file(ws, path)
-    existing = ws.store.get_policy(policy.id)
     if dry_run:
+        existing = ws.store.get_policy(policy.id)
         return {"dry_run": True, "action": _action(existing), **_preview_as_applied(ws, policy)}
     status = "draft" if draft else "active"
     now = ws.now
     with ws.writing():
+        existing = ws.store.get_policy(policy.id)  # read under the write lock
         _watch_explicit(ws, policy)
         if existing is not None:
             old = load_policy(existing)
@@ -204,10 +205,11 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
     from appban.inventory.checkin import check_text
 
     check_text(reason, "--reason")
-    policy, row = get_policy(ws, policy_id)
-    if row.status == "withdrawn":
-        return {"policy": policy_id, "action": "unchanged", "status": "withdrawn"}
+    get_policy(ws, policy_id)
     with ws.writing():
+        _policy, row = get_policy(ws, policy_id)  # read under the write lock
+        if row.status == "withdrawn":
+            return {"policy": policy_id, "action": "unchanged", "status": "withdrawn"}
         row.status, row.withdrawn_at, row.withdraw_reason, row.updated_at = (
             "withdrawn",
             ws.now,
@@ -272,6 +274,8 @@ def add_exemption(
         if not EMAIL.match(person):
             raise BadInput(f"not an e-mail address: {person[:80]!r}", field="--person")
     with ws.writing():
+        # Read again under the write lock: its decision is compared with the new one.
+        device = find_device(ws, device_ref) if device_ref else None
         exemption = Exemption(0, policy_id, person, device.id if device else None, ws.now, until, reason, ws.now)
         exemption.id = ws.store.add_exemption(exemption)
         subject = person or (device.ref if device else "")
@@ -296,16 +300,19 @@ def add_exemption(
 
 
 def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[str, Any]:
-    policy, row = get_policy(ws, policy_id)
-    device = find_device(ws, device_ref)
+    get_policy(ws, policy_id)
+    find_device(ws, device_ref)
     person = person.strip().lower()
-    if person != device.owner:
-        raise BadInput(
-            f"{person[:80]!r} does not own {device.ref}; only its owner can attest",
-            field="--person",
-        )
-    assert device.id is not None
     with ws.writing():
+        # Read again under the write lock: the owner or the policy may have changed.
+        _policy, row = get_policy(ws, policy_id)
+        device = find_device(ws, device_ref)
+        if person != device.owner:
+            raise BadInput(
+                f"{person[:80]!r} does not own {device.ref}; only its owner can attest",
+                field="--person",
+            )
+        assert device.id is not None
         ws.store.add_attestation(policy_id, device.id, person, ws.now)
         ws.evaluator.attestation_added(policy_id, device.id)
         ws.audit.append(ws.now, "attestation", f"{policy_id}/{device.ref}", {"person": person})

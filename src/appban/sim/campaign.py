@@ -68,7 +68,7 @@ class Campaign:
         self.company = company
         self.t = t
         self.progress = progress
-        self.ingestor = Ingestor(ws.store, ws.evaluator, ws.catalog, keep_full=False)
+        self.ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
         self.days = [Day(d, t.date(d)) for d in range(t.days)]
         self.counts: Counts | None = None
         self.fleet: dict[str, Any] = {}

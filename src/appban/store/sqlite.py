@@ -8,10 +8,11 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
+from appban import settings
 from appban.catalog import PLATFORMS, Identifier, kinds_for
 from appban.catalog.catalog import normalise_name
 from appban.clock import Micros
-from appban.errors import AppbanError
+from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
 from appban.store.records import (
     AuditEntry,
@@ -62,18 +63,32 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(out)
 
 
+def is_busy(exc: BaseException) -> bool:
+    """True when SQLite refused because another connection holds a lock (not a fault)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class SQLiteStore:
     backend = "sqlite"
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # A writer waits its turn behind another (an import, the gate's evaluation).
+        self.busy_timeout: float = settings.get("busy_timeout")
+        synchronous = settings.get("sqlite_synchronous").upper()
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise AppbanError(f"cannot open database {path}: {exc}") from None
-        self.db.execute("PRAGMA busy_timeout = 10000")
+        self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA synchronous = NORMAL")
+        # WAL with synchronous=FULL syncs the log at every commit: a committed block,
+        # decision or audit entry survives a power cut, not only a crash of appban.
+        # NORMAL syncs only at checkpoints (faster; a power cut may lose the last
+        # commits, never corrupts). Each command commits a handful of times, so FULL
+        # costs little. (https://www.sqlite.org/pragma.html#pragma_synchronous)
+        self.db.execute(f"PRAGMA synchronous = {synchronous}")
         self.db.execute("PRAGMA temp_store = MEMORY")
         self.db.execute("PRAGMA cache_size = -65536")
         self._depth = 0
@@ -116,7 +131,12 @@ class SQLiteStore:
             finally:
                 self._depth -= 1
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise self.busy() from None
+            raise
         self._depth = 1
         self._seq = None
         try:
@@ -131,6 +151,12 @@ class SQLiteStore:
         self._depth = 0
         self._seq = None
         self.db.execute("COMMIT")
+
+    def busy(self) -> Busy:
+        return Busy(
+            f"{self.path} is busy: another command held it for more than {self.busy_timeout:g} s "
+            f"(APPBAN_BUSY_TIMEOUT); try again"
+        )
 
     # -- meta ------------------------------------------------------------------------
 
