@@ -7,11 +7,23 @@ argument or setting; exit 1 for anything else; never a traceback; nothing writte
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from helpers_cli import NOW, Fleet, assert_bad_input, run, run_process, where
+from helpers_cli import (
+    DEVICES_JSONL,
+    NOW,
+    PEOPLE_CSV,
+    POLICY_YAML,
+    Fleet,
+    assert_bad_input,
+    run,
+    run_process,
+    snapshot,
+    where,
+)
 
 LATER = "2020-08-01T00:00:00Z"
 EXEMPT = ["exempt", "add", "--policy", "tiktok-mail", "--until", LATER, "--reason", "travelling"]
@@ -365,6 +377,76 @@ def test_database_that_does_not_exist(tmp_path: Path, args: list[str]) -> None:
     db = tmp_path / "absent.db"
     assert_bad_input(run("--db", str(db), "--now", NOW, "--json", *args), "--db", str(db))
     assert not db.exists(), "a read command created the database"
+
+
+WRITE_COMMANDS = [
+    ["import", "appban", "in.jsonl"],
+    ["people", "import", "people.csv"],
+    ["policy", "apply", "policy.yaml"],
+]
+
+
+def _inputs(folder: Path) -> None:
+    (folder / "in.jsonl").write_text(DEVICES_JSONL, encoding="utf-8")
+    (folder / "people.csv").write_text(PEOPLE_CSV, encoding="utf-8")
+    (folder / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
+
+
+@pytest.mark.parametrize("args", WRITE_COMMANDS, ids=lambda a: "-".join(a[:2]))
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_only_init_creates_a_database(tmp_path: Path, args: list[str], how: str) -> None:
+    """A typo in --db or APPBAN_DB must not start a second, empty database."""
+    _inputs(tmp_path)
+    db = tmp_path / "apban.db"
+    argv = [args[0], *args[1:-1], str(tmp_path / args[-1])]
+    if how == "flag":
+        result = run("--db", str(db), "--now", NOW, "--json", *argv)
+    else:
+        result = run("--now", NOW, "--json", *argv, env={"APPBAN_DB": str(db)})
+    assert_bad_input(result, str(db), "appban init")
+    assert not list(tmp_path.glob("apban.db*")), "a command other than init created the database"
+    assert run("--db", str(db), "--now", NOW, "init").code == 0
+    assert run("--db", str(db), "--now", NOW, "--json", *argv).code == 0
+
+
+def test_a_dry_run_previews_against_an_empty_fleet_without_a_database(tmp_path: Path) -> None:
+    _inputs(tmp_path)
+    db = tmp_path / "absent.db"
+    result = run("--db", str(db), "--now", NOW, "--json", "policy", "apply", str(tmp_path / "policy.yaml"), "--dry-run")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["in_scope"]["devices"] == 0
+    assert not list(tmp_path.glob("absent.db*"))
+
+
+def _old_database(path: Path) -> int:
+    """A database as an earlier appban left it: every migration but the last. Its version."""
+    from appban.store.sqlite import migrations
+
+    *older, _ = migrations()
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        for _, script in older:
+            con.executescript(script)
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(older[-1][0]),))
+    finally:
+        con.close()
+    return older[-1][0]
+
+
+@pytest.mark.parametrize("args", [["status"], ["import", "appban", "in.jsonl"], ["policy", "apply", "policy.yaml"]])
+def test_an_older_schema_asks_for_init(tmp_path: Path, args: list[str]) -> None:
+    """Only init upgrades a database (and syncs the shipped catalog with it)."""
+    _inputs(tmp_path)
+    db = tmp_path / "old.db"
+    version = _old_database(db)
+    before = snapshot(db)
+    argv = [*args[:-1], str(tmp_path / args[-1])] if len(args) > 1 else args
+    assert_bad_input(run("--db", str(db), "--now", NOW, "--json", *argv), str(db), f"v{version}", "appban init")
+    assert snapshot(db) == before
+    upgraded = run("--db", str(db), "--now", NOW, "--json", "init")
+    assert upgraded.code == 0, upgraded.err
+    assert json.loads(upgraded.out)["schema_version"] > version
+    assert run("--db", str(db), "--now", NOW, "--json", *argv).code == 0
 
 
 def test_database_from_the_environment_that_does_not_exist(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ class Env:
         return parse_time(self.now_text, field="--now") if self.now_text is not None else now_micros()
 
     def workspace(self, *, create: bool) -> Any:
+        """The workspace at --db. Only ``init`` passes ``create``: a typo in --db or
+        APPBAN_DB must not start a second, empty database beside the real one."""
         from appban.workspace import Workspace
 
         db = settings.get("db", self.db_flag)
@@ -145,7 +147,7 @@ def people_import(env: Env, file: str) -> None:
     """Load or update people from a CSV (email,name,org_unit,groups,timezone)."""
     from appban.inventory.importer import import_people
 
-    ws = env.workspace(create=True)
+    ws = env.workspace(create=False)
     doc = import_people(ws, file)
     emit(
         env,
@@ -171,7 +173,7 @@ def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: 
     """Load inventory from FILEs (formats: appban, csv)."""
     from appban.inventory.importer import import_inventory
 
-    ws = env.workspace(create=True)
+    ws = env.workspace(create=False)
     if sys.stderr.isatty() and not env.as_json:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -288,7 +290,7 @@ def policy_apply(env: Env, file: str, dry_run: bool, draft: bool) -> None:
     from appban.policy.lifecycle import apply
 
     if not dry_run:
-        ws = env.workspace(create=True)
+        ws = env.workspace(create=False)  # only `appban init` creates a database
     elif _db_exists(env):
         ws = env.workspace(create=False)  # a preview neither creates nor upgrades anything
     else:

@@ -176,6 +176,7 @@ def test_a_database_with_real_data_is_refused(tmp_path: Path) -> None:
         ' "observed_at": "2020-07-10T15:00:00Z", "apps": []}',
         encoding="utf-8",
     )
+    assert run("--db", str(db), "init").code == 0
     assert run("--db", str(db), "import", "appban", str(checkin)).code == 0
     before = snapshot(db)
     result = run("--db", str(db), "demo", "--employees", "10")
