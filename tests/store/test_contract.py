@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from appban.catalog import Identifier
+from appban.catalog.matching import match_kept
 from appban.store import Store, open_store
 from appban.store.records import (
     AuditEntry,
@@ -313,7 +314,8 @@ def test_kept_observations_are_matched_against_new_identifiers(store: Store) -> 
             T,
         )
         store.write_observations(i, [obs("com.example.foo", family="", kind="")], [], [], T)
-        matched = store.match_observations(
+        matched = match_kept(
+            store,
             [
                 Identifier("android", "com.example.foo", "foo", "test"),
                 Identifier("name", "foo  lite", "foo", "test"),
@@ -330,8 +332,8 @@ def test_kept_observations_are_matched_against_new_identifiers(store: Store) -> 
     # A row watched only for a policy takes the family the same identifier gets later.
     with store.transaction():
         store.write_observations(i, [obs("com.example.bar", family="", kind="ios")], [], [], T + H)
-        assert store.match_observations([Identifier("ios", "com.example.bar", "bar", "test")]) == 1
-        assert store.match_observations([Identifier("ios", "com.example.bar", "", "policy")]) == 0
+        assert match_kept(store, [Identifier("ios", "com.example.bar", "bar", "test")]) == 1
+        assert match_kept(store, [Identifier("ios", "com.example.bar", "", "policy")]) == 0
     assert {o.app_key: o.family for o in store.observations(i)} == {
         "com.example.bar": "bar",
         "com.example.foo": "",

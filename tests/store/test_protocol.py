@@ -19,13 +19,15 @@ import appban
 from appban.store import SQLiteStore, Store
 
 SRC = Path(appban.__file__).parent
-# `store.name` after a variable or attribute named store (`store.`, `self.store.`,
-# `ws.store.`), but not the module path in `from appban.store.records import ...`.
-_USE = re.compile(r"(?<![\w.])(?:\w+\.)?store\.([A-Za-z_]\w*)")
+# `store.name` after a variable or attribute named store or _store (`store.`,
+# `self.store.`, `self._store.`, `ws.store.`), but not the module path in
+# `from appban.store.records import ...`.
+_USE = re.compile(r"(?<![\w.])(?:\w+\.)?_?store\.([A-Za-z_]\w*)")
 # Deliberate SQLite-only uses outside the protocol: (file under src/appban, member).
-# The demo's read-only counters query SQLite directly after checking the store is a
-# SQLiteStore (sim/_counts.py says why). Add here only with such a reason.
-SQLITE_ONLY = {("sim/_counts.py", "db")}
+# None today: every backend answers every call. Add here only with a reason.
+SQLITE_ONLY: set[tuple[str, str]] = set()
+# What only a store may touch: its connection, SQLite's pragmas, the file under it.
+_BACKEND_ONLY = re.compile(r"\b_?store\.db\b|\.db\.execute|\bPRAGMA\b|\bst_ino\b|\bos\.stat\(")
 
 
 def protocol_members() -> dict[str, Any]:
@@ -123,11 +125,34 @@ def test_every_store_use_is_declared() -> None:
     )
 
 
+def test_nothing_outside_the_store_touches_the_backend() -> None:
+    """No SQLite connection, PRAGMA or database file is used outside store/: each is
+    one backend's business, and the next backend has none of them."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "store":
+            continue
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if _BACKEND_ONLY.search(code):
+                found.append(f"{rel}:{number}: {line.strip()}")
+    assert not found, found
+
+
+def test_the_backend_scan_sees_a_use() -> None:
+    assert _BACKEND_ONLY.search('self._store.db.execute("PRAGMA cache_size = -4096")')
+    assert _BACKEND_ONLY.search("st = os.stat(path)")
+    assert _BACKEND_ONLY.search("con = ws.store.db")
+    assert not _BACKEND_ONLY.search('"db": ws.db')
+
+
 def test_the_scan_sees_the_uses() -> None:
     """Guard the regex: if it stopped matching, the test above would pass vacuously."""
     uses = store_uses()
     for name in ("transaction", "get_meta", "devices_by_eas", "policy_facts"):
         assert name in uses
+    assert _USE.search("self._store.gate_seq()")
 
 
 def test_sqlite_store_instance_answers() -> None:

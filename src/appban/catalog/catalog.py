@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from appban.store.records import Identifier
+
 PLATFORMS = ("ios", "ipados", "android", "macos", "windows", "linux", "chromeos")
 KINDS = ("android", "ios", "appstore", "cert", "name", "macos", "windows", "linux")
 
@@ -46,15 +48,6 @@ def id_kind(platform: str, app_id: str) -> str:
 
 def normalise_name(name: str) -> str:
     return " ".join(name.split()).casefold()
-
-
-@dataclass(frozen=True)
-class Identifier:
-    kind: str
-    value: str
-    family: str  # "" for an identifier watched only because a policy names it
-    provenance: str
-    added_version: int = 1
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,21 @@ cannot prove the absence of what was added since.
 
 from __future__ import annotations
 
-from typing import Any
-
 from appban.audit import AuditLog
-from appban.catalog.catalog import Catalog, Identifier, load_shipped
+from appban.catalog.catalog import Catalog, load_shipped
+from appban.catalog.matching import match_kept
 from appban.clock import Micros
+from appban.store import Store
+from appban.store.records import Identifier
 
 
-def current(store: Any) -> Catalog:
-    version, families, identifiers = store.catalog()
-    return Catalog(version, identifiers, families)
+def current(store: Store) -> Catalog:
+    stored = store.catalog()
+    return Catalog(stored.version, stored.identifiers, stored.families)
 
 
 def add(
-    store: Any,
+    store: Store,
     audit: AuditLog,
     now: Micros,
     families: dict[str, dict[str, str]],
@@ -35,7 +36,7 @@ def add(
         version += 1
         store.add_catalog(new_families, new_ids, version)
         # Inventories kept whole may already hold what was just named.
-        store.match_observations(new_ids)
+        match_kept(store, new_ids)
         audit.append(
             now,
             "catalog",
@@ -49,6 +50,6 @@ def add(
     return current(store)
 
 
-def sync_shipped(store: Any, audit: AuditLog, now: Micros) -> Catalog:
+def sync_shipped(store: Store, audit: AuditLog, now: Micros) -> Catalog:
     families, identifiers = load_shipped()
     return add(store, audit, now, families, identifiers, "shipped catalog")

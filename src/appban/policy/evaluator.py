@@ -32,7 +32,8 @@ from appban.policy.states import (
     compute,
     walk,
 )
-from appban.store.records import DeviceRow, Exemption, Observation, StateRow, SweepQuery
+from appban.store import Store
+from appban.store.records import DeviceRow, Exemption, FactRow, HistoryRow, Observation, StateRow, SweepQuery
 
 _BATCH = 20_000
 _WIDE = 1_000  # rows waking at one policy-wide moment worth a sweep rather than a walk
@@ -56,7 +57,7 @@ def matching_keys(policy: Policy, observations: Iterable[Observation]) -> list[s
 
 
 class Evaluator:
-    def __init__(self, store: Any, audit: AuditLog, catalog: Catalog) -> None:
+    def __init__(self, store: Store, audit: AuditLog, catalog: Catalog) -> None:
         self.store = store
         self.audit = audit
         self.catalog = catalog
@@ -128,7 +129,7 @@ class Evaluator:
             cache[policy_id] = set(self.store.attestations(policy_id))
         return cache[policy_id]
 
-    def row_facts(self, policy: Policy, *, attested: dict[int, Micros] | None = None) -> Callable[[Any], Facts]:
+    def row_facts(self, policy: Policy, *, attested: dict[int, Micros] | None = None) -> Callable[[FactRow], Facts]:
         """A reader of ``Store.policy_facts`` rows into Facts, with what every row of one
         policy shares (present apps, attestations, parsed groups) loaded once."""
         present = self.store.present_apps(policy.families, policy.explicit)
@@ -136,22 +137,23 @@ class Evaluator:
             attested = self.store.attestations(policy.id)
         groups_cache: dict[str, frozenset[str]] = {}
 
-        def read(row: Any) -> Facts:
-            device_id, platform, ownership, owner, mail, scope, observed, catver, groups = row[:9]
+        def read(row: FactRow) -> Facts:
+            groups = row.groups
             g = groups_cache.get(groups)
             if g is None:
                 g = groups_cache[groups] = frozenset(groups.split(";")) if groups else frozenset()
+            device_id = row.device_id
             return Facts(
-                platform,
-                ownership,
+                row.platform,
+                row.ownership,
                 g,
-                bool(mail),
-                scope,
-                observed,
-                catver,
+                bool(row.mail_access),
+                row.inventory_scope,
+                row.observed_at,
+                row.catalog_version,
                 present.get(device_id, []),
                 attested.get(device_id),
-                self.exemptions_for(policy.id, device_id, owner),
+                self.exemptions_for(policy.id, device_id, row.owner),
             )
 
         return read
@@ -178,7 +180,7 @@ class Evaluator:
             observations = self.store.observations(device.id, present_only=True)
         stored = {} if new else self.store.device_states(device.id)
         writes: list[StateRow] = []
-        history: list[tuple[str, int, str | None, str, Micros, str]] = []
+        history: list[HistoryRow] = []
         denies: list[str] = []
         for policy in self.policies:
             old = stored.get(policy.id)
@@ -211,7 +213,7 @@ class Evaluator:
         out: Outcome,
         at: Micros,
         cause: str,
-        history: list[tuple[str, int, str | None, str, Micros, str]],
+        history: list[HistoryRow],
         *,
         audit_each: bool = True,
     ) -> StateRow | None:
@@ -225,7 +227,7 @@ class Evaluator:
                 return None
             return StateRow(policy_id, device_id, out.state, old.since, out.detail, out.deny, out.next_check)
         before = old.state if old else None
-        history.append((policy_id, device_id, before, out.state, at, cause))
+        history.append(HistoryRow(policy_id, device_id, before, out.state, at, cause))
         if audit_each:
             self.audit.append(
                 at,
@@ -316,7 +318,7 @@ class Evaluator:
         store = self.store
         required = self.required.get(policy.id, 0)
         writes: list[StateRow] = []
-        history: list[tuple[str, int, str | None, str, Micros, str]] = []
+        history: list[HistoryRow] = []
         deny_changed: list[int] = []
         changes = 0
         if due:
@@ -326,9 +328,9 @@ class Evaluator:
             # store in one statement; the rest come back for the state function.
             query = self._sweep_query(policy, now, required)
             simple = store.sweep_simple(policy.id, query, cause)
-            changed = [(d, old, new) for d, old, new, _deny in simple if old != new]
+            changed = [c for c in simple if c.old_state != c.new_state]
             changes += len(changed)
-            deny_changed += [d for d, _old, _new, deny in simple if deny]
+            deny_changed += [c.device_id for c in simple if c.deny_changed]
             for start in range(0, len(changed), _BATCH):
                 self.audit.append(
                     now,
@@ -336,16 +338,21 @@ class Evaluator:
                     policy.id,
                     {
                         "cause": cause,
-                        "changes": [[f"dev-{d}", old, new, now] for d, old, new in changed[start : start + _BATCH]],
+                        "changes": [
+                            [f"dev-{c.device_id}", c.old_state, c.new_state, now] for c in changed[start : start + _BATCH]
+                        ],
                     },
                 )
             rows = list(store.policy_candidates(policy.id, query, complex_only=True))
         read = self.row_facts(policy)
-        for row in rows:
-            device_id = row[0]
-            state, since, detail, deny, next_check = row[9:14]
-            facts = read(row)
-            old = None if state is None else StateRow(policy.id, device_id, state, since, detail, deny, next_check)
+        for fact in rows:
+            device_id, next_check = fact.device_id, fact.next_check
+            facts = read(fact)
+            old = None
+            if fact.state is not None:
+                old = StateRow(
+                    policy.id, device_id, fact.state, fact.since or 0, fact.detail or "", fact.deny or "", next_check
+                )
             if due and next_check is not None:
                 # Walk through each moment time changed the state, in order.
                 at = next_check
@@ -402,18 +409,18 @@ class Evaluator:
             detail_not_yet=DETAIL_NOT_YET,
         )
 
-    def _flush(self, writes: list[StateRow], history: list[Any], now: Micros) -> None:
+    def _flush(self, writes: list[StateRow], history: list[HistoryRow], now: Micros) -> None:
         if writes:
             self.store.put_states(writes)
             writes.clear()
         if history:
             self.store.add_history(history)
-            policy_id, cause = history[0][0], history[0][5]
+            policy_id, cause = history[0].policy_id, history[0].cause
             self.audit.append(
                 now,
                 "states",
                 policy_id,
-                {"cause": cause, "changes": [[f"dev-{h[1]}", h[2], h[3], h[4]] for h in history]},
+                {"cause": cause, "changes": [[f"dev-{h.device_id}", h.old_state, h.new_state, h.at] for h in history]},
             )
             history.clear()
         self.audit.flush()

@@ -160,7 +160,7 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     people_hit: set[str] = set()
     blocked_at_deadline: list[dict[str, Any]] = []
     for row in store.policy_facts(policy.id):
-        device_id, platform, owner = row[0], row[1], row[3]
+        device_id, platform, owner = row.device_id, row.platform, row.owner
         facts = read(row)
         now_out = compute(policy, facts, at_start, required)
         later = compute(policy, facts, at_deadline, required)

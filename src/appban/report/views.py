@@ -11,15 +11,24 @@ next month must not block anyone today.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from appban.clock import Micros
 from appban.policy.model import Policy
 from appban.policy.states import Outcome, compute, walk
 from appban.workspace import Workspace
 
-# (device_id, state, since, detail, deny, owner, platform, org_unit)
-Row = tuple[int, str, Micros, str, str, str, str, str]
+class Row(NamedTuple):
+    """A device's state under a policy as of a report's time."""
+
+    device_id: int
+    state: str
+    since: Micros
+    detail: str
+    deny: str
+    owner: str
+    platform: str
+    org_unit: str
 
 
 def needs_compute(ws: Workspace, policy: Policy, now: Micros) -> str:
@@ -53,12 +62,11 @@ def _computed(ws: Workspace, policy: Policy, now: Micros, mode: str) -> dict[int
     read = ws.evaluator.row_facts(policy)
     out: dict[int, tuple[Outcome, Micros | None]] = {}
     for row in ws.store.policy_facts(policy.id, due_before=None if mode == "all" else now):
-        device_id, state, since, next_check = row[0], row[9], row[10], row[13]
         facts = read(row)
-        if mode == "due" and next_check is not None:
-            out[device_id] = walk(policy, facts, state, since, next_check, now, required)
+        if mode == "due" and row.state is not None and row.since is not None and row.next_check is not None:
+            out[row.device_id] = walk(policy, facts, row.state, row.since, row.next_check, now, required)
         else:
-            out[device_id] = (compute(policy, facts, now, required), None)
+            out[row.device_id] = (compute(policy, facts, now, required), None)
     return out
 
 
@@ -68,8 +76,9 @@ def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None 
         yield from _recorded(ws, policy, now, state)
         return
     computed = _computed(ws, policy, now, mode) if mode else {}
-    for device_id, st, since, detail, deny, _next, owner, platform, org_unit in ws.store.state_rows(policy.id):
-        hit = computed.get(device_id)
+    for row in ws.store.state_rows(policy.id):
+        st, since, detail, deny = row.state, row.since, row.detail, row.deny
+        hit = computed.get(row.device_id)
         if hit is not None:
             out, began = hit
             if began is not None:
@@ -78,29 +87,19 @@ def rows_as_of(ws: Workspace, policy: Policy, now: Micros, *, state: str | None 
                 since = now
             st, detail, deny = out.state, out.detail, out.deny
         if state is None or st == state:
-            yield device_id, st, since, detail, deny, owner, platform, org_unit
+            yield Row(row.device_id, st, since, detail, deny, row.owner, row.platform, row.org_unit)
 
 
 def _recorded(ws: Workspace, policy: Policy, now: Micros, state: str | None) -> Iterator[Row]:
     recorded = ws.store.states_at(policy.id, now)
-    for (
-        device_id,
-        _st,
-        _since,
-        _detail,
-        _deny,
-        _next,
-        owner,
-        platform,
-        org_unit,
-    ) in ws.store.state_rows(policy.id):
-        hit = recorded.get(device_id)
+    for row in ws.store.state_rows(policy.id):
+        hit = recorded.get(row.device_id)
         if hit is None:
             continue  # no state yet at that time
-        st, since, cause = hit
-        if state is None or st == state:
-            deny = recorded_deny(policy, st, now)
-            yield device_id, st, since, f"as recorded ({cause})", deny, owner, platform, org_unit
+        if state is None or hit.state == state:
+            deny = recorded_deny(policy, hit.state, now)
+            detail = f"as recorded ({hit.cause})"
+            yield Row(row.device_id, hit.state, hit.since, detail, deny, row.owner, row.platform, row.org_unit)
 
 
 def counts(ws: Workspace, policy: Policy, now: Micros, by: str | None) -> dict[str, Any]:

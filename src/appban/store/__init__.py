@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from appban.errors import AppbanError, BadInput
+from appban.errors import AppbanError, BadInput, Busy
 from appban.store.base import Store
-from appban.store.sqlite import SQLiteStore, migrations
+from appban.store.sqlite import SQLiteStore, is_busy, is_unavailable, migrations
 
 
 def open_store(url: str, *, create: bool) -> Store:
@@ -31,14 +31,34 @@ def open_store(url: str, *, create: bool) -> Store:
     except sqlite3.DatabaseError as exc:
         if store is not None:
             store.close()
+        if is_busy(exc) and store is not None:
+            raise store.busy() from None
         raise AppbanError(f"{path} is not an appban database ({exc})") from None
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     if have == 0:
         store.close()
         raise AppbanError(f"{path} is not an appban database: run `appban init`")
     if have < want:
         store.close()
-        raise AppbanError(f"{path} has schema v{have}, this appban needs v{want}: run `appban init`")
+        # Usage, not a fault: only `appban init` upgrades a database (it also syncs the catalog).
+        raise BadInput(f"{path} has schema v{have}, this appban needs v{want}: run `appban init`", field="--db")
     return store
 
 
-__all__ = ["SQLiteStore", "Store", "open_store"]
+def failure_kind(exc: BaseException) -> str:
+    """What a failed store call means to a process that keeps following the store.
+
+    ``busy``: another writer holds the lock (wait, retry); ``unavailable``: the
+    database cannot be reached or read (an outage); ``error``: anything else (a bug).
+    """
+    if isinstance(exc, Busy) or is_busy(exc):
+        return "busy"
+    if is_unavailable(exc):
+        return "unavailable"
+    return "error"
+
+
+__all__ = ["SQLiteStore", "Store", "failure_kind", "open_store"]

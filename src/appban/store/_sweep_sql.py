@@ -20,8 +20,13 @@ from appban.store.records import SweepQuery
 
 COMPLIANT, OUT_OF_SCOPE, MANAGED, CATALOG, STALE = 4, 0, 1, 2, 3
 
-FACT_COLUMNS = """d.id, d.platform, d.ownership, d.owner,
-    (d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0)),
+# SPEC, Device: it "accesses mail" when it has an ActiveSync DeviceId, a mail password
+# issued by appban, or a source says so. The one SQL definition (DeviceRow.mail_access
+# is its Python twin); ``d`` is the devices table.
+READS_MAIL = "(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0))"
+
+# The columns of ``FactRow``, in its order.
+FACT_COLUMNS = f"""d.id, d.platform, d.ownership, d.owner, {READS_MAIL},
     d.inventory_scope, d.observed_at, d.catalog_version, coalesce(p.groups, ''),
     s.state, s.since, s.detail, s.deny, s.next_check"""
 
@@ -58,7 +63,7 @@ def in_scope(q: SweepQuery, params: dict[str, Any]) -> str:
     if q.platforms:
         scope.append(f"d.platform IN ({bind(params, 'pl', q.platforms)})")
     if q.mail_required:
-        scope.append("(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0))")
+        scope.append(READS_MAIL)
     if q.ownership != "any":
         params["own"] = q.ownership
         scope.append("d.ownership = :own")

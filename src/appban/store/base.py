@@ -12,20 +12,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
-from appban.catalog import Identifier
 from appban.clock import Micros
 from appban.store.records import (
     AuditEntry,
+    ChangeCount,
+    Credential,
+    Decision,
     DeviceRow,
     Exemption,
+    FactRow,
+    FleetSummary,
     GateRow,
+    HistoryRow,
+    Identifier,
+    KeptName,
     Observation,
     Person,
     PolicyRow,
+    RecordedState,
+    StateListing,
     StateRow,
+    StoredCatalog,
+    SweepChange,
     SweepQuery,
+    Tombstone,
 )
 
 
@@ -64,6 +76,23 @@ class Store(Protocol):
         """The gate counter's committed value: the gate polls it to see that something changed."""
         ...
 
+    # -- a long-lived follower (the gate) ----------------------------------------------
+
+    def replaced(self) -> bool:
+        """True when the database at this store's address is no longer the one this
+        connection opened (another database was put in its place); raises OSError when
+        nothing is there any more."""
+        ...
+
+    def limit_cache(self, kib: int) -> None:
+        """Keep this connection's page cache to about ``kib`` KiB (a process that reads
+        a little, often, keeps its memory for other things)."""
+        ...
+
+    def set_lock_wait(self, seconds: float) -> None:
+        """How long this connection's writes wait for another writer before failing busy."""
+        ...
+
     # -- people ----------------------------------------------------------------------
 
     def get_person(self, email: str) -> Person | None:
@@ -72,6 +101,14 @@ class Store(Protocol):
 
     def put_people(self, people: Iterable[Person], at: Micros) -> None:
         """Insert or replace these people, stamped ``at``."""
+        ...
+
+    def list_people(self, *, org_unit: str | None = None, group: str | None = None) -> list[Person]:
+        """People by e-mail address; only those in this org unit and/or group if given."""
+        ...
+
+    def device_counts(self) -> dict[str, int]:
+        """Owner's e-mail address -> how many devices they own (owners of none are absent)."""
         ...
 
     # -- devices ---------------------------------------------------------------------
@@ -114,8 +151,8 @@ class Store(Protocol):
         """Record a device's gate decision and reason at gate sequence ``seq``."""
         ...
 
-    def decisions_of(self, device_ids: list[int]) -> dict[int, tuple[str, str]]:
-        """Device id -> its stored (decision, reason)."""
+    def decisions_of(self, device_ids: list[int]) -> dict[int, Decision]:
+        """Device id -> its stored decision and reason."""
         ...
 
     # -- the gate's view: what changed since a gate sequence number ----------------------
@@ -124,8 +161,8 @@ class Store(Protocol):
         """Devices whose gate-relevant facts changed after ``after_seq`` (all for 0), streamed."""
         ...
 
-    def tombstones(self, after_seq: int) -> list[tuple[int, str, int]]:
-        """(seq, eas_id, device_id) of DeviceIds devices stopped using after ``after_seq``."""
+    def tombstones(self, after_seq: int) -> list[Tombstone]:
+        """DeviceIds devices stopped using after ``after_seq``."""
         ...
 
     # -- mail credentials (IMAP, POP3, SMTP carry no device id) ---------------------------
@@ -138,8 +175,18 @@ class Store(Protocol):
         """Revoke every active credential of a device; returns how many."""
         ...
 
-    def credentials(self, after_seq: int = 0) -> list[tuple[int, int, str, str, int | None, int]]:
-        """(id, device_id, username, hash, revoked_at, seq) changed after ``after_seq``."""
+    def credentials(self, after_seq: int = 0) -> list[Credential]:
+        """Credentials issued or revoked after ``after_seq``."""
+        ...
+
+    def rehash_credential(self, credential_id: int, old: str, new: str, seq: int) -> bool:
+        """Replace an active credential's hash ``old`` by ``new`` (a migration to a newer
+        scheme) at gate sequence ``seq``; False when it was revoked or rehashed meanwhile."""
+        ...
+
+    def mail_owners(self, local_part: str) -> list[str]:
+        """Distinct owners, with this local part (before ``@``), of devices the gate answers
+        for: devices with an ActiveSync DeviceId or an active mail password."""
         ...
 
     # -- observations ----------------------------------------------------------------
@@ -165,8 +212,8 @@ class Store(Protocol):
 
     # -- catalog ---------------------------------------------------------------------
 
-    def catalog(self) -> tuple[int, dict[str, dict[str, str]], list[Identifier]]:
-        """The stored catalog: (version, family -> title and publisher, identifiers)."""
+    def catalog(self) -> StoredCatalog:
+        """The stored catalog: its version, families (title, publisher), identifiers."""
         ...
 
     def add_catalog(
@@ -178,8 +225,27 @@ class Store(Protocol):
         """Add families and identifiers as catalog ``version`` and make it current."""
         ...
 
-    def match_observations(self, identifiers: list[Identifier]) -> int:
-        """Match stored, not yet matched observations against new identifiers; count them."""
+    # Matching kept observations (inventories kept whole) against identifiers new to
+    # the catalog: the rules are catalog/matching.py's; these only find and write rows.
+    # An observation "may match" when it has no match, or was watched only for a
+    # policy (no family) and an identifier of the same kind now names a family.
+
+    def match_kept_id(self, app_id: str, platforms: tuple[str, ...], family: str, kind: str, confidence: str) -> int:
+        """Match present observations with this app id, on devices of these platforms,
+        that may match; count them."""
+        ...
+
+    def match_kept_cert(self, digest: str, family: str, kind: str, confidence: str) -> int:
+        """Match present observations signed with this certificate digest (any case) that
+        may match; count them."""
+        ...
+
+    def kept_names(self, family: str, kind: str) -> list[KeptName]:
+        """Present observations reported by name alone that may match."""
+        ...
+
+    def set_matches(self, keys: list[tuple[int, str]], family: str, kind: str, confidence: str) -> None:
+        """Give these (device id, app key) observations this match."""
         ...
 
     # -- policies --------------------------------------------------------------------
@@ -206,6 +272,18 @@ class Store(Protocol):
         """Every exemption not revoked, by id."""
         ...
 
+    def all_exemptions(self) -> list[Exemption]:
+        """Every exemption, revoked ones included, by id."""
+        ...
+
+    def get_exemption(self, exemption_id: int) -> Exemption | None:
+        """The exemption with this id, revoked or not."""
+        ...
+
+    def revoke_exemption(self, exemption_id: int, at: Micros) -> bool:
+        """Mark an exemption revoked at ``at``; False when it does not exist or already was."""
+        ...
+
     def add_attestation(self, policy_id: str, device_id: int, person: str, at: Micros) -> int:
         """Record that ``person`` attested removal on a device under a policy; returns its id."""
         ...
@@ -228,42 +306,34 @@ class Store(Protocol):
         """Insert or replace (policy, device) states."""
         ...
 
-    def add_history(self, rows: list[tuple[str, int, str | None, str, Micros, str]]) -> None:
-        """Append state changes: (policy, device, old state, new state, at, cause)."""
+    def add_history(self, rows: list[HistoryRow]) -> None:
+        """Append state changes."""
         ...
 
-    def history(
-        self, *, policy_id: str | None = None, device_id: int | None = None
-    ) -> list[tuple[str, int, str | None, str, Micros, str]]:
+    def history(self, *, policy_id: str | None = None, device_id: int | None = None) -> list[HistoryRow]:
         """State changes, oldest first, optionally of one policy and/or one device."""
         ...
 
-    def policy_facts(self, policy_id: str, *, due_before: Micros | None = None) -> Iterator[tuple[Any, ...]]:
-        """Evaluation inputs and stored state per device (all, or those due by a time).
-
-        (id, platform, ownership, owner, mail_access, inventory_scope, observed_at,
-        catalog_version, groups, state, since, detail, deny, next_check)
-        """
+    def policy_facts(self, policy_id: str, *, due_before: Micros | None = None) -> Iterator[FactRow]:
+        """Evaluation inputs and stored state per device (all, or those due by a time)."""
         ...
 
-    def policy_candidates(
-        self, policy_id: str, q: SweepQuery, *, complex_only: bool = False
-    ) -> Iterator[tuple[Any, ...]]:
+    def policy_candidates(self, policy_id: str, q: SweepQuery, *, complex_only: bool = False) -> Iterator[FactRow]:
         """Rows as ``policy_facts`` gives them, but only those whose state could change
         (with ``complex_only``: only devices with a banned app, exemption or attestation)."""
         ...
 
-    def states_at(self, policy_id: str, at: Micros) -> dict[int, tuple[str, Micros, str]]:
-        """Device id -> (state, since, cause) as the state history records it at ``at``."""
+    def states_at(self, policy_id: str, at: Micros) -> dict[int, RecordedState]:
+        """Device id -> its state as the state history records it at ``at``."""
         ...
 
-    def device_states_at(self, device_id: int, at: Micros) -> dict[str, tuple[str, Micros, str]]:
-        """Policy id -> (state, since, cause) of one device as recorded at ``at``."""
+    def device_states_at(self, device_id: int, at: Micros) -> dict[str, RecordedState]:
+        """Policy id -> one device's state as recorded at ``at``."""
         ...
 
-    def sweep_simple(self, policy_id: str, q: SweepQuery, cause: str) -> list[tuple[int, str | None, str, bool]]:
+    def sweep_simple(self, policy_id: str, q: SweepQuery, cause: str) -> list[SweepChange]:
         """Write the out-of-date states of devices without a banned app, exemption or
-        attestation; return (device_id, old state, new state, deny changed) of each."""
+        attestation; return each change."""
         ...
 
     def due_count(self, policy_id: str, at: Micros) -> int:
@@ -282,8 +352,36 @@ class Store(Protocol):
         """Stop a policy's states denying anything; returns the devices it denied."""
         ...
 
-    def state_rows(self, policy_id: str, *, state: str | None = None) -> Iterator[tuple[Any, ...]]:
-        """(device_id, state, since, detail, deny, next_check, owner, platform, org_unit)."""
+    def state_rows(self, policy_id: str, *, state: str | None = None) -> Iterator[StateListing]:
+        """A policy's stored states, with each device's owner, platform and org unit."""
+        ...
+
+    # -- reports over time (the demo's day-by-day counts; the console's campaign curve) --
+
+    def state_counts(self, policy_id: str) -> dict[str, int]:
+        """State -> how many devices are stored in it under the policy (absent states: 0 rows)."""
+        ...
+
+    def people_in_states(self, policy_id: str, states: tuple[str, ...]) -> int:
+        """How many people own a device stored in one of these states under the policy."""
+        ...
+
+    def changes_between(
+        self, policy_id: str, start: Micros, end: Micros, *, to: str | None = None, left: str | None = None
+    ) -> ChangeCount:
+        """Devices (and their owners) whose state became ``to``, or left ``left``, in [start, end)."""
+        ...
+
+    def removals_between(
+        self, families: Iterable[str], explicit: Iterable[tuple[str, str]], start: Micros, end: Micros
+    ) -> int:
+        """Devices whose snapshot in [start, end) no longer showed an app of these families
+        or with these (kind, id) that it had."""
+        ...
+
+    def fleet_summary(self, platforms: Iterable[str], families: Iterable[str]) -> FleetSummary:
+        """People, devices by platform, mail readers of these platforms by ownership and
+        inventory scope, and devices with a present app of these families."""
         ...
 
     # -- audit -----------------------------------------------------------------------
@@ -298,4 +396,10 @@ class Store(Protocol):
 
     def iter_audit(self) -> Iterator[AuditEntry]:
         """Every audit entry in sequence order."""
+        ...
+
+    def audit_entries(
+        self, *, since: Micros | None = None, until: Micros | None = None, actions: tuple[str, ...] = ()
+    ) -> Iterator[AuditEntry]:
+        """Audit entries in sequence order with ``since <= at < until`` and, if given, one of ``actions``."""
         ...

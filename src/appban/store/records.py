@@ -149,3 +149,135 @@ class SweepQuery:
     detail_full: str
     effective: Micros = 0  # before it every device is out of scope, waking at it
     detail_not_yet: str = ""
+
+
+class Identifier(NamedTuple):
+    """One catalog identifier as stored (``catalog_ids``): a family's id on a platform."""
+
+    kind: str
+    value: str
+    family: str  # "" for an identifier watched only because a policy names it
+    provenance: str
+    added_version: int = 1
+
+
+class StoredCatalog(NamedTuple):
+    version: int
+    families: dict[str, dict[str, str]]  # family -> {"title", "publisher"}
+    identifiers: list[Identifier]
+
+
+class Decision(NamedTuple):
+    decision: str  # allow | deny
+    reason: str  # SPEC's reason code
+
+
+class Tombstone(NamedTuple):
+    """An ActiveSync DeviceId a device stopped using, at gate sequence ``seq``."""
+
+    seq: int
+    eas_id: str
+    device_id: int
+
+
+class Credential(NamedTuple):
+    """A per-device mail password as stored: its hash, never the password."""
+
+    id: int
+    device_id: int
+    username: str
+    hash: str
+    revoked_at: Micros | None
+    seq: int
+
+
+class HistoryRow(NamedTuple):
+    """One recorded state change."""
+
+    policy_id: str
+    device_id: int
+    old_state: str | None
+    new_state: str
+    at: Micros
+    cause: str
+
+
+class RecordedState(NamedTuple):
+    """A state as the history records it at some time."""
+
+    state: str
+    since: Micros
+    cause: str
+
+
+class FactRow(NamedTuple):
+    """What evaluating one device under one policy needs, and its stored state.
+
+    A NamedTuple: a sweep reads a million of them.
+    """
+
+    device_id: int
+    platform: str
+    ownership: str
+    owner: str
+    mail_access: int  # 0 or 1: the store's one definition of "reads mail"
+    inventory_scope: str
+    observed_at: Micros
+    catalog_version: int | None
+    groups: str  # ';'-joined
+    state: str | None  # None: no stored state under this policy yet
+    since: Micros | None
+    detail: str | None
+    deny: str | None
+    next_check: Micros | None
+
+
+class StateListing(NamedTuple):
+    """A stored state with what reports show beside it."""
+
+    device_id: int
+    state: str
+    since: Micros
+    detail: str
+    deny: str
+    next_check: Micros | None
+    owner: str
+    platform: str
+    org_unit: str
+
+
+class SweepChange(NamedTuple):
+    """A state the store's sweep rewrote."""
+
+    device_id: int
+    old_state: str | None
+    new_state: str
+    deny_changed: bool
+
+
+class KeptName(NamedTuple):
+    """A kept observation reported by display name alone."""
+
+    device_id: int
+    app_key: str
+    name: str
+
+
+class ChangeCount(NamedTuple):
+    """How many devices, and of how many people, a set of state changes touched."""
+
+    devices: int
+    people: int
+
+
+@dataclass(slots=True)
+class FleetSummary:
+    """What the inventory holds, for an overview (the demo's opening lines)."""
+
+    people: int
+    org_units: int
+    time_zones: int
+    by_platform: dict[str, int]  # platform -> devices
+    reading_mail_by: dict[str, int]  # "ownership/inventory_scope" -> devices of the platforms asked
+    banned_app_devices: int  # devices with a present app of the families asked
+    banned_apps: dict[str, int]  # app id -> devices it is present on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -9,21 +10,32 @@ from importlib import resources
 from typing import Any
 
 from appban import settings
-from appban.catalog import PLATFORMS, Identifier, kinds_for
-from appban.catalog.catalog import normalise_name
 from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
 from appban.store.records import (
     AuditEntry,
+    ChangeCount,
+    Credential,
+    Decision,
     DeviceRow,
     Exemption,
+    FactRow,
+    FleetSummary,
     GateRow,
+    HistoryRow,
+    Identifier,
+    KeptName,
     Observation,
     Person,
     PolicyRow,
+    RecordedState,
+    StateListing,
     StateRow,
+    StoredCatalog,
+    SweepChange,
     SweepQuery,
+    Tombstone,
 )
 
 _DEVICE_COLS = (
@@ -69,6 +81,33 @@ def is_busy(exc: BaseException) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+# The database cannot be reached or read: not there, not a database, the disk failing.
+_UNAVAILABLE = (
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_AUTH,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database itself cannot be reached (an outage, not a bug)."""
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNAVAILABLE
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """The file behind ``path`` (device, inode); None for an in-memory database."""
+    if path == ":memory:" or not path:
+        return None
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
 class SQLiteStore:
     backend = "sqlite"
 
@@ -91,6 +130,10 @@ class SQLiteStore:
         self.db.execute(f"PRAGMA synchronous = {synchronous}")
         self.db.execute("PRAGMA temp_store = MEMORY")
         self.db.execute("PRAGMA cache_size = -65536")
+        try:
+            self._file = _file_id(path)  # which file this connection opened (see replaced())
+        except OSError:
+            self._file = None
         self._depth = 0
         self._seq: int | None = None
 
@@ -158,6 +201,20 @@ class SQLiteStore:
             f"(APPBAN_BUSY_TIMEOUT); try again"
         )
 
+    # -- a long-lived follower (the gate) ----------------------------------------------
+
+    def replaced(self) -> bool:
+        # A connection stays on the file it opened, even once another is renamed over
+        # its path (a restore, a copy): only the path's inode tells.
+        return _file_id(self.path) != self._file
+
+    def limit_cache(self, kib: int) -> None:
+        self.db.execute(f"PRAGMA cache_size = -{int(kib)}")
+
+    def set_lock_wait(self, seconds: float) -> None:
+        self.busy_timeout = seconds
+        self.db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
     # -- meta ------------------------------------------------------------------------
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -202,6 +259,22 @@ class SQLiteStore:
             "timezone = excluded.timezone, updated_at = excluded.updated_at",
             ((p.email, p.name, p.org_unit, ";".join(p.groups), p.timezone, at) for p in people),
         )
+
+    def list_people(self, *, org_unit: str | None = None, group: str | None = None) -> list[Person]:
+        sql = "SELECT email, name, org_unit, groups, timezone FROM people WHERE 1"
+        params: list[Any] = []
+        if org_unit is not None:
+            sql += " AND org_unit = ?"
+            params.append(org_unit)
+        if group is not None:
+            # groups are ';'-joined: a whole name between separators, never a LIKE pattern.
+            sql += " AND instr(';' || groups || ';', ';' || ? || ';') > 0"
+            params.append(group)
+        rows = self.db.execute(sql + " ORDER BY email", params).fetchall()
+        return [Person(r[0], r[1], r[2], tuple(r[3].split(";")) if r[3] else (), r[4]) for r in rows]
+
+    def device_counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT owner, count(*) FROM devices GROUP BY owner").fetchall())
 
     def count_people(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM people").fetchone()[0])
@@ -317,15 +390,15 @@ class SQLiteStore:
             (decision, reason, seq, device_id),
         )
 
-    def decisions_of(self, device_ids: list[int]) -> dict[int, tuple[str, str]]:
-        out: dict[int, tuple[str, str]] = {}
+    def decisions_of(self, device_ids: list[int]) -> dict[int, Decision]:
+        out: dict[int, Decision] = {}
         for start in range(0, len(device_ids), 500):
             chunk = device_ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             for device_id, decision, reason in self.db.execute(
                 f"SELECT id, decision, reason FROM devices WHERE id IN ({marks})", chunk
             ):
-                out[device_id] = (decision, reason)
+                out[device_id] = Decision(decision, reason)
         return out
 
     def gate_rows(self, after_seq: int = 0) -> Iterator[GateRow]:
@@ -338,12 +411,13 @@ class SQLiteStore:
             for r in batch:
                 yield GateRow(r[0], r[1], tuple(r[2].split()), r[3], r[4], r[5])
 
-    def tombstones(self, after_seq: int) -> list[tuple[int, str, int]]:
-        """(seq, eas_id, device_id) of DeviceIds devices stopped using after ``after_seq``."""
-        return self.db.execute(
+    def tombstones(self, after_seq: int) -> list[Tombstone]:
+        """DeviceIds devices stopped using after ``after_seq``."""
+        rows = self.db.execute(
             "SELECT seq, eas_id, device_id FROM gate_tombstones WHERE seq > ? ORDER BY seq",
             (after_seq,),
-        ).fetchall()
+        )
+        return [Tombstone(*r) for r in rows]
 
     # -- mail credentials --------------------------------------------------------------
 
@@ -363,12 +437,29 @@ class SQLiteStore:
         self.db.execute("UPDATE devices SET credential = 0 WHERE id = ?", (device_id,))
         return cur.rowcount
 
-    def credentials(self, after_seq: int = 0) -> list[tuple[int, int, str, str, int | None, int]]:
-        """(id, device_id, username, hash, revoked_at, seq) changed after ``after_seq``."""
-        return self.db.execute(
+    def credentials(self, after_seq: int = 0) -> list[Credential]:
+        """Credentials issued or revoked after ``after_seq``."""
+        rows = self.db.execute(
             "SELECT id, device_id, username, hash, revoked_at, seq FROM credentials WHERE seq > ? ORDER BY seq",
             (after_seq,),
-        ).fetchall()
+        )
+        return [Credential(*r) for r in rows]
+
+    def rehash_credential(self, credential_id: int, old: str, new: str, seq: int) -> bool:
+        cur = self.db.execute(
+            "UPDATE credentials SET hash = ?, seq = ? WHERE id = ? AND hash = ? AND revoked_at IS NULL",
+            (new, seq, credential_id, old),
+        )
+        return cur.rowcount == 1
+
+    def mail_owners(self, local_part: str) -> list[str]:
+        # A range on the owner index: every address that starts with "local@" ("A" follows "@").
+        rows = self.db.execute(
+            "SELECT DISTINCT owner FROM devices WHERE owner >= ? AND owner < ? "
+            "AND (eas_ids != '' OR credential) ORDER BY owner",
+            (local_part + "@", local_part + "A"),
+        )
+        return [r[0] for r in rows]
 
     # -- observations ----------------------------------------------------------------
 
@@ -451,7 +542,7 @@ class SQLiteStore:
 
     # -- catalog ---------------------------------------------------------------------
 
-    def catalog(self) -> tuple[int, dict[str, dict[str, str]], list[Identifier]]:
+    def catalog(self) -> StoredCatalog:
         version = int(self.get_meta("catalog_version", "0") or 0)
         families = {
             f: {"title": t, "publisher": p}
@@ -463,7 +554,7 @@ class SQLiteStore:
                 "SELECT kind, value, family, provenance, added_version FROM catalog_ids ORDER BY family, kind, value"
             )
         ]
-        return version, families, identifiers
+        return StoredCatalog(version, families, identifiers)
 
     def add_catalog(
         self,
@@ -483,50 +574,43 @@ class SQLiteStore:
         )
         self.set_meta("catalog_version", str(version))
 
-    def match_observations(self, identifiers: list[Identifier]) -> int:
-        """Match kept observations against identifiers new to the catalog; count rows matched.
+    # A kept observation may take a catalog match when it has none, or when it was
+    # watched only for a policy (no family) and the same kind of identifier now names
+    # a family.
+    _MAY_MATCH = "gone_at IS NULL AND (match_kind = '' OR (family = '' AND :family != '' AND match_kind = :kind))"
 
-        A snapshot kept whole holds apps the catalog did not know when it arrived; once
-        the catalog (or a policy) names one, those rows must match as an import now
-        would, or the snapshot would prove an absence it contradicts. A row keeps any
-        match it has, except that one watched only for a policy takes the family that
-        the same identifier now gives it.
-        """
-        matched = 0
-        for ident in identifiers:
-            unmatched = "(match_kind = '' OR (family = '' AND ? != '' AND match_kind = ?))"
-            confidence = {"cert": "certificate", "name": "name"}.get(ident.kind, "identifier")
-            head = "UPDATE observations SET family = ?, match_kind = ?, confidence = ? WHERE "
-            args: list[Any] = [ident.family, ident.kind, confidence]
-            if ident.kind == "name":
-                # Names match only apps reported without an identifier (catalog.match).
-                want = normalise_name(ident.value)
-                keys = [
-                    (device_id, key)
-                    for device_id, key, name in self.db.execute(
-                        "SELECT device_id, app_key, name FROM observations WHERE app_id IS NULL "
-                        f"AND gone_at IS NULL AND {unmatched}",
-                        (ident.family, ident.kind),
-                    )
-                    if name and normalise_name(name) == want
-                ]
-                self.db.executemany(head + "device_id = ? AND app_key = ?", [(*args, d, k) for d, k in keys])
-                matched += len(keys)
-                continue
-            if ident.kind == "cert":
-                where = "lower(signing_sha256) = ?"
-                args.append(ident.value.lower())
-            else:
-                platforms = [p for p in PLATFORMS if ident.kind in kinds_for(p)]
-                marks = ", ".join("?" * len(platforms)) or "NULL"
-                where = f"app_id = ? AND device_id IN (SELECT id FROM devices WHERE platform IN ({marks}))"
-                args += [ident.value, *platforms]
-            cur = self.db.execute(
-                head + f"{where} AND gone_at IS NULL AND {unmatched}",
-                [*args, ident.family, ident.kind],
-            )
-            matched += max(cur.rowcount, 0)
-        return matched
+    def match_kept_id(self, app_id: str, platforms: tuple[str, ...], family: str, kind: str, confidence: str) -> int:
+        params: dict[str, Any] = {"app": app_id, "family": family, "kind": kind, "confidence": confidence}
+        marks = _sweep_sql.bind(params, "pl", platforms)
+        cur = self.db.execute(
+            "UPDATE observations SET family = :family, match_kind = :kind, confidence = :confidence "
+            f"WHERE app_id = :app AND device_id IN (SELECT id FROM devices WHERE platform IN ({marks})) "
+            f"AND {self._MAY_MATCH}",
+            params,
+        )
+        return max(cur.rowcount, 0)
+
+    def match_kept_cert(self, digest: str, family: str, kind: str, confidence: str) -> int:
+        cur = self.db.execute(
+            "UPDATE observations SET family = :family, match_kind = :kind, confidence = :confidence "
+            f"WHERE lower(signing_sha256) = :digest AND {self._MAY_MATCH}",
+            {"digest": digest.lower(), "family": family, "kind": kind, "confidence": confidence},
+        )
+        return max(cur.rowcount, 0)
+
+    def kept_names(self, family: str, kind: str) -> list[KeptName]:
+        rows = self.db.execute(
+            "SELECT device_id, app_key, name FROM observations WHERE app_id IS NULL AND name IS NOT NULL "
+            f"AND {self._MAY_MATCH}",
+            {"family": family, "kind": kind},
+        )
+        return [KeptName(*r) for r in rows]
+
+    def set_matches(self, keys: list[tuple[int, str]], family: str, kind: str, confidence: str) -> None:
+        self.db.executemany(
+            "UPDATE observations SET family = ?, match_kind = ?, confidence = ? WHERE device_id = ? AND app_key = ?",
+            [(family, kind, confidence, device_id, key) for device_id, key in keys],
+        )
 
     # -- policies --------------------------------------------------------------------
 
@@ -583,6 +667,27 @@ class SQLiteStore:
         ).fetchall()
         return [Exemption(*r) for r in rows]
 
+    def all_exemptions(self) -> list[Exemption]:
+        rows = self.db.execute(
+            "SELECT id, policy_id, person, device_id, starts, until, reason, created_at, "
+            "revoked_at FROM exemptions ORDER BY id"
+        ).fetchall()
+        return [Exemption(*r) for r in rows]
+
+    def get_exemption(self, exemption_id: int) -> Exemption | None:
+        row = self.db.execute(
+            "SELECT id, policy_id, person, device_id, starts, until, reason, created_at, "
+            "revoked_at FROM exemptions WHERE id = ?",
+            (exemption_id,),
+        ).fetchone()
+        return Exemption(*row) if row else None
+
+    def revoke_exemption(self, exemption_id: int, at: Micros) -> bool:
+        cur = self.db.execute(
+            "UPDATE exemptions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, exemption_id)
+        )
+        return cur.rowcount == 1
+
     def add_attestation(self, policy_id: str, device_id: int, person: str, at: Micros) -> int:
         cur = self.db.execute(
             "INSERT INTO attestations (policy_id, device_id, person, attested_at) VALUES (?, ?, ?, ?)",
@@ -623,16 +728,14 @@ class SQLiteStore:
             [(r.policy_id, r.device_id, r.state, r.since, r.detail, r.deny, r.next_check) for r in rows],
         )
 
-    def add_history(self, rows: list[tuple[str, int, str | None, str, Micros, str]]) -> None:
+    def add_history(self, rows: list[HistoryRow]) -> None:
         self.db.executemany(
             "INSERT INTO state_history (policy_id, device_id, old_state, new_state, at, cause) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
 
-    def history(
-        self, *, policy_id: str | None = None, device_id: int | None = None
-    ) -> list[tuple[str, int, str | None, str, Micros, str]]:
+    def history(self, *, policy_id: str | None = None, device_id: int | None = None) -> list[HistoryRow]:
         where: list[str] = []
         params: list[Any] = []
         if policy_id is not None:
@@ -644,56 +747,45 @@ class SQLiteStore:
         sql = "SELECT policy_id, device_id, old_state, new_state, at, cause FROM state_history"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return self.db.execute(sql + " ORDER BY at, id", params).fetchall()
+        return [HistoryRow(*r) for r in self.db.execute(sql + " ORDER BY at, id", params)]
 
-    def states_at(self, policy_id: str, at: Micros) -> dict[int, tuple[str, Micros, str]]:
-        """Device id -> (state, since, cause) as the history records it at time ``at``."""
+    def states_at(self, policy_id: str, at: Micros) -> dict[int, RecordedState]:
+        """Device id -> its state as the history records it at time ``at``."""
         rows = self.db.execute(
             "SELECT device_id, new_state, at, cause FROM (SELECT device_id, new_state, at, cause, "
             "row_number() OVER (PARTITION BY device_id ORDER BY at DESC, id DESC) AS rn "
             "FROM state_history WHERE policy_id = ? AND at <= ?) WHERE rn = 1",
             (policy_id, at),
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: RecordedState(r[1], r[2], r[3]) for r in rows}
 
-    def device_states_at(self, device_id: int, at: Micros) -> dict[str, tuple[str, Micros, str]]:
-        """Policy id -> (state, since, cause) of one device as recorded at time ``at``."""
+    def device_states_at(self, device_id: int, at: Micros) -> dict[str, RecordedState]:
+        """Policy id -> one device's state as recorded at time ``at``."""
         rows = self.db.execute(
             "SELECT policy_id, new_state, at, cause FROM (SELECT policy_id, new_state, at, cause, "
             "row_number() OVER (PARTITION BY policy_id ORDER BY at DESC, id DESC) AS rn "
             "FROM state_history WHERE device_id = ? AND at <= ?) WHERE rn = 1",
             (device_id, at),
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: RecordedState(r[1], r[2], r[3]) for r in rows}
 
-    def policy_facts(self, policy_id: str, *, due_before: Micros | None = None) -> Iterator[tuple[Any, ...]]:
-        """Every device with what evaluating it needs, and its stored state for the policy.
-
-        (id, platform, ownership, owner, mail_access, inventory_scope, observed_at,
-        catalog_version, groups, state, since, detail, deny, next_check)
-        """
-        sql = (
-            "SELECT d.id, d.platform, d.ownership, d.owner, "
-            "(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0)), "
-            "d.inventory_scope, d.observed_at, d.catalog_version, coalesce(p.groups, ''), "
-            "s.state, s.since, s.detail, s.deny, s.next_check FROM "
-        )
+    def policy_facts(self, policy_id: str, *, due_before: Micros | None = None) -> Iterator[FactRow]:
+        """Every device with what evaluating it needs, and its stored state for the policy."""
+        sql = f"SELECT {_sweep_sql.FACT_COLUMNS} FROM "
         if due_before is None:
             sql += (
                 "devices d LEFT JOIN states s ON s.device_id = d.id AND s.policy_id = ? "
                 "LEFT JOIN people p ON p.email = d.owner"
             )
-            return self.db.execute(sql, (policy_id,))
+            return map(FactRow._make, self.db.execute(sql, (policy_id,)))
         sql += (
             "states s JOIN devices d ON d.id = s.device_id "
             "LEFT JOIN people p ON p.email = d.owner "
             "WHERE s.policy_id = ? AND s.next_check IS NOT NULL AND s.next_check <= ?"
         )
-        return self.db.execute(sql, (policy_id, due_before))
+        return map(FactRow._make, self.db.execute(sql, (policy_id, due_before)))
 
-    def policy_candidates(
-        self, policy_id: str, q: SweepQuery, *, complex_only: bool = False
-    ) -> Iterator[tuple[Any, ...]]:
+    def policy_candidates(self, policy_id: str, q: SweepQuery, *, complex_only: bool = False) -> Iterator[FactRow]:
         """Like ``policy_facts``, but only rows whose state could differ from the stored one.
 
         SQLite classifies every device without a banned app, exemption or attestation
@@ -702,9 +794,10 @@ class SQLiteStore:
         (the simple ones having been written by ``sweep_simple``).
         """
         params = _sweep_sql.parameters(policy_id, q)
-        return self.db.execute(_sweep_sql.candidates_sql(q, params, complex_only=complex_only), params)
+        cursor = self.db.execute(_sweep_sql.candidates_sql(q, params, complex_only=complex_only), params)
+        return map(FactRow._make, cursor)
 
-    def sweep_simple(self, policy_id: str, q: SweepQuery, cause: str) -> list[tuple[int, str | None, str, bool]]:
+    def sweep_simple(self, policy_id: str, q: SweepQuery, cause: str) -> list[SweepChange]:
         """Write the states of every simple device whose row is out of date, in SQL.
 
         Records a history row for each state change. Returns (device_id, old state,
@@ -740,7 +833,7 @@ class SQLiteStore:
             "WHERE old_state IS NOT new_state OR coalesce(old_deny, '') != new_deny ORDER BY id"
         ).fetchall()
         self.db.execute("DELETE FROM sweep")
-        return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
+        return [SweepChange(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def due_count(self, policy_id: str, at: Micros) -> int:
         """How many of the policy's states wake exactly at ``at``."""
@@ -784,8 +877,8 @@ class SQLiteStore:
         self.db.execute("UPDATE states SET deny = '', next_check = NULL WHERE policy_id = ?", (policy_id,))
         return ids
 
-    def state_rows(self, policy_id: str, *, state: str | None = None) -> Iterator[tuple[Any, ...]]:
-        """(device_id, state, since, detail, deny, next_check, owner, platform, org_unit)."""
+    def state_rows(self, policy_id: str, *, state: str | None = None) -> Iterator[StateListing]:
+        """A policy's stored states, with each device's owner, platform and org unit."""
         sql = (
             "SELECT s.device_id, s.state, s.since, s.detail, s.deny, s.next_check, d.owner, "
             "d.platform, coalesce(p.org_unit, '') FROM states s JOIN devices d ON d.id = s.device_id "
@@ -795,7 +888,81 @@ class SQLiteStore:
         if state is not None:
             sql += " AND s.state = ?"
             params.append(state)
-        return self.db.execute(sql + " ORDER BY s.device_id", params)
+        return map(StateListing._make, self.db.execute(sql + " ORDER BY s.device_id", params))
+
+    # -- reports over time -------------------------------------------------------------
+
+    def state_counts(self, policy_id: str) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, count(*) FROM states WHERE policy_id = ? GROUP BY state", (policy_id,))
+        return {state: int(n) for state, n in rows}
+
+    def people_in_states(self, policy_id: str, states: tuple[str, ...]) -> int:
+        params: dict[str, Any] = {"pid": policy_id}
+        marks = _sweep_sql.bind(params, "st", states)
+        row = self.db.execute(
+            "SELECT count(DISTINCT d.owner) FROM states s JOIN devices d ON d.id = s.device_id "
+            f"WHERE s.policy_id = :pid AND s.state IN ({marks})",
+            params,
+        ).fetchone()
+        return int(row[0])
+
+    def changes_between(
+        self, policy_id: str, start: Micros, end: Micros, *, to: str | None = None, left: str | None = None
+    ) -> ChangeCount:
+        where = ["h.policy_id = :pid", "h.at >= :start", "h.at < :end"]
+        params: dict[str, Any] = {"pid": policy_id, "start": start, "end": end, "to": to, "left": left}
+        if to is not None:
+            where.append("h.new_state = :to")
+        if left is not None:
+            where.append("h.old_state = :left AND h.new_state != :left")
+        row = self.db.execute(
+            "SELECT count(DISTINCT h.device_id), count(DISTINCT d.owner) FROM state_history h "
+            f"JOIN devices d ON d.id = h.device_id WHERE {' AND '.join(where)}",
+            params,
+        ).fetchone()
+        return ChangeCount(int(row[0]), int(row[1]))
+
+    def removals_between(
+        self, families: Iterable[str], explicit: Iterable[tuple[str, str]], start: Micros, end: Micros
+    ) -> int:
+        params: dict[str, Any] = {"start": start, "end": end}
+        terms = []
+        fams = sorted(families)
+        if fams:
+            terms.append(f"family IN ({_sweep_sql.bind(params, 'fam', fams)})")
+        for i, (kind, value) in enumerate(sorted(explicit)):
+            params[f"ek{i}"], params[f"ev{i}"] = kind, value
+            terms.append(f"(match_kind = :ek{i} AND app_id = :ev{i})")
+        row = self.db.execute(
+            "SELECT count(DISTINCT device_id) FROM observations WHERE gone_at >= :start AND gone_at < :end "
+            f"AND ({' OR '.join(terms) or '0'})",
+            params,
+        ).fetchone()
+        return int(row[0])
+
+    def fleet_summary(self, platforms: Iterable[str], families: Iterable[str]) -> FleetSummary:
+        db = self.db
+        people, units, zones = db.execute(
+            "SELECT count(*), count(DISTINCT org_unit), count(DISTINCT timezone) FROM people"
+        ).fetchone()
+        by_platform = dict(db.execute("SELECT platform, count(*) FROM devices GROUP BY platform ORDER BY platform"))
+        params: dict[str, Any] = {}
+        marks = _sweep_sql.bind(params, "pl", sorted(platforms))
+        reading = dict(
+            db.execute(
+                "SELECT d.ownership || '/' || d.inventory_scope, count(*) FROM devices d "
+                f"WHERE d.platform IN ({marks}) AND {_sweep_sql.READS_MAIL} GROUP BY 1 ORDER BY 1",
+                params,
+            )
+        )
+        params = {}
+        fams = _sweep_sql.bind(params, "fam", sorted(families))
+        present = f"FROM observations WHERE gone_at IS NULL AND family IN ({fams})"
+        banned = dict(
+            db.execute(f"SELECT app_id, count(DISTINCT device_id) {present} GROUP BY app_id ORDER BY 2 DESC, 1", params)
+        )
+        devices = db.execute(f"SELECT count(DISTINCT device_id) {present}", params).fetchone()[0]
+        return FleetSummary(people, units, zones, by_platform, reading, int(devices), banned)
 
     # -- audit -----------------------------------------------------------------------
 
@@ -815,4 +982,21 @@ class SQLiteStore:
         for row in self.db.execute(
             "SELECT seq, at, action, subject, data, prev_hash, hash FROM audit_log ORDER BY seq"
         ):
+            yield AuditEntry(*row)
+
+    def audit_entries(
+        self, *, since: Micros | None = None, until: Micros | None = None, actions: tuple[str, ...] = ()
+    ) -> Iterator[AuditEntry]:
+        sql = "SELECT seq, at, action, subject, data, prev_hash, hash FROM audit_log WHERE 1"
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND at >= ?"
+            params.append(since)
+        if until is not None:
+            sql += " AND at < ?"
+            params.append(until)
+        if actions:
+            sql += f" AND action IN ({', '.join('?' * len(actions))})"
+            params.extend(actions)
+        for row in self.db.execute(sql + " ORDER BY seq", params):
             yield AuditEntry(*row)
