@@ -339,7 +339,8 @@ class Evaluator:
                     {
                         "cause": cause,
                         "changes": [
-                            [f"dev-{c.device_id}", c.old_state, c.new_state, now] for c in changed[start : start + _BATCH]
+                            [f"dev-{c.device_id}", c.old_state, c.new_state, now]
+                            for c in changed[start : start + _BATCH]
                         ],
                     },
                 )

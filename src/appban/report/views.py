@@ -18,6 +18,7 @@ from appban.policy.model import Policy
 from appban.policy.states import Outcome, compute, walk
 from appban.workspace import Workspace
 
+
 class Row(NamedTuple):
     """A device's state under a policy as of a report's time."""
 
