@@ -8,6 +8,7 @@ must leave every stored state equal to what the pure state function says.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,15 +91,21 @@ def test_sweep_matches_the_state_function(tmp_path: Path, seed: int) -> None:
     policy_file.write_text(_policy_yaml(rng))
     apply(ws, str(policy_file), dry_run=False)
 
-    # Change facts without telling the evaluator, as another writer or a bug might.
-    db = ws.store.db
+    # Change facts through the store without evaluating, as another writer or a bug might.
     with ws.writing():
-        db.execute("UPDATE people SET groups = 'eng;exec' WHERE email LIKE 'user1%'")
-        db.execute("UPDATE devices SET ownership = 'corporate' WHERE id % 7 = 0")
-        db.execute("UPDATE devices SET inventory_scope = 'full' WHERE id % 5 = 0")
-        db.execute("UPDATE devices SET catalog_version = 0 WHERE id % 11 = 0")
-        db.execute("UPDATE devices SET eas_ids = '' WHERE id % 13 = 0")
-    ws.evaluator._groups.clear()
+        regrouped = [k for k in range(35) if str(k).startswith("1")]
+        ws.store.put_people([Person(f"user{k}@example.com", groups=("eng", "exec")) for k in regrouped], T0)
+        for device in list(ws.store.iter_devices()):
+            assert device.id is not None
+            changed = replace(
+                device,
+                ownership="corporate" if device.id % 7 == 0 else device.ownership,
+                inventory_scope="full" if device.id % 5 == 0 else device.inventory_scope,
+                catalog_version=0 if device.id % 11 == 0 else device.catalog_version,
+                eas_ids=() if device.id % 13 == 0 else device.eas_ids,
+            )
+            if changed != device:
+                ws.store.update_device(changed, device.eas_ids)
 
     for step in (0, 6, 30, 60):
         now = T0 + step * HOUR
@@ -106,11 +113,11 @@ def test_sweep_matches_the_state_function(tmp_path: Path, seed: int) -> None:
         with ws.writing():
             ws.evaluator.evaluate_policy(policy, now, "evaluate")
         expected = _computed(ws, policy, now, "all")
-        stored = {r[0]: r for r in ws.store.state_rows(policy.id)}
+        stored = {r.device_id: r for r in ws.store.state_rows(policy.id)}
         assert stored.keys() == expected.keys()
         for device_id, (out, _boundary) in expected.items():
             row = stored[device_id]
-            got = (row[1], row[3], row[4], row[5])
+            got = (row.state, row.detail, row.deny, row.next_check)
             want = (out.state, out.detail, out.deny, out.next_check)
             assert got == want, (seed, step, device_id, got, want)
     ws.close()
