@@ -153,10 +153,40 @@ def people_import(env: Env, file: str) -> None:
         env,
         doc,
         lambda d: output.line(
-            f"{d['file']}: {d['people']} people "
-            f"({d['created']} new, {d['updated']} updated, {d['unchanged']} unchanged)"
+            f"{d['file']}: {output.plural(d['people'], 'person', 'people')} "
+            f"({d['created']:,} new, {d['updated']:,} updated, {d['unchanged']:,} unchanged)"
         ),
     )
+
+
+@people.command("list")
+@click.option("--org-unit", default=None, metavar="NAME", help="Only people in this org unit.")
+@click.option("--group", default=None, metavar="NAME", help="Only members of this group.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many people.")
+@common
+def people_list(env: Env, org_unit: str | None, group: str | None, limit: int | None) -> None:
+    """People, with their org unit, groups and how many devices each owns."""
+    from appban.report.people import list_people
+
+    ws = env.workspace(create=False)
+    shown = limit if (limit or env.as_json) else 50
+    doc = list_people(ws, org_unit=org_unit, group=group, limit=shown)
+
+    def render(d: dict[str, Any]) -> None:
+        if not d["people"]:
+            output.line("no people" + (" match" if org_unit or group else ""))
+            return
+        output.table(
+            None,
+            ["email", "name", "org unit", "groups", "timezone", "devices"],
+            [(p["email"], p["name"], p["org_unit"], p["groups"], p["timezone"], p["devices"]) for p in d["people"]],
+        )
+        if d["count"] > len(d["people"]):
+            output.line(f"... {d['count'] - len(d['people']):,} more (--limit, --json)")
+        else:
+            output.line(output.plural(d["count"], "person", "people"))
+
+    emit(env, doc, render)
 
 
 @cli.command("import")
@@ -199,8 +229,8 @@ def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: 
         env,
         doc,
         lambda d: output.line(
-            f"{d['checkins']} check-ins: {d['new']} new devices, {d['updated']} updated, "
-            f"{d['unchanged']} no newer than stored"
+            f"{output.plural(d['checkins'], 'check-in')}: {output.plural(d['new'], 'new device')}, "
+            f"{d['updated']:,} updated, {d['unchanged']:,} no newer than stored"
         ),
     )
 
@@ -415,7 +445,11 @@ def evaluate(env: Env, full: bool) -> None:
         else:
             changes = ws.evaluator.evaluate_due(ws.now)
     doc = {"now": format_time(ws.now), "state_changes": changes, "full": full}
-    emit(env, doc, lambda d: output.line(f"{d['state_changes']} state changes as of {d['now']}"))
+    emit(
+        env,
+        doc,
+        lambda d: output.line(f"{output.plural(d['state_changes'], 'state change')} as of {output.human(d['now'])}"),
+    )
 
 
 @cli.command()
@@ -441,7 +475,10 @@ def _render_status(d: dict[str, Any]) -> None:
     for one in d.get("policies", [d]) if "policies" in d else [d]:
         if "states" not in one:
             continue
-        output.line(f"{one['policy']} ({one['status']}, {one['mode']}) as of {one['now']}; deadline {one['deadline']}")
+        output.line(
+            f"{one['policy']} ({one['status']}, {one['mode']}) as of {output.human(one['now'])}; "
+            f"deadline {output.human(one['deadline'])}"
+        )
         if "by" in one:
             keys = list(one["by"])
             output.table(
@@ -573,13 +610,35 @@ def device_show(env: Env, device_id: str) -> None:
                 )
             ]
         )
-        output.line(f"decision: {d['decision']} ({d['reason']}) as of {d['now']}")
+        output.line(f"decision: {d['decision']} ({d['reason']}) as of {output.human(d['now'])}")
         for pid, p in d["policies"].items():
-            output.line(f"{pid}: {p['state']} since {p['since']} - {p['detail']}")
+            output.line(f"{pid}: {p['state']} since {output.human(p['since'])} - {p['detail']}")
             for e in p["evidence"]:
-                output.line("  " + ", ".join(f"{k}={v}" for k, v in e.items() if v is not None))
+                output.line("  " + _evidence(e))
 
     emit(env, doc, render)
+
+
+def _evidence(e: dict[str, Any]) -> str:
+    """One piece of evidence as a sentence; a kind this does not know as key=value pairs."""
+    h = output.human
+    kind = e.get("kind")
+    if kind == "app":
+        what = " ".join(h(e[k]) for k in ("name", "version") if e.get(k))
+        seen = f"seen {h(e['first_seen'])} to {h(e['last_seen'])}"
+        now = "present" if e.get("present") else f"gone at {h(e.get('gone_at'))}"
+        named = f" ({what})" if what else ""
+        return f"app {h(e['app'])}{named} from {h(e['source'])}, matched by {h(e['match'])}; {seen}; {now}"
+    if kind == "inventory":
+        return (
+            f"inventory from {h(e['source'])} at {h(e['observed_at'])}: {h(e['inventory_scope'])} scope, "
+            f"catalog v{h(e['catalog_version'])}"
+        )
+    if kind == "attestation":
+        return f"removal attested by {h(e['person'])} at {h(e['attested_at'])}"
+    if kind == "exemption":
+        return f"exempt from {h(e['starts'])} until {h(e['until'])}: {h(e['reason'])}"
+    return ", ".join(f"{k}={h(v)}" for k, v in e.items() if v is not None)
 
 
 # -- exemptions, attestations ------------------------------------------------------------
@@ -614,9 +673,59 @@ def exempt_add(env: Env, policy_id: str, person: str | None, device_ref: str | N
         env,
         doc,
         lambda d: output.line(
-            f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} until {d['until']}"
+            f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} until "
+            f"{output.human(d['until'])}"
         ),
     )
+
+
+@exempt.command("list")
+@click.option("--policy", "policy_id", default=None, metavar="ID", help="Only exemptions from this policy.")
+@click.option("--all", "everything", is_flag=True, help="Also those revoked, expired or not yet made.")
+@common
+def exempt_list(env: Env, policy_id: str | None, everything: bool) -> None:
+    """Exemptions in force as of --now (with --all: every one, with its status)."""
+    from appban.report.exemptions import list_exemptions
+
+    ws = env.workspace(create=False)
+    doc = list_exemptions(ws, policy_id=policy_id, everything=everything)
+
+    def render(d: dict[str, Any]) -> None:
+        if d["exemptions"]:
+            output.table(
+                None,
+                ["id", "policy", "who", "from", "until", "status", "reason"],
+                [
+                    (x["id"], x["policy"], x["person"] or x["device"], x["from"], x["until"], x["status"], x["reason"])
+                    for x in d["exemptions"]
+                ],
+            )
+        what = "exemption" if d["all"] else "active exemption"
+        output.line(f"{output.plural(len(d['exemptions']), what)} as of {output.human(d['now'])}")
+
+    emit(env, doc, render)
+
+
+@exempt.command("revoke")
+@click.argument("exemption_id", metavar="ID")
+@click.option("--reason", default=None, help="Why; recorded in the audit log.")
+@common
+def exempt_revoke(env: Env, exemption_id: str, reason: str | None) -> None:
+    """End an exemption now; the devices it covered are re-evaluated at once."""
+    from appban.policy.exemptions import parse_id, revoke
+
+    number = parse_id(exemption_id)
+    ws = env.workspace(create=False)
+    doc = revoke(ws, number, reason)
+
+    def render(d: dict[str, Any]) -> None:
+        states = ", ".join(f"{ref} {state}" for ref, state in d["states"].items() if state)
+        output.line(
+            f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} revoked; "
+            f"{output.plural(d['devices'], 'device')} re-evaluated" + (f": {states}" if states else "")
+        )
+
+    emit(env, doc, render)
 
 
 @cli.command()
@@ -756,25 +865,130 @@ def audit() -> None:
     """The tamper-evident audit log."""
 
 
-@audit.command("verify")
+@audit.command("list")
+@click.option("--since", default=None, metavar="TIME", help="Entries at or after this time.")
+@click.option("--until", default=None, metavar="TIME", help="Entries before this time.")
+@click.option("--kind", "kinds", multiple=True, metavar="ACTION", help="Only this action (repeatable), e.g. state.")
+@click.option("--policy", "policy_id", default=None, metavar="ID", help="Only entries about this policy.")
+@click.option("--device", "device_ref", default=None, metavar="ID", help="Only entries about this device.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the latest this many entries.")
 @common
-def audit_verify(env: Env) -> None:
-    """Check the audit log's hash chain; exit 1 naming the first broken entry."""
-    from appban.audit import verify
+def audit_list(
+    env: Env,
+    since: str | None,
+    until: str | None,
+    kinds: tuple[str, ...],
+    policy_id: str | None,
+    device_ref: str | None,
+    limit: int | None,
+) -> None:
+    """The audit log's entries, oldest first; --json prints a list of entries."""
+    from appban.report.audit import list_entries
 
     ws = env.workspace(create=False)
-    count, problems = verify(ws.store.iter_audit(), ws.store.get_meta("audit_head"))
-    doc = {
+    doc = list_entries(
+        ws,
+        since=None if since is None else parse_time(since, field="--since"),
+        until=None if until is None else parse_time(until, field="--until"),
+        kinds=kinds,
+        policy_id=policy_id,
+        device_ref=device_ref,
+        limit=limit if (limit or env.as_json) else 50,
+    )
+    if env.as_json:
+        output.print_json(doc["entries"])
+        return
+    if doc["entries"]:
+        output.table(
+            None,
+            ["seq", "at", "action", "subject", "data"],
+            [(e["seq"], e["at"], e["action"], e["subject"], _summary(e["data"])) for e in doc["entries"]],
+        )
+    if doc["count"] > len(doc["entries"]):
+        output.line(f"the latest {len(doc['entries']):,} of {doc['count']:,} entries (--limit, --json)")
+    else:
+        output.line(output.plural(doc["count"], "entry", "entries"))
+
+
+def _summary(data: Any) -> str:
+    """An entry's data on one line: ``key=value`` pairs; nested data only counted (--json has it)."""
+    if not isinstance(data, dict):
+        return output.human(data)
+    return " ".join(f"{k}={_brief(v)}" for k, v in data.items() if v not in (None, "", [], {}))
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, dict):
+        return output.plural(len(value), "field")
+    if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+        return output.plural(len(value), "item")
+    return output.human(value)
+
+
+@audit.command("export")
+@click.argument("file")
+@common
+def audit_export(env: Env, file: str) -> None:
+    """Write the hash chain to FILE as JSON Lines, to verify it without appban."""
+    from appban.audit.export import export
+
+    ws = env.workspace(create=False)
+    doc = export(ws.store.iter_audit(), file, ws.now)
+
+    def render(d: dict[str, Any]) -> None:
+        head = d["head"]
+        output.line(
+            f"{d['file']}: {output.plural(d['entries'], 'entry', 'entries')}"
+            + (f"; head {head['seq']} {head['digest']}" if head else "")
+        )
+
+    emit(env, doc, render)
+
+
+@audit.command("head")
+@common
+def audit_head(env: Env) -> None:
+    """The last entry's sequence number and hash: keep them outside the database."""
+    from appban.audit.log import GENESIS
+
+    ws = env.workspace(create=False)
+    last = ws.store.last_audit()
+    doc = {"seq": last.seq, "digest": last.hash} if last else {"seq": 0, "digest": GENESIS}
+    emit(env, doc, lambda d: output.line(f"{d['seq']} {d['digest']}"))
+
+
+@audit.command("verify")
+@click.option(
+    "--anchor",
+    default=None,
+    metavar="DIGEST",
+    help="A hash `audit head` printed earlier: that entry must still be in the chain, unchanged.",
+)
+@common
+def audit_verify(env: Env, anchor: str | None) -> None:
+    """Check the audit log's hash chain; exit 1 naming what is wrong."""
+    from appban.audit import verify
+
+    if anchor is not None:
+        anchor = anchor.strip().lower()
+        if len(anchor) != 64 or any(c not in "0123456789abcdef" for c in anchor):
+            raise BadInput("not a SHA-256 digest (64 hexadecimal digits)", field="--anchor")
+    ws = env.workspace(create=False)
+    count, problems = verify(ws.store.iter_audit(), ws.store.get_meta("audit_head"), anchor)
+    doc: dict[str, Any] = {
         "ok": not problems,
         "entries": count,
         "problems": [{"seq": p.seq, "problem": p.what} for p in problems],
     }
+    if anchor is not None:
+        doc["anchor"] = anchor
 
     def render(d: dict[str, Any]) -> None:
         if d["ok"]:
-            output.line(f"audit log: {d['entries']} entries, intact")
+            since = " from the anchor" if anchor else ""
+            output.line(f"audit log: {output.plural(d['entries'], 'entry', 'entries')}, intact{since}")
         for p in d["problems"]:
-            output.line(f"entry {p['seq']}: {p['problem']}")
+            output.line(p["problem"] if p["seq"] is None else f"entry {p['seq']}: {p['problem']}")
 
     emit(env, doc, render)
     if problems:
@@ -812,10 +1026,18 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the last line of defence: never a traceback
-        if os.environ.get("APPBAN_DEBUG"):  # settings.get("debug") once parsing cannot fail here
+        if _debug():
             raise
         _fail(f"internal error: {type(exc).__name__}: {one_line(str(exc))}", 1)
     sys.exit(0)
+
+
+def _debug() -> bool:
+    """APPBAN_DEBUG, read where an internal error is being reported: never raise here."""
+    try:
+        return bool(settings.get("debug"))
+    except BadInput:
+        return True  # set, but not to a boolean: the admin wants to see
 
 
 def _fail(message: str, code: int) -> None:
