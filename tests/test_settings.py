@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers_cli import assert_bad_input, run
 
 import appban
 from appban import settings
+from helpers_cli import assert_bad_input, run
 
 SRC = Path(appban.__file__).parent
 _ENVIRON = re.compile(r"\bos\.environ\b|\bgetenv\(|\bAPPBAN_[A-Z_]+\b")
