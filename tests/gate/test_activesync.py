@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appban.gate.activesync import MAX_ID, Garbage, Request, parse_uri
+from appban.gate import activesync
+from appban.gate.activesync import MAX_ID, AmbiguousDeviceId, Garbage, LineCache, Request, device_id, parse_uri
 
 PATH = "/Microsoft-Server-ActiveSync"
 
@@ -167,3 +168,109 @@ def test_any_bytes_as_base64_parse_or_are_garbage(raw: bytes) -> None:
     except Garbage:
         return
     assert all(ch.isprintable() for ch in request.device_id + request.user)
+
+
+# -- two DeviceIds -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Cmd=Sync&DeviceId=EASJANE&DeviceId=EASBOB",
+        "Cmd=Sync&DeviceId=EASJANE&deviceid=EASBOB",
+        "Cmd=Sync&DEVICEID=EASJANE&User=x&dEvIcEiD=EASJANE",  # the same value twice too
+        "Cmd=Sync&DeviceId=EASJANE&Device%49d=EASBOB",  # an escaped letter is still the name
+        "Cmd=Sync&DeviceId=EASJANE&Dev\u0131ceId=EASBOB",  # dotless i: DEVICEID in upper case
+        "Cmd=Sync&DeviceId=&DeviceId=EASBOB",
+    ],
+)
+def test_two_device_ids_are_ambiguous(query: str) -> None:
+    with pytest.raises(AmbiguousDeviceId) as raised:
+        parse_uri(f"{PATH}?{query}")
+    assert raised.value.reason == "ambiguous_device_id"
+
+
+def test_garbage_reason_is_no_device_id() -> None:
+    with pytest.raises(Garbage) as raised:
+        parse_uri(f"{PATH}?Cmd=Sync&DeviceId=AB%00CD")
+    assert raised.value.reason == "no_device_id"
+
+
+# -- invisible characters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "EASJANE\u200b",  # zero-width space
+        "EAS\u200dJANE",  # zero-width joiner
+        "\ufeffEASJANE",  # byte order mark
+        "EAS\u2060JANE",  # word joiner
+        "EASJANE\u00ad",  # soft hyphen
+        "EAS\u202eJANE",  # right-to-left override
+        "EAS\u00a0JANE",  # no-break space
+        "EAS\u3164JANE",  # Hangul filler
+        "EASJANE\u0301",  # a combining mark
+        "EAS\x85JANE",  # a C1 control
+    ],
+)
+def test_invisible_characters_in_a_device_id_are_garbage(text: str) -> None:
+    with pytest.raises(Garbage):
+        device_id(text)
+    with pytest.raises(Garbage):
+        parse_uri(f"{PATH}?Cmd=Sync&User=jane&DeviceId={quote(text)}")
+
+
+@pytest.mark.parametrize("text", ["EASJANE", "Appl F17", "ÉQUIPE7", "電話1"])
+def test_visible_device_ids_are_kept_exactly(text: str) -> None:
+    assert device_id(text) == text
+    assert parse_uri(f"{PATH}?Cmd=Sync&User=jane&DeviceId={quote(text)}").device_id == text
+
+
+def test_a_blank_device_id_is_none() -> None:
+    assert parse_uri(f"{PATH}?Cmd=Sync&User=jane&DeviceId=%20%20").device_id == ""
+
+
+# -- the cache -----------------------------------------------------------------------------
+
+
+def test_the_cache_is_capped_by_bytes() -> None:
+    cache = LineCache(1_000_000)
+    for i in range(2_000):
+        uri = f"{PATH}?Cmd=Sync&User=jane&DeviceId=D{i}&DeviceType=iPhone&x={'y' * 8000}"
+        cache.put(uri, parse_uri(uri))
+        assert cache.bytes <= cache.max_bytes
+    # Every entry is charged at least its line's own size, so the cap holds for real.
+    assert 0 < len(cache) * 8000 <= cache.max_bytes
+    assert cache.get(uri) is not None  # the newest stays
+
+
+def test_the_cache_charges_what_it_holds() -> None:
+    import sys
+
+    cache = LineCache(10_000_000)
+    uris = [f"{PATH}?Cmd=Ping&User=u{i}&DeviceId=D{i}" for i in range(100)]
+    for uri in uris:
+        cache.put(uri, parse_uri(uri))
+    assert cache.bytes >= sum(sys.getsizeof(u) for u in uris) + len(uris) * LineCache.ENTRY_OVERHEAD
+    cache.put(uris[0], parse_uri(uris[0]))  # replacing an entry does not count it twice
+    assert len(cache) == 100
+    cache.clear()
+    assert (len(cache), cache.bytes) == (0, 0)
+
+
+def test_the_module_cache_stays_under_its_cap_with_distinct_long_lines() -> None:
+    import tracemalloc
+
+    activesync._CACHE.clear()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(6_000):  # about 48 MB of distinct 8 KB lines
+            parse_uri(f"{PATH}?Cmd=Sync&DeviceId=D{i}&x={'y' * 8000}")
+            assert activesync._CACHE.bytes <= activesync.CACHE_BYTES
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        activesync._CACHE.clear()
+    assert held <= activesync.CACHE_BYTES * 1.25, f"{held / 1e6:.1f} MB held"

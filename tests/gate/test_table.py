@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appban.gate.table import DecisionTable, normalise_user
+from appban.gate.table import DecisionTable
+from appban.gate.users import UserNames
 from appban.store.records import GateRow
 
 JANE = "jane.doe@example.com"
@@ -36,6 +37,7 @@ def test_reason_codes(table: DecisionTable) -> None:
     assert table.decide("EASNOBODY", JANE) == "unknown_device"
     assert table.decide("", JANE) == "no_device_id"
     assert table.decide("EASBOB1", "") == "user_mismatch"
+    assert table.decide("EASBOB1", None) == "user_unverified"
 
 
 def test_lookup_is_exact(table: DecisionTable) -> None:
@@ -136,37 +138,83 @@ class TestOneDeviceIdManyDevices:
 
 
 class TestUsers:
+    """The name rules (users.py) as the table applies them; test_users.py has the rest."""
+
+    @pytest.mark.parametrize("user", ["jane.doe@example.com", "Jane.Doe@Example.COM", "jane.doe", "JANE.DOE"])
+    def test_forms_of_the_owner_without_mail_domains(self, table: DecisionTable, user: str) -> None:
+        # No domains configured: a bare name is the one known person with that local part.
+        assert table.decide("EASJANE1", user) == BLOCKED
+
     @pytest.mark.parametrize(
         "user",
         [
-            "jane.doe@example.com",
-            "Jane.Doe@Example.COM",
-            "EXAMPLE\\jane.doe",
-            "jane.doe",
-            " JANE.DOE ",
+            "jane.doe@example.org",
+            "jane",
+            "jane.doe2",
+            " jane.doe",  # compared exactly: no trimming
+            "EXAMPLE\\jane.doe",  # no NetBIOS domain accepted: any prefix is refused
             "CORP\\Jane.Doe@example.com",
+            "",
         ],
     )
-    def test_forms_of_the_owner_without_a_mail_domain(self, table: DecisionTable, user: str) -> None:
-        assert table.decide("EASJANE1", user) == BLOCKED
-
-    @pytest.mark.parametrize("user", ["jane.doe@example.org", "jane", "jane.doe2", "EXAMPLE\\bob.roe"])
     def test_others_are_not_the_owner(self, table: DecisionTable, user: str) -> None:
         assert table.decide("EASJANE1", user) == "user_mismatch"
 
-    def test_with_a_mail_domain_a_bare_name_is_that_address(self) -> None:
-        t = DecisionTable(mail_domain="Example.com")
+    def test_kelvin_sign_is_not_k(self) -> None:
+        t = DecisionTable()
+        t.apply([row(1, "kate@example.com", ("EASKATE",))])
+        assert t.decide("EASKATE", "Kate@example.com") == "ok"
+        assert t.decide("EASKATE", "\u212aate@example.com") == "user_mismatch"
+        assert t.decide("EASKATE", "\u212aate") == "user_mismatch"
+
+    def test_a_bare_name_two_people_share_matches_neither(self) -> None:
+        t = DecisionTable()
+        t.apply([row(1, JANE, ("EASJANE1",)), row(2, "jane.doe@other.example", ("EASOTHER",))])
+        assert t.decide("EASJANE1", "jane.doe") == "user_mismatch"
+        assert t.decide("EASOTHER", "jane.doe") == "user_mismatch"
+        assert t.decide("EASOTHER", "jane.doe@other.example") == "ok"
+        # The other one's only device goes: the name is Jane's alone again.
+        t.apply([], [(2, "EASOTHER", 2)])
+        assert t.decide("EASJANE1", "jane.doe") == "ok"
+
+    def test_the_persons_known_follow_owner_changes_and_mail_devices(self) -> None:
+        t = DecisionTable()
+        t.apply([row(1, JANE, ("EASJANE1",)), row(2, BOB, ("EASBOB1",))])
+        assert t.decide("EASJANE1", "jane.doe") == "ok"
+        # Bob's phone passes to another Jane: two people named jane.doe.
+        t.apply([row(2, "jane.doe@other.example", ("EASBOB1",), seq=2)])
+        assert t.decide("EASJANE1", "jane.doe") == "user_mismatch"
+        assert t.decide("EASBOB1", "bob.roe") == "user_mismatch"
+        assert not t.is_owner(BOB) and t.owners_with_local_part("jane.doe") == 2
+        # A mail-password device (no DeviceId) makes its owner known too.
+        t.apply([row(2, BOB, ("EASBOB1",), seq=3), row(3, "jane.doe@third.example", (), seq=3)], (), {3})
+        assert t.owners_with_local_part("jane.doe") == 2
+        t.forget_mail_devices(set())
+        assert t.owners_with_local_part("jane.doe") == 1
+        assert t.decide("EASJANE1", "jane.doe") == "ok"
+
+    def test_with_one_mail_domain_a_bare_name_is_that_address(self) -> None:
+        t = DecisionTable(names=UserNames(("example.com",)))
         t.apply([row(1, JANE, ("EASJANE1",)), row(2, "jane.doe@other.org", ("EASOTHER",))])
         assert t.decide("EASJANE1", "jane.doe") == "ok"
-        assert t.decide("EASJANE1", "CORP\\jane.doe") == "ok"
-        # A bare name no longer matches an owner of another domain by its local part.
+        assert t.decide("EASJANE1", "CORP\\jane.doe") == "user_mismatch"  # CORP not accepted
+        # A bare name never matches an owner of another domain by its local part.
         assert t.decide("EASOTHER", "jane.doe") == "user_mismatch"
         assert t.decide("EASOTHER", "jane.doe@other.org") == "ok"
 
-    def test_normalise_user(self) -> None:
-        assert normalise_user("CORP\\JDoe", "") == ("jdoe", False)
-        assert normalise_user("CORP\\JDoe", "example.com") == ("jdoe@example.com", True)
-        assert normalise_user("JDoe@Example.com", "other.org") == ("jdoe@example.com", True)
+    def test_accepted_netbios_domains_complete_like_a_bare_name(self) -> None:
+        t = DecisionTable(names=UserNames(("example.com",), ("corp",)))
+        t.apply([row(1, JANE, ("EASJANE1",))])
+        assert t.decide("EASJANE1", "CORP\\Jane.Doe") == "ok"
+        assert t.decide("EASJANE1", "corp\\jane.doe@example.com") == "ok"
+        assert t.decide("EASJANE1", "OTHER\\jane.doe") == "user_mismatch"
+        assert t.decide("EASJANE1", "CORP\\x\\jane.doe") == "user_mismatch"
+
+    def test_unverified_user(self, table: DecisionTable) -> None:
+        assert table.decide("EASJANE1", None) == "user_unverified"
+        # Unknown and missing DeviceIds are told as such first.
+        assert table.decide("EASNOBODY", None) == "unknown_device"
+        assert table.decide("", None) == "no_device_id"
 
 
 def test_unknown_devices_may_be_allowed() -> None:

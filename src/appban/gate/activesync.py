@@ -14,6 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
+import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -47,6 +50,14 @@ _USER_TAG = 8
 class Garbage(ValueError):
     """The request line cannot be read; the gate denies it (never a 5xx)."""
 
+    reason = "no_device_id"
+
+
+class AmbiguousDeviceId(Garbage):
+    """Two DeviceId parameters: the ActiveSync server may read the other one."""
+
+    reason = "ambiguous_device_id"
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -57,24 +68,84 @@ class Request:
     protocol: str = ""
 
 
-_CACHE: dict[str, Request] = {}
-_CACHE_SIZE = 100_000
+class LineCache:
+    """Parsed request lines, capped by their bytes, oldest dropped first.
+
+    A cap by count is no cap: 50,000 distinct 8 KB lines held 400 MB. Each entry is
+    charged the size of its line, of the parsed request and its strings, and of the
+    dict and ordering slots that hold it.
+    """
+
+    ENTRY_OVERHEAD = 200  # OrderedDict slot, hash table share, linked-list node
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, tuple[Request, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, uri: str) -> Request | None:
+        found = self._entries.get(uri)
+        return None if found is None else found[0]
+
+    def put(self, uri: str, request: Request) -> None:
+        cost = self.ENTRY_OVERHEAD + sys.getsizeof(uri) + sys.getsizeof(request)
+        cost += sum(sys.getsizeof(getattr(request, f)) for f in Request.__slots__)
+        if cost > self.max_bytes:
+            return
+        old = self._entries.pop(uri, None)
+        if old is not None:
+            self.bytes -= old[1]
+        while self._entries and self.bytes + cost > self.max_bytes:
+            self.bytes -= self._entries.popitem(last=False)[1][1]
+        self._entries[uri] = (request, cost)
+        self.bytes += cost
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
+# 16 MB holds some 40,000 typical request lines (a phone repeats a handful all day).
+CACHE_BYTES = 16 * 1024 * 1024
+_CACHE = LineCache(CACHE_BYTES)
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Characters no one sees, which str.isprintable() lets through (it refuses categories
+# C* and Z* but the space): combining marks on nothing, and fillers that render blank.
+_INVISIBLE = frozenset("\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
 
 
 def parse_uri(uri: str) -> Request:
     """Device and user from an ActiveSync URI such as ``/Microsoft-Server-ActiveSync?...``.
 
     A phone repeats the same request line all day (Sync, Ping): parsed lines are kept
-    in a bounded cache, so the hot path is one dict lookup. Garbage is never cached.
+    in a cache capped by bytes, so the hot path is one dict lookup. Garbage is never
+    cached.
     """
     found = _CACHE.get(uri)
     if found is None:
         found = _parse(uri)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
-        _CACHE[uri] = found
+        _CACHE.put(uri, found)
     return found
+
+
+def device_id(text: str) -> str:
+    """A DeviceId as the gate compares it: exactly as given, "" when blank.
+
+    Raises Garbage for one no device can have: too long, or holding a control,
+    format (zero-width, bidi), separator or other invisible character, which two
+    DeviceIds that look alike could differ by.
+    """
+    if len(text) > MAX_ID * 2:
+        raise Garbage("DeviceId too long")
+    if text.isascii():
+        if _CONTROL.search(text):
+            raise Garbage("control character in DeviceId")
+    elif not text.isprintable() or any(c in _INVISIBLE or unicodedata.category(c) in ("Mn", "Me") for c in text):
+        raise Garbage("invisible character in DeviceId")
+    return "" if not text.strip() else text
 
 
 def _parse(uri: str) -> Request:
@@ -99,10 +170,20 @@ def _plain(query: str) -> Request:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False, errors="strict", max_num_fields=64)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Garbage(f"bad query: {exc}") from None
-    values = {k.lower(): v for k, v in pairs}
-    device_id = _clean(values.get("deviceid", ""))
-    user = _clean(values.get("user", ""))
-    return Request(device_id, user, values.get("cmd", "")[:64], _clean(values.get("devicetype", "")))
+    # Parameter names in any letter case, folded as a server comparing them without
+    # regard to case would (upper case: "devıceid" with a dotless i is DeviceId too).
+    values: dict[str, str] = {}
+    for key, value in pairs:
+        name = key.upper()
+        if name == "DEVICEID" and name in values:
+            raise AmbiguousDeviceId("two DeviceId parameters")
+        values[name] = value
+    return Request(
+        device_id(values.get("DEVICEID", "")),
+        _clean(values.get("USER", "")),
+        values.get("CMD", "")[:64],
+        _clean(values.get("DEVICETYPE", "")),
+    )
 
 
 def _clean(value: str) -> str:
@@ -163,7 +244,7 @@ def _device_text(raw: bytes) -> str:
     except UnicodeDecodeError:
         return raw.hex().upper()
     if text.isprintable():
-        return _clean(text)
+        return device_id(text)
     return raw.hex().upper()
 
 

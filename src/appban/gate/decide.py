@@ -1,40 +1,74 @@
-"""One gateway decision: SPEC's reason codes from a DeviceId and a user."""
+"""One gateway decision, as ``appban gate serve`` would give it (SPEC: ``gate decide``).
+
+The same code decides: the devices behind the DeviceId are put in a ``DecisionTable``
+with the same name rules (``mail_domains``, ``netbios_domains``) and the same answer
+for an unknown DeviceId (``unknown_device``); only where the gate has every device in
+memory, this asks the store about the one DeviceId and the persons sharing a name.
+Each device's decision is as of the command's clock (recorded history for an earlier
+``--now``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from appban import settings
+from appban.gate.activesync import Garbage, device_id
+from appban.gate.table import DecisionTable
+from appban.gate.users import UserNames
 from appban.report.devices import device_decision
+from appban.store.base import Store
+from appban.store.records import GateRow
 from appban.workspace import Workspace
 
 
-def user_matches(user: str, owner: str, mail_domain: str = "") -> bool:
-    """``DOMAIN\\user``, ``user@domain`` and bare ``user`` against an owner's e-mail."""
-    name = user.strip().lower()
-    if "\\" in name:
-        name = name.rsplit("\\", 1)[1]
-    if "@" in name:
-        return name == owner
-    if mail_domain:
-        return f"{name}@{mail_domain.lower()}" == owner
-    return owner.split("@", 1)[0] == name
+class StoredPersons:
+    """The persons the gate would know (``users.Known``), asked of the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_local: dict[str, list[str]] = {}
+
+    def _owners(self, local: str) -> list[str]:
+        found = self._by_local.get(local)
+        if found is None:
+            found = self._by_local[local] = self.store.mail_owners(local)
+        return found
+
+    def owners_with_local_part(self, local: str) -> int:
+        return len(self._owners(local))
+
+    def is_owner(self, address: str) -> bool:
+        return address in self._owners(address.partition("@")[0])
 
 
-def decide(ws: Workspace, eas_device_id: str, user: str, *, unknown_device: str = "deny") -> dict[str, Any]:
-    eas = eas_device_id.strip()
-    if not eas:
-        return {"decision": "deny", "reason": "no_device_id"}
-    devices = ws.store.devices_by_eas(eas)
-    if not devices:
-        decision = "allow" if unknown_device == "allow" else "deny"
-        return {"decision": decision, "reason": "unknown_device"}
-    domain = (settings.get("mail_domains") or ("",))[0]  # until the user rules land
-    owned = [d for d in devices if user_matches(user, d.owner, domain)]
-    if not owned:
-        return {"decision": "deny", "reason": "user_mismatch"}
-    for device in owned:
+def decide(
+    ws: Workspace,
+    eas_device_id: str,
+    user: str,
+    *,
+    unknown_device: str | None = None,
+    names: UserNames | None = None,
+) -> dict[str, Any]:
+    """``{"decision", "reason"}`` for a request with this DeviceId by this user.
+
+    ``user`` is the user the mail server authenticates; an empty one is a request that
+    names no user the gate may trust (``user_unverified``).
+    """
+    table = DecisionTable(
+        unknown_device=settings.get("unknown_device", unknown_device),
+        names=names or UserNames.from_settings(),
+        persons=StoredPersons(ws.store),
+    )
+    try:
+        eas = device_id(eas_device_id)
+    except Garbage as exc:
+        return {"decision": "deny", "reason": exc.reason}
+    rows = []
+    for device in ws.store.devices_by_eas(eas) if eas else []:
+        assert device.id is not None
         decision, reason, _ = device_decision(ws, device)
-        if decision == "deny":
-            return {"decision": "deny", "reason": reason}
-    return {"decision": "allow", "reason": "ok"}
+        rows.append(GateRow(device.id, device.owner, (eas,), decision, reason, 0))
+    table.apply(rows)
+    reason = table.decide(eas, user or None)
+    return {"decision": "allow" if table.allows(reason) else "deny", "reason": reason}

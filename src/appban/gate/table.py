@@ -2,7 +2,8 @@
 
 One dict lookup per request. An entry names the device's owner and the reason code of
 its decision (``ok`` allows); a DeviceId reported by several sources maps to a tuple
-of entries. Kept compact so a million devices fit in a couple of hundred MB.
+of entries. Kept compact so a million devices fit in a couple of hundred MB. Whether
+the requesting user is the owner is for the name rules (``users.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 
+from appban.gate.users import Known, UserNames
 from appban.store.records import GateRow
 
 # One device behind a DeviceId: "owner<US>reason<US>device_id", one string rather than a
@@ -20,30 +22,35 @@ Slot = str | tuple[str, ...]
 _SEP = "\x1f"
 
 
-def normalise_user(user: str, mail_domain: str) -> tuple[str, bool]:
-    """(name, is_email): ``DOMAIN\\user`` -> ``user``; ``user`` -> ``user@domain`` if set."""
-    name = user.strip().lower()
-    if "\\" in name:
-        name = name.rsplit("\\", 1)[1]
-    if "@" in name:
-        return name, True
-    if mail_domain:
-        return f"{name}@{mail_domain}", True
-    return name, False
-
-
 class DecisionTable:
-    def __init__(self, *, unknown_device: str = "deny", mail_domain: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        unknown_device: str = "deny",
+        names: UserNames | None = None,
+        persons: Known | None = None,
+    ) -> None:
         self.by_eas: dict[str, Slot] = {}
         self.seq = 0
         self.unknown_allows = unknown_device == "allow"
-        self.mail_domain = mail_domain.lower()
+        self.names = names or UserNames()
         self.updated = time.monotonic()
         self._strings: dict[str, str] = {}
         self.by_device: dict[int, tuple[str, str]] = {}  # mail-password devices: (owner, reason)
+        # The persons the gate knows (owners of the entries above), for completing bare
+        # names; kept only when the name rules ask (not with exactly one mail domain),
+        # and unless someone else (``gate decide``: the store) answers for them.
+        self._owner_refs: dict[str, int] = {}  # owner -> entries naming it
+        self._locals: dict[str, int] = {}  # local part -> distinct owners with it
+        self._indexed = self.names.needs_index and persons is None
+        self.persons: Known = self if persons is None else persons
 
     def __len__(self) -> int:
         return len(self.by_eas)
+
+    def fresh(self) -> DecisionTable:
+        """An empty table with this one's configuration (for a reload that swaps in whole)."""
+        return DecisionTable(unknown_device="allow" if self.unknown_allows else "deny", names=self.names)
 
     def _shared(self, text: str) -> str:
         found = self._strings.get(text)
@@ -64,20 +71,33 @@ class DecisionTable:
         count = 0
         by_eas = self.by_eas
         shared = self._shared
+        indexed = self._indexed
         for _seq, eas, device_id in tombstones:
             self._remove(eas, device_id)
         for row in rows:
             reason = "ok" if row.decision == "allow" else row.reason
             entry = f"{row.owner}{_SEP}{reason}{_SEP}{row.device_id}"
             if mail_devices is not None and row.device_id in mail_devices:
+                old = self.by_device.get(row.device_id)
                 self.by_device[row.device_id] = (row.owner, shared(reason))
+                if indexed:
+                    self._count(row.owner, 1)
+                    if old is not None:
+                        self._count(old[0], -1)
             for eas in row.eas_ids:
                 slot = by_eas.get(eas)
-                if slot is None or (isinstance(slot, str) and _device_of(slot) == row.device_id):
+                if slot is None:
                     by_eas[eas] = entry
-                else:
-                    others = tuple(e for e in _entries(slot) if _device_of(e) != row.device_id)
-                    by_eas[eas] = others + (entry,) if others else entry
+                    if indexed:
+                        self._count(row.owner, 1)
+                    continue
+                kept = tuple(e for e in _entries(slot) if _device_of(e) != row.device_id)
+                by_eas[eas] = kept + (entry,) if kept else entry
+                if indexed:
+                    self._count(row.owner, 1)
+                    for gone in _entries(slot):
+                        if _device_of(gone) == row.device_id:
+                            self._count(_owner_of(gone), -1)
             if row.gate_seq > self.seq:
                 self.seq = row.gate_seq
             count += 1
@@ -89,29 +109,61 @@ class DecisionTable:
         if slot is None:
             return
         rest = tuple(e for e in _entries(slot) if _device_of(e) != device_id)
+        if self._indexed:
+            for gone in _entries(slot):
+                if _device_of(gone) == device_id:
+                    self._count(_owner_of(gone), -1)
         if not rest:
             del self.by_eas[eas]
         else:
             self.by_eas[eas] = rest[0] if len(rest) == 1 else rest
 
-    def decide(self, device_id: str, user: str) -> str:
-        """SPEC's reason code for this DeviceId and user; ``ok`` allows."""
+    def _count(self, owner: str, delta: int) -> None:
+        refs = self._owner_refs.get(owner, 0) + delta
+        if refs > 0:
+            if refs == delta:  # a person the table did not know
+                local = owner.partition("@")[0]
+                self._locals[local] = self._locals.get(local, 0) + 1
+            self._owner_refs[owner] = refs
+        elif owner in self._owner_refs:
+            del self._owner_refs[owner]
+            local = owner.partition("@")[0]
+            left = self._locals.get(local, 0) - 1
+            if left > 0:
+                self._locals[local] = left
+            else:
+                self._locals.pop(local, None)
+
+    # -- Known: the persons the name rules ask about --------------------------------------
+
+    def owners_with_local_part(self, local: str) -> int:
+        return self._locals.get(local, 0)
+
+    def is_owner(self, address: str) -> bool:
+        return address in self._owner_refs
+
+    def decide(self, device_id: str, user: str | None) -> str:
+        """SPEC's reason code for this DeviceId and user; ``ok`` allows.
+
+        ``user`` is the user the mail server will authenticate, None when the request
+        names none the gate may trust (``user_unverified``).
+        """
         if not device_id:
             return "no_device_id"
         slot = self.by_eas.get(device_id)
         if slot is None:
             return "unknown_device"
-        name, is_email = normalise_user(user, self.mail_domain)
+        if user is None:
+            return "user_unverified"
+        owns, persons = self.names.owns, self.persons
         if isinstance(slot, str):
             owner, reason, _ = slot.split(_SEP)
-            if (owner == name) if is_email else (owner.partition("@")[0] == name):
-                return reason
-            return "user_mismatch"
+            return reason if owns(user, owner, persons) else "user_mismatch"
         # Several sources report this DeviceId: the user's devices decide, any deny wins.
         found = "user_mismatch"
         for entry in slot:
             owner, reason, _ = entry.split(_SEP)
-            if (owner == name) if is_email else (owner.partition("@")[0] == name):
+            if owns(user, owner, persons):
                 if reason != "ok":
                     return reason
                 found = "ok"
@@ -119,6 +171,8 @@ class DecisionTable:
 
     def replace_with(self, other: DecisionTable) -> None:
         """Take another table's contents (each attribute swap is atomic for readers)."""
+        self._owner_refs = other._owner_refs
+        self._locals = other._locals
         self.by_device = other.by_device
         self.by_eas = other.by_eas
         self.seq = other.seq
@@ -127,7 +181,9 @@ class DecisionTable:
     def forget_mail_devices(self, devices: set[int]) -> None:
         """Drop the by-id decisions of devices that no longer have a mail password."""
         for device_id in [d for d in self.by_device if d not in devices]:
-            del self.by_device[device_id]
+            owner, _reason = self.by_device.pop(device_id)
+            if self._indexed:
+                self._count(owner, -1)
 
     def allows(self, reason: str) -> bool:
         return reason == "ok" or (reason == "unknown_device" and self.unknown_allows)
@@ -139,3 +195,7 @@ def _entries(slot: Slot) -> tuple[str, ...]:
 
 def _device_of(entry: str) -> int:
     return int(entry.rsplit(_SEP, 1)[1])
+
+
+def _owner_of(entry: str) -> str:
+    return entry.partition(_SEP)[0]

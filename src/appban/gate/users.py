@@ -1,0 +1,116 @@
+"""Whose name is it: the rules that bind a user name to a device's owner.
+
+An owner is an e-mail address, as the store keeps it. A user name arrives in one of
+three forms, and is compared exactly after ASCII lower-casing (never ``str.lower()``,
+which folds characters such as the Kelvin sign ``\\u212a`` into ASCII ``k``):
+
+- ``user@domain``: that address, and only that address;
+- a bare ``user``: completed with the configured mail domains (``mail_domains``).
+  With one domain it is ``user@domain``. With several, it names an owner only when
+  exactly one of ``user@domain1``, ``user@domain2``... is a person the gate knows.
+  With none, it names an owner only when exactly one person the gate knows has that
+  local part, so ``jane.doe`` never reaches ``jane.doe@other.example`` while there is
+  also a ``jane.doe@example.com``;
+- ``DOMAIN\\user``: only when ``DOMAIN`` is one of the accepted NetBIOS domains
+  (``netbios_domains``); ``user`` is then completed like a bare name (or compared
+  exactly if it is an address). Any other ``DOMAIN\\`` prefix names no one.
+
+Everything else (an empty name, a second backslash) names no one. The persons the
+gate knows are the owners of the devices it answers for: devices with an ActiveSync
+DeviceId or a mail password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from appban import settings
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lower-cased and every other character kept as it is."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+class Known(Protocol):
+    """The persons the gate knows, as far as the name rules need them."""
+
+    def owners_with_local_part(self, local: str) -> int:
+        """How many distinct owners have this local part (before ``@``)."""
+        ...
+
+    def is_owner(self, address: str) -> bool:
+        """Whether this address owns a device the gate knows."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A user name read by the rules: a whole address, or a local part to complete."""
+
+    address: str = ""  # "user@domain", compared exactly
+    local: str = ""  # a bare name (or the user of DOMAIN\user), completed by the rules
+
+
+@dataclass(frozen=True)
+class UserNames:
+    mail_domains: tuple[str, ...] = ()
+    netbios_domains: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls) -> UserNames:
+        return cls(settings.get("mail_domains"), settings.get("netbios_domains"))
+
+    @property
+    def needs_index(self) -> bool:
+        """Whether completing a bare name asks who else has it (not with exactly one domain)."""
+        return len(self.mail_domains) != 1
+
+    def describe(self) -> str:
+        """The rule in force, in words, for the log at start-up."""
+        if len(self.mail_domains) == 1:
+            bare = f"a bare name is name@{self.mail_domains[0]}"
+        elif self.mail_domains:
+            bare = f"a bare name is the one known person among name@{{{','.join(self.mail_domains)}}}"
+        else:
+            bare = "a bare name matches only the one known person with that local part (no mail domains set)"
+        if self.netbios_domains:
+            prefix = f"DOMAIN\\name accepted for {','.join(self.netbios_domains)}"
+        else:
+            prefix = "any DOMAIN\\ prefix refused (no NetBIOS domains set)"
+        return f"user names: name@domain exact; {bare}; {prefix}"
+
+    def read(self, user: str) -> Name | None:
+        """What ``user`` names by its form; None when the rules refuse the form."""
+        name = ascii_lower(user)
+        if "\\" in name:
+            domain, _, name = name.partition("\\")
+            if domain not in self.netbios_domains or "\\" in name:
+                return None
+        if not name:
+            return None
+        if "@" in name:
+            return Name(address=name)
+        return Name(local=name)
+
+    def owns(self, user: str, owner: str, known: Known) -> bool:
+        """Whether ``user`` names ``owner`` (an address as the store keeps it)."""
+        name = self.read(user)
+        if name is None:
+            return False
+        if name.address:
+            return name.address == owner
+        local, at, domain = owner.partition("@")
+        if not at or local != name.local:
+            return False
+        domains = self.mail_domains
+        if len(domains) == 1:
+            return domain == domains[0]
+        if domains:
+            if domain not in domains:
+                return False
+            return sum(1 for d in domains if known.is_owner(f"{local}@{d}")) == 1
+        return known.owners_with_local_part(local) == 1
