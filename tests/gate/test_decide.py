@@ -67,39 +67,60 @@ def test_unknown_device(gate: Appban) -> None:
     assert allowed == {"decision": "allow", "reason": "unknown_device"}
 
 
+def test_unknown_device_follows_the_setting_as_the_gate_does(gate: Appban, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPBAN_UNKNOWN_DEVICE", "allow")
+    assert decide(gate, "EASNOBODY", "jane.doe") == {"decision": "allow", "reason": "unknown_device"}
+    # The flag wins over the environment.
+    denied = decide(gate, "EASNOBODY", "jane.doe", AFTER, "--unknown-device", "deny")
+    assert denied == {"decision": "deny", "reason": "unknown_device"}
+
+
+@pytest.mark.parametrize("eas", ["EASCLEAN\u200b", "EAS\u200dCLEAN", "\ufeffEASCLEAN"])
+def test_invisible_characters_in_the_device_id(gate: Appban, eas: str) -> None:
+    assert decide(gate, eas, "jane.doe") == {"decision": "deny", "reason": "no_device_id"}
+
+
 @pytest.mark.parametrize("eas", ["", "   "])
 def test_no_device_id(gate: Appban, eas: str) -> None:
     assert decide(gate, eas, "jane.doe") == {"decision": "deny", "reason": "no_device_id"}
 
 
-@pytest.mark.parametrize("user", ["bob", "bob@example.com", "EXAMPLE\\bob", "jane.doe@other.example", "jane", ""])
+@pytest.mark.parametrize(
+    "user",
+    ["bob", "bob@example.com", "EXAMPLE\\bob", "jane.doe@other.example", "jane", "EXAMPLE\\jane.doe", "\u212aane"],
+)
 def test_user_mismatch(gate: Appban, user: str) -> None:
     # Even a clean device is denied to someone who does not own it.
     assert decide(gate, "EASCLEAN", user) == {"decision": "deny", "reason": "user_mismatch"}
 
 
-@pytest.mark.parametrize(
-    "user",
-    [
-        "jane.doe",
-        "JANE.DOE",
-        "jane.doe@example.com",
-        "Jane.Doe@Example.COM",
-        "EXAMPLE\\jane.doe",
-        "corp\\JANE.DOE",
-    ],
-)
+def test_no_user_is_unverified(gate: Appban) -> None:
+    assert decide(gate, "EASCLEAN", "") == {"decision": "deny", "reason": "user_unverified"}
+
+
+@pytest.mark.parametrize("user", ["jane.doe", "JANE.DOE", "jane.doe@example.com", "Jane.Doe@Example.COM"])
 def test_user_forms_of_the_owner(gate: Appban, user: str) -> None:
     assert decide(gate, "EASCLEAN", user)["reason"] == "ok"
     assert decide(gate, "EASTIKTOK", user)["reason"] == "blocked:tiktok-mail"
 
 
-def test_mail_domain_setting_qualifies_bare_users(gate: Appban, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("APPBAN_MAIL_DOMAIN", "example.com")
+def test_mail_and_netbios_domains_complete_names(gate: Appban, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert decide(gate, "EASCLEAN", "CORP\\jane.doe")["reason"] == "user_mismatch"
+    monkeypatch.setenv("APPBAN_MAIL_DOMAINS", "example.com")
+    monkeypatch.setenv("APPBAN_NETBIOS_DOMAINS", "CORP")
     assert decide(gate, "EASCLEAN", "jane.doe")["reason"] == "ok"
     assert decide(gate, "EASCLEAN", "CORP\\jane.doe")["reason"] == "ok"
-    monkeypatch.setenv("APPBAN_MAIL_DOMAIN", "other.example")
+    assert decide(gate, "EASCLEAN", "OTHER\\jane.doe")["reason"] == "user_mismatch"
+    monkeypatch.setenv("APPBAN_MAIL_DOMAINS", "other.example")
     assert decide(gate, "EASCLEAN", "jane.doe")["reason"] == "user_mismatch"
+
+
+def test_a_bare_name_two_people_share_names_neither(gate: Appban) -> None:
+    gate.ingest(checkin("other", owner="jane.doe@other.example", eas=["EASOTHER"]), now=AFTER)
+    assert decide(gate, "EASCLEAN", "jane.doe")["reason"] == "user_mismatch"
+    assert decide(gate, "EASOTHER", "jane.doe")["reason"] == "user_mismatch"
+    assert decide(gate, "EASOTHER", "jane.doe@other.example")["reason"] == "ok"
+    assert decide(gate, "EASCLEAN", "jane.doe@example.com")["reason"] == "ok"
 
 
 def test_a_deviceid_shared_by_two_owners_decides_for_the_requesting_user(ab: Appban) -> None:
