@@ -118,6 +118,47 @@ def run_process(*args: str, env: Mapping[str, str] | None = None, timeout: float
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_tty(*args: str, columns: int = 80, env: Mapping[str, str] | None = None, timeout: float = 60) -> Result:
+    """``python -m appban ARGS`` with stdout on a pseudo-terminal ``columns`` wide.
+
+    ``out`` is what the terminal received, with ANSI styling (SGR) removed and line
+    ends as ``\n``; anything else a terminal would act on is left in for the test.
+    """
+    import pty
+    import re
+    import select
+
+    master, slave = pty.openpty()
+    with contextlib.ExitStack() as stack:
+        stack.callback(os.close, master)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appban", *args],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**_clean_env(env), "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm"},
+        )
+        os.close(slave)
+        chunks: list[bytes] = []
+        while True:
+            ready, _, _ = select.select([master], [], [], timeout)
+            if not ready:
+                proc.kill()
+                raise TimeoutError(f"appban {' '.join(args)} wrote nothing for {timeout} s")
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, err_bytes = proc.communicate(timeout=timeout)
+        err = err_bytes.decode("utf-8", "replace")
+        code = proc.returncode
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    return Result(code, re.sub(r"\x1b\[[0-9;]*m", "", text), err)
+
+
 def assert_bad_input(result: Result, *expected: str, code: int = 2) -> str:
     """The SPEC's answer to bad input: exit ``code``, nothing on stdout, and one short,
     printable line on stderr that contains every ``expected`` text. Returns that line."""

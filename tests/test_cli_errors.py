@@ -369,6 +369,13 @@ READ_COMMANDS = [
     ["policy", "withdraw", "tiktok-mail", "--reason", "mistake"],
     [*EXEMPT, "--device", "dev-1"],
     ["attest", "--policy", "tiktok-mail", "--device", "dev-1", "--person", "jane.doe@example.com"],
+    ["people", "list"],
+    ["exempt", "list"],
+    ["exempt", "revoke", "1"],
+    ["audit", "list"],
+    ["audit", "head"],
+    ["audit", "export", "chain.jsonl"],
+    ["audit", "verify", "--anchor", "0" * 64],
 ]
 
 

@@ -22,10 +22,17 @@ from appban.store.records import AuditEntry
 
 GENESIS = "0" * 64
 _encode = msgspec.json.Encoder(order="sorted").encode
+# The hashed text, for anyone who verifies the chain elsewhere (``audit export`` says so
+# in its first line): these fields joined by SEPARATOR, encoded as UTF-8, SHA-256 in
+# lower-case hex; seq and at (microseconds since 1970-01-01T00:00:00Z) as decimal
+# integers, data as the stored JSON text, prev_hash the previous entry's hash
+# (GENESIS before the first entry).
+HASHED_FIELDS = ("seq", "at", "action", "subject", "data", "prev_hash")
+SEPARATOR = "\x1f"
 
 
 def entry_hash(seq: int, at: Micros, action: str, subject: str, data: str, prev: str) -> str:
-    text = f"{seq}\x1f{at}\x1f{action}\x1f{subject}\x1f{data}\x1f{prev}"
+    text = SEPARATOR.join((str(seq), str(at), action, subject, data, prev))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -69,22 +76,30 @@ class AuditLog:
 
 @dataclass(frozen=True)
 class Problem:
-    seq: int
+    seq: int | None  # None: no entry to name (an anchor that is not in the chain)
     what: str
 
     def __str__(self) -> str:
-        return f"entry {self.seq}: {self.what}"
+        return self.what if self.seq is None else f"entry {self.seq}: {self.what}"
 
 
-def verify(entries: Iterator[AuditEntry], head: str | None) -> tuple[int, list[Problem]]:
-    """Check the chain. Returns (entries checked, problems in order)."""
+def verify(entries: Iterator[AuditEntry], head: str | None, anchor: str | None = None) -> tuple[int, list[Problem]]:
+    """Check the chain. Returns (entries checked, problems in order).
+
+    With ``anchor`` (an entry's hash kept outside the database): that entry must still
+    be in the chain, unchanged (the chain check recomputes its hash), and the chain
+    from it to the head intact. A database rewritten whole, consistently, passes the
+    chain check but no longer holds the anchored entry.
+    """
     problems: list[Problem] = []
     expected_seq = 1
     prev_hash = GENESIS
     count = 0
     last: AuditEntry | None = None
+    anchored = False
     for e in entries:
         count += 1
+        anchored = anchored or e.hash == anchor
         if e.seq != expected_seq:
             if e.seq > expected_seq:
                 missing = f"{expected_seq}" if e.seq == expected_seq + 1 else f"{expected_seq}-{e.seq - 1}"
@@ -113,4 +128,11 @@ def verify(entries: Iterator[AuditEntry], head: str | None) -> tuple[int, list[P
                     f"the log ends before the recorded head (entry {head_seq}): entries cut off the end",
                 )
             )
+    if anchor is not None and not anchored:
+        problems.append(
+            Problem(
+                None,
+                f"no entry has the anchored hash {anchor}: the log was cut or rewritten before it",
+            )
+        )
     return count, problems
