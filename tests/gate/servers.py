@@ -319,8 +319,9 @@ class Gate:
 
 
 @contextlib.contextmanager
-def start_gate(db: Path, folder: Path, mail_upstreams: Sequence[str] = ()) -> Iterator[Gate]:
-    """``appban gate serve --port 0``; the port is read from its "listening on" line."""
+def start_gate(db: Path, folder: Path, mail_upstreams: Sequence[str] = (), args: Sequence[str] = ()) -> Iterator[Gate]:
+    """``appban gate serve --port 0 ARGS``; the port is read from its "listening on" line
+    in ``folder``/gate.log (one gate per folder)."""
     log = folder / "gate.log"
     argv = [
         sys.executable,
@@ -337,6 +338,7 @@ def start_gate(db: Path, folder: Path, mail_upstreams: Sequence[str] = ()) -> It
     ]
     for spec in mail_upstreams:
         argv += ["--mail-upstream", spec]
+    argv += list(args)
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env())
     try:

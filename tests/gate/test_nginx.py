@@ -121,11 +121,13 @@ def test_the_authenticated_user_wins_over_the_query_user(nginx: Nginx, fleet: Fl
         403,
         "user_mismatch",
     )
-    assert send(nginx, plain(alice.eas, "nobody"), basic(f"EXAMPLE\\{alice.user}"))[:2] == (
-        200,
-        "ok",
-    )
+    assert send(nginx, plain(alice.eas, "nobody"), basic(alice.user))[:2] == (200, "ok")
     assert send(nginx, plain(alice.eas, "nobody"), basic(alice.owner))[:2] == (200, "ok")
+    # No NetBIOS domain is configured here: a DOMAIN\ prefix names no one.
+    assert send(nginx, plain(alice.eas, alice.user), basic(f"EXAMPLE\\{alice.user}"))[:2] == (
+        403,
+        "user_mismatch",
+    )
 
 
 def test_unknown_device_id_gets_403(nginx: Nginx, fleet: Fleet) -> None:
@@ -177,6 +179,64 @@ def test_garbage_in_the_original_uri_is_denied_never_a_5xx(nginx: Nginx, target:
     status, reason, _ = send(nginx, target, basic("alice"))
     assert status == 403, (status, reason)
     assert reason in ("no_device_id", "unknown_device"), reason
+
+
+# -- what reaches the gate is nginx's, not the client's ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/microsoft-server-activesync", "/MICROSOFT-SERVER-ACTIVESYNC", "/Microsoft-Server-Activesync/"],
+)
+def test_every_spelling_of_the_path_goes_through_the_gate(
+    nginx: Nginx, upstream: Upstream, fleet: Fleet, path: str
+) -> None:
+    # nginx matches locations case-sensitively; the ActiveSync server does not.
+    alice, bob = fleet.devices["compliant"], fleet.devices["blocked"]
+    before = len(upstream.seen)
+    blocked = plain(bob.eas, bob.user).replace(EAS, path)
+    assert send(nginx, blocked)[:2] == (403, "blocked:tiktok-mail")
+    assert len(upstream.seen) == before
+    allowed = plain(alice.eas, alice.user).replace(EAS, path)
+    assert send(nginx, allowed) == (200, "ok", b"activesync ok POST\n")
+    assert upstream.seen[-1][1] == allowed
+
+
+def test_a_client_cannot_choose_the_uri_the_gate_judges(nginx: Nginx, fleet: Fleet) -> None:
+    alice, bob = fleet.devices["compliant"], fleet.devices["blocked"]
+    forged = {"X-Original-URI": plain(alice.eas, alice.user), "X-Forwarded-Uri": plain(alice.eas, alice.user)}
+    assert send(nginx, plain(bob.eas, bob.user), forged)[:2] == (403, "blocked:tiktok-mail")
+
+
+@pytest.fixture(scope="module")
+def header_gate(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+    """A gate that trusts a user header (as behind a front end that authenticates)."""
+    with start_gate(fleet.db, tmp_path_factory.mktemp("header-gate"), args=("--user-header", "X-Remote-User")) as gate:
+        yield gate
+
+
+@pytest.fixture(scope="module")
+def header_nginx(header_gate: Gate, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    require("nginx")
+    folder = tmp_path_factory.mktemp("nginx-header")
+    with start_nginx(folder, gate=header_gate.addr, activesync=upstream.addr) as running:
+        yield running
+
+
+def test_a_client_cannot_set_the_user_header(header_nginx: Nginx, header_gate: Gate, fleet: Fleet) -> None:
+    alice, bob = fleet.devices["compliant"], fleet.devices["blocked"]
+    # Straight to the gate, the header names the user...
+    status, headers, _ = header_gate.get(
+        "/auth/nginx", {"X-Original-URI": plain(alice.eas, alice.user), "X-Remote-User": alice.owner}
+    )
+    assert (status, headers["x-appban-reason"]) == (204, "ok")
+    # ...but the shipped config never passes the client's own: Bob stays Bob.
+    forged = {**basic(bob.owner), "X-Remote-User": alice.owner, "x-remote-user": alice.user}
+    assert send(header_nginx, plain(alice.eas, alice.user), forged)[:2] == (403, "user_mismatch")
+    assert send(header_nginx, plain(alice.eas, bob.user), {"X-Remote-User": alice.owner})[:2] == (
+        403,
+        "user_mismatch",
+    )
 
 
 # -- the ~1 s promise ------------------------------------------------------------------

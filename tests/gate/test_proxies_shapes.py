@@ -29,12 +29,12 @@ import pytest
 import yaml
 from servers import DEPLOY, Fleet, Gate, start_gate
 
-from appban.cli import gate_serve
+from appban import settings
 
 EAS = "/Microsoft-Server-ActiveSync"
 ENVOY = DEPLOY / "envoy" / "appban-ext-authz.yaml"
 TRAEFIK = DEPLOY / "traefik" / "appban-forwardauth.yaml"
-GATE_DEFAULT_PORT = next(p.default for p in gate_serve.params if p.name == "port")
+GATE_DEFAULT_PORT = settings.SETTINGS["gate_port"].default  # gate serve --port, APPBAN_GATE_PORT
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,9 @@ def cases(fleet: Fleet) -> list[tuple[str, str, str, int, str]]:
     """(name, path with query, Basic user, status a 2xx-or-403 proxy acts on, reason)."""
     alice, bob = fleet.devices["compliant"], fleet.devices["blocked"]
     return [
-        ("compliant", query(alice.eas, alice.user), f"EXAMPLE\\{alice.user}", 200, "ok"),
+        ("compliant", query(alice.eas, alice.user), alice.user, 200, "ok"),
+        # No NetBIOS domain configured: a DOMAIN\ prefix names no one.
+        ("netbios prefix", query(alice.eas, alice.user), f"EXAMPLE\\{alice.user}", 403, "user_mismatch"),
         ("blocked", query(bob.eas, bob.user), bob.owner, 403, "blocked:tiktok-mail"),
         ("colleague", query(alice.eas, bob.user), f"EXAMPLE\\{bob.user}", 403, "user_mismatch"),
         ("unknown", query("EASNOSUCHDEVICE", alice.user), alice.user, 403, "unknown_device"),
@@ -136,6 +138,20 @@ def test_envoy_config_lets_options_through_unchecked() -> None:
     assert options[0]["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["disabled"] is True
 
 
+def test_envoy_routes_match_the_path_in_any_letter_case() -> None:
+    routes = list(_find(envoy_ext_authz()["config"], "routes"))[0]
+    assert routes and all(r["match"].get("case_sensitive") is False for r in routes), routes
+
+
+def test_envoy_sends_the_gate_no_header_a_client_could_make_up() -> None:
+    ext_authz = envoy_ext_authz()["filter"]
+    # Envoy always sends Host, the method, the path, Content-Length and Authorization;
+    # anything more would come from the client unless a filter before sets it.
+    assert "allowed_headers" not in ext_authz and "allowed_headers" not in ext_authz["http_service"].get(
+        "authorization_request", {}
+    )
+
+
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_envoy_check_requests_get_the_answers_envoy_acts_on(gate: Gate, fleet: Fleet, method: str) -> None:
     ext_authz = envoy_ext_authz()["filter"]
@@ -182,6 +198,33 @@ def test_traefik_config_asks_the_gate() -> None:
     )
     assert forward["trustForwardHeader"] is False  # X-Forwarded-Uri is Traefik's, not the client's
     assert "X-Appban-Reason" in forward["authResponseHeaders"]
+
+
+def _path_regexp(rule: str) -> re.Pattern[str]:
+    (pattern,) = re.findall(r"PathRegexp\(`([^`]*)`\)", rule)
+    return re.compile(pattern)  # Go's RE2 syntax, as far as this pattern goes, is Python's
+
+
+@pytest.mark.parametrize(
+    ("path", "matched"),
+    [
+        ("/Microsoft-Server-ActiveSync", True),
+        ("/microsoft-server-activesync", True),
+        ("/MICROSOFT-SERVER-ACTIVESYNC/", True),
+        ("/Microsoft-Server-ActiveSyncX", False),
+        ("/owa", False),
+    ],
+)
+def test_traefik_routes_the_path_in_any_letter_case(path: str, matched: bool) -> None:
+    routers = yaml.safe_load(TRAEFIK.read_text("utf-8"))["http"]["routers"]
+    for name in ("activesync", "activesync-options"):
+        assert (_path_regexp(routers[name]["rule"]).search(path) is not None) is matched, name
+
+
+def test_traefik_sends_the_gate_only_authorization_from_the_client() -> None:
+    # X-Forwarded-* are Traefik's own (trustForwardHeader: false); of the client's
+    # headers only Authorization goes along, so a made-up user header never does.
+    assert [h.lower() for h in traefik_forward_auth()["authRequestHeaders"]] == ["authorization"]
 
 
 def test_traefik_config_lets_options_through_unchecked() -> None:
