@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import random
 from collections import Counter
 
+import pytest
+from rich.console import Console
+
+from appban import output
 from appban.sim._progress import tracker
 from appban.sim.fleet import SECURITY_RESEARCH, SOCIAL_MEDIA, build_company
 from appban.sim.timeline import default_timeline
@@ -60,10 +65,22 @@ def test_same_seed_same_company() -> None:
     ]
 
 
-def test_the_progress_bar_runs() -> None:
+def test_the_progress_bar_shows_the_phase_and_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal: the phase and how far it got; disabled (a pipe, --json): nothing at all."""
+    screens: list[io.StringIO] = []
+
+    def terminal(stderr: bool = False) -> Console:
+        assert stderr, "progress goes to stderr, never into the output"
+        screens.append(io.StringIO())
+        return Console(file=screens[-1], force_terminal=True, width=80)
+
+    monkeypatch.setattr(output, "console", terminal)
+    with tracker(enabled=False) as progress:
+        progress.phase("nothing", total=3)
+        progress.advance(3)
+    assert screens == []
     with tracker(enabled=True) as progress:
         progress.phase("checking", total=2)
         progress.advance(2)
-    with tracker(enabled=False) as progress:
-        progress.phase("nothing")
-        progress.advance()
+    [screen] = screens
+    assert "checking" in screen.getvalue() and "2/2" in screen.getvalue()

@@ -21,6 +21,8 @@ def report(s: dict[str, Any]) -> None:
     _days(s["days"])
     output.line()
     _final(s["final"])
+    if "explain" in s:
+        _why_unverified(s["explain"]["unverified"], s["policy"])
     output.line()
     _summary(s)
 
@@ -47,6 +49,41 @@ def _company(s: dict[str, Any]) -> None:
         f"in scope; {d['violating_now']:,} violate it now ({d['people_affected']:,} people), "
         f"{d['would_be_denied_at_deadline']:,} would lose mail at the deadline"
     )
+    if "explain" in s:
+        _why_fewer(s["explain"]["banned_app_devices"], d["violating_now"])
+
+
+def _why_fewer(b: dict[str, Any], violating: int) -> None:
+    """How "TikTok on N devices" becomes "M violate it now": the devices the policy does not hold."""
+    others = b["devices"] - violating
+    if not others:
+        return
+    reasons = [_left_out(key, n) for key, n in b["out_of_scope"].items()]
+    reasons += [
+        f"{n:,} {_HELD.get(state, state)}"
+        for state, n in b["states"].items()
+        if state not in ("out_of_scope", "violating", "blocked")
+    ]
+    output.line(
+        f"  of the {output.plural(b['devices'], 'device')} with TikTok, {others:,} do not violate it: "
+        + "; ".join(reasons)
+    )
+
+
+# Why a device with the app is not held by the policy (keys from sim/_explain.py).
+_LEFT_OUT = {
+    "no_mail": "{n} do not read company mail",
+    "not_in_included_groups": "{n} belong to none of the groups it names",
+    "platform": "{n} run {what}, which it does not name",
+    "ownership": "{n} are {what}, which it leaves out",
+    "group": "{n} belong to {what}, which it excludes",
+}
+_HELD = {"exempt": "are exempt", "compliant": "have an attested removal", "unverified": "are unverified"}
+
+
+def _left_out(key: str, n: int) -> str:
+    kind, _, what = key.partition(":")
+    return _LEFT_OUT.get(kind, "{n} are out of scope ({key})").format(n=f"{n:,}", what=what, key=key)
 
 
 def _days(days: list[dict[str, Any]]) -> None:
@@ -75,6 +112,32 @@ def _final(f: dict[str, Any]) -> None:
     output.line(f"people affected: {f['people_affected']:,}")
 
 
+def _why_unverified(u: dict[str, Any], p: dict[str, Any]) -> None:
+    """Why unverified devices still read mail (or do not): the policy's on_unverified."""
+    if not u["devices"]:
+        return
+    because = "; ".join(
+        _UNVERIFIED.get(k, "{n} for another reason").format(n=f"{n:,}", age=p["max_inventory_age"])
+        for k, n in u["because"].items()
+    )
+    devices = output.plural(u["devices"], "unverified device")
+    if u["on_unverified"] == "allow":
+        output.line(
+            f"{devices} keep their mail: nothing proves the app is gone, but the policy says "
+            f"on_unverified: allow ({because}); with on_unverified: block they would lose it at the deadline"
+        )
+    else:
+        output.line(f"{devices} lose their mail after the deadline: the policy says on_unverified: block ({because})")
+
+
+_UNVERIFIED = {
+    "managed_inventory": "{n} report managed apps only, which cannot show a personal app",
+    "stale_inventory": "{n} have an inventory older than {age}",
+    "no_inventory": "{n} have no inventory",
+    "older_catalog": "{n} were last seen against an older catalog",
+}
+
+
 def _summary(s: dict[str, Any]) -> None:
     t = s["totals"]
     output.line(
@@ -84,7 +147,7 @@ def _summary(s: dict[str, Any]) -> None:
         f"{t['still_blocked']:,} devices of {t['people_still_blocked']:,} people still blocked"
     )
     e, a = s["exemption"], s["attestation"]
-    output.line(f"exemption: {e['person']} until {e['until']} ({e['devices']} device(s))")
+    output.line(f"exemption: {e['person']} until {e['until']} ({output.plural(e['devices'], 'device')})")
     output.line(f"attestation: {a['person']} for {a['device']}, now {a['state']}")
     output.line(
         f"done in {s['elapsed_seconds']:.1f} s: {s['checkins']:,} check-ins, {s['audit_entries']:,} audit entries"

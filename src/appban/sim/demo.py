@@ -18,8 +18,9 @@ from typing import Any
 
 from appban import settings
 from appban.clock import format_duration, format_time
+from appban.policy.lifecycle import get_policy
 from appban.report.status import status
-from appban.sim import _database, _render
+from appban.sim import _database, _explain, _render
 from appban.sim._progress import tracker
 from appban.sim.campaign import POLICY_ID, Campaign, Outcome
 from appban.sim.fleet import build_company
@@ -40,10 +41,16 @@ def run_demo(db: str, *, employees: int, seed: int, quiet: bool) -> dict[str, An
             outcome = Campaign(ws, company, t, progress).run()
             progress.phase("final status")
             final = status(ws, POLICY_ID, "platform")
+            policy, _row = get_policy(ws, POLICY_ID)
+            explain = {
+                "banned_app_devices": _explain.banned_app_devices(ws.store, policy, t.effective),
+                "unverified": _explain.unverified(ws.store, policy),
+            }
             audit_entries = ws.audit.seq
         finally:
             ws.close()
     summary = _summary(db, employees, seed, t, outcome, final)
+    summary["explain"] = explain
     summary["audit_entries"] = audit_entries
     summary["elapsed_seconds"] = round(time.perf_counter() - started, 2)
     if not quiet:

@@ -379,6 +379,13 @@ class Store(Protocol):
         or with these (kind, id) that it had."""
         ...
 
+    def devices_with_apps_at(
+        self, families: Iterable[str], explicit: Iterable[tuple[str, str]], at: Micros
+    ) -> list[int]:
+        """Ids of devices whose kept snapshot showed an app of these families or with these
+        (kind, id) at ``at``: first seen by then, not gone by then."""
+        ...
+
     def fleet_summary(self, platforms: Iterable[str], families: Iterable[str]) -> FleetSummary:
         """People, devices by platform, mail readers of these platforms by ownership and
         inventory scope, and devices with a present app of these families."""

@@ -940,6 +940,24 @@ class SQLiteStore:
         ).fetchone()
         return int(row[0])
 
+    def devices_with_apps_at(
+        self, families: Iterable[str], explicit: Iterable[tuple[str, str]], at: Micros
+    ) -> list[int]:
+        params: dict[str, Any] = {"at": at}
+        terms = []
+        fams = sorted(families)
+        if fams:
+            terms.append(f"family IN ({_sweep_sql.bind(params, 'fam', fams)})")
+        for i, (kind, value) in enumerate(sorted(explicit)):
+            params[f"ek{i}"], params[f"ev{i}"] = kind, value
+            terms.append(f"(match_kind = :ek{i} AND app_id = :ev{i})")
+        rows = self.db.execute(
+            "SELECT DISTINCT device_id FROM observations WHERE first_seen <= :at "
+            f"AND (gone_at IS NULL OR gone_at > :at) AND ({' OR '.join(terms) or '0'}) ORDER BY device_id",
+            params,
+        )
+        return [int(r[0]) for r in rows]
+
     def fleet_summary(self, platforms: Iterable[str], families: Iterable[str]) -> FleetSummary:
         db = self.db
         people, units, zones = db.execute(
