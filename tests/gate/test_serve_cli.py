@@ -94,7 +94,8 @@ def test_settings_from_the_environment_and_flags_over_them(fleet: Appban) -> Non
     env = {
         "APPBAN_UNKNOWN_DEVICE": "allow",
         "APPBAN_GATE_USER_HEADER": "X-Remote-User",
-        "APPBAN_MAIL_DOMAIN": "example.com",
+        "APPBAN_MAIL_DOMAINS": "example.com",
+        "APPBAN_NETBIOS_DOMAINS": "EXAMPLE",
         "APPBAN_MAIL_UPSTREAM": "imap=127.0.0.1:1993, smtp=127.0.0.1:1587",
         "APPBAN_GATE_POLL_INTERVAL": "0.05",
     }

@@ -83,7 +83,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "imap={}:{}".format(*IMAP),
         "--mail-upstream",
         "smtp={}:{}".format(*SMTP),
-        env={"APPBAN_MAIL_DOMAIN": "example.com"},
+        env={"APPBAN_MAIL_DOMAINS": "example.com", "APPBAN_NETBIOS_DOMAINS": "EXAMPLE"},
     ) as gate:
         yield Served(ab, gate, passwords)
 
@@ -134,9 +134,13 @@ def test_forms_of_the_user(gate: GateProcess, user: str) -> None:
     assert gate.sync("EASBOB1", user).status == 204
 
 
-@pytest.mark.parametrize("user", ["bob", "bob.roe@other.example", "EXAMPLE\\jane.doe", ""])
+@pytest.mark.parametrize("user", ["bob", "bob.roe@other.example", "EXAMPLE\\jane.doe", "OTHER\\bob.roe"])
 def test_others_are_not_the_owner(gate: GateProcess, user: str) -> None:
     assert gate.sync("EASBOB1", user).reason == "user_mismatch"
+
+
+def test_no_user_named_is_unverified(gate: GateProcess) -> None:
+    assert gate.sync("EASBOB1", "").reason == "user_unverified"
 
 
 def test_basic_authorization_names_the_user_over_the_query(gate: GateProcess) -> None:
@@ -148,10 +152,11 @@ def test_basic_authorization_names_the_user_over_the_query(gate: GateProcess) ->
     assert gate.nginx(uri, Authorization=basic("bob.roe")).reason == "ok"
 
 
-def test_undecodable_authorization_falls_back_to_the_query(gate: GateProcess) -> None:
+def test_undecodable_authorization_never_falls_back_to_the_query(gate: GateProcess) -> None:
+    # The server will authenticate whoever the credentials name, not the query's User.
     uri = SYNC.format(user="bob.roe", eas="EASBOB1")
-    assert gate.nginx(uri, Authorization="Basic !!!not-base64").reason == "ok"
-    assert gate.nginx(uri, Authorization="Bearer eyJhbGciOi").reason == "ok"
+    assert gate.nginx(uri, Authorization="Basic !!!not-base64").reason == "user_unverified"
+    assert gate.nginx(uri, Authorization="Bearer eyJhbGciOi").reason == "user_unverified"
 
 
 # -- the base64 query ------------------------------------------------------------------------
@@ -162,7 +167,7 @@ def test_base64_example_with_the_user_from_authorization(gate: GateProcess) -> N
     assert (gate.nginx(uri, Authorization=basic("EXAMPLE\\bob.roe")).status) == 204
     assert gate.nginx(uri, Authorization=basic("jane.doe")).reason == "user_mismatch"
     # The example names no user, and no header does either.
-    assert gate.nginx(uri).reason == "user_mismatch"
+    assert gate.nginx(uri).reason == "user_unverified"
 
 
 def test_base64_user_tag_and_binary_device_id(gate: GateProcess) -> None:
@@ -499,9 +504,40 @@ def test_head_gets_the_headers_without_a_body(gate: GateProcess) -> None:
     assert b"Content-Length: " in heads[0] and b"X-Appban-Reason" in heads[1]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/auth/nginx"),
+        ("OPTIONS", "/auth/nginx"),
+        ("PUT", "/auth/traefik"),
+        ("POST", "/auth/mail"),
+        ("DELETE", "/healthz"),
+        ("POST", "/metrics"),
+    ],
+)
+def test_a_method_an_endpoint_does_not_take_is_405(gate: GateProcess, method: str, path: str) -> None:
+    headers = {"X-Original-URI": SYNC.format(user="bob.roe", eas="EASBOB1")}
+    answer = gate.get(path, headers, method=method)
+    assert (answer.status, answer.reason) == (405, "method_not_allowed")
+    assert answer.headers["allow"] == "GET, HEAD"
+
+
+def test_a_405_keeps_the_connection_usable(gate: GateProcess) -> None:
+    data = b"POST /auth/nginx HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /healthz HTTP/1.1\r\n\r\n"
+    answers = list(parse_responses(gate.raw(data, responses=2)))
+    assert [(a.status, a.reason) for a in answers] == [(405, "method_not_allowed"), (200, "ok")]
+
+
+def test_head_is_taken_where_get_is(gate: GateProcess) -> None:
+    uri = SYNC.format(user="bob.roe", eas="EASBOB1")
+    assert gate.get("/auth/nginx", {"X-Original-URI": uri}, method="HEAD").status == 204
+    assert gate.get("/auth/traefik", {"X-Forwarded-Uri": uri}, method="HEAD").status == 200
+
+
 def test_unknown_path(gate: GateProcess) -> None:
     answer = gate.get("/auth/other")
     assert answer.status == 404 and answer.reason == "not_found"
+    assert gate.get("/auth/other", method="POST").status == 404
     # The Envoy prefix is a path segment, not a string prefix.
     assert gate.get("/auth/envoyXYZ/Microsoft-Server-ActiveSync?DeviceId=EASBOB1").status == 404
 
