@@ -274,3 +274,18 @@ def test_a_malformed_anchor_is_bad_input(logged: Appban, digest: str) -> None:
     result = logged.run("audit", "verify", "--anchor", digest, now=LATER)
     assert (result.code, result.out) == (2, "")
     assert "--anchor" in result.err and result.err.count("\n") == 1
+
+
+def test_the_documented_verifier_passes_an_export_and_fails_a_tampered_one(logged: Appban, tmp_path: Path) -> None:
+    """docs/concepts.md shows a few lines of Python that verify an export: they must."""
+    import re
+
+    docs = Path(__file__).parents[2] / "docs" / "concepts.md"
+    [code] = re.findall(r"```python\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)
+    out = tmp_path / "chain.jsonl"
+    logged("audit", "export", str(out), now=LATER)
+    script = code.replace('"chain.jsonl"', repr(str(out)))
+    exec(compile(script, "concepts.md", "exec"), {})  # intact: no assertion fails
+    _rewrite(out, _edit)
+    with pytest.raises(AssertionError, match="edited"):
+        exec(compile(script, "concepts.md", "exec"), {})
