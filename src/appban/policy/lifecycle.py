@@ -14,6 +14,7 @@ from appban.policy.evaluator import load_policy
 from appban.policy.model import Policy, parse_policy
 from appban.policy.states import STATES, compute
 from appban.store.records import DeviceRow, Exemption, PolicyRow
+from appban.text import EMAIL, check_text
 from appban.workspace import Workspace
 
 
@@ -202,8 +203,6 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
         raise BadInput("a withdrawal needs a reason", field="--reason")
     if len(reason) > 500:
         raise BadInput("reason longer than 500 characters", field="--reason")
-    from appban.inventory.checkin import check_text
-
     check_text(reason, "--reason")
     get_policy(ws, policy_id)
     with ws.writing():
@@ -263,8 +262,6 @@ def add_exemption(
         raise BadInput("an exemption needs a reason", field="--reason")
     if len(reason) > 500:
         raise BadInput("reason longer than 500 characters", field="--reason")
-    from appban.inventory.checkin import EMAIL, check_text
-
     check_text(reason, "--reason")
     if until <= ws.now:
         raise BadInput("--until is not in the future", field="--until")

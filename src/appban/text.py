@@ -1,0 +1,91 @@
+"""What text appban accepts from the outside: free text, identifiers, e-mail addresses.
+
+Every input (check-ins, CSV files, policy files, command-line reasons) goes through
+these checks, so that what is stored can be shown in a terminal or a web page as
+is, and two values that look alike are equal:
+
+- free text (names, versions, reasons) may not hold control characters, bidi
+  controls or markup; it may hold emoji, zero-width joiners included;
+- identifiers (device ids, app ids, owners) may not hold any character a reader
+  cannot see: controls, format characters (Unicode ``Cf``: zero-width spaces,
+  joiners, bidi controls, the byte-order mark), other default-ignorable code
+  points, or white space other than the ASCII space;
+- ActiveSync DeviceIds are printable ASCII without spaces.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from appban.errors import BadInput
+
+# No control, bidi or invisible characters: two addresses that look alike must be equal.
+EMAIL = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+# Markup opens with "<" and a letter, "/", "!" or "?": "<3" is fine, "<script>" is not.
+_MARKUP = re.compile(r"<[A-Za-z/!?]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Default-ignorable code points that str.isprintable() lets through (it already
+# refuses Cc, Cf, Zs but the space, Zl, Zp, Cs, Co and Cn): the combining grapheme
+# joiner, Hangul fillers, Khmer inherent vowels, Mongolian and other variation
+# selectors (Unicode's DerivedCoreProperties, Default_Ignorable_Code_Point).
+_IGNORABLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]")
+# MS-ASHTTP's DeviceId is a string of 7-bit ASCII (a binary id from the base64
+# query form is written as hex); nothing in it may be invisible or a space.
+EAS_DEVICE_ID = re.compile(r"[!-~]+")
+
+
+def check_text(value: str | None, field: str) -> None:
+    """Free text: no control or bidi characters, no markup."""
+    if value is None:
+        return
+    if _CONTROL.search(value):
+        raise BadInput("control character in text", field=field)
+    if _MARKUP.search(value):
+        raise BadInput("markup in text", field=field)
+
+
+def check_identifier(value: str | None, field: str) -> None:
+    """An identifier: every character visible (the ASCII space aside), no markup."""
+    if value is None:
+        return
+    if not value.isprintable() or (not value.isascii() and _IGNORABLE.search(value)):
+        bad = next(ch for ch in value if not ch.isprintable() or _IGNORABLE.match(ch))
+        raise BadInput(f"{_describe(bad)} in an identifier", field=field)
+    if _MARKUP.search(value):
+        raise BadInput("markup in text", field=field)
+
+
+def check_eas_device_id(value: str, field: str) -> None:
+    """An ActiveSync DeviceId: printable ASCII, no spaces."""
+    if not EAS_DEVICE_ID.fullmatch(value):
+        check_identifier(value, field)  # names an invisible character when there is one
+        raise BadInput("an ActiveSync DeviceId is printable ASCII without spaces", field=field)
+
+
+def _describe(ch: str) -> str:
+    """``invisible character U+200B (ZERO WIDTH SPACE)``; controls are named as such."""
+    code = f"U+{ord(ch):04X}"
+    category = unicodedata.category(ch)
+    if category == "Cc" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069":
+        return f"control character {code}"
+    name = unicodedata.name(ch, "")
+    if category in ("Zs", "Zl", "Zp"):
+        kind = "white space"
+    elif category in ("Co", "Cn", "Cs"):
+        kind = "unassigned or private-use character"
+    else:
+        kind = "invisible character"
+    return f"{kind} {code} ({name})" if name else f"{kind} {code}"
+
+
+def identifiers_clean(joined: str) -> bool:
+    """True when no identifier in ``joined`` (identifiers joined by spaces) fails check_identifier."""
+    return joined.isprintable() and (joined.isascii() or not _IGNORABLE.search(joined)) and not _MARKUP.search(joined)
+
+
+def text_clean(joined: str) -> bool:
+    """True when no text in ``joined`` fails check_text."""
+    return not _CONTROL.search(joined) and not _MARKUP.search(joined)
