@@ -6,6 +6,7 @@ the field, no traceback, and nothing written: the stored policy stays as it was.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -447,3 +448,34 @@ def test_a_bad_update_leaves_the_stored_policy_as_it_was(fleet: Fleet, mode: lis
     path = fleet.write("update.yaml", text)
     assert_bad_input(apply(fleet, path, *mode), where(path, line_of(text, "deadline:")), "field deadline:")
     fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("new", "problem"),
+    [
+        ("effective: 2020-07-10T16:00:00", "offset"),  # YAML reads it as a naive datetime
+        ("effective: 2020-07-10 16:00:00", "offset"),
+        ('effective: "2020-07-10T16:00:00"', "offset"),  # quoted: a naive time in text
+        ('effective: "2020-07-10"', "date"),
+        ("effective: 2020-07-10", "date"),  # YAML reads it as a date
+    ],
+    ids=["naive", "naive-space", "naive-quoted", "date-quoted", "date"],
+)
+def test_a_time_without_an_offset_is_refused(fleet: Fleet, mode: list[str], new: str, problem: str) -> None:
+    """Which zone a naive time meant cannot be known; a guess moves the deadline by hours."""
+    text = replace("effective: 2020-07-10T16:00:00Z", new)
+    path = fleet.write("naive.yaml", text)
+    assert_bad_input(apply(fleet, path, *mode), where(path, line_of(text, "effective:")), "field effective:", problem)
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    ["2020-07-11T06:59:00Z", "2020-07-11T08:59:00+02:00", "2020-07-11 06:59:00 +00:00", '"2020-07-11T01:59:00-05:00"'],
+)
+def test_times_with_an_offset_are_accepted(fleet: Fleet, deadline: str) -> None:
+    path = fleet.write("offset.yaml", replace("deadline: 2020-07-11T06:59:00Z", f"deadline: {deadline}"))
+    result = apply(fleet, path, "--json")
+    assert result.code == 0, result.err
+    shown = fleet.run("policy", "show", "douyin-mail", "--json")
+    assert json.loads(shown.out)["deadline"] == "2020-07-11T06:59:00Z"

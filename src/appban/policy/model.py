@@ -58,6 +58,10 @@ class Policy:
     reminders: tuple[Micros, ...] = ()
     status: str = "active"
     revision: int = 1
+    # Durations as the file wrote them (``24h`` stays ``24h``, not ``1d``); empty for
+    # a policy built in code, which is then shown in appban's own notation.
+    max_inventory_age_text: str = ""
+    reminders_text: tuple[str, ...] = ()
 
     @property
     def families(self) -> frozenset[str]:
@@ -74,14 +78,18 @@ class Policy:
         return frozenset(out)
 
     def to_json(self) -> dict[str, Any]:
-        """The policy as stored and as shown: times and durations in SPEC's notation."""
+        """The policy as stored and as shown: times in UTC, durations as the file wrote them."""
         body = asdict(self)
+        del body["max_inventory_age_text"], body["reminders_text"]
         body["apps"] = list(self.apps)
         body["scope"] = {k: list(v) if isinstance(v, tuple) else v for k, v in body["scope"].items()}
         body["effective"] = format_time(self.effective)
         body["deadline"] = format_time(self.deadline)
-        body["max_inventory_age"] = format_duration(self.max_inventory_age)
-        body["reminders"] = [format_duration(r) for r in self.reminders]
+        body["max_inventory_age"] = self.max_inventory_age_text or format_duration(self.max_inventory_age)
+        if len(self.reminders_text) == len(self.reminders):
+            body["reminders"] = list(self.reminders_text)
+        else:
+            body["reminders"] = [format_duration(r) for r in self.reminders]
         return body
 
     @classmethod
@@ -107,6 +115,10 @@ class Policy:
             reminders=tuple(parse_duration(r) for r in body["reminders"]),
             status=body.get("status", "active"),
             revision=body.get("revision", 1),
+            # Stored as written since durations kept their text; before, in appban's
+            # notation, which reads back the same way.
+            max_inventory_age_text=body["max_inventory_age"],
+            reminders_text=tuple(body["reminders"]),
         )
 
     def same_rule(self, other: Policy) -> bool:
@@ -222,6 +234,8 @@ def _build(data: Any, catalog: Catalog) -> Policy:
     deadline = parse_time(data["deadline"], field="deadline")
     if deadline < effective:
         raise BadInput("deadline is before effective", field="deadline")
+    max_age = data.get("max_inventory_age", "7d")
+    reminders = _list(data.get("reminders", []), "reminders")
     return Policy(
         id=pid,
         title=_text(data["title"], "title", required=True),
@@ -232,11 +246,10 @@ def _build(data: Any, catalog: Catalog) -> Policy:
         deadline=deadline,
         mode=_choice(data.get("mode", "enforce"), "mode", ("enforce", "monitor")),
         on_unverified=_choice(data.get("on_unverified", "allow"), "on_unverified", ("allow", "block")),
-        max_inventory_age=parse_duration(data.get("max_inventory_age", "7d"), field="max_inventory_age"),
-        reminders=tuple(
-            parse_duration(r, field=f"reminders[{i}]")
-            for i, r in enumerate(_list(data.get("reminders", []), "reminders"))
-        ),
+        max_inventory_age=parse_duration(max_age, field="max_inventory_age"),
+        reminders=tuple(parse_duration(r, field=f"reminders[{i}]") for i, r in enumerate(reminders)),
+        max_inventory_age_text=max_age.strip(),
+        reminders_text=tuple(r.strip() for r in reminders),
     )
 
 
