@@ -192,3 +192,13 @@ def test_gate_decide_in_a_real_process(gate: Appban) -> None:
         now=APPLIED,
     )
     assert ok.json["reason"] == "ok"
+
+
+def test_the_query_user_counts_only_without_credentials_and_as_the_setting_allows(
+    gate: Appban, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert decide(gate, "EASCLEAN", "", AFTER, "--query-user", "jane.doe")["reason"] == "ok"
+    assert decide(gate, "EASCLEAN", "bob", AFTER, "--query-user", "jane.doe")["reason"] == "user_mismatch"
+    monkeypatch.setenv("APPBAN_QUERY_USER", "deny")
+    assert decide(gate, "EASCLEAN", "", AFTER, "--query-user", "jane.doe")["reason"] == "user_unverified"
+    assert decide(gate, "EASCLEAN", "jane.doe", AFTER, "--query-user", "bob")["reason"] == "ok"

@@ -33,7 +33,9 @@ SETTINGS = {
     "unknown allowed": {"APPBAN_UNKNOWN_DEVICE": "allow"},
     "domains": {"APPBAN_MAIL_DOMAINS": "example.com", "APPBAN_NETBIOS_DOMAINS": "CORP"},
     "two domains": {"APPBAN_MAIL_DOMAINS": "example.com,other.example"},
+    "query user refused": {"APPBAN_QUERY_USER": "deny"},
 }
+QUERY_USERS = ["bob.roe", "jane.doe", "jane.doe@other.example"]
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,14 @@ def test_decide_answers_as_the_gate(fleet: Appban, name: str, monkeypatch: pytes
             seen.append(served.reason)
             if (served.reason, allowed) != (decided["reason"], decided["decision"] == "allow"):
                 mismatches.append((eas, user, served.reason, decided))
+        # No credentials at all: only the query's User= names someone, if the setting allows.
+        for eas, query_user in itertools.product(DEVICE_IDS, QUERY_USERS):
+            uri = f"/Microsoft-Server-ActiveSync?Cmd=Sync&User={quote(query_user)}&DeviceId={quote(eas)}"
+            served = gate.nginx(uri)
+            seen.append(served.reason)
+            decided = fleet("gate", "decide", "--eas-device-id", eas, "--query-user", query_user, now=wall())
+            if (served.reason, served.status == 204) != (decided["reason"], decided["decision"] == "allow"):
+                mismatches.append((eas, f"query {query_user}", served.reason, decided))
     assert mismatches == []
     # The corpus reaches every answer the gate gives for ActiveSync.
     assert {"ok", "blocked:tiktok-mail", "user_mismatch", "unknown_device", "no_device_id", "user_unverified"} <= set(

@@ -49,12 +49,17 @@ def decide(
     *,
     unknown_device: str | None = None,
     names: UserNames | None = None,
+    query_user: str = "",
 ) -> dict[str, Any]:
     """``{"decision", "reason"}`` for a request with this DeviceId by this user.
 
-    ``user`` is the user the mail server authenticates; an empty one is a request that
-    names no user the gate may trust (``user_unverified``).
+    ``user`` is the user the mail server authenticates. Without one (a request with no
+    credentials), the gate takes the query's ``User=`` (``query_user``) if the
+    ``query_user`` setting allows; else nothing names a user (``user_unverified``).
     """
+    trusts_query = settings.get("query_user") == "allow"  # read (and checked) as the gate does
+    if not user and trusts_query:
+        user = query_user
     table = DecisionTable(
         unknown_device=settings.get("unknown_device", unknown_device),
         names=names or UserNames.from_settings(),
