@@ -7,6 +7,7 @@ from typing import Any
 from appban.clock import format_time
 from appban.errors import BadInput, NotFound
 from appban.store.records import DeviceRow
+from appban.text import check_text
 from appban.workspace import Workspace
 
 
@@ -19,8 +20,6 @@ def parse_id(text: str) -> int:
 
 def revoke(ws: Workspace, exemption_id: int, reason: str | None) -> dict[str, Any]:
     if reason is not None:
-        from appban.inventory.checkin import check_text
-
         if not reason.strip():
             raise BadInput("an empty reason", field="--reason")
         if len(reason) > 500:
