@@ -339,7 +339,10 @@ def _db_exists(env: Env) -> bool:
 def _render_apply(d: dict[str, Any]) -> None:
     if d.get("dry_run"):
         output.line(f"dry run: policy {d['policy']} would be {d['action']}; nothing was changed")
-        output.line(f"in scope: {d['in_scope']['devices']} devices of {d['in_scope']['people']} people")
+        output.line(
+            f"in scope: {output.plural(d['in_scope']['devices'], 'device')} of "
+            f"{output.plural(d['in_scope']['people'], 'person', 'people')}"
+        )
         output.table(
             "states now and at the deadline",
             ["state", "now", "at deadline"],
@@ -425,7 +428,7 @@ def policy_withdraw(env: Env, policy_id: str, reason: str) -> None:
         doc,
         lambda d: output.line(
             f"policy {d['policy']}: {d['action']}"
-            + (f"; {d['decisions_changed']} devices allowed again" if "decisions_changed" in d else "")
+            + (f"; {output.plural(d['decisions_changed'], 'device')} allowed again" if "decisions_changed" in d else "")
         ),
     )
 
@@ -543,7 +546,7 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
                 ],
             )
         if d["count"] > len(d["devices"]):
-            output.line(f"... {d['count'] - len(d['devices'])} more (--limit, --json)")
+            output.line(f"... {d['count'] - len(d['devices']):,} more (--limit, --json)")
 
     emit(env, doc, render)
 
