@@ -194,10 +194,11 @@ def line(text: str = "") -> None:
 
 
 def pairs(items: Iterable[tuple[str, Any]]) -> None:
-    """``key: value`` lines; a nested mapping becomes ``key.sub: value`` lines."""
+    """``key: value`` lines; a nested mapping becomes ``key.sub: value`` lines; nothing
+    (no value, an empty list) is ``-``."""
     out = console()
     for key, value in _flatten(items):
-        out.print(Text(f"{safe(key)}: {human(value)}"))
+        out.print(Text(f"{safe(key)}: {human(value) or '-'}"))
 
 
 def _flatten(items: Iterable[tuple[str, Any]], prefix: str = "") -> Iterable[tuple[str, Any]]:
