@@ -48,7 +48,8 @@ def bench_ingest(n: int, tmp: Path) -> dict[str, float]:
     first = tmp / "first.jsonl"
     second = tmp / "second.jsonl"
     first.write_bytes(_fleet.jsonl(n, 1, observed_at="2020-07-10T15:00:00Z"))
-    second.write_bytes(_fleet.jsonl(n, 2, observed_at="2020-07-11T15:00:00Z"))
+    # Newer than the first, and not ahead of the clock below (a check-in from the future is refused).
+    second.write_bytes(_fleet.jsonl(n, 2, observed_at="2020-07-10T16:00:00Z"))
 
     ws = workspace(str(tmp / "ingest.db"))
     ws.now = parse_time("2020-07-10T16:30:00Z")

@@ -506,3 +506,306 @@ def test_sigkill_midway_through_a_big_import_leaves_nothing(fleet: Fleet) -> Non
     small = fleet.write("after.jsonl", jsonl(checkin("AFTER-1")))
     assert fleet.run("import", "appban", str(small)).code == 0
     assert fleet.devices() == 3
+
+
+# -- errors found without another library's wording ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "line", "field", "problem"),
+    [
+        ('{"device": {"id": "X", "platform": "symbian", "owner": "a@example.com"}}', 1, "device.platform", "symbian"),
+        ('{\n  "device": {\n    "id": 7\n  }\n}', 3, "device.id", "expected text"),
+        ('{\n  "apps": [\n    {"id": "a"},\n    {"id": "b", "size": 1}\n  ]\n}', 4, "apps[1].size", "unknown field"),
+        ('{\n  "source": "agent",\n  "observed_at": ', 3, "observed_at", "malformed JSON"),
+        ('{"device": {}, "device": {}}', 1, "device", "twice"),
+    ],
+    ids=["literal", "type", "unknown", "truncated", "twice"],
+)
+def test_errors_do_not_depend_on_the_decoders_wording(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, doc: str, line: int, field: str, problem: str
+) -> None:
+    """Line, field and reason come from appban's own reading of the bytes: a decoder
+    whose messages say nothing (as a new release may word them) changes no answer."""
+    import msgspec
+
+    from appban.inventory import checkin
+
+    class Mute:
+        def decode(self, raw: bytes) -> object:
+            try:
+                return msgspec.json.decode(raw, type=checkin.CheckinBody)
+            except msgspec.ValidationError:
+                raise msgspec.ValidationError("MUTE") from None
+            except msgspec.DecodeError:
+                raise msgspec.DecodeError("MUTE") from None
+
+    monkeypatch.setattr(checkin, "_decoder", Mute())
+    path = fleet.write("mute.json", doc)
+    line_text = assert_bad_input(import_file(fleet, path), where(path, line), f"field {field}:", problem)
+    assert "MUTE" not in line_text
+    fleet.assert_unchanged()
+
+
+def test_messages_are_appbans_own(fleet: Fleet) -> None:
+    """No decoder wording (msgspec says `Expected ...`, `Object contains ...`, `$.`)."""
+    cases = [
+        {"device.platform": "symbian"},
+        {"device.id": 12345},
+        {"device.colour": "red"},
+        {"device.owner": ...},
+        {"apps.0.signing_sha256": "xyz"},
+        {"source": "Agent X"},
+    ]
+    for i, change in enumerate(cases):
+        path = fleet.write(f"own-{i}.jsonl", jsonl(checkin(**change)))
+        line = assert_bad_input(import_file(fleet, path), where(path, 1))
+        for wording in ("Expected `", "Object ", "$.", "`"):
+            assert wording not in line, (wording, line)
+    fleet.assert_unchanged()
+
+
+# -- a field given twice ------------------------------------------------------------------
+
+
+DEVICE_TWICE = '"device": {"id": "TWICE", "platform": "android", "owner": "jane.doe@example.com"'
+REST = '"observed_at": "2020-07-11T15:00:00Z", "apps": [{"id": "com.zhiliaoapp.musically"}]'
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (DEVICE_TWICE + ', "owner": "bob.roe@example.com"}, ' + REST, "device.owner"),
+        (DEVICE_TWICE + ', "owner" : "bob.roe@example.com"}, ' + REST, "device.owner"),
+        (DEVICE_TWICE + ', "owner"\t\r :"bob.roe@example.com"}, ' + REST, "device.owner"),
+        (DEVICE_TWICE + ', "\\u006fwner": "bob.roe@example.com"}, ' + REST, "device.owner"),
+        (DEVICE_TWICE + ', "ow\\u006eer": "jane.doe@example.com"}, ' + REST, "device.owner"),
+        (DEVICE_TWICE + "}, " + REST + ', "apps": []', "apps"),
+        (DEVICE_TWICE + '}, "source": "agent", ' + REST + ', "source": "agent"', "source"),
+        (DEVICE_TWICE + "}, " + REST.replace('musically"}', 'musically", "id": "com.example.notes"}'), "apps[0].id"),
+        (
+            DEVICE_TWICE + ', "model": "a\\": \\"b", "model": "c"}, ' + REST,
+            "device.model",
+        ),
+    ],
+    ids=[
+        "plain",
+        "space-before-colon",
+        "tab-before-colon",
+        "escaped",
+        "escaped-same-value",
+        "top",
+        "same-value",
+        "app",
+        "escaped-quote-in-value",
+    ],
+)
+def test_a_field_given_twice(fleet: Fleet, body: str, field: str) -> None:
+    """JSON parsers keep the last of two equal keys silently; appban refuses both."""
+    path = fleet.write("twice.jsonl", jsonl(checkin("NEW-1")) + "{" + body + "}\n")
+    assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:", "twice")
+    fleet.assert_unchanged()
+
+
+def test_a_field_given_twice_in_a_pretty_printed_document_names_the_second(fleet: Fleet) -> None:
+    text = json.dumps(checkin(), indent=2)
+    text = text.replace('"model": "Pixel 3"', '"model": "Pixel 3",\n    "model"\n    : "Pixel 4"')
+    path = fleet.write("twice.json", text)
+    lines = text.splitlines()
+    first = next(i for i, ln in enumerate(lines, 1) if '"model"' in ln)
+    assert_bad_input(import_file(fleet, path), where(path, first + 1), "field device.model:", f"first on line {first}")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"apps.1.name": 'Notes": "x'},  # escaped quotes and a colon inside a value
+        {"apps.1.name": "Notes: the app"},  # a colon in an app's name
+        {"apps.1.version": None, "apps.0.version": None},  # explicit nulls
+        {"device.model": "a:b:c", "observed_at": "2020-07-11T17:00:00+02:00"},
+        {"device.id": "PHONE\u00e9:1", "apps.1.name": "Not\u00e9s \u263a"},
+        {"source": "agent", "device.ownership": "unknown", "device.inventory_scope": "full"},
+    ],
+    ids=["escaped-quotes", "colon-in-name", "nulls", "colons", "non-ascii", "defaults-spelled-out"],
+)
+def test_what_looks_like_a_repeated_field_is_not_refused(fleet: Fleet, change: dict[str, Any]) -> None:
+    path = fleet.write("tricky.jsonl", jsonl(checkin(**change)))
+    result = import_file(fleet, path)
+    assert result.code == 0, result.err
+    assert fleet.devices() == 3
+
+
+# -- one device twice in one file ------------------------------------------------------------
+
+
+def test_the_same_snapshot_twice_with_other_apps_is_refused(fleet: Fleet) -> None:
+    first = checkin("TWIN-1")
+    second = checkin("TWIN-1", apps=[{"id": "com.example.notes", "name": "Notes"}])
+    path = fleet.write("twins.jsonl", jsonl(checkin("NEW-0"), first, checkin("NEW-2"), second))
+    assert_bad_input(import_file(fleet, path), where(path, 4), "field apps:", "line 2")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"device.owner": "bob.roe@example.com"}, "device.owner"),
+        ({"device.eas_device_ids": ["EASOTHER"]}, "device.eas_device_ids"),
+        ({"device.platform": "ios"}, "device.platform"),
+        ({"apps.0.version": "17.0"}, "apps"),
+    ],
+)
+def test_the_same_snapshot_twice_saying_other_things_is_refused(
+    fleet: Fleet, change: dict[str, Any], field: str
+) -> None:
+    path = fleet.write("twins.jsonl", jsonl(checkin("TWIN-1"), checkin("TWIN-1", **change)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:", "line 1")
+    fleet.assert_unchanged()
+
+
+def test_the_identical_snapshot_twice_is_harmless(fleet: Fleet) -> None:
+    again = checkin("TWIN-1")
+    again["apps"] = list(reversed(again["apps"]))  # the same apps, in another order
+    again["device"] = dict(reversed(list(again["device"].items())))
+    path = fleet.write("twins.jsonl", jsonl(checkin("TWIN-1"), again))
+    result = import_file(fleet, path, "--json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert (doc["new"], doc["unchanged"]) == (1, 1)
+
+
+def test_the_same_device_at_other_times_is_not_a_conflict(fleet: Fleet) -> None:
+    later = checkin("TWIN-1", observed_at="2020-07-11T16:00:00Z", apps=[])
+    path = fleet.write("times.jsonl", jsonl(checkin("TWIN-1"), later, checkin("TWIN-1", source="mdm")))
+    result = import_file(fleet, path)
+    assert result.code == 0, result.err
+    assert fleet.devices() == 4  # agent:TWIN-1 and mdm:TWIN-1
+
+
+# -- empty files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n", "\ufeff"], ids=["empty", "blank-lines", "bom-only"])
+def test_a_file_with_no_check_ins_is_refused(fleet: Fleet, content: str) -> None:
+    path = fleet.write("empty.jsonl", content)
+    result = import_file(fleet, path)
+    assert_bad_input(result, where(path))
+    fleet.assert_unchanged()
+
+
+def test_an_empty_file_among_good_ones_writes_nothing(fleet: Fleet) -> None:
+    good = fleet.write("good.jsonl", jsonl(checkin("GOOD-1")))
+    empty = fleet.write("empty.jsonl", "")
+    assert_bad_input(import_file(fleet, good, str(empty)), where(empty), "no check-ins")
+    fleet.assert_unchanged()
+
+
+# -- invisible characters in identifiers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"device.id": "NEW\u200bPHONE"}, "device.id"),  # zero-width space
+        ({"device.id": "NEW-PHONE\u2060"}, "device.id"),  # word joiner
+        ({"device.id": "\ufeffNEW-PHONE"}, "device.id"),  # byte-order mark
+        ({"device.id": "NEW\u00adPHONE"}, "device.id"),  # soft hyphen
+        ({"device.id": "NEW\u00a0PHONE"}, "device.id"),  # no-break space
+        ({"device.id": "NEW-PHONE\ufe0f"}, "device.id"),  # variation selector
+        ({"device.eas_device_ids": ["EAS\u200bNEW1"]}, "device.eas_device_ids[0]"),
+        ({"device.eas_device_ids": ["EASNEW1", "EAS\u200dNEW2"]}, "device.eas_device_ids[1]"),
+        ({"device.eas_device_ids": ["EAS NEW1"]}, "device.eas_device_ids[0]"),
+        ({"device.eas_device_ids": ["EAS\u00c9NEW1"]}, "device.eas_device_ids[0]"),
+        ({"apps.0.id": "com.zhiliaoapp\u200b.musically"}, "apps[0].id"),
+        ({"apps.1.id": "com.example.notes\u180e"}, "apps[1].id"),
+        ({"device.owner": "jane\u180e.doe@example.com"}, "device.owner"),
+    ],
+    ids=lambda v: repr(v)[:48] if isinstance(v, dict) else v,
+)
+def test_an_invisible_character_in_an_identifier_is_refused(fleet: Fleet, change: dict[str, Any], field: str) -> None:
+    path = fleet.write("invisible.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", **change)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:")
+    fleet.assert_unchanged()
+
+
+def test_names_and_versions_may_hold_emoji_sequences(fleet: Fleet) -> None:
+    """A zero-width joiner is part of many emoji: names keep it, identifiers may not."""
+    name = "Dev \U0001f469\u200d\U0001f4bb Notes \u2764\ufe0f"
+    path = fleet.write("emoji.jsonl", jsonl(checkin(**{"apps.1.name": name, "apps.1.version": "1.0 \u2728"})))
+    result = import_file(fleet, path)
+    assert result.code == 0, result.err
+    assert fleet.devices() == 3
+
+
+# -- check-ins from the future ---------------------------------------------------------------
+
+
+def test_a_check_in_from_the_future_is_refused(fleet: Fleet) -> None:
+    path = fleet.write("future.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", observed_at="2099-01-01T00:00:00Z")))
+    assert_bad_input(import_file(fleet, path), where(path, 2), "field observed_at:", "future", "APPBAN_CLOCK_SKEW")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("skew", "ahead", "accepted"),
+    [
+        (None, "2020-07-12T12:04:00Z", True),  # the default: 5 minutes
+        (None, "2020-07-12T12:06:00Z", False),
+        ("1h", "2020-07-12T12:59:00Z", True),
+        ("1h", "2020-07-12T13:01:00Z", False),
+        ("0s", "2020-07-12T12:00:00Z", True),
+        ("0s", "2020-07-12T12:00:01Z", False),
+        ("30s", "2020-07-12T14:00:20+02:00", True),  # 12:00:20 UTC
+    ],
+)
+def test_the_clock_skew_allowed(fleet: Fleet, skew: str | None, ahead: str, accepted: bool) -> None:
+    env = {"APPBAN_CLOCK_SKEW": skew} if skew is not None else None
+    path = fleet.write("ahead.jsonl", jsonl(checkin(observed_at=ahead)))
+    result = import_file(fleet, path, env=env)
+    if accepted:
+        assert result.code == 0, result.err
+        assert fleet.devices() == 3
+    else:
+        assert_bad_input(result, where(path, 1), "field observed_at:")
+        fleet.assert_unchanged()
+
+
+def test_a_bad_clock_skew_setting_names_the_variable(fleet: Fleet) -> None:
+    path = fleet.write("ok.jsonl", jsonl(checkin()))
+    assert_bad_input(import_file(fleet, path, env={"APPBAN_CLOCK_SKEW": "soon"}), "APPBAN_CLOCK_SKEW")
+    fleet.assert_unchanged()
+
+
+def test_a_future_check_in_cannot_freeze_a_device(fleet: Fleet) -> None:
+    """The probe: a clean check-in dated 2099 made a blocked phone allowed, and every
+    later real check-in was ignored as no newer than it."""
+    jane = {"id": "JANE-IPHONE", "platform": "ios", "ownership": "personal", "owner": "jane.doe@example.com"}
+    jane["eas_device_ids"] = ["EASJANE1"]
+
+    def decide() -> str:
+        result = fleet.run("gate", "decide", "--eas-device-id", "EASJANE1", "--user", "jane.doe@example.com", "--json")
+        assert result.code == 0, result.err
+        return json.loads(result.out)["decision"]
+
+    assert decide() == "deny"
+    clean = {"device": jane, "observed_at": "2099-01-01T00:00:00Z", "apps": []}
+    path = fleet.write("clean-from-the-future.json", json.dumps(clean))
+    assert_bad_input(import_file(fleet, path), where(path, 1), "field observed_at:")
+    assert decide() == "deny"
+    real = {"device": jane, "observed_at": "2020-07-12T11:00:00Z", "apps": [{"id": "com.example.notes"}]}
+    assert import_file(fleet, fleet.write("real.json", json.dumps(real))).code == 0
+    assert decide() == "allow"
+
+
+# -- times need an offset --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "problem"),
+    [("2020-07-11T15:00:00", "offset"), ("2020-07-11 15:00", "offset"), ("2020-07-11", "date")],
+)
+def test_a_time_without_an_offset_is_refused(fleet: Fleet, observed_at: str, problem: str) -> None:
+    path = fleet.write("naive.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", observed_at=observed_at)))
+    assert_bad_input(import_file(fleet, path), where(path, 2), "field observed_at:", problem)
+    fleet.assert_unchanged()

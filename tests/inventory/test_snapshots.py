@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 EXAMPLES = ROOT / "examples"
 T1, T2, T3 = "2020-07-10T10:00:00Z", "2020-07-10T11:00:00Z", "2020-07-10T12:00:00Z"
+T1_30 = "2020-07-10T10:30:00Z"
 # The snapshot tests look at states between T1 and T3: the policy is effective before them.
 EARLY = "2020-07-10T09:00:00Z"
 T1_US, T2_US, T3_US = 1594375200000000, 1594378800000000, 1594382400000000
@@ -128,7 +129,7 @@ def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
         checkin(at=T2, apps=HARMLESS),
         checkin(at=T1, apps=[TIKTOK_ANDROID]),  # older: ignored
         checkin(at=T3, apps=[*HARMLESS, TIKTOK_ANDROID]),
-        checkin(at=T2, apps=[]),  # older again: ignored
+        checkin(at=T1_30, apps=[]),  # older again: ignored
         now=T3,
     )
     assert (doc["checkins"], doc["new"], doc["updated"], doc["unchanged"]) == (4, 1, 1, 2)

@@ -3,17 +3,23 @@
 If the file's first non-blank line is a whole JSON value, the file is JSON Lines;
 otherwise the whole file is one (pretty-printed) check-in. Lines are read with a
 bound, so an oversize line is refused without reading it whole.
+
+One file is one account of the fleet: the same device (``source``, ``device.id``)
+twice with the same ``observed_at`` must say the same thing. Otherwise which of
+the two is true cannot be known (the store would keep the first and call the
+second "no newer"), so the file is refused.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
+from typing import BinaryIO
+
+import msgspec
 
 from appban.errors import BadInput
-from appban.inventory.checkin import Checkin, decode_json
-
-_BYTE = re.compile(r"\(byte (\d+)\)|at byte (\d+)")
+from appban.inventory import _json_text
+from appban.inventory.checkin import App, Checkin, decode_json
 
 
 class AppbanFormat:
@@ -40,10 +46,10 @@ class AppbanFormat:
             f.close()
 
 
-def _first_line(f: object, max_bytes: int) -> tuple[int, bytes | None]:
+def _first_line(f: BinaryIO, max_bytes: int) -> tuple[int, bytes | None]:
     number = 0
     while True:
-        raw = f.readline(max_bytes + 1)  # type: ignore[attr-defined]
+        raw = f.readline(max_bytes + 1)
         if not raw:
             return number, None
         number += 1
@@ -52,8 +58,6 @@ def _first_line(f: object, max_bytes: int) -> tuple[int, bytes | None]:
 
 
 def _is_whole_json(line: bytes) -> bool:
-    import msgspec
-
     try:
         msgspec.json.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -61,16 +65,20 @@ def _is_whole_json(line: bytes) -> bool:
     return True
 
 
-def _lines(path: str, f: object, number: int, raw: bytes, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+def _lines(path: str, f: BinaryIO, number: int, raw: bytes, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+    seen = _Snapshots(path, f)
     while raw:
         if len(raw) > max_bytes and not raw.endswith(b"\n"):
             raise BadInput(f"check-in larger than {max_bytes} bytes", file=path, line=number)
         if raw.strip():
             try:
-                yield number, decode_json(raw)
+                checkin = decode_json(raw)
             except BadInput as exc:
-                raise exc.at(file=path, line=number) from None
-        raw = f.readline(max_bytes + 1)  # type: ignore[attr-defined]
+                # A line is one document: its line is the file's line.
+                raise BadInput(exc.detail, file=path, line=number, field=exc.field) from None
+            seen.check(checkin, number, f.tell() - len(raw))
+            yield number, checkin
+        raw = f.readline(max_bytes + 1)
         number += 1
 
 
@@ -78,20 +86,56 @@ def _single(path: str, data: bytes) -> tuple[int, Checkin]:
     try:
         return 1, decode_json(data)
     except BadInput as exc:
-        raise exc.at(file=path, line=_line_of(data, exc)) from None
+        line = exc.line
+        if line is None:  # a rule checked after decoding: find its field in the text
+            line = _json_text.parse(data).line(exc.field)
+        raise BadInput(exc.detail, file=path, line=line, field=exc.field) from None
 
 
-def _line_of(data: bytes, exc: BadInput) -> int:
-    """Where in a multi-line document the error is: the byte offset, or the field's key."""
-    if exc.detail.endswith("truncated"):
-        return data.rstrip().count(b"\n") + 1
-    found = _BYTE.search(exc.detail)
-    if found:
-        offset = int(found.group(1) or found.group(2))
-        return data.count(b"\n", 0, offset) + 1
-    if exc.field:
-        key = re.sub(r"\[\d+\]", "", exc.field).rsplit(".", 1)[-1]
-        index = data.find(b'"' + key.encode() + b'"')
-        if index >= 0:
-            return data.count(b"\n", 0, index) + 1
-    return 1
+class _Snapshots:
+    """Where each (source, device, observed_at) of a JSON Lines file was first seen.
+
+    Only the line and its offset are kept; the rare second sighting reads the
+    first one again to compare what the two say.
+    """
+
+    def __init__(self, path: str, f: BinaryIO) -> None:
+        self.path = path
+        self.f = f
+        self.first: dict[tuple[str, str, int], tuple[int, int]] = {}
+
+    def check(self, c: Checkin, line: int, offset: int) -> None:
+        key = (c.source, c.device.id, c.observed_at)
+        found = self.first.setdefault(key, (line, offset))
+        if found == (line, offset):
+            return
+        first_line, first_offset = found
+        here = self.f.tell()
+        self.f.seek(first_offset)
+        earlier = decode_json(self.f.readline())
+        self.f.seek(here)
+        field = _first_difference(earlier, c)
+        if field is not None:
+            raise BadInput(
+                f"the same device and observed_at as line {first_line}, but different {field}",
+                file=self.path,
+                line=line,
+                field=field,
+            )
+
+
+def _first_difference(a: Checkin, b: Checkin) -> str | None:
+    """The first field in which two check-ins of one snapshot differ (apps in any order)."""
+    for name in a.device.__struct_fields__:
+        x, y = getattr(a.device, name), getattr(b.device, name)
+        if name == "eas_device_ids":
+            x, y = sorted(x), sorted(y)
+        if x != y:
+            return f"device.{name}"
+    if sorted(a.apps, key=_app_key) != sorted(b.apps, key=_app_key):
+        return "apps"
+    return None
+
+
+def _app_key(app: App) -> tuple[str, str]:
+    return (app.id or "", app.name or "")

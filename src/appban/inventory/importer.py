@@ -44,10 +44,17 @@ def import_inventory(
                         line=line,
                         field="apps",
                     )
-                ingestor.ingest(checkin, ws.now)
+                try:
+                    ingestor.ingest(checkin, ws.now)
+                except BadInput as exc:
+                    raise exc.at(file=path, line=line) from None
                 if progress is not None:
                     progress(1)
             count = ingestor.counts.total - before
+            if count == 0:
+                # Most likely the wrong file, or one cut short: importing it would
+                # record an import of nothing.
+                raise BadInput("no check-ins in the file", file=path)
             files.append({"file": path, "checkins": count})
         ws.audit.append(
             ws.now,
@@ -65,6 +72,8 @@ def import_inventory(
 def import_people(ws: Workspace, path: str) -> dict[str, Any]:
     max_bytes = settings.get("max_checkin_bytes")
     people = [p for _line, p in read_people(path, max_bytes=max_bytes)]
+    if not people:
+        raise BadInput("no people in the file", file=path)
     created = updated = unchanged = 0
     regroup: list[str] = []
     with ws.writing():

@@ -5,6 +5,10 @@
 - An app absent from a newer snapshot is gone (``gone_at`` keeps when it went).
 - Data minimisation: only apps the catalog or a policy names are kept, and the
   snapshot remembers the catalog version it was filtered against.
+- A snapshot from the future is refused: one dated ahead of the command's clock
+  by more than ``clock_skew`` would be "newer" than every real check-in after it,
+  and the device's state would freeze. Every importer goes through ``ingest``, so
+  every format and the check-in API share the rule.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from appban import settings
 from appban.catalog import Catalog
 from appban.catalog.catalog import normalise_name
-from appban.clock import Micros
+from appban.clock import Micros, format_duration, format_time, parse_duration
+from appban.errors import BadInput
 from appban.inventory.checkin import Checkin
 from appban.policy.evaluator import Evaluator
 from appban.store.records import DeviceRow, Observation
@@ -40,10 +46,11 @@ class IngestCounts:
 
 
 class Ingestor:
-    def __init__(self, store: Any, evaluator: Evaluator, *, keep_full: bool) -> None:
+    def __init__(self, store: Any, evaluator: Evaluator, *, keep_full: bool, clock_skew: Micros | None = None) -> None:
         self.store = store
         self.evaluator = evaluator
         self.keep_full = keep_full
+        self.clock_skew = read_clock_skew() if clock_skew is None else clock_skew
         self.counts = IngestCounts()
 
     @property
@@ -52,6 +59,15 @@ class Ingestor:
         return self.evaluator.catalog
 
     def ingest(self, c: Checkin, now: Micros) -> None:
+        """Apply ``c`` as of ``now``. Raises BadInput (field ``observed_at``) for a
+        snapshot dated further ahead of ``now`` than the clock skew allows."""
+        if c.observed_at > now + self.clock_skew:
+            raise BadInput(
+                f"{format_time(c.observed_at)} is in the future: more than "
+                f"{format_duration(self.clock_skew)} ({settings.SETTINGS['clock_skew'].env}) "
+                f"ahead of the clock, {format_time(now)}",
+                field="observed_at",
+            )
         store = self.store
         d = c.device
         old = store.get_device_by_key(c.source, d.id)
@@ -156,3 +172,8 @@ class Ingestor:
         if upserts or refreshed or gone:
             self.store.write_observations(device_id, upserts, refreshed, gone, at)
         return kept
+
+
+def read_clock_skew() -> Micros:
+    """The ``clock_skew`` setting: how far ahead of the clock an observed_at may be."""
+    return parse_duration(settings.get("clock_skew"), field=settings.SETTINGS["clock_skew"].env, allow_zero=True)
