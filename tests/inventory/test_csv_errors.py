@@ -241,3 +241,75 @@ def test_a_100_mb_csv_whose_last_line_is_bad_writes_nothing(fleet: Fleet) -> Non
     result = import_csv(fleet, path, env={"APPBAN_MAX_APPS": "1000000"})
     assert_bad_input(result, where(path, rows), "field owner:")
     fleet.assert_unchanged()
+
+
+# -- quotes that never close, and files with nothing in them ---------------------------------------
+
+
+@pytest.mark.parametrize("end", ["\r\n", ""], ids=["newline", "no-newline"])
+def test_an_unterminated_quote_at_the_end_of_the_file_is_refused(fleet: Fleet, end: str) -> None:
+    """The last cell opens a quote and the file ends: the csv module keeps what it read."""
+    text = csv_text(ROWS[0], ROWS[1]) + row(app_id="com.example.x", app_version='"1.0') + end
+    path = fleet.write("open-quote.csv", text)
+    assert_bad_input(import_csv(fleet, path), where(path, 4), "field app_version:", "never closed")
+    fleet.assert_unchanged()
+
+
+def test_an_unterminated_quote_names_the_line_it_opens_on(fleet: Fleet) -> None:
+    text = csv_text(ROWS[0], row(1, app_name='"Notes'), ROWS[2])
+    path = fleet.write("open-quote.csv", text)
+    assert_bad_input(import_csv(fleet, path), where(path, 3), "field app_name:", "never closed")
+    fleet.assert_unchanged()
+
+
+def test_text_after_a_closing_quote_is_refused(fleet: Fleet) -> None:
+    path = fleet.write("after-quote.csv", csv_text(ROWS[0], row(1, app_name='"Notes"Pro'), ROWS[2]))
+    assert_bad_input(import_csv(fleet, path), where(path, 3), "field app_name:", "closing quote")
+    fleet.assert_unchanged()
+
+
+def test_quoted_cells_with_doubled_quotes_are_read(fleet: Fleet) -> None:
+    path = fleet.write("quoted.csv", csv_text(row(0, app_name='"Tik ""Tok"", the app"'), ROWS[1], ROWS[2]))
+    result = import_csv(fleet, path)
+    assert result.code == 0, result.err
+    assert fleet.devices() == 4
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("", "empty file"), ("\r\n\r\n", "empty file"), (HEADER + "\r\n", "no check-ins"), (HEADER, "no check-ins")],
+    ids=["empty", "blank-lines", "header-only", "header-no-newline"],
+)
+def test_a_file_with_no_check_ins_is_refused(fleet: Fleet, content: str, problem: str) -> None:
+    path = fleet.write("empty.csv", content)
+    assert_bad_input(import_csv(fleet, path), where(path), problem)
+    fleet.assert_unchanged()
+
+
+# -- identifiers, times ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cells", "column"),
+    [
+        ({"device_id": "NEW\u200b2"}, "device_id"),
+        ({"eas_device_ids": "EASN2;EAS\u2060N3"}, "eas_device_ids"),
+        ({"eas_device_ids": "EAS N2"}, "eas_device_ids"),
+        ({"app_id": "com.zhiliaoapp\u200c.musically"}, "app_id"),
+    ],
+    ids=["device", "eas-invisible", "eas-space", "app"],
+)
+def test_an_invisible_character_in_an_identifier_is_refused(fleet: Fleet, cells: dict[str, str], column: str) -> None:
+    path = fleet.write("invisible.csv", csv_text(ROWS[0], ROWS[1], row(**cells)))
+    assert_bad_input(import_csv(fleet, path), where(path, 4), f"field {column}:")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "problem"),
+    [("2099-01-01T00:00:00Z", "future"), ("2020-07-11T15:00:00", "offset"), ("2020-07-11", "date")],
+)
+def test_bad_times(fleet: Fleet, observed_at: str, problem: str) -> None:
+    path = fleet.write("times.csv", csv_text(ROWS[0], ROWS[1], row(observed_at=observed_at)))
+    assert_bad_input(import_csv(fleet, path), where(path, 4), "field observed_at:", problem)
+    fleet.assert_unchanged()

@@ -219,3 +219,28 @@ def test_a_100_mb_file_whose_last_line_is_bad_writes_nothing(fleet: Fleet) -> No
     assert path.stat().st_size >= 100 * 1024 * 1024
     assert_bad_input(import_people(fleet, path), where(path, number), "field email:", "duplicate")
     fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize("end", ["\n", ""], ids=["newline", "no-newline"])
+def test_an_unterminated_quote_at_the_end_of_the_file_is_refused(fleet: Fleet, end: str) -> None:
+    path = fleet.write("open-quote.csv", people_csv(*GOOD) + person(groups='"staff;oncall') + end)
+    assert_bad_input(import_people(fleet, path), where(path, 5), "field groups:", "never closed")
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("", "empty file"), ("\n\n", "empty file"), (HEADER + "\n", "no people"), (HEADER, "no people")],
+    ids=["empty", "blank-lines", "header-only", "header-no-newline"],
+)
+def test_a_file_with_no_people_is_refused(fleet: Fleet, content: str, problem: str) -> None:
+    path = fleet.write("empty.csv", content)
+    assert_bad_input(import_people(fleet, path), where(path), problem)
+    fleet.assert_unchanged()
+
+
+@pytest.mark.parametrize("email", ["zed\u180e@example.com", "zed\u2062@example.com", "\u034fzed@example.com"])
+def test_an_invisible_character_in_an_email_is_refused(fleet: Fleet, email: str) -> None:
+    path = fleet.write("invisible.csv", people_csv(*GOOD, person(email=email)))
+    assert_bad_input(import_people(fleet, path), where(path, 5), "field email:")
+    fleet.assert_unchanged()

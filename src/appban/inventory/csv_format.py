@@ -13,12 +13,11 @@ app_name empty. ``eas_device_ids`` are separated by ``;``; ``mail_access`` is
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from typing import Any, TextIO
 
 from appban.errors import BadInput
-from appban.inventory._lines import lines, open_text
+from appban.inventory._lines import CsvReader, open_text
 from appban.inventory.checkin import Checkin, from_object
 
 REQUIRED = ("device_id", "platform", "owner", "observed_at")
@@ -67,38 +66,37 @@ class CsvFormat:
 
 
 def _read(path: str, f: TextIO, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
-    csv.field_size_limit(max_bytes)
-    reader = csv.reader(lines(path, f, max_bytes))
-    try:
-        yield from _rows(path, reader)
-    except csv.Error as exc:
-        raise BadInput(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
-
-
-def _rows(path: str, reader: Any) -> Iterator[tuple[int, Checkin]]:
-    header = next(reader, None)
+    reader = CsvReader(path, f, max_bytes)
+    rows = iter(reader)
+    header = reader.header(rows)
     if header is None:
-        return
+        raise BadInput("empty file: expected a header line naming the columns", file=path)
     header = [h.strip() for h in header]
+    reader.columns = header
+    yield from _rows(path, header, rows, reader)
+
+
+def _rows(path: str, header: list[str], rows: Iterator[list[str]], reader: CsvReader) -> Iterator[tuple[int, Checkin]]:
+    at = reader.header_line
     for i, name in enumerate(header):
         if name not in COLUMNS:
             raise BadInput(
                 f"unknown column {name[:60]!r} (known: {', '.join(COLUMNS)})",
                 file=path,
-                line=1,
+                line=at,
                 field=f"column {i + 1}",
             )
         if name in header[:i]:
-            raise BadInput(f"column {name!r} twice", file=path, line=1)
+            raise BadInput(f"column {name!r} twice", file=path, line=at)
     for name in REQUIRED:
         if name not in header:
-            raise BadInput(f"missing required column {name!r}", file=path, line=1)
+            raise BadInput(f"missing required column {name!r}", file=path, line=at)
     seen: set[tuple[str, str, str]] = set()
     group: dict[str, Any] | None = None
     key: tuple[str, str, str] | None = None
     lines: list[int] = []
     start = 1
-    for row in reader:
+    for row in rows:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -187,5 +185,7 @@ def _checkin(path: str, group: dict[str, Any], start: int, lines: list[int]) -> 
             index = int(field[5 : field.index("]")])
             line = lines[index] if index < len(lines) else start
             field = field[field.index("]") + 2 :] if "]." in field else "app_id"
+        elif field.startswith("device.eas_device_ids"):
+            field = "eas_device_ids"  # one cell holds them all
         column = _FIELD_COLUMN.get(field, field)
         raise BadInput(exc.detail, file=path, line=line, field=column or None) from None

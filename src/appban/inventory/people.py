@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appban.errors import BadInput
-from appban.inventory._lines import lines, open_text
-from appban.inventory.checkin import EMAIL, check_text
+from appban.inventory._lines import CsvReader, open_text
 from appban.store.records import Person
+from appban.text import EMAIL, check_identifier, check_text
 
 HEADER = ["email", "name", "org_unit", "groups", "timezone"]
 _TZ = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
@@ -19,16 +18,17 @@ _LIMIT = 200
 
 def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
     f = open_text(path)
-    reader = csv.reader(lines(path, f, max_bytes))
+    reader = CsvReader(path, f, max_bytes)
+    rows = iter(reader)
     try:
-        csv.field_size_limit(max_bytes)
-        header = next(reader, None)
+        header = reader.header(rows)
         if header is None:
-            return
+            raise BadInput(f"empty file: expected the header {','.join(HEADER)}", file=path)
         if [h.strip().lower() for h in header] != HEADER:
-            raise BadInput(f"header must be {','.join(HEADER)}", file=path, line=1)
+            raise BadInput(f"header must be {','.join(HEADER)}", file=path, line=reader.header_line)
+        reader.columns = HEADER
         seen: dict[str, int] = {}
-        for row in reader:
+        for row in rows:
             line = reader.line_num
             if not any(c.strip() for c in row):
                 continue
@@ -47,8 +47,6 @@ def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
                 )
             seen[person.email] = line
             yield line, person
-    except csv.Error as exc:
-        raise BadInput(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
     finally:
         f.close()
 
@@ -58,6 +56,7 @@ def _person(row: list[str]) -> Person:
     email = email.lower()
     if not email or len(email) > 254 or not EMAIL.match(email):
         raise BadInput(f"not an e-mail address: {email[:80]!r}", field="email")
+    check_identifier(email, "email")
     for field, value in (("name", name), ("org_unit", org_unit)):
         if len(value) > _LIMIT:
             raise BadInput(f"longer than {_LIMIT} characters", field=field)
