@@ -44,7 +44,6 @@ def test_every_variable_a_message_names_is_declared() -> None:
         ("APPBAN_SQLITE_SYNCHRONOUS", "off"),
         ("APPBAN_QUERY_USER", "maybe"),
         ("APPBAN_UNKNOWN_DEVICE", "perhaps"),
-        ("APPBAN_KEEP_FULL_INVENTORY", "sometimes"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -72,3 +71,19 @@ def test_debug_is_a_boolean(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.get("debug") is False
     monkeypatch.setenv("APPBAN_DEBUG", "yes")
     assert settings.get("debug") is True
+
+
+def test_a_bad_import_setting_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    db = str(tmp_path / "appban.db")
+    assert run("--db", db, "init", "--now", "2020-07-10T15:00:00Z").code == 0
+    checkin = tmp_path / "checkin.json"
+    checkin.write_text(
+        '{"device": {"id": "A", "platform": "ios", "owner": "jane.doe@example.com"},'
+        ' "observed_at": "2020-07-10T15:00:00Z", "apps": []}',
+        encoding="utf-8",
+    )
+    for variable, value in (("APPBAN_KEEP_FULL_INVENTORY", "sometimes"), ("APPBAN_CLOCK_SKEW", "soon")):
+        result = run(
+            "--db", db, "import", "appban", str(checkin), "--now", "2020-07-10T15:00:00Z", env={variable: value}
+        )
+        assert_bad_input(result, variable)

@@ -319,7 +319,7 @@ def test_kept_observations_are_matched_against_new_identifiers(store: Store) -> 
             [
                 Identifier("android", "com.example.foo", "foo", "test"),
                 Identifier("name", "foo  lite", "foo", "test"),
-            ]
+            ],
         )
     assert matched == 2
     rows = {o.app_key: (o.family, o.match_kind, o.confidence) for o in store.observations(a)}
