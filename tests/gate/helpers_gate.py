@@ -67,11 +67,12 @@ def device(
     }
 
 
-def live_fleet(root: Path, *, deadline_in: float = -60.0) -> Appban:
+def live_fleet(root: Path, *, deadline_in: float = -60.0, evaluate: bool = True) -> Appban:
     """A database on the real clock: Jane's phone has TikTok, Bob's is clean.
 
     The policy's deadline is ``deadline_in`` seconds from now (past by default, so
-    Jane's phone is blocked at once).
+    Jane's phone is blocked at once; with ``evaluate=False`` the passed deadline is
+    left for the gate to apply).
     """
     ab = Appban(root)
     ab.init(now=wall(-7200))
@@ -89,7 +90,7 @@ def live_fleet(root: Path, *, deadline_in: float = -60.0) -> Appban:
         now=wall(-3500),
     )
     ab.apply(now=wall(-3000), effective=wall(-3000), deadline=wall(deadline_in), reminders=[])
-    if deadline_in < 0:
+    if deadline_in < 0 and evaluate:
         ab("evaluate", now=wall())
     return ab
 
@@ -130,11 +131,12 @@ def parse_responses(data: bytes) -> Iterator[Answer]:
 class GateProcess:
     """``appban gate serve`` in a child process, on a port the OS chose."""
 
-    def __init__(self, db: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, db: str, *args: str, env: Mapping[str, str] | None = None, port: int | None = 0) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("APPBAN_")}
         environment.update(env or {})
+        listen = [] if port is None else ["--port", str(port)]  # None: the port from the settings
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appban", "--db", db, "gate", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "appban", "--db", db, "gate", "serve", *listen, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -225,6 +227,10 @@ class GateProcess:
 
         return dict(json.loads(self.get("/healthz").body))
 
+    def rss_mb(self) -> float:
+        """The gate process's resident memory (VmRSS), in MB."""
+        return rss_mb(self.proc.pid)
+
 
 def request(
     conn: http.client.HTTPConnection,
@@ -292,3 +298,36 @@ def wait_for(check: Callable[[], T], *, timeout: float, every: float = 0.02) -> 
         if elapsed > timeout:
             raise AssertionError(f"not within {timeout}s (last: {value!r})")
         time.sleep(every)
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (VmRSS of /proc/PID/status), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def legacy_credential(db: str, source_id: str, password: str, *, time_cost: int = 20) -> None:
+    """Give a device an old-style (argon2) mail password, as appban once issued them.
+
+    Verifying one takes tens of milliseconds (``time_cost``), off the gate's event loop:
+    what the pipelining tests need. Written through the Store, as ``credential issue``
+    writes, so the gate follows it like any change.
+    """
+    from argon2 import PasswordHasher
+
+    from appban.clock import now_micros
+    from appban.store import open_store
+
+    digest = PasswordHasher(time_cost=time_cost, memory_cost=8192, parallelism=1).hash(password)
+    store = open_store(db, create=False)
+    try:
+        found = store.get_device_by_key("agent", source_id)
+        assert found is not None and found.id is not None, source_id
+        with store.transaction():
+            seq = store.next_gate_seq()
+            store.add_credential(found.id, found.owner, digest, now_micros(), seq)
+            store.set_decision(found.id, found.decision, found.reason, seq)
+    finally:
+        store.close()

@@ -7,18 +7,25 @@ how long the gate takes to answer differently. Nobody runs ``appban evaluate``.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_gate import NOTES, TIKTOK, GateProcess, device, live_fleet, wait_for, wall
+from helpers_gate import NOTES, PEOPLE, TIKTOK, GateProcess, device, live_fleet, wait_for, wall
 
+from appban.clock import now_micros
 from appban.gate.credentials import CredentialCache
-from appban.gate.follower import Follower
+from appban.gate.follower import Evaluation, Follower
+from appban.gate.server import Gate
 from appban.gate.table import DecisionTable
+from appban.inventory.importer import import_inventory
+from appban.workspace import Workspace
 from helpers_semantics import Appban
 
 BLOCKED = "blocked:tiktok-mail"
@@ -158,9 +165,16 @@ def test_store_outage_keeps_answering_and_recovers(live: tuple[Appban, GateProce
         for (eas, user), (status, reason) in expected.items():
             answer = gate.sync(eas, user)
             assert (answer.status, answer.reason) == (status, reason)
-    time.sleep(0.3)
-    assert gate.health()["table_age_seconds"] >= 0.3
+    wait_for(lambda: gate.health()["table_age_seconds"] >= 0.3, timeout=5)
     assert gate.metrics()["appban_gate_table_age_seconds"] >= 0.3
+    # An outage, told apart from a lock and from a bug; the evaluation sees it too.
+    wait_for(lambda: gate.health()["evaluation"] == "store_unreachable", timeout=5)
+    metrics = gate.metrics()
+    assert metrics['appban_gate_store_poll_failures_total{kind="unavailable"}'] > 0
+    assert metrics['appban_gate_store_poll_failures_total{kind="error"}'] == 0
+    assert metrics['appban_gate_store_poll_failures_total{kind="busy"}'] == 0
+    assert metrics['appban_gate_evaluation_state{state="store_unreachable"}'] == 1
+    assert gate.health()["following"] == "ok"
     assert not db.exists(), "the gate must not create a new, empty database"
 
     bring_back(moved, db)
@@ -168,6 +182,7 @@ def test_store_outage_keeps_answering_and_recovers(live: tuple[Appban, GateProce
     assert took < 2, f"recovery took {took:.2f}s"
     assert gate.metrics()["appban_gate_store_up"] == 1
     assert gate.health()["table_age_seconds"] < 1
+    wait_for(lambda: gate.health()["evaluation"] == "ok", timeout=5)
     # ... and follows changes again.
     checkin(ab, "JANE-IPHONE", JANE, ["EASJANE1"], [NOTES])
     reason_becomes(gate, "EASJANE1", "jane.doe", "ok")
@@ -255,3 +270,147 @@ def test_a_credential_committed_between_two_reads_is_not_lost(tmp_path: Path) ->
         assert table.seq == int(ab.sql("SELECT value FROM meta WHERE key = 'gate_seq'")[0][0])
     finally:
         follower._store.close()
+
+
+# -- another writer holds the lock; another database is put in place -------------------------
+
+
+def test_the_table_follows_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    # Jane's deadline passed a minute ago and nobody applied it: the gate's own
+    # evaluation has work to do, and it needs the write lock, which this test holds
+    # (as a long import would) before the gate even starts.
+    ab = live_fleet(tmp_path, evaluate=False)
+    ann = ab.file(".json", json.dumps(device("ANN-IPHONE", "ann.lee@example.com", ["EASANN1"], [NOTES], at=wall(-1))))
+    ws = Workspace(ab.db, now_micros(), create=False)
+    gate: GateProcess | None = None
+    try:
+        with ws.writing():
+            import_inventory(ws, "appban", [ann])  # committed with this transaction
+            gate = GateProcess(ab.db)
+            wait_for(lambda: gate is not None and gate.health().get("evaluation") == "waiting_for_lock", timeout=10)
+            health = gate.health()
+            assert (health["status"], health["store"]) == ("ok", "up"), health
+            assert gate.sync("EASJANE1", "jane.doe").reason == "ok"  # not blocked: the evaluation waits
+        # Ann's phone is committed, and the lock taken again at once: the table still
+        # follows what was committed, while the evaluation keeps waiting.
+        with ws.store.transaction():
+            reason_becomes(gate, "EASANN1", "ann.lee", "ok", timeout=1.0)
+            health = gate.health()
+            assert (health["status"], health["store"], health["following"]) == ("ok", "up", "ok"), health
+            assert gate.metrics()["appban_gate_store_up"] == 1
+        # Released: the evaluation catches up by itself.
+        reason_becomes(gate, "EASJANE1", "jane.doe", BLOCKED, timeout=3.0)
+        wait_for(lambda: gate is not None and gate.health()["evaluation"] == "ok", timeout=5)
+        metrics = gate.metrics()
+        assert metrics['appban_gate_evaluation_runs_total{result="waiting_for_lock"}'] >= 1
+        assert metrics['appban_gate_evaluation_runs_total{result="failing"}'] == 0
+        assert metrics['appban_gate_store_poll_failures_total{kind="unavailable"}'] == 0
+        assert metrics["appban_gate_evaluation_changes_total"] >= 1
+        log = "".join(gate.log)
+        assert "waits for another writer's lock" in log
+        assert "unreachable" not in log and "Traceback" not in log
+    finally:
+        if gate is not None:
+            gate.stop()
+        ws.close()
+
+
+def test_a_different_database_put_in_place_is_loaded_whole(live: tuple[Appban, GateProcess], tmp_path: Path) -> None:
+    ab, gate = live
+    db = Path(ab.db)
+    # Another install: Jane's phone is clean there, Ann has one, Bob has none; and it
+    # has seen more changes, so its change counter is ahead of the one the gate knows.
+    other = Appban(tmp_path / "other")
+    other.root.mkdir()
+    other.init(now=wall(-7200))
+    other.people(PEOPLE, now=wall(-7200))
+    fillers = [device(f"FILLER-{i}", "ann.lee@example.com", [f"EASFILL{i}"], [NOTES], at=wall(-60)) for i in range(20)]
+    other.ingest(
+        device("JANE-IPHONE", JANE, ["EASJANE1"], [NOTES], at=wall(-60)),
+        device("ANN-IPHONE", "ann.lee@example.com", ["EASANN1"], [NOTES], at=wall(-60)),
+        *fillers,
+        now=wall(-30),
+    )
+    mine, theirs = (int(a.sql("SELECT value FROM meta WHERE key = 'gate_seq'")[0][0]) for a in (ab, other))
+    assert theirs > mine
+    assert gate.sync("EASBOB1", "bob.roe").reason == "ok"
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    bring_back(Path(other.db), db)  # with its log: what it holds may not be checkpointed yet
+    reason_becomes(gate, "EASJANE1", "jane.doe", "ok", timeout=2)
+    # Nothing of the old database survives: Bob's phone is not in this one.
+    reason_becomes(gate, "EASBOB1", "bob.roe", "unknown_device", timeout=2)
+    assert gate.sync("EASANN1", "ann.lee").reason == "ok"
+    assert gate.health()["table_devices"] == 22
+    assert gate.metrics()["appban_gate_table_reloads_total"] == 1
+    assert "a different database is in place" in "".join(gate.log)
+
+
+# -- in-process: a bug, an outage and a lock, told apart ----------------------------------------
+
+
+class Broken:
+    """The follower's store, with every poll failing as a bug would."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def gate_seq(self) -> int:
+        raise TypeError("a bug in following")
+
+
+def test_a_bug_while_following_is_not_an_outage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ab = live_fleet(tmp_path)
+    table = DecisionTable()
+    follower = Follower(ab.db, table, CredentialCache(), evaluate_every=None)
+    follower.load()
+    assert follower._store is not None
+    follower._store = Broken(follower._store)
+    with caplog.at_level(logging.ERROR, logger="appban.gate"):
+        follower._step()
+    assert (follower.store_up, follower.following) == (True, "failing")
+    assert follower.failures == {"busy": 0, "unavailable": 0, "error": 1}
+    assert any(r.exc_info and r.exc_info[0] is TypeError for r in caplog.records)
+    doc = json.loads(Gate(table, CredentialCache(), follower).health().split(b"\r\n\r\n", 1)[1])
+    assert (doc["status"], doc["store"], doc["following"], doc["evaluation"]) == ("degraded", "up", "failing", "off")
+    follower._step()  # a new connection: following again
+    assert (follower.store_up, follower.following) == (True, "ok")
+    follower.stop()
+
+
+class FailingEvaluation(Evaluation):
+    def _evaluate(self) -> int:
+        raise KeyError("a bug in evaluating")
+
+
+def test_evaluation_tells_a_lock_an_outage_and_a_bug_apart(tmp_path: Path) -> None:
+    ab = live_fleet(tmp_path, evaluate=False)  # Jane's deadline is due
+    evaluation = Evaluation(ab.db, clock=now_micros, interval=0.1)
+    other = sqlite3.connect(ab.db, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer, for longer than the evaluation waits
+        evaluation.run_once()
+        assert (evaluation.state, evaluation.runs["waiting_for_lock"]) == ("waiting_for_lock", 1)
+        other.execute("ROLLBACK")
+        evaluation.run_once()
+        assert evaluation.state == "ok" and evaluation.changes >= 1
+        assert ab.show("JANE-IPHONE", now=wall())["decision"] == "deny"
+    finally:
+        other.close()
+        evaluation._close()
+
+    moved = take_away(Path(ab.db))
+    evaluation.run_once()
+    assert evaluation.state == "store_unreachable" and evaluation.error
+    bring_back(moved, Path(ab.db))
+    evaluation.run_once()
+    assert evaluation.state == "ok"
+    evaluation._close()
+
+    broken = FailingEvaluation(ab.db, clock=now_micros, interval=0.1)
+    broken.run_once()
+    assert broken.state == "failing" and "KeyError" in broken.error
+    assert broken.runs == {"ok": 0, "waiting_for_lock": 0, "store_unreachable": 0, "failing": 1}
