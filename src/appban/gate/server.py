@@ -9,23 +9,27 @@ framework, no database call, no log line unless debug logging is on.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import ipaddress
 import json
 import logging
+import os
+import signal
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 import httptools
 
+from appban import settings
 from appban.gate.activesync import Garbage, parse_uri
+from appban.gate.authorization import read_authorization
 from appban.gate.credentials import CredentialCache
-from appban.gate.decide import user_matches
 from appban.gate.follower import Follower
 from appban.gate.table import DecisionTable
+from appban.gate.throttle import LoginLimits
 
 log = logging.getLogger("appban.gate")
 
@@ -38,7 +42,10 @@ _STATUS = {
     403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    503: b"Service Unavailable",
 }
+_MAIL_PROTOCOLS = ("imap", "pop3", "smtp")
 # httptools buffers a header until it ends: without a cap, one client's endless header
 # grows the gate without bound. Proxies send a few KB (nginx: 4 x 8 KB at most). A body
 # (a proxy passing one by mistake) is skipped, not buffered, so it is not counted.
@@ -65,16 +72,35 @@ class Upstreams:
 
     @classmethod
     def parse(cls, specs: list[str]) -> Upstreams:
+        """``[imap|pop3|smtp=]IP:PORT`` each; an IPv6 address in brackets (``[::1]:143``).
+
+        The address must be an IP literal: nginx's mail proxy takes ``Auth-Server`` as
+        an address and does not resolve names (ngx_mail_auth_http_module).
+        """
         out = cls()
         for spec in specs:
-            proto, _, hostport = spec.rpartition("=")
+            proto, _, hostport = spec.strip().rpartition("=")
             host, _, port = hostport.rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"--mail-upstream {spec!r}: expected [imap|pop3|smtp=]HOST:PORT")
+            if proto.lower() not in ("", *_MAIL_PROTOCOLS):
+                raise ValueError(f"{spec!r}: the protocol must be one of {', '.join(_MAIL_PROTOCOLS)}")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{spec!r}: expected [imap|pop3|smtp=]IP:PORT")
+            bracketed = host.startswith("[") and host.endswith("]")
+            try:
+                address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+            except ValueError:
+                raise ValueError(
+                    f"{spec!r}: {host!r} is not an IP address; nginx's mail proxy needs one in "
+                    "Auth-Server and does not resolve host names"
+                ) from None
+            if (address.version == 6) != bracketed:
+                raise ValueError(f"{spec!r}: write an IPv6 address in brackets, [ADDRESS]:PORT")
+            # nginx reads an IPv6 Auth-Server without brackets.
+            upstream = (str(address), int(port))
             if proto:
-                out.by_protocol[proto.lower()] = (host, int(port))
+                out.by_protocol[proto.lower()] = upstream
             else:
-                out.default = (host, int(port))
+                out.default = upstream
         return out
 
     def get(self, protocol: str) -> tuple[str, int] | None:
@@ -93,7 +119,13 @@ class Metrics:
         self.total += seconds
         self.requests += 1
 
-    def render(self, table: DecisionTable, follower: Follower | None, creds: CredentialCache) -> bytes:
+    def render(
+        self,
+        table: DecisionTable,
+        follower: Follower | None,
+        creds: CredentialCache,
+        conns: Connections | None = None,
+    ) -> bytes:
         lines = [
             "# HELP appban_gate_decisions_total Gate answers by endpoint and reason.",
             "# TYPE appban_gate_decisions_total counter",
@@ -114,6 +146,8 @@ class Metrics:
             "# HELP appban_gate_store_up 1 if the last poll of the store succeeded.",
             "# TYPE appban_gate_store_up gauge",
             f"appban_gate_store_up {1 if follower is None or follower.store_up else 0}",
+            *_follower_metrics(follower),
+            *(_connection_metrics(conns) if conns is not None else ()),
             "# HELP appban_gate_mail_credentials Active per-device mail passwords known.",
             "# TYPE appban_gate_mail_credentials gauge",
             f"appban_gate_mail_credentials {len(creds.active)}",
@@ -128,6 +162,80 @@ class Metrics:
         lines.append(f"appban_gate_request_seconds_sum {self.total:.6f}")
         lines.append(f"appban_gate_request_seconds_count {self.requests}")
         return ("\n".join(lines) + "\n").encode()
+
+
+_EVALUATION_STATES = ("ok", "waiting_for_lock", "store_unreachable", "failing", "off")
+
+
+def _follower_metrics(follower: Follower | None) -> list[str]:
+    """Following and evaluation: lock contention, outages and bugs counted apart."""
+    if follower is None:
+        return []
+    lines = [
+        "# HELP appban_gate_store_polls_total Polls of the store that succeeded.",
+        "# TYPE appban_gate_store_polls_total counter",
+        f"appban_gate_store_polls_total {follower.polls}",
+        "# HELP appban_gate_store_poll_failures_total Polls that failed: busy (a lock), "
+        "unavailable (an outage), error (a bug).",
+        "# TYPE appban_gate_store_poll_failures_total counter",
+        *(f'appban_gate_store_poll_failures_total{{kind="{k}"}} {n}' for k, n in sorted(follower.failures.items())),
+        "# HELP appban_gate_table_reloads_total Whole reloads of the table (another database put in place).",
+        "# TYPE appban_gate_table_reloads_total counter",
+        f"appban_gate_table_reloads_total {follower.reloads}",
+        "# HELP appban_gate_following_ok 0 while applying the store's changes fails (a bug).",
+        "# TYPE appban_gate_following_ok gauge",
+        f"appban_gate_following_ok {1 if follower.following == 'ok' else 0}",
+    ]
+    evaluation = follower.evaluation
+    state = evaluation.state if evaluation is not None else "off"
+    lines += [
+        "# HELP appban_gate_evaluation_state The time-driven evaluation's state (1 for the current one).",
+        "# TYPE appban_gate_evaluation_state gauge",
+        *(f'appban_gate_evaluation_state{{state="{s}"}} {1 if s == state else 0}' for s in _EVALUATION_STATES),
+    ]
+    if evaluation is None:
+        return lines
+    return lines + [
+        "# HELP appban_gate_evaluation_runs_total Checks for time-driven changes, by result.",
+        "# TYPE appban_gate_evaluation_runs_total counter",
+        *(f'appban_gate_evaluation_runs_total{{result="{r}"}} {n}' for r, n in sorted(evaluation.runs.items())),
+        "# HELP appban_gate_evaluation_changes_total State changes the gate's evaluation applied.",
+        "# TYPE appban_gate_evaluation_changes_total counter",
+        f"appban_gate_evaluation_changes_total {evaluation.changes}",
+        "# HELP appban_gate_evaluation_age_seconds Seconds since a check for time-driven changes succeeded.",
+        "# TYPE appban_gate_evaluation_age_seconds gauge",
+        f"appban_gate_evaluation_age_seconds {time.monotonic() - evaluation.last_ok:.3f}",
+    ]
+
+
+def _connection_metrics(conns: Connections) -> list[str]:
+    paused = sum(1 for c in conns.open if c.paused)
+    return [
+        "# HELP appban_gate_connections Client connections open.",
+        "# TYPE appban_gate_connections gauge",
+        f"appban_gate_connections {len(conns.open)}",
+        "# HELP appban_gate_connections_accepted_total Client connections accepted.",
+        "# TYPE appban_gate_connections_accepted_total counter",
+        f"appban_gate_connections_accepted_total {conns.accepted}",
+        "# HELP appban_gate_connections_closed_total Connections the gate closed, by cause.",
+        "# TYPE appban_gate_connections_closed_total counter",
+        *(f'appban_gate_connections_closed_total{{cause="{k}"}} {n}' for k, n in sorted(conns.closed.items())),
+        "# HELP appban_gate_pipeline_paused Connections not read until their queued requests drain.",
+        "# TYPE appban_gate_pipeline_paused gauge",
+        f"appban_gate_pipeline_paused {paused}",
+        "# HELP appban_gate_pipeline_pauses_total Times a connection's queue was full and reading paused.",
+        "# TYPE appban_gate_pipeline_pauses_total counter",
+        f"appban_gate_pipeline_pauses_total {conns.pauses}",
+        "# HELP appban_gate_pipeline_queue_max Most requests queued on one connection so far.",
+        "# TYPE appban_gate_pipeline_queue_max gauge",
+        f"appban_gate_pipeline_queue_max {conns.queue_max}",
+        "# HELP appban_gate_pipeline_dropped_total Queued requests dropped: their client went away.",
+        "# TYPE appban_gate_pipeline_dropped_total counter",
+        f"appban_gate_pipeline_dropped_total {conns.dropped}",
+        "# HELP appban_gate_mail_verifications_total Mail logins verified off the event loop.",
+        "# TYPE appban_gate_mail_verifications_total counter",
+        f"appban_gate_mail_verifications_total {conns.verifications}",
+    ]
 
 
 def _response(
@@ -157,14 +265,18 @@ class Gate:
         *,
         upstreams: Upstreams | None = None,
         user_header: str = "",
-        auth_wait: int = 3,
+        auth_wait: int | None = None,
+        query_user: str | None = None,
+        limits: LoginLimits | None = None,
     ) -> None:
         self.table = table
         self.creds = creds
         self.follower = follower
         self.upstreams = upstreams or Upstreams()
         self.user_header = user_header.lower().encode()
-        self.auth_wait = auth_wait
+        self.auth_wait = settings.get("auth_wait", auth_wait)
+        self.query_user = settings.get("query_user", query_user) == "allow"
+        self.limits = limits or LoginLimits.from_settings()
         self.metrics = Metrics()
         self._cache: dict[tuple[str, str], bytes] = {}
         self.debug = log.isEnabledFor(logging.DEBUG)
@@ -186,67 +298,105 @@ class Gate:
     def activesync(self, endpoint: str, uri: str, headers: dict[bytes, bytes]) -> bytes:
         try:
             request = parse_uri(uri)
-        except Garbage:
-            self.count(endpoint, "no_device_id")
-            return self._answer(endpoint, "no_device_id")
-        user = self._user(headers) or request.user
+        except Garbage as exc:  # unreadable (no_device_id), or two DeviceIds (ambiguous_device_id)
+            self.count(endpoint, exc.reason)
+            return self._answer(endpoint, exc.reason)
+        user = self._user(headers, request.user)
         reason = self.table.decide(request.device_id, user)
         self.count(endpoint, reason)
         if self.debug:
             log.debug("%s %s user=%s -> %s", endpoint, request.device_id, user, reason)
         return self._answer(endpoint, reason)
 
-    def _user(self, headers: dict[bytes, bytes]) -> str:
+    def _user(self, headers: dict[bytes, bytes], query_user: str) -> str | None:
+        """The user the mail server will authenticate; None when nothing the gate may
+        trust names one (``user_unverified``).
+
+        In order: the header the proxy sets (``--user-header``); ``Authorization``
+        (authorization.py); and only for a request with no credentials at all (or
+        NTLM's first, empty message), the query's ``User=`` if ``query_user`` allows.
+        Credentials that name no readable user never fall back to the query.
+        """
         if self.user_header:
             value = headers.get(self.user_header)
             if value:
-                return value.decode("utf-8", "replace")
+                try:
+                    return value.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
         auth = headers.get(b"authorization")
-        if auth and auth[:6].lower() == b"basic ":
-            try:
-                decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                return ""
-            return decoded.partition(":")[0]
-        return ""
+        if auth:
+            named = read_authorization(auth)
+            if named.user:
+                return named.user
+            if not named.handshake:
+                return None
+        return query_user if query_user and self.query_user else None
 
     # -- nginx mail auth_http ---------------------------------------------------------
 
     def mail_quick(self, headers: dict[bytes, bytes]) -> tuple[bytes | None, tuple[str, str, str, int]]:
-        """Answer from the cache if possible; else the (user, password, protocol) to verify."""
+        """The answer to a mail login, at once; None (with the user, password, protocol
+        and attempt to check off the loop) only when an old argon2 hash must be checked.
+
+        Every login costs the same one keyed hash whoever it names (credentials.py).
+        A login that worked before passes; otherwise a user or client with too many
+        recent failures is refused as ``throttled`` before its password is looked at.
+        """
         user = unquote(headers.get(b"auth-user", b"").decode("utf-8", "replace"))
         password = unquote(headers.get(b"auth-pass", b"").decode("utf-8", "replace"))
         protocol = headers.get(b"auth-protocol", b"imap").decode("ascii", "replace").lower()
         attempt_text = headers.get(b"auth-login-attempt", b"1")
         attempt = int(attempt_text) if attempt_text.isdigit() and len(attempt_text) < 6 else 1
+        client = headers.get(b"client-ip", b"").decode("latin-1")
         request = (user, password, protocol, attempt)
         if not user or not password:
             return self.mail_answer(None, protocol, attempt=attempt), request
-        device = self.creds.cached(user, password)
+        found = self.creds.find(password)
+        owns = found is not None and self.table.names.owns(user, found[2], self.table.persons)
+        if found is not None and owns and self.creds.worked_before(user, found[0]):
+            return self.mail_answer(found[1], protocol, user, attempt=attempt), request
+        if self.limits.throttled(user, client):
+            return self._mail_refusal("throttled", protocol, attempt), request
+        if found is not None and owns:
+            self.creds.worked(user, found[0])
+            self.limits.succeeded(user)
+            return self.mail_answer(found[1], protocol, user, attempt=attempt), request
+        self.limits.failed(user, client)  # forgiven by mail_verify if an argon2 hash matches
+        if self.creds.has_legacy(user):
+            return None, request
+        return self.mail_answer(None, protocol, user, attempt=attempt), request
+
+    def mail_verify(self, user: str, password: str) -> int | None:
+        """The device of an old (argon2) credential this login is; slow, off the event loop."""
+        persons = self.table.persons
+        device = self.creds.verify_legacy(user, password, lambda u, owner: self.table.names.owns(u, owner, persons))
         if device is not None:
-            return self.mail_answer(device, protocol, user, attempt=attempt), request
-        return None, request
+            self.limits.succeeded(user)
+        return device
 
     def mail_answer(self, device_id: int | None, protocol: str, user: str = "", *, attempt: int = 1) -> bytes:
         owner_reason = None if device_id is None else self.table.by_device.get(device_id)
         if owner_reason is None:
             reason = "unknown_device"
-        elif not user_matches(user, owner_reason[0], self.table.mail_domain):
+        elif not self.table.names.owns(user, owner_reason[0], self.table.persons):
             # The password was issued to an earlier owner of the device.
             reason = "user_mismatch"
         else:
             reason = owner_reason[1]
-        self.count("mail", reason)
         upstream = self.upstreams.get(protocol)
         if reason == "ok" and upstream is not None:
+            self.count("mail", reason)
             host, port = upstream
             return _response(
                 200,
                 reason,
                 (("Auth-Status", "OK"), ("Auth-Server", host), ("Auth-Port", str(port))),
             )
-        if reason == "ok":
-            reason = "no_upstream"
+        return self._mail_refusal("no_upstream" if reason == "ok" else reason, protocol, attempt)
+
+    def _mail_refusal(self, reason: str, protocol: str, attempt: int) -> bytes:
+        self.count("mail", reason)
         headers: tuple[tuple[str, str], ...] = (("Auth-Status", reason),)
         # nginx keeps memory for every attempt of a session: after a few, no Auth-Wait,
         # so it closes the connection instead of letting the client guess on.
@@ -257,24 +407,136 @@ class Gate:
         return _response(200, reason, headers)
 
     def health(self) -> bytes:
+        """Liveness, and what is wrong, told apart: the store unreachable (an outage),
+        following it failing (a bug), the time-driven evaluation waiting for another
+        writer's lock (normal, retried) or failing."""
         f = self.follower
+        now = time.monotonic()
         up = f is None or f.store_up
-        age = time.monotonic() - (f.last_ok if f and f.last_ok else self.table.updated)
+        following = "ok" if f is None else f.following
+        evaluation = f.evaluation if f is not None else None
+        evaluating = "off" if evaluation is None else evaluation.state
+        if not up:
+            problem = "store_unreachable"
+        elif following != "ok":
+            problem = "following_failing"
+        elif evaluating in ("failing", "store_unreachable"):
+            problem = "evaluation_failing"
+        else:
+            problem = ""
         doc: dict[str, object] = {
-            "status": "ok" if up else "degraded",
+            "status": "degraded" if problem else "ok",
             "store": "up" if up else "unreachable",
+            "following": following,
+            "evaluation": evaluating,
             "table_devices": len(self.table),
             "table_seq": self.table.seq,
-            "table_age_seconds": round(age, 3),
+            "table_age_seconds": round(now - (f.last_ok if f and f.last_ok else self.table.updated), 3),
         }
-        if not up:
-            doc["error"] = f.error if f else ""
+        if evaluation is not None:
+            doc["evaluation_age_seconds"] = round(now - evaluation.last_ok, 3)
+            if evaluation.error:
+                doc["evaluation_error"] = evaluation.error
+        if f is not None and f.error:
+            doc["error"] = f.error
         body = (json.dumps(doc) + "\n").encode()
-        return _response(200, "ok" if up else "store_unreachable", body=body, ctype="application/json")
+        return _response(200, problem or "ok", body=body, ctype="application/json")
 
 
 # (url, wanted headers, method, start time, keep the connection open afterwards)
 _Request = tuple[bytes, dict[bytes, bytes], bytes, float, bool]
+
+# Data arriving in a large read is parsed a slice at a time, so that a pipelined flood
+# queues at most a slice's requests beyond the cap before reading pauses. nginx sends
+# one request at a time: its reads are one slice.
+_SLICE = 4096
+# A connection evicted to make room must have stalled at least this long: a request
+# arrives from a proxy in one packet, within milliseconds.
+_EVICT_AFTER = 1.0
+_GET_HEAD = (b"GET", b"HEAD")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold of the gate (the settings ``gate_*``)."""
+
+    header_timeout: float = 10.0
+    idle_timeout: float = 75.0
+    max_connections: int = 4096
+    max_pipeline: int = 64
+
+
+class Connections:
+    """The open client connections, and the limits a framework would give them.
+
+    Timeouts are swept a few times a second rather than timed per request, which keeps
+    the per-request path free of timers. At the cap, a new connection takes the place
+    of the one stalled longest in its request (slowloris), else of the longest idle
+    one; when every connection is at work, it is refused with a 503.
+    """
+
+    def __init__(self, limits: Limits, executor: ThreadPoolExecutor | None = None) -> None:
+        self.limits = limits
+        self.executor = executor  # mail logins are verified here, off the event loop
+        self.open: dict[HttpProtocol, None] = {}  # oldest first
+        self.accepted = 0
+        self.closed = {"refused": 0, "evicted": 0, "header_timeout": 0, "idle_timeout": 0, "stopping": 0}
+        self.pauses = 0
+        self.queue_max = 0
+        self.dropped = 0
+        self.verifications = 0
+        self.stopping = False
+
+    def admit(self, conn: HttpProtocol) -> bool:
+        if self.stopping:
+            return False
+        if len(self.open) >= self.limits.max_connections:
+            victim = self._victim(time.perf_counter())
+            if victim is None:
+                self.closed["refused"] += 1
+                return False
+            self.closed["evicted"] += 1
+            victim.close(None)
+        self.open[conn] = None
+        self.accepted += 1
+        return True
+
+    def forget(self, conn: HttpProtocol) -> None:
+        self.open.pop(conn, None)
+
+    def _victim(self, now: float) -> HttpProtocol | None:
+        stalled: HttpProtocol | None = None
+        idle: HttpProtocol | None = None
+        for conn in self.open:
+            if conn.busy or conn.paused or now - conn.started < _EVICT_AFTER:
+                continue
+            if conn.in_request:
+                if stalled is None or conn.started < stalled.started:
+                    stalled = conn
+            elif idle is None or conn.started < idle.started:
+                idle = conn
+        return stalled or idle
+
+    def sweep(self, now: float) -> None:
+        """Close connections whose request has not arrived in time, or idle too long."""
+        header, idle = self.limits.header_timeout, self.limits.idle_timeout
+        for conn in list(self.open):
+            if conn.busy or conn.paused:
+                continue  # waiting for the gate, not for the client
+            waited = now - conn.started
+            if conn.in_request:
+                if waited > header:
+                    self.closed["header_timeout"] += 1
+                    conn.close(_REQUEST_TIMEOUT)
+            elif waited > idle:
+                self.closed["idle_timeout"] += 1
+                conn.close(None)
+
+    def close_all(self) -> None:
+        self.stopping = True
+        for conn in list(self.open):
+            self.closed["stopping"] += 1
+            conn.close(None)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -282,27 +544,41 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = (
         "gate",
+        "conns",
         "transport",
         "parser",
         "url",
         "headers",
         "started",
+        "in_request",
         "busy",
         "queue",
+        "stash",
+        "paused",
+        "lost",
+        "verifying",
         "close_after",
         "refused",
         "head_bytes",
         "head_only",
     )
 
-    def __init__(self, gate: Gate) -> None:
+    def __init__(self, gate: Gate, conns: Connections) -> None:
         self.gate = gate
+        self.conns = conns
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
-        self.started = 0.0
-        self.busy = False
-        self.queue: list[_Request] = []
+        # When the request being received began (or the connection was made, or, when no
+        # request is in progress, when the last one began): what the timeouts measure.
+        self.started = time.perf_counter()
+        self.in_request = True  # a new connection owes its first request
+        self.busy = False  # a mail login is being verified
+        self.queue: list[_Request] = []  # requests received behind it
+        self.stash = b""  # bytes not yet parsed while reading is paused
+        self.paused = False
+        self.lost = False
+        self.verifying: asyncio.Future[int | None] | None = None
         self.close_after = False
         self.head_only = False
         self.refused = False
@@ -310,10 +586,54 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if not self.conns.admit(self):
+            transport.write(_OVERLOADED)  # type: ignore[attr-defined]
+            transport.close()
+            self.lost = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Nobody is left to answer: drop what was queued, and a login not yet verified
+        # is not verified (a flood of them must not keep the gate busy for an hour).
+        self.lost = True
+        self.conns.forget(self)
+        if self.queue:
+            self.conns.dropped += len(self.queue)
+            self.queue.clear()
+        self.stash = b""
+        if self.verifying is not None:
+            self.verifying.cancel()
+            self.verifying = None
+
+    def close(self, answer: bytes | None) -> None:
+        """Close from the gate's side, with a last answer when none is owed before it."""
+        if self.transport.is_closing():  # type: ignore[attr-defined]
+            return
+        if answer is not None and not self.busy and not self.queue:
+            self.transport.write(answer)  # type: ignore[attr-defined]
+        self.transport.close()  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
             return  # nothing is read after "Connection: close" (RFC 9112 9.6)
+        if len(data) <= _SLICE:
+            self._feed(data)
+        else:
+            self._feed_slices(data)
+        if len(self.queue) >= self.conns.limits.max_pipeline:
+            self._pause()
+
+    def _feed_slices(self, data: bytes) -> None:
+        cap = self.conns.limits.max_pipeline
+        for start in range(0, len(data), _SLICE):
+            if len(self.queue) >= cap:
+                self.stash = data[start:]
+                self._pause()
+                return
+            self._feed(data[start : start + _SLICE])
+            if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
+                return
+
+    def _feed(self, data: bytes) -> None:
         if self.head_bytes >= 0:
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD_BYTES:
@@ -323,6 +643,22 @@ class HttpProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except (httptools.HttpParserUpgrade, httptools.HttpParserError):
             self._refuse()
+
+    def _pause(self) -> None:
+        if not self.paused and not self.transport.is_closing():  # type: ignore[attr-defined]
+            self.paused = True
+            self.conns.pauses += 1
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def _resume(self) -> None:
+        """Parse what was held back, then read again once the queue has room."""
+        if self.stash and not self.busy:
+            stash, self.stash = self.stash, b""
+            self._feed_slices(stash)
+        if self.paused and not self.stash and len(self.queue) < self.conns.limits.max_pipeline:
+            self.paused = False
+            if not self.transport.is_closing():  # type: ignore[attr-defined]
+                self.transport.resume_reading()  # type: ignore[attr-defined]
 
     def _refuse(self) -> None:
         if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
@@ -338,6 +674,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = {}
         self.started = time.perf_counter()
+        self.in_request = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -347,13 +684,17 @@ class HttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name in _WANTED or name == self.gate.user_header:
-            self.headers[name] = value
+            # A repeated header is one comma-separated list (RFC 9110 5.3): two
+            # Authorization or user headers then name no one, whichever the server reads.
+            seen = self.headers.get(name)
+            self.headers[name] = value if seen is None else seen + b", " + value
 
     def on_headers_complete(self) -> None:
         self.head_bytes = -1
 
     def on_message_complete(self) -> None:
         self.head_bytes = 0
+        self.in_request = False
         # HTTP/1.0 without keep-alive, or "Connection: close": answer, then close (RFC 9112 9.6).
         if self.transport.is_closing() or self.close_after:  # type: ignore[attr-defined]
             return
@@ -361,30 +702,40 @@ class HttpProtocol(asyncio.Protocol):
         request = (self.url, self.headers, self.parser.get_method(), self.started, keep_alive)
         if self.busy:
             self.queue.append(request)
+            if len(self.queue) > self.conns.queue_max:
+                self.conns.queue_max = len(self.queue)
             return
         self._handle(*request)
 
     def _handle(self, url: bytes, headers: dict[bytes, bytes], method: bytes, started: float, keep: bool) -> None:
         self.head_only = method == b"HEAD"  # same headers, no body (RFC 9110 9.3.2)
-        self._answer(url, headers, started)
+        self._answer(url, headers, method, started)
         if not keep:
             self.queue.clear()
+            self.stash = b""
             if self.busy:
                 self.close_after = True  # once the mail answer is out
             else:
                 self.transport.close()  # type: ignore[attr-defined]
 
-    def _answer(self, url: bytes, headers: dict[bytes, bytes], started: float) -> None:
+    def _answer(self, url: bytes, headers: dict[bytes, bytes], method: bytes, started: float) -> None:
         gate = self.gate
         path = url.split(b"?", 1)[0]
-        if path == b"/auth/nginx":
+        if path == b"/auth/envoy" or path.startswith(b"/auth/envoy/"):
+            # Envoy forwards the client's method, whatever it is, and appends the
+            # original path to path_prefix (ext_authz http_service).
+            self._send(gate.activesync("envoy", _text(url[len(b"/auth/envoy") :]), headers), started)
+        elif path not in _ROUTES:
+            self._send(_NOT_FOUND, started, observe=False)
+        elif method not in _GET_HEAD:
+            # Every other endpoint is asked with GET (SPEC); nginx's auth_request
+            # needs `proxy_method GET` (deploy/nginx/activesync.conf).
+            self._send(_NOT_ALLOWED, started, observe=False)
+        elif path == b"/auth/nginx":
             self._send(
                 gate.activesync("nginx", _text(headers.get(b"x-original-uri", b"")), headers),
                 started,
             )
-        elif path == b"/auth/envoy" or path.startswith(b"/auth/envoy/"):
-            # Envoy appends the original path to path_prefix (ext_authz http_service).
-            self._send(gate.activesync("envoy", _text(url[len(b"/auth/envoy") :]), headers), started)
         elif path == b"/auth/traefik":
             self._send(
                 gate.activesync("traefik", _text(headers.get(b"x-forwarded-uri", b"")), headers),
@@ -398,24 +749,29 @@ class HttpProtocol(asyncio.Protocol):
                 self._verify_later(user, password, protocol, started, attempt)
         elif path == b"/healthz":
             self._send(gate.health(), started, observe=False)
-        elif path == b"/metrics":
-            body = gate.metrics.render(gate.table, gate.follower, gate.creds)
+        else:  # /metrics
+            body = gate.metrics.render(gate.table, gate.follower, gate.creds, self.conns)
             self._send(
                 _response(200, "ok", body=body, ctype="text/plain; version=0.0.4"),
                 started,
                 observe=False,
             )
-        else:
-            self._send(_response(404, "not_found"), started, observe=False)
 
     def _verify_later(self, user: str, password: str, protocol: str, started: float, attempt: int = 1) -> None:
         # argon2 takes tens of milliseconds: verify off the event loop, answer in order.
+        if self.lost:
+            return  # the client went away: nobody to answer, no work to do
         self.busy = True
+        self.conns.verifications += 1
         gate = self.gate
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, gate.creds.verify, user, password, gate.table.mail_domain)
+        future = loop.run_in_executor(self.conns.executor, gate.mail_verify, user, password)
+        self.verifying = future
 
         def done(f: asyncio.Future[int | None]) -> None:
+            self.verifying = None
+            if f.cancelled() or self.lost:
+                return
             try:
                 device = f.result()
             except Exception:  # noqa: BLE001 - a broken hash denies, never a 5xx
@@ -430,6 +786,7 @@ class HttpProtocol(asyncio.Protocol):
             if self.refused and not self.busy:
                 self.refused = False
                 self._refuse()
+            self._resume()
 
         future.add_done_callback(done)
 
@@ -440,6 +797,13 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(answer)  # type: ignore[attr-defined]
         if observe:
             self.gate.metrics.observe(time.perf_counter() - started)
+
+
+_ROUTES = frozenset((b"/auth/nginx", b"/auth/traefik", b"/auth/mail", b"/healthz", b"/metrics"))
+_NOT_FOUND = _response(404, "not_found")
+_NOT_ALLOWED = _response(405, "method_not_allowed", (("Allow", "GET, HEAD"),))
+_REQUEST_TIMEOUT = _response(408, "request_timeout", (("Connection", "close"),))
+_OVERLOADED = _response(503, "overloaded", (("Connection", "close"),))
 
 
 def _text(raw: bytes) -> str:
@@ -454,16 +818,68 @@ def install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(gate: Gate, host: str, port: int, ready: Callable[[str, int], None] | None = None) -> None:
+def _within_file_limit(limits: Limits) -> Limits:
+    """The connection cap, with room for it in the open-file limit.
+
+    Past that limit accept() fails and the event loop stops accepting for a while,
+    which would refuse everyone; the soft limit is raised toward the hard one first.
+    """
+    import resource
+
+    spare = 64  # the store's files, logs, the event loop's own
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = limits.max_connections + spare
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return limits
+    fits = max(1, soft - spare)
+    log.warning("open-file limit %d: at most %d connections (gate_max_connections %d)", soft, fits, need - spare)
+    return replace(limits, max_connections=fits)
+
+
+def serve(
+    gate: Gate,
+    host: str,
+    port: int,
+    ready: Callable[[str, int], None] | None = None,
+    limits: Limits | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, close every connection, return."""
     install_loop()
+    limits = _within_file_limit(limits or Limits())
+    executor = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="appban-gate-verify")
+    conns = Connections(limits, executor)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: HttpProtocol(gate), host, port, backlog=1024, reuse_address=True)
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server = await loop.create_server(
+            lambda: HttpProtocol(gate, conns), host, port, backlog=1024, reuse_address=True
+        )
         sock = server.sockets[0].getsockname()
         if ready is not None:
             ready(sock[0], sock[1])
-        async with server:
-            await server.serve_forever()
+        sweep_every = min(1.0, limits.header_timeout / 4, limits.idle_timeout / 4)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), sweep_every)
+            except TimeoutError:
+                conns.sweep(time.perf_counter())
+        log.info("stopping: %d connections open", len(conns.open))
+        server.close()  # no new connections
+        conns.close_all()
+        await asyncio.sleep(0)  # let the transports close
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        # Logins still queued for verification are dropped; one being verified ends on its own.
+        executor.shutdown(wait=False, cancel_futures=True)
