@@ -89,6 +89,8 @@ def test_list_filters(logged: Appban) -> None:
     ("args", "field"),
     [
         (["--since", "yesterday"], "--since"),
+        (["--since", "2020-07-10T00:00:00"], "--since"),  # no offset: which zone is unknown
+        (["--until", "2020-07-11"], "--until"),
         (["--until", "2020-13-01T00:00:00Z"], "--until"),
         (["--since", AFTER, "--until", BEFORE], "--until"),
         (["--policy", "no-such-policy"], "policy"),
