@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from appban.clock import Micros, format_time
+from appban.store import Store
 from appban.store.records import AuditEntry
 
 GENESIS = "0" * 64
@@ -44,7 +45,7 @@ class AuditLog:
     be overwritten in the chain (the same sequence number twice).
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.pending: list[AuditEntry] = []
         self.begin()
