@@ -67,6 +67,7 @@ def _is_whole_json(line: bytes) -> bool:
 
 def _lines(path: str, f: BinaryIO, number: int, raw: bytes, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
     seen = _Snapshots(path, f)
+    offset = f.tell() - len(raw)  # where the line starts; counted from here on (tell() costs a system call)
     while raw:
         if len(raw) > max_bytes and not raw.endswith(b"\n"):
             raise BadInput(f"check-in larger than {max_bytes} bytes", file=path, line=number)
@@ -76,8 +77,9 @@ def _lines(path: str, f: BinaryIO, number: int, raw: bytes, max_bytes: int) -> I
             except BadInput as exc:
                 # A line is one document: its line is the file's line.
                 raise BadInput(exc.detail, file=path, line=number, field=exc.field) from None
-            seen.check(checkin, number, f.tell() - len(raw))
+            seen.check(checkin, number, offset)
             yield number, checkin
+        offset += len(raw)
         raw = f.readline(max_bytes + 1)
         number += 1
 
