@@ -130,7 +130,8 @@ def _may_repeat_a_field(raw: bytes, body: CheckinBody) -> bool:
     colon, and any other colon is inside a string: so the colons in the text are the
     keys plus the colons inside strings, and the count is exact when no string holds
     an escape (a backslash). Colons inside app names and versions are counted only
-    when the quick count disagrees; the exact parse runs only when both disagree.
+    when the quick count disagrees; the exact parse runs only when both disagree
+    (an explicit ``null`` in an app is a key the body cannot tell from an absent one).
     """
     if b"\\" in raw:
         return True
@@ -161,7 +162,7 @@ def _may_repeat_a_field(raw: bytes, body: CheckinBody) -> bool:
     expected = keys - absent + known
     if colons == expected:
         return False
-    if colons < expected:  # an explicit null counted as absent: only the exact parse can say
+    if colons < expected:  # never, by the count above; were it to happen, the exact reader decides
         return True
     in_apps = sum(s.count(":") for a in apps for s in (a.id, a.name, a.version) if s)
     return colons != expected + in_apps
