@@ -809,3 +809,14 @@ def test_a_time_without_an_offset_is_refused(fleet: Fleet, observed_at: str, pro
     path = fleet.write("naive.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", observed_at=observed_at)))
     assert_bad_input(import_file(fleet, path), where(path, 2), "field observed_at:", problem)
     fleet.assert_unchanged()
+
+
+def test_nesting_deeper_than_any_check_in_is_refused_where_it_starts(fleet: Fleet) -> None:
+    """Two million brackets (4 MB, under the size limit): refused at the field that holds
+    them, after reading 64 levels, not after reading them all."""
+    doc = json.dumps(checkin(), indent=2)
+    nested = doc.replace('"model": "Pixel 3"', '"model": ' + "[" * 2_000_000 + "]" * 2_000_000)
+    path = fleet.write("deep.json", nested)
+    expected = next(i for i, ln in enumerate(nested.splitlines(), 1) if '"model"' in ln)
+    assert_bad_input(import_file(fleet, path), where(path, expected), "field device.model", "nested more than 64")
+    fleet.assert_unchanged()
