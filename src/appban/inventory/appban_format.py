@@ -18,7 +18,6 @@ from typing import BinaryIO
 import msgspec
 
 from appban.errors import BadInput
-from appban.inventory import _json_text
 from appban.inventory.checkin import App, Checkin, decode_json
 
 
@@ -90,6 +89,8 @@ def _single(path: str, data: bytes) -> tuple[int, Checkin]:
     except BadInput as exc:
         line = exc.line
         if line is None:  # a rule checked after decoding: find its field in the text
+            from appban.inventory import _json_text  # an error path: loaded when first needed
+
             line = _json_text.parse(data).line(exc.field)
         raise BadInput(exc.detail, file=path, line=line, field=exc.field) from None
 

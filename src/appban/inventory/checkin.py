@@ -16,7 +16,6 @@ from msgspec import UNSET, UnsetType
 
 from appban.clock import Micros, parse_time
 from appban.errors import BadInput
-from appban.inventory import _json_text, _schema
 from appban.text import (
     EMAIL,
     check_eas_device_id,
@@ -109,12 +108,16 @@ def decode_json(raw: bytes) -> Checkin:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
         raise _explain(raw) from None
     if _may_repeat_a_field(raw, body):
+        from appban.inventory import _json_text  # the slow path: loaded when first needed
+
         _json_text.parse(raw)  # raises, naming the field given twice, if one is
     return finish(body, suspect=_suspect(raw))
 
 
 def _explain(raw: bytes) -> BadInput:
     """What the fast decoder refused, found again exactly: line, field, and why."""
+    from appban.inventory import _json_text, _schema  # the slow path: loaded when first needed
+
     doc = _json_text.parse(raw)  # raises for bytes that are not UTF-8, JSON or a field twice
     problem = _schema.first_problem(doc.value, CheckinBody)
     if problem is None:  # the two readers disagree: say so rather than guess
@@ -182,6 +185,8 @@ def from_object(obj: object) -> Checkin:
     try:
         body = msgspec.convert(obj, CheckinBody)
     except msgspec.ValidationError:
+        from appban.inventory import _schema  # the slow path: loaded when first needed
+
         problem = _schema.first_problem(obj, CheckinBody)
         raise problem or BadInput("not a check-in this version of appban can read") from None
     return finish(body, suspect=True)
