@@ -496,6 +496,7 @@ class Connections:
                 self.closed["refused"] += 1
                 return False
             self.closed["evicted"] += 1
+            self.forget(victim)  # its place is taken now, not once the close completes
             victim.close(None)
         self.open[conn] = None
         self.accepted += 1
@@ -508,7 +509,7 @@ class Connections:
         stalled: HttpProtocol | None = None
         idle: HttpProtocol | None = None
         for conn in self.open:
-            if conn.busy or conn.paused or now - conn.started < _EVICT_AFTER:
+            if conn.busy or conn.paused or now - conn.started < _EVICT_AFTER or conn.closing():
                 continue
             if conn.in_request:
                 if stalled is None or conn.started < stalled.started:
@@ -521,8 +522,8 @@ class Connections:
         """Close connections whose request has not arrived in time, or idle too long."""
         header, idle = self.limits.header_timeout, self.limits.idle_timeout
         for conn in list(self.open):
-            if conn.busy or conn.paused:
-                continue  # waiting for the gate, not for the client
+            if conn.busy or conn.paused or conn.closing():
+                continue  # waiting for the gate, not for the client; or on its way out
             waited = now - conn.started
             if conn.in_request:
                 if waited > header:
@@ -603,6 +604,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.verifying is not None:
             self.verifying.cancel()
             self.verifying = None
+
+    def closing(self) -> bool:
+        return self.transport.is_closing()  # type: ignore[attr-defined, no-any-return]
 
     def close(self, answer: bytes | None) -> None:
         """Close from the gate's side, with a last answer when none is owed before it."""
