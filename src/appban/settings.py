@@ -64,6 +64,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if not 0 < value < float("inf"):
+        raise ValueError(f"expected a positive number of seconds, got {text[:40]!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {text[:40]!r}")
+    return value
+
+
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
@@ -162,10 +176,58 @@ SETTINGS: dict[str, Setting] = {
             _seconds,
         ),
         Setting(
+            "gate_header_timeout",
+            10.0,
+            "Seconds a client of the gate has to send a whole request (request line, headers, any "
+            "body) once it starts one, and a new connection to send its first; then it is closed.",
+            _positive_seconds,
+        ),
+        Setting(
+            "gate_idle_timeout",
+            75.0,
+            "Seconds the gate keeps an idle keep-alive connection open. Longer than nginx's upstream "
+            "keepalive_timeout (60 s), so nginx closes first and never reuses a connection being closed.",
+            _positive_seconds,
+        ),
+        Setting(
+            "gate_max_connections",
+            4096,
+            "Most client connections the gate holds open; beyond it a stalled or idle one is closed "
+            "to make room, else the new one is refused (503).",
+            _count,
+        ),
+        Setting(
+            "gate_max_pipeline",
+            64,
+            "Most requests the gate queues on one connection behind a mail login being verified; "
+            "beyond it the gate stops reading that connection until the queue drains.",
+            _count,
+        ),
+        Setting(
             "auth_wait",
             3,
             "Seconds nginx mail waits before a client may try another login after a refusal (Auth-Wait).",
             int,
+        ),
+        Setting(
+            "mail_user_failures",
+            10,
+            "Failed mail logins of one user (by local part) after which its logins are refused as "
+            "throttled until failures drain (that many per mail_failure_window); 0: no limit.",
+            int,
+        ),
+        Setting(
+            "mail_client_failures",
+            30,
+            "Failed mail logins from one client address (an IPv6 /64) after which its logins are "
+            "refused as throttled until failures drain; 0: no limit.",
+            int,
+        ),
+        Setting(
+            "mail_failure_window",
+            600.0,
+            "Seconds over which the mail failure limits drain completely.",
+            _seconds,
         ),
         # -- operations ----------------------------------------------------------------
         Setting(
