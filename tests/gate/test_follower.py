@@ -414,3 +414,29 @@ def test_evaluation_tells_a_lock_an_outage_and_a_bug_apart(tmp_path: Path) -> No
     broken.run_once()
     assert broken.state == "failing" and "KeyError" in broken.error
     assert broken.runs == {"ok": 0, "waiting_for_lock": 0, "store_unreachable": 0, "failing": 1}
+
+
+def test_a_bare_name_follows_who_else_has_it(live: tuple[Appban, GateProcess]) -> None:
+    """Without mail domains, ``jane.doe`` names Jane only while no one else the gate knows
+    has that local part: the gate learns of a namesake, and of one leaving, from the store."""
+    ab, gate = live
+    checkin(ab, "JANE-IPHONE", JANE, ["EASJANE1"], [NOTES])
+    reason_becomes(gate, "EASJANE1", "jane.doe", "ok")
+    # Another jane.doe, at another domain, gets a phone: the bare name names no one.
+    checkin(ab, "OTHER-JANE", "jane.doe@other.example", ["EASOTHER1"], [NOTES])
+    reason_becomes(gate, "EASJANE1", "jane.doe", "user_mismatch")
+    assert gate.sync("EASOTHER1", "jane.doe").reason == "user_mismatch"
+    assert gate.sync("EASOTHER1", "jane.doe@other.example").reason == "ok"
+    # Her phone goes to Bob: Jane is the only jane.doe again.
+    checkin(ab, "OTHER-JANE", BOB, ["EASOTHER1"], [NOTES])
+    reason_becomes(gate, "EASJANE1", "jane.doe", "ok")
+    assert gate.sync("EASOTHER1", "bob.roe").reason == "ok"
+
+
+def test_a_gate_started_on_shared_names_knows_them(tmp_path: Path) -> None:
+    ab = live_fleet(tmp_path)
+    checkin(ab, "OTHER-JANE", "jane.doe@other.example", ["EASOTHER1"], [NOTES])
+    with GateProcess(ab.db) as gate:
+        assert gate.sync("EASBOB1", "bob.roe").reason == "ok"
+        assert gate.sync("EASOTHER1", "jane.doe").reason == "user_mismatch"
+        assert gate.sync("EASOTHER1", "jane.doe@other.example").reason == "ok"

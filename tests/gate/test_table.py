@@ -170,28 +170,36 @@ class TestUsers:
     def test_a_bare_name_two_people_share_matches_neither(self) -> None:
         t = DecisionTable()
         t.apply([row(1, JANE, ("EASJANE1",)), row(2, "jane.doe@other.example", ("EASOTHER",))])
+        assert t.namesakes is not None
+        t.namesakes.update("jane.doe", [JANE, "jane.doe@other.example"])  # as the follower would
         assert t.decide("EASJANE1", "jane.doe") == "user_mismatch"
         assert t.decide("EASOTHER", "jane.doe") == "user_mismatch"
         assert t.decide("EASOTHER", "jane.doe@other.example") == "ok"
         # The other one's only device goes: the name is Jane's alone again.
-        t.apply([], [(2, "EASOTHER", 2)])
+        t.namesakes.update("jane.doe", [JANE])
         assert t.decide("EASJANE1", "jane.doe") == "ok"
 
-    def test_the_persons_known_follow_owner_changes_and_mail_devices(self) -> None:
+    def test_owners_that_come_or_go_are_told_to_the_follower(self) -> None:
         t = DecisionTable()
         t.apply([row(1, JANE, ("EASJANE1",)), row(2, BOB, ("EASBOB1",))])
-        assert t.decide("EASJANE1", "jane.doe") == "ok"
-        # Bob's phone passes to another Jane: two people named jane.doe.
+        assert t.take_touched() == {"jane.doe", "bob.roe"}
+        assert t.take_touched() == set()
+        # Bob's phone passes to another Jane: both local parts may have changed hands.
         t.apply([row(2, "jane.doe@other.example", ("EASBOB1",), seq=2)])
-        assert t.decide("EASJANE1", "jane.doe") == "user_mismatch"
-        assert t.decide("EASBOB1", "bob.roe") == "user_mismatch"
-        assert not t.is_owner(BOB) and t.owners_with_local_part("jane.doe") == 2
-        # A mail-password device (no DeviceId) makes its owner known too.
-        t.apply([row(2, BOB, ("EASBOB1",), seq=3), row(3, "jane.doe@third.example", (), seq=3)], (), {3})
-        assert t.owners_with_local_part("jane.doe") == 2
+        assert t.take_touched() == {"jane.doe", "bob.roe"}
+        # A mail-password device (no DeviceId) makes its owner known too, and forgetting it
+        # is a change as well.
+        t.apply([row(3, "ann@third.example", (), seq=3)], (), {3})
+        assert t.take_touched() == {"ann"}
         t.forget_mail_devices(set())
-        assert t.owners_with_local_part("jane.doe") == 1
-        assert t.decide("EASJANE1", "jane.doe") == "ok"
+        assert t.take_touched() == {"ann"}
+        t.apply([], [(4, "EASJANE1", 1)])  # Jane's phone stops using its DeviceId
+        assert t.take_touched() == {"jane.doe"}
+
+    def test_with_one_mail_domain_nothing_is_tracked(self) -> None:
+        t = DecisionTable(names=UserNames(("example.com",)))
+        t.apply([row(1, JANE, ("EASJANE1",))])
+        assert t.take_touched() == set()
 
     def test_with_one_mail_domain_a_bare_name_is_that_address(self) -> None:
         t = DecisionTable(names=UserNames(("example.com",)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appban.gate.users import UserNames, ascii_lower
+from appban.gate.users import Namesakes, UserNames, ascii_lower
 
 JANE = "jane.doe@example.com"
 
@@ -15,11 +15,9 @@ class People:
     def __init__(self, *owners: str) -> None:
         self.owners = set(owners)
 
-    def owners_with_local_part(self, local: str) -> int:
-        return sum(1 for o in self.owners if o.partition("@")[0] == local)
-
-    def is_owner(self, address: str) -> bool:
-        return address in self.owners
+    def namesakes(self, local: str) -> tuple[str, ...]:
+        found = tuple(sorted(o for o in self.owners if o.partition("@")[0] == local))
+        return found if len(found) > 1 else ()
 
 
 def test_ascii_lower_folds_only_ascii() -> None:
@@ -98,3 +96,14 @@ def test_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPBAN_MAIL_DOMAINS", "Example.COM, example.net")
     monkeypatch.setenv("APPBAN_NETBIOS_DOMAINS", "CORP")
     assert UserNames.from_settings() == UserNames(("example.com", "example.net"), ("corp",))
+
+
+def test_namesakes_keep_only_shared_local_parts() -> None:
+    known = Namesakes()
+    known.load({"jane.doe": [JANE, "jane.doe@other.example"], "bob": ["bob@example.com"]})
+    assert known.namesakes("jane.doe") == (JANE, "jane.doe@other.example")
+    assert known.namesakes("bob") == ()
+    known.update("jane.doe", [JANE])  # the other one left
+    assert known.namesakes("jane.doe") == ()
+    known.update("bob", ["bob@example.com", "bob@example.net"])
+    assert known.namesakes("bob") == ("bob@example.com", "bob@example.net")

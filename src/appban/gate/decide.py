@@ -35,11 +35,9 @@ class StoredPersons:
             found = self._by_local[local] = self.store.mail_owners(local)
         return found
 
-    def owners_with_local_part(self, local: str) -> int:
-        return len(self._owners(local))
-
-    def is_owner(self, address: str) -> bool:
-        return address in self._owners(address.partition("@")[0])
+    def namesakes(self, local: str) -> tuple[str, ...]:
+        owners = self._owners(local)
+        return tuple(owners) if len(owners) > 1 else ()
 
 
 def decide(

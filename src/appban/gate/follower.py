@@ -183,8 +183,9 @@ class Follower(threading.Thread):
             if creds:
                 self.creds.apply(creds)
             tombs = store.tombstones(after) if after else []
-            self.table.apply(store.gate_rows(after), tombs, self.creds.devices)
+            self.table.apply(store.gate_rows(after), tombs, self.creds.devices, track=bool(after))
             self.table.forget_mail_devices(self.creds.devices)
+            _follow_namesakes(store, self.table, whole=not after)
             # The reads above are separate statements: a commit can land between them
             # (a credential after it was read, its device row before). Remember the seq
             # read first, not the highest seen, so the next poll reads such rows again.
@@ -203,11 +204,26 @@ class Follower(threading.Thread):
         fresh = self.table.fresh()
         creds = CredentialCache(size=self.creds.size)
         creds.apply(store.credentials(0))
-        fresh.apply(store.gate_rows(0), (), creds.devices)
+        fresh.apply(store.gate_rows(0), (), creds.devices, track=False)
+        _follow_namesakes(store, fresh, whole=True)
         fresh.seq = seq
         self.creds.replace_with(creds)
         self.table.replace_with(fresh)
         self.reloads += 1
+
+
+def _follow_namesakes(store: Store, table: DecisionTable, *, whole: bool) -> None:
+    """Bring the table's namesakes (local parts two or more known persons share) up to
+    date: all of them after a whole load, else those of the owners that came or went."""
+    touched = table.take_touched()
+    namesakes = table.namesakes
+    if namesakes is None or not table.names.needs_index:
+        return
+    if whole:
+        namesakes.load(store.shared_local_parts())
+        return
+    for local in sorted(touched):
+        namesakes.update(local, store.mail_owners(local))
 
 
 class Evaluation(threading.Thread):

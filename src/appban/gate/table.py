@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 
-from appban.gate.users import Known, UserNames
+from appban.gate.users import Known, Namesakes, UserNames
 from appban.store.records import GateRow
 
 # One device behind a DeviceId: "owner<US>reason<US>device_id", one string rather than a
@@ -37,13 +37,16 @@ class DecisionTable:
         self.updated = time.monotonic()
         self._strings: dict[str, str] = {}
         self.by_device: dict[int, tuple[str, str]] = {}  # mail-password devices: (owner, reason)
-        # The persons the gate knows (owners of the entries above), for completing bare
-        # names; kept only when the name rules ask (not with exactly one mail domain),
-        # and unless someone else (``gate decide``: the store) answers for them.
-        self._owner_refs: dict[str, int] = {}  # owner -> entries naming it
-        self._locals: dict[str, int] = {}  # local part -> distinct owners with it
-        self._indexed = self.names.needs_index and persons is None
-        self.persons: Known = self if persons is None else persons
+        # Who else has a bare name's local part, for completing it: the gate's follower
+        # keeps ``namesakes`` from the store, told which local parts ``touched`` changes
+        # (only when the name rules ask: not with exactly one mail domain). ``gate
+        # decide`` asks the store directly (``persons``).
+        self.namesakes: Namesakes | None = None
+        if persons is None:
+            self.namesakes = persons = Namesakes()
+        self.persons: Known = persons
+        self.touched: set[str] = set()  # local parts of owners that came or went
+        self._tracks = self.names.needs_index
 
     def __len__(self) -> int:
         return len(self.by_eas)
@@ -63,41 +66,42 @@ class DecisionTable:
         rows: Iterable[GateRow],
         tombstones: Iterable[tuple[int, str, int]] = (),
         mail_devices: set[int] | None = None,
+        *,
+        track: bool = True,
     ) -> int:
         """Fold changed devices (and dropped DeviceIds) into the table; returns rows applied.
 
         ``mail_devices``: devices with a mail password, whose decision is also kept by id.
+        ``track``: note whose local parts changed (``take_touched``); not for a whole
+        load, after which the namesakes are loaded whole too.
         """
         count = 0
         by_eas = self.by_eas
         shared = self._shared
-        indexed = self._indexed
+        touch = self._touch if self._tracks and track else None
         for _seq, eas, device_id in tombstones:
             self._remove(eas, device_id)
         for row in rows:
             reason = "ok" if row.decision == "allow" else row.reason
             entry = f"{row.owner}{_SEP}{reason}{_SEP}{row.device_id}"
+            if touch is not None:
+                touch(row.owner)
             if mail_devices is not None and row.device_id in mail_devices:
                 old = self.by_device.get(row.device_id)
                 self.by_device[row.device_id] = (row.owner, shared(reason))
-                if indexed:
-                    self._count(row.owner, 1)
-                    if old is not None:
-                        self._count(old[0], -1)
+                if touch is not None and old is not None:
+                    touch(old[0])
             for eas in row.eas_ids:
                 slot = by_eas.get(eas)
                 if slot is None:
                     by_eas[eas] = entry
-                    if indexed:
-                        self._count(row.owner, 1)
                     continue
                 kept = tuple(e for e in _entries(slot) if _device_of(e) != row.device_id)
                 by_eas[eas] = kept + (entry,) if kept else entry
-                if indexed:
-                    self._count(row.owner, 1)
+                if touch is not None:
                     for gone in _entries(slot):
                         if _device_of(gone) == row.device_id:
-                            self._count(_owner_of(gone), -1)
+                            touch(_owner_of(gone))
             if row.gate_seq > self.seq:
                 self.seq = row.gate_seq
             count += 1
@@ -109,38 +113,22 @@ class DecisionTable:
         if slot is None:
             return
         rest = tuple(e for e in _entries(slot) if _device_of(e) != device_id)
-        if self._indexed:
+        if self._tracks:
             for gone in _entries(slot):
                 if _device_of(gone) == device_id:
-                    self._count(_owner_of(gone), -1)
+                    self._touch(_owner_of(gone))
         if not rest:
             del self.by_eas[eas]
         else:
             self.by_eas[eas] = rest[0] if len(rest) == 1 else rest
 
-    def _count(self, owner: str, delta: int) -> None:
-        refs = self._owner_refs.get(owner, 0) + delta
-        if refs > 0:
-            if refs == delta:  # a person the table did not know
-                local = owner.partition("@")[0]
-                self._locals[local] = self._locals.get(local, 0) + 1
-            self._owner_refs[owner] = refs
-        elif owner in self._owner_refs:
-            del self._owner_refs[owner]
-            local = owner.partition("@")[0]
-            left = self._locals.get(local, 0) - 1
-            if left > 0:
-                self._locals[local] = left
-            else:
-                self._locals.pop(local, None)
+    def _touch(self, owner: str) -> None:
+        self.touched.add(owner.partition("@")[0])
 
-    # -- Known: the persons the name rules ask about --------------------------------------
-
-    def owners_with_local_part(self, local: str) -> int:
-        return self._locals.get(local, 0)
-
-    def is_owner(self, address: str) -> bool:
-        return address in self._owner_refs
+    def take_touched(self) -> set[str]:
+        """The local parts of owners that came or went since the last call."""
+        touched, self.touched = self.touched, set()
+        return touched
 
     def decide(self, device_id: str, user: str | None) -> str:
         """SPEC's reason code for this DeviceId and user; ``ok`` allows.
@@ -171,8 +159,8 @@ class DecisionTable:
 
     def replace_with(self, other: DecisionTable) -> None:
         """Take another table's contents (each attribute swap is atomic for readers)."""
-        self._owner_refs = other._owner_refs
-        self._locals = other._locals
+        if other.namesakes is not None and self.namesakes is not None:
+            self.namesakes.shared = other.namesakes.shared
         self.by_device = other.by_device
         self.by_eas = other.by_eas
         self.seq = other.seq
@@ -182,8 +170,8 @@ class DecisionTable:
         """Drop the by-id decisions of devices that no longer have a mail password."""
         for device_id in [d for d in self.by_device if d not in devices]:
             owner, _reason = self.by_device.pop(device_id)
-            if self._indexed:
-                self._count(owner, -1)
+            if self._tracks:
+                self._touch(owner)
 
     def allows(self, reason: str) -> bool:
         return reason == "ok" or (reason == "unknown_device" and self.unknown_allows)

@@ -17,7 +17,9 @@ which folds characters such as the Kelvin sign ``\\u212a`` into ASCII ``k``):
 
 Everything else (an empty name, a second backslash) names no one. The persons the
 gate knows are the owners of the devices it answers for: devices with an ActiveSync
-DeviceId or a mail password.
+DeviceId or a mail password. Completing a bare name only ever asks who *else* has
+its local part, so the gate keeps just the local parts two or more persons share
+(``Namesakes``: a few, where a table of every person would cost a million strings).
 """
 
 from __future__ import annotations
@@ -38,13 +40,33 @@ def ascii_lower(text: str) -> str:
 class Known(Protocol):
     """The persons the gate knows, as far as the name rules need them."""
 
-    def owners_with_local_part(self, local: str) -> int:
-        """How many distinct owners have this local part (before ``@``)."""
+    def namesakes(self, local: str) -> tuple[str, ...]:
+        """The owners whose address has this local part (before ``@``) when there are
+        two or more; empty when there is at most one."""
         ...
 
-    def is_owner(self, address: str) -> bool:
-        """Whether this address owns a device the gate knows."""
-        ...
+
+class Namesakes:
+    """``Known`` for the gate: the local parts that two or more known persons share.
+
+    Kept by whoever follows the store (``load`` at start, ``update`` for the local
+    parts of owners that changed); read by the name rules on the request path.
+    """
+
+    def __init__(self) -> None:
+        self.shared: dict[str, tuple[str, ...]] = {}
+
+    def namesakes(self, local: str) -> tuple[str, ...]:
+        return self.shared.get(local, ())
+
+    def load(self, shared: dict[str, list[str]]) -> None:
+        self.shared = {local: tuple(owners) for local, owners in shared.items() if len(owners) > 1}
+
+    def update(self, local: str, owners: list[str]) -> None:
+        if len(owners) > 1:
+            self.shared[local] = tuple(owners)
+        else:
+            self.shared.pop(local, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +131,12 @@ class UserNames:
         domains = self.mail_domains
         if len(domains) == 1:
             return domain == domains[0]
-        if domains:
-            if domain not in domains:
-                return False
-            return sum(1 for d in domains if known.is_owner(f"{local}@{d}")) == 1
-        return known.owners_with_local_part(local) == 1
+        if domains and domain not in domains:
+            return False
+        others = known.namesakes(local)
+        if not others:
+            return True  # the owner is the one person the gate knows with this local part
+        if not domains:
+            return False
+        # Several domains: the name must complete to exactly one person the gate knows.
+        return sum(1 for d in domains if f"{local}@{d}" in others) == 1

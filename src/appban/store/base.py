@@ -189,6 +189,11 @@ class Store(Protocol):
         for: devices with an ActiveSync DeviceId or an active mail password."""
         ...
 
+    def shared_local_parts(self) -> dict[str, list[str]]:
+        """Local part -> its owners, for every local part that two or more distinct owners
+        of such devices share (``mail_owners`` of each, all at once)."""
+        ...
+
     # -- observations ----------------------------------------------------------------
 
     def observations(self, device_id: int, *, present_only: bool = False) -> list[Observation]:

@@ -461,6 +461,18 @@ class SQLiteStore:
         )
         return [r[0] for r in rows]
 
+    def shared_local_parts(self) -> dict[str, list[str]]:
+        rows = self.db.execute(
+            "WITH o AS (SELECT DISTINCT owner, substr(owner, 1, instr(owner, '@') - 1) AS local "
+            "FROM devices WHERE eas_ids != '' OR credential) "
+            "SELECT local, owner FROM o WHERE local IN (SELECT local FROM o GROUP BY local HAVING count(*) > 1) "
+            "ORDER BY local, owner"
+        )
+        shared: dict[str, list[str]] = {}
+        for local, owner in rows:
+            shared.setdefault(local, []).append(owner)
+        return shared
+
     # -- observations ----------------------------------------------------------------
 
     def observations(self, device_id: int, *, present_only: bool = False) -> list[Observation]:
