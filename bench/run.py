@@ -275,7 +275,10 @@ def write_report(path: Path, results: dict[str, dict[str, float]], args: argpars
                 "one check-in's re-evaluation at most 1 ms median."
             )
             lines.append("")
-    path.write_text("\n".join(lines))
+    # bench/gate.py writes its own section ("# Gate ..."): keep it as it is.
+    previous = path.read_text("utf-8") if path.exists() else ""
+    gate = previous[previous.index("\n# Gate") :] if "\n# Gate" in previous else ""
+    path.write_text("\n".join(lines) + gate)
     print("\n".join(lines))
 
 
