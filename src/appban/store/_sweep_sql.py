@@ -76,15 +76,23 @@ def in_scope(q: SweepQuery, params: dict[str, Any]) -> str:
     return " AND ".join(scope)
 
 
+def banned(params: dict[str, Any], families: Iterable[str], explicit: Iterable[tuple[str, str]], o: str = "") -> str:
+    """A condition on an observation row (alias ``o``): an app of these families, or with
+    one of these (kind, id) pairs. Never empty: "0" when nothing is named."""
+    terms = ["0"]
+    fams = sorted(families)
+    if fams:
+        terms.append(f"{o}family IN ({bind(params, 'fam', fams)})")
+    for i, (kind, value) in enumerate(sorted(explicit)):
+        params[f"ek{i}"], params[f"ev{i}"] = kind, value
+        terms.append(f"({o}match_kind = :ek{i} AND {o}app_id = :ev{i})")
+    return " OR ".join(terms)
+
+
 def complex_rows(q: SweepQuery, params: dict[str, Any]) -> str:
     """A condition true for devices the Python state function must see."""
-    present = ["0"]
-    if q.families:
-        present.append(f"o.family IN ({bind(params, 'fam', q.families)})")
-    for i, (kind, value) in enumerate(q.explicit):
-        params[f"ek{i}"], params[f"ev{i}"] = kind, value
-        present.append(f"(o.match_kind = :ek{i} AND o.app_id = :ev{i})")
-    terms = [f"d.id IN (SELECT o.device_id FROM observations o WHERE o.gone_at IS NULL AND ({' OR '.join(present)}))"]
+    present = banned(params, q.families, q.explicit, "o.")
+    terms = [f"d.id IN (SELECT o.device_id FROM observations o WHERE o.gone_at IS NULL AND ({present}))"]
     # Never "x IN (NULL)": it is NULL, not false, and NOT of it would drop every row.
     if q.special_devices:
         terms.append(f"d.id IN ({bind(params, 'sd', q.special_devices)})")

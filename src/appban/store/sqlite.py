@@ -938,16 +938,10 @@ class SQLiteStore:
         self, families: Iterable[str], explicit: Iterable[tuple[str, str]], start: Micros, end: Micros
     ) -> int:
         params: dict[str, Any] = {"start": start, "end": end}
-        terms = []
-        fams = sorted(families)
-        if fams:
-            terms.append(f"family IN ({_sweep_sql.bind(params, 'fam', fams)})")
-        for i, (kind, value) in enumerate(sorted(explicit)):
-            params[f"ek{i}"], params[f"ev{i}"] = kind, value
-            terms.append(f"(match_kind = :ek{i} AND app_id = :ev{i})")
+        banned = _sweep_sql.banned(params, families, explicit)
         row = self.db.execute(
             "SELECT count(DISTINCT device_id) FROM observations WHERE gone_at >= :start AND gone_at < :end "
-            f"AND ({' OR '.join(terms) or '0'})",
+            f"AND ({banned})",
             params,
         ).fetchone()
         return int(row[0])
@@ -956,16 +950,10 @@ class SQLiteStore:
         self, families: Iterable[str], explicit: Iterable[tuple[str, str]], at: Micros
     ) -> list[int]:
         params: dict[str, Any] = {"at": at}
-        terms = []
-        fams = sorted(families)
-        if fams:
-            terms.append(f"family IN ({_sweep_sql.bind(params, 'fam', fams)})")
-        for i, (kind, value) in enumerate(sorted(explicit)):
-            params[f"ek{i}"], params[f"ev{i}"] = kind, value
-            terms.append(f"(match_kind = :ek{i} AND app_id = :ev{i})")
+        banned = _sweep_sql.banned(params, families, explicit)
         rows = self.db.execute(
             "SELECT DISTINCT device_id FROM observations WHERE first_seen <= :at "
-            f"AND (gone_at IS NULL OR gone_at > :at) AND ({' OR '.join(terms) or '0'}) ORDER BY device_id",
+            f"AND (gone_at IS NULL OR gone_at > :at) AND ({banned}) ORDER BY device_id",
             params,
         )
         return [int(r[0]) for r in rows]
