@@ -27,19 +27,28 @@ class Env:
         # An empty --now is a mistake (an unset variable), not a request for the wall clock.
         return parse_time(self.now_text, field="--now") if self.now_text is not None else now_micros()
 
+    def db(self) -> str:
+        """--db, else APPBAN_DB, else ./appban.db. An empty one is a mistake (an unset
+        variable), not a request for a throwaway database."""
+        if self.db_flag is not None and not self.db_flag.strip():
+            raise BadInput("empty: give a SQLite path or database URL", field="--db")
+        return str(settings.get("db", self.db_flag))
+
     def workspace(self, *, create: bool) -> Any:
         """The workspace at --db. Only ``init`` passes ``create``: a typo in --db or
         APPBAN_DB must not start a second, empty database beside the real one."""
         from appban.workspace import Workspace
 
-        db = settings.get("db", self.db_flag)
+        db = self.db()
         now = self.now()
         if create and db != ":memory:" and not os.path.exists(db):
             _CREATED.append(db)  # removed again if this command fails: bad input writes nothing
-        return Workspace(db, now, create=create)
+        return Workspace(db, now, create=create, live=self.now_text is None)
 
 
 _CREATED: list[str] = []
+# The most rows a listing's --limit may ask for: beyond it, --json prints them all.
+MAX_LIMIT = 10_000_000
 
 
 def _forget_created() -> None:
@@ -126,7 +135,7 @@ def demo(env: Env, employees: int, seed: int) -> None:
     """The whole scenario on a synthetic fleet, day by day, with a summary."""
     from appban.sim.demo import run_demo
 
-    db = settings.get("db", env.db_flag)
+    db = env.db()
     result = run_demo(db, employees=employees, seed=seed, quiet=env.as_json)
     if env.as_json:
         output.print_json(result)
@@ -162,7 +171,7 @@ def people_import(env: Env, file: str) -> None:
 @people.command("list")
 @click.option("--org-unit", default=None, metavar="NAME", help="Only people in this org unit.")
 @click.option("--group", default=None, metavar="NAME", help="Only members of this group.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many people.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="At most this many people.")
 @common
 def people_list(env: Env, org_unit: str | None, group: str | None, limit: int | None) -> None:
     """People, with their org unit, groups and how many devices each owns."""
@@ -180,6 +189,7 @@ def people_list(env: Env, org_unit: str | None, group: str | None, limit: int | 
             None,
             ["email", "name", "org unit", "groups", "timezone", "devices"],
             [(p["email"], p["name"], p["org_unit"], p["groups"], p["timezone"], p["devices"]) for p in d["people"]],
+            whole=("email",),
         )
         if d["count"] > len(d["people"]):
             output.line(f"... {d['count'] - len(d['people']):,} more (--limit, --json)")
@@ -262,6 +272,7 @@ def catalog_list(env: Env) -> None:
             f"catalog v{d['version']}",
             ["family", "title", "publisher", "identifiers"],
             [(f["family"], f["title"], f["publisher"], f["identifiers"]) for f in d["families"]],
+            whole=("family",),
         ),
     )
 
@@ -276,7 +287,7 @@ def catalog_show(env: Env, family: str) -> None:
     ws = env.workspace(create=False)
     cat = ws.catalog
     if family not in cat.families:
-        raise NotFound(f"no app family {one_line(family, 60)!r}", field="FAMILY")
+        raise NotFound(f"no app family {family[:60]!r}", field="FAMILY")
     doc = {
         "family": family,
         **cat.families[family],
@@ -298,6 +309,7 @@ def catalog_show(env: Env, family: str) -> None:
             f"{d['family']}: {d['title']} ({d['publisher']})",
             ["kind", "value", "since", "provenance"],
             [(i["kind"], i["value"], f"v{i['added_in']}", i["provenance"]) for i in d["identifiers"]],
+            whole=("kind", "value", "since"),
         ),
     )
 
@@ -332,8 +344,7 @@ def policy_apply(env: Env, file: str, dry_run: bool, draft: bool) -> None:
 
 
 def _db_exists(env: Env) -> bool:
-    path = settings.get("db", env.db_flag)
-    return os.path.exists(path)
+    return os.path.exists(env.db())
 
 
 def _render_apply(d: dict[str, Any]) -> None:
@@ -347,6 +358,7 @@ def _render_apply(d: dict[str, Any]) -> None:
             "states now and at the deadline",
             ["state", "now", "at deadline"],
             [(s, d["states"][s], d["states_at_deadline"][s]) for s in STATES],
+            whole=("state",),
         )
         output.line(
             f"violating now: {d['violating_now']}; unverified: {d['unverified']}; "
@@ -365,26 +377,22 @@ def policy_list(env: Env) -> None:
 
     ws = env.workspace(create=False)
     doc = {"policies": policy_summary(ws)}
-    emit(
-        env,
-        doc,
-        lambda d: output.table(
+
+    def render(d: dict[str, Any]) -> None:
+        if not d["policies"]:
+            output.line("no policies")
+            return
+        output.table(
             None,
             ["id", "status", "rev", "mode", "apps", "effective", "deadline"],
             [
-                (
-                    p["id"],
-                    p["status"],
-                    p["revision"],
-                    p["mode"],
-                    ",".join(p["apps"]),
-                    p["effective"],
-                    p["deadline"],
-                )
+                (p["id"], p["status"], p["revision"], p["mode"], ",".join(p["apps"]), p["effective"], p["deadline"])
                 for p in d["policies"]
             ],
-        ),
-    )
+            whole=("id", "status", "mode"),
+        )
+
+    emit(env, doc, render)
 
 
 @policy.command("show")
@@ -471,10 +479,10 @@ def status(env: Env, policy_id: str | None, by: str | None) -> None:
 
     ws = env.workspace(create=False)
     doc = build(ws, policy_id, by)
-    emit(env, doc, _render_status)
+    emit(env, doc, functools.partial(_render_status, by=by))
 
 
-def _render_status(d: dict[str, Any]) -> None:
+def _render_status(d: dict[str, Any], by: str | None = None) -> None:
     for one in d.get("policies", [d]) if "policies" in d else [d]:
         if "states" not in one:
             continue
@@ -486,7 +494,7 @@ def _render_status(d: dict[str, Any]) -> None:
             keys = list(one["by"])
             output.table(
                 None,
-                ["", *STATES, "people"],
+                [by or "", *STATES, "people"],
                 [
                     (
                         k,
@@ -498,7 +506,7 @@ def _render_status(d: dict[str, Any]) -> None:
                 + [("total", *(one["states"][s] for s in STATES), one["people_affected"])],
             )
         else:
-            output.table(None, ["state", "devices"], [(s, one["states"][s]) for s in STATES])
+            output.table(None, ["state", "devices"], [(s, one["states"][s]) for s in STATES], whole=("state",))
             output.line(f"people affected: {one['people_affected']}")
     if "policies" in d and not d["policies"]:
         output.line("no policies")
@@ -512,7 +520,7 @@ def device() -> None:
 @device.command("list")
 @click.option("--policy", "policy_id", metavar="ID", default=None)
 @click.option("--state", type=click.Choice(STATES), default=None)
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many devices.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="At most this many devices.")
 @common
 def device_list(env: Env, policy_id: str | None, state: str | None, limit: int | None) -> None:
     """Devices, optionally those in one state under one policy."""
@@ -523,11 +531,16 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
     doc = list_devices(ws, policy_id, state, shown)
 
     def render(d: dict[str, Any]) -> None:
+        if not d["devices"]:
+            state = f" in state {d['state']}" if d.get("state") else ""
+            output.line(f"no devices{state}" + (f" under {d['policy']}" if d.get("policy") else ""))
+            return
         if d.get("policy"):
             output.table(
                 None,
                 ["id", "owner", "platform", "state", "since", "detail"],
                 [(x["id"], x["owner"], x["platform"], x["state"], x["since"], x["detail"]) for x in d["devices"]],
+                whole=("id", "platform", "state"),
             )
         else:
             output.table(
@@ -544,6 +557,7 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
                     )
                     for x in d["devices"]
                 ],
+                whole=("id", "source id"),
             )
         if d["count"] > len(d["devices"]):
             output.line(f"... {d['count'] - len(d['devices']):,} more (--limit, --json)")
@@ -615,7 +629,8 @@ def device_show(env: Env, device_id: str) -> None:
         )
         output.line(f"decision: {d['decision']} ({d['reason']}) as of {output.human(d['now'])}")
         for pid, p in d["policies"].items():
-            output.line(f"{pid}: {p['state']} since {output.human(p['since'])} - {p['detail']}")
+            detail = f" - {p['detail']}" if p["detail"] else ""
+            output.line(f"{pid}: {p['state']} since {output.human(p['since'])}{detail}")
             for e in p["evidence"]:
                 output.line("  " + _evidence(e))
 
@@ -630,8 +645,11 @@ def _evidence(e: dict[str, Any]) -> str:
         what = " ".join(h(e[k]) for k in ("name", "version") if e.get(k))
         seen = f"seen {h(e['first_seen'])} to {h(e['last_seen'])}"
         now = "present" if e.get("present") else f"gone at {h(e.get('gone_at'))}"
-        named = f" ({what})" if what else ""
-        return f"app {h(e['app'])}{named} from {h(e['source'])}, matched by {h(e['match'])}; {seen}; {now}"
+        if e.get("app"):
+            app = f"app {h(e['app'])}" + (f" ({what})" if what else "")
+        else:  # a source that reported a name only
+            app = f"app with no identifier, name: {what or '-'}"
+        return f"{app} from {h(e['source'])}, matched by {h(e['match'])}; {seen}; {now}"
     if kind == "inventory":
         return (
             f"inventory from {h(e['source'])} at {h(e['observed_at'])}: {h(e['inventory_scope'])} scope, "
@@ -702,6 +720,7 @@ def exempt_list(env: Env, policy_id: str | None, everything: bool) -> None:
                     (x["id"], x["policy"], x["person"] or x["device"], x["from"], x["until"], x["status"], x["reason"])
                     for x in d["exemptions"]
                 ],
+                whole=("policy", "status"),
             )
         what = "exemption" if d["all"] else "active exemption"
         output.line(f"{output.plural(len(d['exemptions']), what)} as of {output.human(d['now'])}")
@@ -843,7 +862,9 @@ def gate_serve(
     from appban.gate.users import UserNames
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    specs = list(mail_upstream) or [x.strip() for x in settings.get("mail_upstream").split(",") if x.strip()]
+    # Comma-separated in a flag as in APPBAN_MAIL_UPSTREAM; the flag may also be repeated.
+    given = ",".join(mail_upstream) if mail_upstream else settings.get("mail_upstream")
+    specs = [x.strip() for x in given.split(",") if x.strip()]
     try:
         upstreams = Upstreams.parse(specs)
     except ValueError as exc:
@@ -855,7 +876,7 @@ def gate_serve(
     evaluate_every = None
     if not no_evaluate:
         evaluate_every = _interval("gate_evaluate_interval", evaluate_interval, "--evaluate-interval")
-    db = settings.get("db", env.db_flag)
+    db = env.db()
     names = UserNames.from_settings()
     table = DecisionTable(unknown_device=settings.get("unknown_device", unknown_device), names=names)
     creds = CredentialCache(rehasher=Rehasher(db))
@@ -941,7 +962,9 @@ def audit() -> None:
 @click.option("--kind", "kinds", multiple=True, metavar="ACTION", help="Only this action (repeatable), e.g. state.")
 @click.option("--policy", "policy_id", default=None, metavar="ID", help="Only entries about this policy.")
 @click.option("--device", "device_ref", default=None, metavar="ID", help="Only entries about this device.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Only the latest this many entries.")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="Only the latest this many entries."
+)
 @common
 def audit_list(
     env: Env,
@@ -973,6 +996,7 @@ def audit_list(
             None,
             ["seq", "at", "action", "subject", "data"],
             [(e["seq"], e["at"], e["action"], e["subject"], _summary(e["data"])) for e in doc["entries"]],
+            whole=("action",),
         )
     if doc["count"] > len(doc["entries"]):
         output.line(f"the latest {len(doc['entries']):,} of {doc['count']:,} entries (--limit, --json)")
@@ -999,11 +1023,20 @@ def _brief(value: Any) -> str:
 @click.argument("file")
 @common
 def audit_export(env: Env, file: str) -> None:
-    """Write the hash chain to FILE as JSON Lines, to verify it without appban."""
+    """Write the hash chain to FILE as JSON Lines, to verify it without appban.
+
+    FILE is replaced whole, or not at all; a symbolic link is followed, and a path
+    that is not a regular file (a folder, a named pipe, a device) is refused. FILE -
+    writes the chain to standard output instead, and nothing else.
+    """
     from appban.audit.export import export
 
+    if file == "-" and env.as_json:
+        raise BadInput("with FILE -, standard output carries the chain itself (JSON Lines)", field="--json")
     ws = env.workspace(create=False)
     doc = export(ws.store.iter_audit(), file, ws.now)
+    if file == "-":
+        return
 
     def render(d: dict[str, Any]) -> None:
         head = d["head"]
@@ -1031,31 +1064,31 @@ def audit_head(env: Env) -> None:
 @click.option(
     "--anchor",
     default=None,
-    metavar="DIGEST",
-    help="A hash `audit head` printed earlier: that entry must still be in the chain, unchanged.",
+    metavar="[SEQ ]DIGEST",
+    help="What `audit head` printed earlier (SEQ DIGEST, SEQ:DIGEST, or the DIGEST alone): "
+    "that entry must still be in the chain, unchanged.",
 )
 @common
 def audit_verify(env: Env, anchor: str | None) -> None:
     """Check the audit log's hash chain; exit 1 naming what is wrong."""
     from appban.audit import verify
 
-    if anchor is not None:
-        anchor = anchor.strip().lower()
-        if len(anchor) != 64 or any(c not in "0123456789abcdef" for c in anchor):
-            raise BadInput("not a SHA-256 digest (64 hexadecimal digits)", field="--anchor")
+    digest, seq = _anchor(anchor) if anchor is not None else (None, None)
     ws = env.workspace(create=False)
-    count, problems = verify(ws.store.iter_audit(), ws.store.get_meta("audit_head"), anchor)
+    count, problems = verify(ws.store.iter_audit(), ws.store.get_meta("audit_head"), digest, seq)
     doc: dict[str, Any] = {
         "ok": not problems,
         "entries": count,
         "problems": [{"seq": p.seq, "problem": p.what} for p in problems],
     }
-    if anchor is not None:
-        doc["anchor"] = anchor
+    if digest is not None:
+        doc["anchor"] = digest
+        if seq is not None:
+            doc["anchor_seq"] = seq
 
     def render(d: dict[str, Any]) -> None:
         if d["ok"]:
-            since = " from the anchor" if anchor else ""
+            since = " from the anchor" if digest else ""
             output.line(f"audit log: {output.plural(d['entries'], 'entry', 'entries')}, intact{since}")
         for p in d["problems"]:
             output.line(p["problem"] if p["seq"] is None else f"entry {p['seq']}: {p['problem']}")
@@ -1063,6 +1096,25 @@ def audit_verify(env: Env, anchor: str | None) -> None:
     emit(env, doc, render)
     if problems:
         raise SystemExit(1)
+
+
+def _anchor(text: str) -> tuple[str, int | None]:
+    """``--anchor`` as `audit head` prints it (``SEQ DIGEST``), or ``SEQ:DIGEST``, or the
+    digest alone: the digest in lower case, and the sequence number if given."""
+    digest = text.strip()
+    seq_text = None
+    for separator in (":", " "):
+        if separator in digest:
+            seq_text, _, digest = (part.strip() for part in digest.partition(separator))
+            break
+    digest = digest.lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise BadInput("not a SHA-256 digest (64 hexadecimal digits), nor SEQ DIGEST", field="--anchor")
+    if seq_text is None:
+        return digest, None
+    if not (seq_text.isascii() and seq_text.isdigit() and len(seq_text) <= 18):
+        raise BadInput(f"{seq_text[:20]!r} is not an entry's sequence number", field="--anchor")
+    return digest, int(seq_text)
 
 
 # -- entry point ---------------------------------------------------------------------------

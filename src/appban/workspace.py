@@ -8,15 +8,24 @@ from contextlib import contextmanager
 from appban.audit import AuditLog
 from appban.catalog import Catalog
 from appban.catalog import sync as catalog_sync
-from appban.clock import Micros
+from appban import settings
+from appban.clock import Micros, format_time, now_micros, parse_duration
+from appban.errors import BadInput
 from appban.policy.evaluator import Evaluator
 from appban.store import open_store
 
 
 class Workspace:
-    def __init__(self, db: str, now: Micros, *, create: bool) -> None:
+    """``now`` is the command's clock: --now (a replay), or the real time when ``live``.
+
+    A live clock is read again when a write gets its turn: a command that waited for
+    another writer writes at the time it writes, not at the time it started.
+    """
+
+    def __init__(self, db: str, now: Micros, *, create: bool, live: bool = False) -> None:
         self.db = db
         self.now = now
+        self.live = live
         self.store = open_store(db, create=create)
         self.audit = AuditLog(self.store)
         self.catalog: Catalog = catalog_sync.current(self.store)
@@ -61,6 +70,10 @@ class Workspace:
             with self.store.transaction():
                 self._depth = 1
                 self._read_current()
+                if self.live:
+                    self.now = max(now_micros(), self.clock())
+                if self._moves_clock:
+                    self._check_clock()
                 yield
                 self.audit.flush()
                 if self._moves_clock and self.now > self.clock():
@@ -79,6 +92,30 @@ class Workspace:
             self.catalog = catalog_sync.current(self.store)
             self.evaluator.catalog = self.catalog
         self.evaluator.reload()
+
+    def _check_clock(self) -> None:
+        """A write happens now, or replays the past in order; it never goes back in time.
+
+        Stored states are exact as of the store's clock: computed at an earlier time
+        they would undo what time already did (a blocked phone allowed again), and at a
+        time still to come they would be stored as if it had come (blocked "since" next
+        year), and every real write after would be a write back in time. Reports take
+        any --now: they compute or read history, and write nothing.
+        """
+        clock = self.clock()
+        if self.now < clock:
+            raise BadInput(
+                f"{format_time(self.now)} is before {format_time(clock)}, the time this database's states "
+                "are as of: a write cannot go back in time (reports can: status, device show)",
+                field="--now",
+            )
+        skew = parse_duration(settings.get("clock_skew"), field=settings.SETTINGS["clock_skew"].env, allow_zero=True)
+        if self.now > now_micros() + skew:
+            raise BadInput(
+                f"{format_time(self.now)} is ahead of the real clock: a write happens now or replays "
+                "the past (reports can look ahead: status, device show)",
+                field="--now",
+            )
 
     def clock(self) -> Micros:
         """The latest time any command evaluated at; stored states are as of then."""

@@ -47,7 +47,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Appban:
         device("OTHER-JANE", "jane.doe@other.example", ["EASOTHER"], [NOTES], at=wall(-60)),
         device("ANN-IPHONE", "ann.lee@example.com", ["EASSHARED"], [NOTES], at=wall(-60)),
         device("BOB-TABLET", "bob.roe@example.com", ["EASSHARED"], [NOTES], at=wall(-60)),
-        now=wall(-30),
+        now=wall(),
     )
     return ab
 

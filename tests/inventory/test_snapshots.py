@@ -56,7 +56,7 @@ def _kept(ab: Appban) -> list[tuple[object, ...]]:
 
 
 def test_an_app_absent_from_a_newer_snapshot_is_gone(ab: Appban) -> None:
-    ab.apply(effective=EARLY)
+    ab.apply(now=EARLY, effective=EARLY)
     ab.ingest(checkin(at=T1, apps=[*HARMLESS, TIKTOK_ANDROID]), now=T1)
     assert _observations(ab) == [(1, "com.zhiliaoapp.musically", "tiktok", "android", "identifier", T1_US, T1_US, None)]
     ab.ingest(checkin(at=T2, apps=[*HARMLESS, TIKTOK_ANDROID]), now=T2)
@@ -80,7 +80,7 @@ def test_an_app_that_comes_back_is_present_again(ab: Appban) -> None:
 
 
 def test_a_snapshot_older_than_the_stored_one_changes_nothing(ab: Appban) -> None:
-    ab.apply(effective=EARLY)
+    ab.apply(now=EARLY, effective=EARLY)
     ab.ingest(checkin(at=T2, apps=HARMLESS, ownership="corporate"), now=T2)
     before = _kept(ab)
     doc = ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID], ownership="personal", owner="eve@example.com"), now=T3)
@@ -104,7 +104,7 @@ def test_a_snapshot_as_old_as_the_stored_one_changes_nothing(ab: Appban) -> None
 
 
 def test_importing_the_same_file_twice_changes_nothing(ab: Appban) -> None:
-    ab.apply(effective=EARLY)
+    ab.apply(now=EARLY, effective=EARLY)
     path = ab.file(
         ".jsonl",
         "".join(
@@ -124,7 +124,7 @@ def test_importing_the_same_file_twice_changes_nothing(ab: Appban) -> None:
 
 
 def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
-    ab.apply(effective=EARLY)
+    ab.apply(now=EARLY, effective=EARLY)
     doc = ab.ingest(
         checkin(at=T2, apps=HARMLESS),
         checkin(at=T1, apps=[TIKTOK_ANDROID]),  # older: ignored
@@ -153,7 +153,7 @@ def test_sources_keep_separate_snapshots_of_one_device(ab: Appban) -> None:
 
 
 def test_device_facts_follow_the_newest_snapshot(ab: Appban) -> None:
-    ab.apply(effective=EARLY)
+    ab.apply(now=EARLY, effective=EARLY)
     ab.ingest(checkin(at=T1, apps=[TIKTOK_ANDROID]), now=T1)
     assert ab.decide("EAS-phone-1", "ann", T1) == ("allow", "ok")
     ab.ingest(checkin(at=T2, apps=[TIKTOK_ANDROID], eas=["EAS-NEW"], owner="bob@example.com"), now=AFTER)

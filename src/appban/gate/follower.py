@@ -269,7 +269,7 @@ class Evaluation(threading.Thread):
         self.last_ok = time.monotonic()
         if changes:
             self.changes += changes
-            log.info("time-driven evaluation: %d state changes", changes)
+            log.info("time-driven evaluation: %d state change%s", changes, "" if changes == 1 else "s")
 
     def _evaluate(self) -> int:
         from appban.workspace import Workspace  # the gate's hot path never needs it
@@ -287,7 +287,9 @@ class Evaluation(threading.Thread):
             # would only queue up behind it.
             ws.store.set_lock_wait(min(settings.get("busy_timeout"), max(self.interval, 0.5)))
         ws.now = now
-        if not ws.store.due_policies(now):
+        if now < ws.clock() or not ws.store.due_policies(now):
+            # A clock behind the store's (a gate replaying an earlier --now, or a real
+            # clock a little behind another host's) finds nothing due: time there is past.
             return 0
         with ws.writing():
             return ws.evaluator.evaluate_due(now)
