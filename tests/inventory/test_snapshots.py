@@ -98,8 +98,13 @@ def test_a_snapshot_older_than_the_stored_one_changes_nothing(ab: Appban) -> Non
 def test_a_snapshot_as_old_as_the_stored_one_changes_nothing(ab: Appban) -> None:
     ab.ingest(checkin(at=T2, apps=HARMLESS), now=T2)
     before = _kept(ab)
-    doc = ab.ingest(checkin(at=T2, apps=[TIKTOK_ANDROID]), now=T3)
+    doc = ab.ingest(checkin(at=T2, apps=HARMLESS), now=T3)
     assert doc["unchanged"] == 1
+    assert _kept(ab) == before
+    # The same instant saying something else is refused (one device, one time, one
+    # snapshot: tests/inventory/test_same_snapshot.py), and changes nothing either.
+    path = ab.file(".jsonl", json.dumps(checkin(at=T2, apps=[TIKTOK_ANDROID])) + "\n")
+    assert ab.run("import", "appban", path, now=T3).code == 2
     assert _kept(ab) == before
 
 

@@ -72,6 +72,8 @@ class Ingestor:
         d = c.device
         old = store.get_device_by_key(c.source, d.id)
         if old is not None and c.observed_at <= old.observed_at:
+            if c.observed_at == old.observed_at:
+                self._check_same_snapshot(c, old)
             self.counts.unchanged += 1
             return
         kept = self._kept_apps(c)
@@ -106,6 +108,43 @@ class Ingestor:
         assert device.id is not None
         present = self._write_observations(device.id, kept, existing, c.observed_at)
         self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
+
+    def _check_same_snapshot(self, c: Checkin, old: DeviceRow) -> None:
+        """A check-in dated exactly as the stored snapshot must say what it said.
+
+        The same file imported again is harmless. A source that reports two different
+        things about one device at one instant (in two files, or in one file and the
+        store) is an error: whichever came first would silently win. Only what appban
+        keeps is compared: device facts, and the apps the catalog or a policy names.
+        """
+        d = c.device
+        facts = {
+            "device.platform": (d.platform, old.platform),
+            "device.ownership": (d.ownership, old.ownership),
+            "device.owner": (d.owner, old.owner),
+            "device.inventory_scope": (d.inventory_scope, old.inventory_scope),
+            "device.model": (d.model, old.model),
+            "device.os_version": (d.os_version, old.os_version),
+            "device.mail_access": (d.mail_access, old.mail_reported),
+            "device.eas_device_ids": (sorted(d.eas_device_ids), sorted(old.eas_ids)),
+        }
+        for field, (new, stored) in facts.items():
+            if new != stored:
+                raise BadInput(self._same_time_differs(old), field=field)
+        assert old.id is not None
+        named = {(o.app_key, o.version) for o in self._kept_apps(c) if o.match_kind}
+        stored_apps = {
+            (o.app_key, o.version) for o in self.store.observations(old.id, present_only=True) if o.match_kind
+        }
+        if named != stored_apps:
+            raise BadInput(self._same_time_differs(old), field="apps")
+
+    @staticmethod
+    def _same_time_differs(old: DeviceRow) -> str:
+        return (
+            f"the snapshot of {old.source} device {old.source_id} at {format_time(old.observed_at)} is "
+            "already stored, and said something else: one device, one time, one snapshot"
+        )
 
     def _kept_apps(self, c: Checkin) -> list[Observation]:
         ids, names, certs = self.catalog.index_for(c.device.platform)
