@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -28,12 +28,17 @@ _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
 
 
 def print_json(doc: Any) -> None:
+    sys.stdout.write(json_text(doc) + "\n")
+
+
+def json_text(doc: Any) -> str:
+    """``doc`` as one line of JSON with nothing a terminal would act on or hide."""
     text = _encoder.encode(doc).decode("utf-8")
     if not text.isprintable():
         # The encoder escapes C0 controls only; C1, DEL, bidi and zero-width characters
         # (all inside strings: JSON has nothing else) become \u escapes too.
         text = "".join(ch if ch.isprintable() else _json_escape(ch) for ch in text)
-    sys.stdout.write(text + "\n")
+    return text
 
 
 def _json_escape(ch: str) -> str:
@@ -102,24 +107,37 @@ def human(value: Any) -> str:
     return safe(str(value))
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def table(
+    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, whole: Collection[str] = ()
+) -> None:
+    """Rows under headers. On a terminal the table fits its width (see ``_fit``): numbers,
+    times and the ``whole`` columns (identifiers, states) are never cut. Piped, nothing
+    is cut and lines carry no trailing blanks."""
     out = console()
     tty = out.is_terminal
     cells = [[human(v) for v in row] for row in rows]
-    numeric = [bool(cells) and all(_is_number(r[i]) for r in cells if i < len(r)) for i in range(len(columns))]
-    widths: list[int | None] = [None] * len(columns)
+    n = len(columns)
+    numeric = [bool(cells) and all(_is_number(r[i]) for r in cells if i < len(r)) for i in range(n)]
+    times = [not numeric[i] and _all_times([r[i] for r in cells if i < len(r)]) for i in range(n)]
+    kept = [numeric[i] or times[i] or columns[i] in whole for i in range(n)]
+    widths: list[int | None] = [None] * n
+    gap = 2
     if tty:
-        fitted = _fit(columns, cells, numeric, out.width)
-        if fitted is None:  # not even the headers fit: one block of lines per row
+        fitted = _fit(columns, cells, kept, out.width)
+        if fitted is None:  # the columns that are never cut do not fit: one block of lines per row
             _records(out, title, columns, cells)
             return
-        widths = list(fitted)
+        fitted_widths, gap = fitted
+        widths = list(fitted_widths)
     t = Table(
         title=safe(title) if title else None,
         box=box.SIMPLE_HEAD if tty else None,
         show_edge=False,
         pad_edge=False,
         collapse_padding=True,
+        # Columns are two spaces apart (the box's blank divider and a padding), one
+        # where a row's name would otherwise be cut.
+        padding=(0, 1) if gap == 2 else 0,
     )
     for column, right, width in zip(columns, numeric, widths, strict=True):
         # On a narrow terminal a long cell ends in an ellipsis rather than wrapping
@@ -134,41 +152,46 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         )
     for row in cells:
         t.add_row(*(Text(v) for v in row))
-    out.print(t)
+    if tty:
+        out.print(t)
+        return
+    with out.capture() as captured:
+        out.print(t)
+    out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
-def _fit(columns: Sequence[str], cells: list[list[str]], numeric: list[bool], width: int) -> list[int] | None:
-    """Column widths that fit ``width``; None if even the narrowest allowed do not fit.
+def _fit(columns: Sequence[str], cells: list[list[str]], kept: list[bool], width: int) -> tuple[list[int], int] | None:
+    """Column widths that fit ``width``, and the gap between columns; None if they cannot.
 
-    No column is narrower than its header and numbers are never cut. Text columns give
-    way first (the widest first) down to a dozen characters, then times (which keep
-    their date, hour and minute), then text down to a few characters, the first
-    column (the row's name) last.
+    Columns in ``kept`` (numbers, times, identifiers) are never cut, and no column is
+    narrower than its header. Text gives way: the widest first down to a dozen
+    characters, then down to a few; the first column (the row's name: an org unit, a
+    person) keeps its whole width as long as it can, if need be with one space between
+    columns instead of two.
     """
     n = len(columns)
     natural = [max([cell_len(h), *(cell_len(r[i]) for r in cells if i < len(r))]) for i, h in enumerate(columns)]
-    fitted = list(natural)
-    excess = sum(fitted) - (width - 2 * (n - 1))  # two spaces between columns
-    times = [not numeric[i] and _all_times([r[i] for r in cells if i < len(r)]) for i in range(n)]
-    text = [not (numeric[i] or times[i]) for i in range(n)]
-    least = [min(natural[i], max(cell_len(columns[i]), 6)) for i in range(n)]
-    # The first column names the row (an id, an e-mail address): kept whole while it can be.
-    some = [natural[i] if i == 0 and natural[i] <= 32 else max(least[i], min(natural[i], 12)) for i in range(n)]
-    cut = [min(natural[i], 17) if times[i] else natural[i] for i in range(n)]
-    stages = (
-        [some[i] if text[i] else natural[i] for i in range(n)],
-        [some[i] if text[i] else cut[i] for i in range(n)],
-        [(some if i == 0 else least)[i] if text[i] else cut[i] for i in range(n)],
-        [least[i] if text[i] else cut[i] for i in range(n)],
-    )
-    for floor in stages:
-        while excess > 0:
-            room = [i for i in range(n) if fitted[i] > floor[i]]
-            if not room:
-                break
-            fitted[max(room, key=lambda i: fitted[i])] -= 1
-            excess -= 1
-    return None if excess > 0 else fitted
+    least = [natural[i] if kept[i] else min(natural[i], max(cell_len(columns[i]), 6)) for i in range(n)]
+    some = [max(least[i], min(natural[i], 12)) for i in range(n)]
+    first_whole = [natural[i] if i == 0 else some[i] for i in range(n)]
+    others_least = [natural[i] if i == 0 else least[i] for i in range(n)]
+    first_some = [some[i] if i == 0 else least[i] for i in range(n)]
+    for gap, stages in (
+        (2, (first_whole, others_least)),
+        (1, (first_whole, others_least, first_some, least)),
+    ):
+        fitted = list(natural)
+        excess = sum(fitted) - (width - gap * (n - 1))
+        for floor in stages:
+            while excess > 0:
+                room = [i for i in range(n) if fitted[i] > floor[i]]
+                if not room:
+                    break
+                fitted[max(room, key=lambda i: fitted[i])] -= 1
+                excess -= 1
+        if excess <= 0:
+            return fitted, gap
+    return None
 
 
 def _all_times(values: list[str]) -> bool:

@@ -291,3 +291,25 @@ def test_the_documented_verifier_passes_an_export_and_fails_a_tampered_one(logge
     _rewrite(out, _edit)
     with pytest.raises(AssertionError, match="edited"):
         exec(compile(script, "concepts.md", "exec"), {})
+
+
+def test_the_anchor_takes_what_audit_head_prints(logged: Appban) -> None:
+    printed = logged.run("audit", "head", now=LATER, as_json=False).out.strip()
+    seq, digest = printed.split(" ")
+    for anchor in (printed, f"{seq}:{digest}", digest, f"  {seq}  {digest.upper()} "):
+        code, doc = anchored(logged, anchor)
+        assert (code, doc["ok"], doc["anchor"]) == (0, True, digest), anchor
+    assert anchored(logged, printed)[1]["anchor_seq"] == int(seq)
+
+
+def test_an_anchor_with_the_wrong_sequence_number_fails(logged: Appban) -> None:
+    kept = head(logged)
+    code, doc = anchored(logged, f"{kept['seq'] - 1} {kept['digest']}")
+    assert code == 1 and "anchor" in doc["problems"][-1]["problem"]
+
+
+@pytest.mark.parametrize("anchor", ["x " + "0" * 64, "-1:" + "0" * 64, "1 2 " + "0" * 64, ":" + "0" * 64])
+def test_a_malformed_sequence_number_is_bad_input(logged: Appban, anchor: str) -> None:
+    result = logged.run("audit", "verify", "--anchor", anchor, now=LATER)
+    assert (result.code, result.out) == (2, "")
+    assert "--anchor" in result.err and result.err.count("\n") == 1

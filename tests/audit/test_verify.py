@@ -163,3 +163,77 @@ def test_a_failed_command_leaves_the_log_intact(logged: Appban) -> None:
     assert logged.sql("SELECT count(*) FROM audit_log") == before
     logged.ingest(checkin("c", at=NEXT_DAY), now=NEXT_DAY)
     assert verify(logged)[0] == 0
+
+
+# -- whatever a tampered database holds is a problem named, never an internal error ---------
+
+
+@pytest.mark.parametrize(
+    ("statement", "seq", "expected"),
+    [
+        ("UPDATE audit_log SET at = 'abc' WHERE seq = 2", 2, "time is not a time"),
+        ("UPDATE audit_log SET at = 99999999999999999999 WHERE seq = 2", 2, "time is not a time"),
+        ("UPDATE audit_log SET at = -99999999999999999 WHERE seq = 2", 2, "time is not a time"),
+        ("UPDATE audit_log SET data = x'ff' WHERE seq = 3", 3, "data is not text"),
+    ],
+    ids=["text-time", "huge-time", "before-year-1", "blob-data"],
+)
+def test_a_value_of_the_wrong_kind_is_named(logged: Appban, statement: str, seq: int, expected: str) -> None:
+    logged.write_sql(statement)
+    result = logged.run("audit", "verify", now=NEXT_DAY)
+    assert result.code == 1 and "Traceback" not in result.err and "internal error" not in result.err, result.err
+    doc = result.json
+    assert doc["ok"] is False
+    assert any(p["seq"] == seq and expected in p["problem"] for p in doc["problems"]), doc
+    text = logged.run("audit", "verify", now=NEXT_DAY, as_json=False)
+    assert text.code == 1 and f"entry {seq}: edited" in text.out
+    # The other commands that read the log show it as stored.
+    assert logged.run("audit", "list", now=NEXT_DAY).code == 0
+    assert logged.run("audit", "list", "--device", "a", now=NEXT_DAY).code == 0
+    assert logged.run("audit", "export", "-", now=NEXT_DAY, as_json=False).code == 0
+
+
+@pytest.mark.parametrize("value", ["garbage", "12", "x:" + "0" * 64, "99999999999999999999999:abc"])
+def test_a_malformed_recorded_head_is_named(logged: Appban, value: str) -> None:
+    logged.write_sql(f"UPDATE meta SET value = '{value}' WHERE key = 'audit_head'")
+    code, doc = verify(logged)
+    assert code == 1
+    assert "recorded head" in doc["problems"][-1]["problem"], doc
+
+
+def test_a_deleted_head_with_entries_is_not_intact(logged: Appban) -> None:
+    logged.write_sql("DELETE FROM meta WHERE key = 'audit_head'")
+    code, doc = verify(logged)
+    assert code == 1 and doc["ok"] is False
+    assert "head is missing" in doc["problems"][-1]["problem"]
+
+
+def test_entries_after_the_recorded_head_are_named(logged: Appban) -> None:
+    [(seq,)] = logged.sql("SELECT max(seq) FROM audit_log")
+    logged.write_sql(
+        f"UPDATE meta SET value = (SELECT seq || ':' || hash FROM audit_log WHERE seq = {seq - 1}) "
+        "WHERE key = 'audit_head'"
+    )
+    code, doc = verify(logged)
+    assert code == 1 and "after the recorded head" in doc["problems"][-1]["problem"]
+
+
+def test_one_removed_entry_is_singular(logged: Appban) -> None:
+    logged.write_sql("DELETE FROM audit_log WHERE seq = 3")
+    text = logged.run("audit", "verify", now=NEXT_DAY, as_json=False).out
+    assert "entry 4: entry 3 removed" in text
+    assert "entries 3 " not in text
+
+
+def test_a_planted_entry_before_the_first_is_named_once(logged: Appban) -> None:
+    """An entry moved to a negative sequence number: named as not part of the chain, and the
+    gap it left named as one removed entry (not "entries -3-0")."""
+    logged.write_sql("UPDATE audit_log SET seq = -4 WHERE seq = 3")
+    code, doc = verify(logged)
+    assert code == 1
+    problems = [p["problem"] for p in doc["problems"]]
+    assert any("-4" in p and "not part of the chain" in p for p in problems), problems
+    assert any(p == "entry 3 removed" for p in problems), problems
+    assert not any("--" in p or "-3-" in p or "-0" in p for p in problems), problems
+    # Entry 1 still links to the start: only the gap breaks the chain.
+    assert {p["seq"] for p in doc["problems"]} == {None, 4}

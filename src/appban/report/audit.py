@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from typing import Any
 
 import msgspec
 
-from appban.clock import Micros, format_time
+from appban.audit.log import time_of
+from appban.clock import Micros
 from appban.errors import BadInput
 from appban.policy.lifecycle import find_device, get_policy
 from appban.store.records import AuditEntry
@@ -57,17 +59,17 @@ def _about(subject: str, name: str, *, prefix: bool) -> bool:
 
 def _lists(e: AuditEntry, device: str) -> bool:
     # A policy-wide sweep records one entry listing every device it changed.
-    return e.action == "states" and f'"{device}"' in e.data
+    return e.action == "states" and isinstance(e.data, str) and f'"{device}"' in e.data
 
 
 def as_json(e: AuditEntry) -> dict[str, Any]:
-    try:
-        data: Any = msgspec.json.decode(e.data)
-    except msgspec.DecodeError:
-        data = e.data  # a damaged entry is shown as stored; `audit verify` names it
+    # A damaged entry is shown as stored, as far as JSON can show it; `audit verify` names it.
+    data: Any = e.data if isinstance(e.data, str) else repr(e.data)
+    with contextlib.suppress(msgspec.DecodeError):
+        data = msgspec.json.decode(data)
     return {
         "seq": e.seq,
-        "at": format_time(e.at),
+        "at": time_of(e.at) or str(e.at),
         "action": e.action,
         "subject": e.subject,
         "data": data,
