@@ -37,10 +37,13 @@ def get_policy(ws: Workspace, policy_id: str) -> tuple[Policy, PolicyRow]:
 
 def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> dict[str, Any]:
     policy, text = read_policy_file(ws, path)
+    status = "draft" if draft else "active"
     if dry_run:
         existing = ws.store.get_policy(policy.id)
-        return {"dry_run": True, "action": _action(existing), **_preview_as_applied(ws, policy)}
-    status = "draft" if draft else "active"
+        # The same answer the real apply would give: the same rule and status is "unchanged".
+        same = existing is not None and existing.status == status and load_policy(existing).same_rule(policy)
+        action = "unchanged" if same else _action(existing)
+        return {"dry_run": True, "action": action, **_preview_as_applied(ws, policy)}
     now = ws.now
     with ws.writing():
         existing = ws.store.get_policy(policy.id)  # read under the write lock
@@ -229,11 +232,21 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
 def find_device(ws: Workspace, ref: str) -> DeviceRow:
     """A device by appban id (dev-N), source:id, or the id its source reported."""
     store = ws.store
+    matches = store.devices_by_source_id(ref)
     if ref.startswith("dev-") and ref[4:].isdigit():
         found = store.get_device(int(ref[4:]))
         if found is not None:
+            others = [d for d in matches if d.id != found.id]
+            if others:
+                # A source may call a device "dev-7" too: acting on the wrong phone is worse
+                # than asking.
+                named = ", ".join(f"{d.source}:{d.source_id}" for d in others)
+                raise BadInput(
+                    f"{ref!r} is appban's {found.ref} and also what {named} reported: "
+                    f"use {found.source}:{found.source_id} or the other's source:id",
+                    field="device",
+                )
             return found
-    matches = store.devices_by_source_id(ref)
     if not matches and ":" in ref:
         source, _, sid = ref.partition(":")
         one = store.get_device_by_key(source, sid)
