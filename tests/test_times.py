@@ -4,11 +4,14 @@ option or field; vendor formats that document naive times as UTC say so explicit
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from appban.clock import parse_duration, parse_time
+from appban.clock import MAX_DURATION, format_time, parse_duration, parse_time
 from appban.errors import BadInput
 from helpers_cli import Fleet, assert_bad_input
 
@@ -87,3 +90,79 @@ def test_until_without_an_offset_is_refused(fleet: Fleet) -> None:
     )
     assert_bad_input(result, "--until", "offset")
     fleet.assert_unchanged()
+
+
+# -- every time appban writes, it reads back -----------------------------------------------------------
+
+FIRST = parse_time("0001-01-01T00:00:00Z")
+LAST = parse_time("9999-12-31T23:59:59.999999Z")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+        ("0202-07-10T16:00:00Z", "0202-07-10T16:00:00Z"),
+        ("0999-12-31T23:59:59.5Z", "0999-12-31T23:59:59.500000Z"),
+        ("1000-01-01T00:00:00+00:00", "1000-01-01T00:00:00Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_the_year_has_four_digits(text: str, shown: str) -> None:
+    """strftime's %Y writes year 202 as "202", which no ISO-8601 reader takes."""
+    assert format_time(parse_time(text)) == shown
+
+
+@given(st.integers(min_value=FIRST, max_value=LAST))
+def test_every_time_written_reads_back(value: int) -> None:
+    text = format_time(value)
+    assert text is not None
+    assert parse_time(text) == value
+
+
+def test_status_at_year_one_prints_a_time_appban_reads(fleet: Fleet) -> None:
+    for args in (["status"], ["--json", "status"]):
+        result = fleet.run(*args, "--now", "0001-01-01T00:00:00Z")
+        assert result.code == 0, result.err
+        assert "0001-01-01T00:00:00Z" in result.out, result.out
+    doc = json.loads(fleet.run("--json", "status", "--now", "0001-01-01T00:00:00Z").out)
+    assert parse_time(doc["now"]) == FIRST
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("2020-07-11T06:59:00+25:00", "the offset +25:00 is not a time zone offset"),
+        ("2020-07-11T06:59:00-24:00", "the offset -24:00 is not a time zone offset"),
+        ("2020-07-11 06:59:00 +99:00", "the offset +99:00"),
+        ("2020-02-30T06:59:00Z", "2020-02 has no day 30"),
+        ("2021-02-29T06:59:00Z", "2021-02 has no day 29"),
+        ("2020-13-01T06:59:00Z", "month 13"),
+        ("2020-07-11T24:00:00Z", "hour 24"),
+        ("2020-07-11T06:60:00Z", "minute 60"),
+        ("0000-07-11T06:59:00Z", "no year 0000"),
+        ("yesterday", "not an ISO-8601 time"),
+    ],
+)
+def test_a_time_out_of_range_says_which_part_in_appbans_words(text: str, problem: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        parse_time(text, field="deadline")
+    assert caught.value.field == "deadline"
+    assert problem in caught.value.detail, caught.value.detail
+    assert "timedelta" not in caught.value.detail
+
+
+# -- durations have an upper bound ------------------------------------------------------------------
+
+
+def test_durations_up_to_100_years_are_accepted() -> None:
+    assert parse_duration("36525d") == MAX_DURATION
+    assert parse_duration("5217w6d") == MAX_DURATION  # the same 36525 days
+
+
+@pytest.mark.parametrize("text", ["36526d", "5218w", "876601h", "99999999999w", "9" * 31 + "s"])
+def test_a_duration_longer_than_100_years_is_refused(text: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        parse_duration(text, field="max_inventory_age")
+    assert caught.value.field == "max_inventory_age"
+    assert "longer than 100 years" in caught.value.detail

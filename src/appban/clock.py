@@ -21,8 +21,21 @@ _FIRST = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICRO
 _LAST = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICRO
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+)([wdhms])")
+# The longest duration: 100 years of 365.25 days. Longer ones mean nothing for an
+# inventory's age or a reminder, and an unbounded one overflows what a database
+# stores (a 64-bit count of microseconds lasts about 292,000 years).
+MAX_DURATION_DAYS = 36525
+MAX_DURATION: Micros = MAX_DURATION_DAYS * 86400 * _SECOND
 _EXAMPLE = "2020-07-10T16:00:00Z"
 _DATE_ONLY = re.compile(r"[0-9W-]+")  # what fromisoformat reads as a date: 2020-07-10, 20200710, 2020-W28-5
+# The parts of a time that looks like ISO-8601, to say which one is out of range
+# when fromisoformat refuses it (30 February, hour 24, offset +25:00).
+_PARTS = re.compile(
+    r"(?P<year>\d{4})-?(?P<month>\d\d)-?(?P<day>\d\d)"
+    r"(?:[T ](?P<hour>\d\d)(?::?(?P<minute>\d\d)(?::?(?P<second>\d\d)(?:[.,]\d+)?)?)?)?"
+    r"\s*(?:Z|(?P<sign>[+-])(?P<oh>\d\d)(?::?(?P<om>\d\d))?)?",
+    re.IGNORECASE,
+)
 
 
 def now_micros() -> Micros:
@@ -46,7 +59,7 @@ def parse_time(text: object, *, field: str = "time", naive_is_utc: bool = False)
         try:
             value = datetime.fromisoformat(text.strip())
         except ValueError:
-            raise BadInput(f"not an ISO-8601 time: {text!r}", field=field) from None
+            raise BadInput(_why_not_a_time(text.strip()), field=field) from None
     else:
         raise BadInput(f"expected an ISO-8601 time, got {_kind(text)}", field=field)
     if value.utcoffset() is None:
@@ -62,21 +75,55 @@ def parse_time(text: object, *, field: str = "time", naive_is_utc: bool = False)
     return micros
 
 
+def _why_not_a_time(text: str) -> str:
+    """What is wrong with a time fromisoformat refused, in appban's words."""
+    m = _PARTS.fullmatch(text)
+    if m is not None:
+        year, month, day = int(m["year"]), int(m["month"]), int(m["day"])
+        if year == 0:
+            return f"{text!r}: there is no year 0000 (years are 0001 to 9999)"
+        if not 1 <= month <= 12:
+            return f"{text!r}: month {m['month']} is not 01 to 12"
+        try:
+            date(year, month, day)
+        except ValueError:
+            return f"{text!r}: {m['year']}-{m['month']} has no day {m['day']}"
+        for part, limit in (("hour", 23), ("minute", 59), ("second", 59)):
+            if m[part] is not None and int(m[part]) > limit:
+                return f"{text!r}: {part} {m[part]} is not 00 to {limit}"
+        if m["sign"] is not None and (int(m["oh"]) > 23 or int(m["om"] or 0) > 59):
+            offset = f"{m['sign']}{m['oh']}:{m['om'] or '00'}"
+            return f"{text!r}: the offset {offset} is not a time zone offset (-23:59 to +23:59)"
+    return f"not an ISO-8601 time: {text!r}"
+
+
 def format_time(value: Micros | None) -> str | None:
+    """``2020-07-10T16:00:00Z``, with ``.ffffff`` when there is a fraction of a second.
+
+    The year always has four digits (``0202``, not ``202``): ISO-8601 says so, and
+    parse_time must read back every time this writes (strftime's ``%Y`` does not pad).
+    """
     if value is None:
         return None
     dt = _EPOCH + timedelta(microseconds=value)
+    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     if value % _SECOND:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{dt.microsecond:06d}Z"
+    return text + "Z"
 
 
 def parse_duration(text: object, *, field: str = "duration", allow_zero: bool = False) -> Micros:
-    """``7d``, ``24h``, ``1d12h``, ``90m``, ``2w``, ``30s``; zero only where ``allow_zero``."""
+    """``7d``, ``24h``, ``1d12h``, ``90m``, ``2w``, ``30s``; zero only where ``allow_zero``;
+    at most MAX_DURATION (100 years)."""
     if isinstance(text, str) and 0 < len(text) <= 32:
         compact = text.strip().replace(" ", "")
         if compact and _DURATION.sub("", compact) == "":
             seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(compact))
+            if seconds * _SECOND > MAX_DURATION:
+                raise BadInput(
+                    f"duration {text.strip()!r} is longer than 100 years ({MAX_DURATION_DAYS}d)",
+                    field=field,
+                )
             if seconds > 0 or allow_zero:
                 return seconds * _SECOND
     shown = repr(text) if isinstance(text, str) and len(text) <= 32 else _kind(text)
