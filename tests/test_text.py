@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from appban.errors import BadInput
-from appban.text import check_eas_device_id, check_identifier, check_text
+from appban.text import (
+    MAX_EMAIL,
+    NotUtf8,
+    ascii_lower,
+    check_eas_device_id,
+    check_identifier,
+    check_text,
+    normalise_email,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "appban"
 
@@ -29,6 +37,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "appban"
         "A\u034fB",  # combining grapheme joiner (default-ignorable, not Cf)
         "A\ufe0fB",  # variation selector
         "A\u3164B",  # Hangul filler
+        "A\u115fB",  # Hangul choseong filler
+        "A\u1160B",  # Hangul jungseong filler
+        "A\uffa0B",  # halfwidth Hangul filler
+        "A\u2800B",  # Braille pattern blank (a symbol whose glyph is empty)
+        "\u2800",
+        "A\U0001d159B",  # musical symbol null notehead (blank too)
         "A\U000e0041B",  # tag character
         "A\u00a0B",  # no-break space
         "A\u2003B",  # em space
@@ -73,3 +87,90 @@ def test_policy_does_not_import_inventory() -> None:
     for path in sorted((SRC / "policy").glob("*.py")):
         text = path.read_text("utf-8")
         assert not re.search(r"^\s*(from|import) appban\.inventory", text, re.M), path.name
+
+
+def test_blank_symbols_are_named_in_the_error() -> None:
+    with pytest.raises(BadInput) as caught:
+        check_identifier("NEW\u2800PHONE", "device.id")
+    assert "U+2800 (BRAILLE PATTERN BLANK)" in caught.value.detail
+
+
+@pytest.mark.parametrize("value", ["\u2800 braille", "Hangul \u3164"])
+def test_free_text_is_not_held_to_the_identifier_rule(value: str) -> None:
+    check_text(value, "apps[0].name")
+
+
+# -- e-mail addresses ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("jane.doe@example.com", "jane.doe@example.com"),
+        ("  Jane.Doe@EXAMPLE.COM\t", "jane.doe@example.com"),
+        ("\u212aate@example.com", "\u212aate@example.com"),  # KELVIN SIGN stays; str.lower() makes it k
+        ("J\u00dcRGEN@example.com", "j\u00dcrgen@example.com"),  # only A-Z are lower-cased
+        ("\u0130NCI@example.com", "\u0130nci@example.com"),  # str.lower() would add U+0307
+        ("STRASSE@example.com", "strasse@example.com"),
+        ("Stra\u00dfe@example.com", "stra\u00dfe@example.com"),  # casefold() would make it strasse
+    ],
+)
+def test_an_email_is_lower_cased_in_ascii_only(text: str, expected: str) -> None:
+    assert normalise_email(text, "owner") == expected
+    assert normalise_email(text, "owner") == ascii_lower(text.strip())
+
+
+def test_ascii_lower_agrees_with_the_gate() -> None:
+    from appban.gate.users import ascii_lower as gate_lower
+
+    for text in ("JANE@EXAMPLE.COM", "\u212aATE@example.com", "J\u00dcRGEN@Example.com", "\u0130x@y.z"):
+        assert ascii_lower(text) == gate_lower(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("jane", "not an e-mail address"),
+        ("", "not an e-mail address"),
+        ("jane doe@example.com", "not an e-mail address"),
+        ("jane@ex\u0430mple.com", "not an e-mail address"),  # Cyrillic a in the domain
+        ("jane\u200b@example.com", "not an e-mail address"),
+        ("jane\u2800@example.com", "U+2800"),
+        ("jane\u3164@example.com", "U+3164"),
+        ("jane\ufe0f@example.com", "U+FE0F"),
+        ("j" * (MAX_EMAIL - 11) + "@example.com", "at most 254 characters"),
+    ],
+    ids=[
+        "bare",
+        "empty",
+        "space",
+        "cyrillic-domain",
+        "zero-width",
+        "braille-blank",
+        "hangul-filler",
+        "selector",
+        "255",
+    ],
+)
+def test_what_is_not_an_email_is_refused_naming_the_field(text: str, problem: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        normalise_email(text, "--person")
+    assert caught.value.field == "--person"
+    assert problem in caught.value.detail, caught.value.detail
+
+
+def test_the_longest_email_is_accepted() -> None:
+    address = "j" * (MAX_EMAIL - 12) + "@example.com"
+    assert len(address) == MAX_EMAIL
+    assert normalise_email(address, "email") == address
+
+
+# -- bytes that are not UTF-8 -------------------------------------------------------------------------
+
+
+def test_not_utf8_says_where_as_a_byte_offset() -> None:
+    error = NotUtf8(225, file="people.csv", line=4, field="name")
+    assert str(error) == "people.csv:4: field name: not UTF-8 at byte offset 225"
+    moved = error.shifted(1000, line=9)
+    assert (moved.offset, moved.line, moved.field) == (1225, 9, "name")
+    assert isinstance(moved, BadInput) and moved.exit_code == 2

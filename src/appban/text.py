@@ -10,7 +10,11 @@ is, and two values that look alike are equal:
   cannot see: controls, format characters (Unicode ``Cf``: zero-width spaces,
   joiners, bidi controls, the byte-order mark), other default-ignorable code
   points, or white space other than the ASCII space;
-- ActiveSync DeviceIds are printable ASCII without spaces.
+- ActiveSync DeviceIds are printable ASCII without spaces;
+- e-mail addresses are identifiers of one shape, lower-cased in ASCII only
+  (``normalise_email``), as the gate compares user names;
+- files and bodies are UTF-8: a byte that is not is named by its offset
+  (``NotUtf8``), the same way in every format.
 """
 
 from __future__ import annotations
@@ -27,14 +31,64 @@ EMAIL = re.compile(
 # Markup opens with "<" and a letter, "/", "!" or "?": "<3" is fine, "<script>" is not.
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# Default-ignorable code points that str.isprintable() lets through (it already
-# refuses Cc, Cf, Zs but the space, Zl, Zp, Cs, Co and Cn): the combining grapheme
-# joiner, Hangul fillers, Khmer inherent vowels, Mongolian and other variation
-# selectors (Unicode's DerivedCoreProperties, Default_Ignorable_Code_Point).
-_IGNORABLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]")
+# Characters that show nothing yet str.isprintable() lets through (it already
+# refuses Cc, Cf, Zs but the space, Zl, Zp, Cs, Co and Cn):
+# - default-ignorable code points (Unicode's DerivedCoreProperties,
+#   Default_Ignorable_Code_Point): the combining grapheme joiner, the Hangul fillers
+#   (U+115F, U+1160, U+3164, U+FFA0), Khmer inherent vowels, Mongolian and other
+#   variation selectors;
+# - symbols whose glyph is blank: U+2800 BRAILLE PATTERN BLANK and U+1D159 MUSICAL
+#   SYMBOL NULL NOTEHEAD, used to make names that look empty or like another.
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\U0001d159\U000e0100-\U000e01ef]"
+)
 # MS-ASHTTP's DeviceId is a string of 7-bit ASCII (a binary id from the base64
 # query form is written as hex); nothing in it may be invisible or a space.
 EAS_DEVICE_ID = re.compile(r"[!-~]+")
+# RFC 5321's limit on a forward path, the longest address that can receive mail.
+MAX_EMAIL = 254
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+class NotUtf8(BadInput):
+    """Bytes that are not UTF-8, at ``offset`` bytes from the start of the file (or body).
+
+    The offset is the one a hex viewer shows; readers that read a file in parts
+    (a line at a time) add where the part starts.
+    """
+
+    def __init__(self, offset: int, *, file: str | None = None, line: int | None = None, field: str | None = None):
+        self.offset = offset
+        super().__init__(f"not UTF-8 at byte offset {offset}", file=file, line=line, field=field)
+
+    def shifted(self, by: int, *, file: str | None = None, line: int | None = None) -> NotUtf8:
+        """The same error for a part that starts ``by`` bytes into a file, at ``line``."""
+        return NotUtf8(self.offset + by, file=file or self.file, line=line or self.line, field=self.field)
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lower-cased and every other character kept as it is.
+
+    Never ``str.lower()`` or ``casefold()`` for names: they fold characters such as
+    the Kelvin sign U+212A into ASCII ``k``, so two different addresses would be one.
+    """
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def normalise_email(text: str, field: str) -> str:
+    """An e-mail address as appban keeps it: stripped, A-Z lower-cased, checked.
+
+    Refused (BadInput naming ``field``): an address longer than MAX_EMAIL, one not
+    of the EMAIL shape, and one holding a character a reader cannot see.
+    """
+    address = ascii_lower(text.strip())
+    if len(address) > MAX_EMAIL:
+        raise BadInput(f"an e-mail address is at most {MAX_EMAIL} characters, not {len(address)}", field=field)
+    if not EMAIL.match(address):
+        raise BadInput(f"not an e-mail address: {address[:80]!r}", field=field)
+    if not address.isascii():
+        check_identifier(address, field)  # what EMAIL lets through: blank symbols, variation selectors
+    return address
 
 
 def check_text(value: str | None, field: str) -> None:
