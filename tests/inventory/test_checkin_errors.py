@@ -820,3 +820,73 @@ def test_nesting_deeper_than_any_check_in_is_refused_where_it_starts(fleet: Flee
     expected = next(i for i, ln in enumerate(nested.splitlines(), 1) if '"model"' in ln)
     assert_bad_input(import_file(fleet, path), where(path, expected), "field device.model", "nested more than 64")
     fleet.assert_unchanged()
+
+
+# -- e-mail addresses are lower-cased in ASCII only ---------------------------------------------------
+
+
+def _owner(fleet: Fleet, device: str) -> str:
+    shown = fleet.run("device", "show", device, "--json")
+    assert shown.code == 0, shown.err
+    owner: str = json.loads(shown.out)["owner"]
+    return owner
+
+
+@pytest.mark.parametrize(
+    ("owner", "stored"),
+    [
+        (" Jane.Doe@EXAMPLE.com ", "jane.doe@example.com"),
+        # The Kelvin sign looks like K, and str.lower() makes it an ASCII k: that would
+        # give this device to kate.doe@example.com, whom the gate also knows as such.
+        ("\u212aate.doe@example.com", "\u212aate.doe@example.com"),
+        ("J\u00dcRGEN@example.com", "j\u00dcrgen@example.com"),  # only A-Z, as the gate compares names
+        ("\u0130nci@example.com", "\u0130nci@example.com"),  # str.lower() would add a combining dot
+    ],
+    ids=["ascii", "kelvin", "umlaut", "dotted-I"],
+)
+def test_an_owner_is_lower_cased_in_ascii_only(fleet: Fleet, owner: str, stored: str) -> None:
+    path = fleet.write("owner.jsonl", jsonl(checkin(**{"device.owner": owner})))
+    result = import_file(fleet, path)
+    assert result.code == 0, result.err
+    assert _owner(fleet, "NEW-PHONE-1") == stored
+
+
+@pytest.mark.parametrize("blank", ["\u2800", "\u3164", "\u115f", "\u1160", "\uffa0", "\U0001d159"])
+@pytest.mark.parametrize("field", ["device.id", "device.owner", "apps[1].id"])
+def test_a_blank_looking_character_in_an_identifier_is_refused(fleet: Fleet, blank: str, field: str) -> None:
+    """U+2800 BRAILLE PATTERN BLANK and its kind print nothing: "NEW\u2800PHONE" would
+    look like "NEW PHONE", and an owner with one like another person."""
+    change = {
+        "device.id": {"device.id": f"NEW{blank}PHONE"},
+        "device.owner": {"device.owner": f"jane.doe{blank}@example.com"},
+        "apps[1].id": {"apps.1.id": f"com.example{blank}.notes"},
+    }[field]
+    path = fleet.write("blank.jsonl", jsonl(checkin("NEW-1"), checkin("NEW-2", **change)))
+    line = assert_bad_input(import_file(fleet, path), where(path, 2), f"field {field}:")
+    assert f"U+{ord(blank):04X}" in line, line
+    fleet.assert_unchanged()
+
+
+# -- bytes that are not UTF-8, by their offset in the file ---------------------------------------------
+
+
+def test_non_utf8_bytes_in_json_lines_are_named_by_their_offset_in_the_file(fleet: Fleet) -> None:
+    good = jsonl(checkin("NEW-1")).encode()
+    raw = json.dumps(checkin("NEW-2", **{"apps.0.name": "TikTok\u00e9"}), ensure_ascii=False).encode()
+    raw = raw.replace("\u00e9".encode(), b"\xff")
+    path = fleet.write("offset.jsonl", good + raw + b"\n")
+    offset = len(good) + raw.index(b"\xff")
+    line = assert_bad_input(import_file(fleet, path), where(path, 2), "field apps[0].name:")
+    assert line.endswith(f"not UTF-8 at byte offset {offset}"), line
+    assert path.read_bytes()[offset : offset + 1] == b"\xff"
+    fleet.assert_unchanged()
+
+
+def test_non_utf8_bytes_in_a_single_document_are_named_by_their_offset_in_the_file(fleet: Fleet) -> None:
+    text = json.dumps(checkin(**{"device.model": "Pixel\u00e9 \u2728"}), indent=2, ensure_ascii=False)
+    raw = text.encode("utf-8").replace("\u00e9".encode(), b"\xe9")
+    path = fleet.write("offset.json", raw)
+    offset = raw.index(b"\xe9")
+    line = assert_bad_input(import_file(fleet, path), "field device.model:")
+    assert line.endswith(f"not UTF-8 at byte offset {offset}"), line
+    fleet.assert_unchanged()

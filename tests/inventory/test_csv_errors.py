@@ -6,6 +6,7 @@ the column, no traceback, and nothing written.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -312,4 +313,86 @@ def test_an_invisible_character_in_an_identifier_is_refused(fleet: Fleet, cells:
 def test_bad_times(fleet: Fleet, observed_at: str, problem: str) -> None:
     path = fleet.write("times.csv", csv_text(ROWS[0], ROWS[1], row(observed_at=observed_at)))
     assert_bad_input(import_csv(fleet, path), where(path, 4), "field observed_at:", problem)
+    fleet.assert_unchanged()
+
+
+# -- one snapshot, however its time is written ---------------------------------------------------
+
+
+def _policy_state(fleet: Fleet, device: str) -> tuple[str, list[str]]:
+    shown = fleet.run("device", "show", device, "--json")
+    assert shown.code == 0, shown.err
+    policy = json.loads(shown.out)["policies"]["tiktok-mail"]
+    return policy["state"], [e["app"] for e in policy["evidence"] if e["kind"] == "app" and e["present"]]
+
+
+@pytest.mark.parametrize(
+    "second",
+    ["2020-07-11T15:00:00+00:00", "2020-07-11T17:00:00+02:00", "2020-07-11T10:00:00-05:00", "2020-07-11 15:00:00Z"],
+)
+def test_rows_of_one_instant_written_differently_are_one_snapshot(fleet: Fleet, second: str) -> None:
+    """The same time with another offset used to start a second snapshot, "no newer"
+    than the first: the banned app on its row was silently dropped."""
+    path = fleet.write("offsets.csv", csv_text(ROWS[1], row(0, observed_at=second)))
+    result = import_csv(fleet, path)
+    assert result.code == 0, result.err
+    assert "1 check-in:" in result.out and "0 no newer" in result.out, result.out
+    assert _policy_state(fleet, "NEW-1") == ("blocked", ["com.zhiliaoapp.musically"])
+
+
+def test_the_same_instant_written_differently_after_other_rows_is_a_split_snapshot(fleet: Fleet) -> None:
+    later = row(0, observed_at="2020-07-11T17:00:00+02:00")
+    path = fleet.write("split-offsets.csv", csv_text(ROWS[1], ROWS[2], later))
+    line = assert_bad_input(import_csv(fleet, path), where(path, 4), "field device_id:", "consecutive")
+    assert "line 2" in line, line
+    fleet.assert_unchanged()
+
+
+def test_consecutive_rows_of_other_instants_are_two_snapshots(fleet: Fleet) -> None:
+    """Different instants are different snapshots, however close: the newer one wins."""
+    newer = row(1, observed_at="2020-07-11T15:00:01Z")
+    path = fleet.write("two-times.csv", csv_text(ROWS[0], newer))
+    result = import_csv(fleet, path)
+    assert result.code == 0, result.err
+    assert "2 check-ins" in result.out, result.out
+    assert _policy_state(fleet, "NEW-1") == ("compliant", [])
+
+
+def test_a_bad_time_is_named_on_the_row_that_has_it(fleet: Fleet) -> None:
+    path = fleet.write("bad-time.csv", csv_text(ROWS[0], row(1, observed_at="2020-07-11T15:00:00+25:00")))
+    assert_bad_input(import_csv(fleet, path), where(path, 3), "field observed_at:", "offset +25:00")
+    fleet.assert_unchanged()
+
+
+# -- a duplicate app names the other line ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cells", "column"),
+    [({"app_version": "17.0"}, "app_id"), ({"app_id": "", "app_name": "Notes"}, "app_name")],
+    ids=["id", "name"],
+)
+def test_a_duplicate_app_names_the_line_of_the_first(fleet: Fleet, cells: dict[str, str], column: str) -> None:
+    first = row(1, app_id="") if column == "app_name" else ROWS[0]
+    again = row(0, **cells)
+    path = fleet.write("dup-line.csv", csv_text(ROWS[2], first, ROWS[1] if column == "app_id" else ROWS[0], again))
+    line = assert_bad_input(import_csv(fleet, path), where(path, 5), f"field {column}:", "(also line 3)")
+    assert "apps[" not in line, line
+    fleet.assert_unchanged()
+
+
+# -- bytes that are not UTF-8, by their offset -----------------------------------------------------
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "byte-order-mark"])
+def test_non_utf8_bytes_are_named_by_their_offset_in_the_file(fleet: Fleet, bom: bytes) -> None:
+    head = bom + csv_text(ROWS[0].replace("TikTok", "TikTok \u2728"), ROWS[1]).encode()
+    bad = row(app_id="com.example.x", app_name="Caf\u00e9").encode().replace("\u00e9".encode(), b"\xe9")
+    path = fleet.write("offset.csv", head + bad + b"\r\n")
+    offset = len(head) + bad.index(b"\xe9")
+    line = assert_bad_input(import_csv(fleet, path), where(path, 4), f"not UTF-8 at byte offset {offset}")
+    assert f"(byte {offset})" not in line
+    with open(path, "rb") as f:  # the offset a hex viewer shows
+        f.seek(offset)
+        assert f.read(1) == b"\xe9"
     fleet.assert_unchanged()

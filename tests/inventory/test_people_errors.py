@@ -7,6 +7,7 @@ the field, no traceback, and nothing written.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -243,4 +244,50 @@ def test_a_file_with_no_people_is_refused(fleet: Fleet, content: str, problem: s
 def test_an_invisible_character_in_an_email_is_refused(fleet: Fleet, email: str) -> None:
     path = fleet.write("invisible.csv", people_csv(*GOOD, person(email=email)))
     assert_bad_input(import_people(fleet, path), where(path, 5), "field email:")
+    fleet.assert_unchanged()
+
+
+# -- e-mail addresses, groups and bytes ------------------------------------------------------------
+
+
+def test_an_address_with_the_kelvin_sign_is_not_another_with_k(fleet: Fleet) -> None:
+    """str.lower() folds U+212A KELVIN SIGN into ASCII k: two people would become one
+    (and the second refused as a duplicate). Only A-Z are lower-cased."""
+    rows = [person(email="kim.moe@example.com"), person(email="\u212aim.moe@example.com", name="Other")]
+    path = fleet.write("kelvin.csv", people_csv(*GOOD[:2], *rows))
+    result = import_people(fleet, path)
+    assert result.code == 0, result.err
+    listed = fleet.run("people", "list", "--json")
+    assert listed.code == 0, listed.err
+    emails = {p["email"] for p in json.loads(listed.out)["people"]}
+    assert {"kim.moe@example.com", "\u212aim.moe@example.com"} <= emails
+
+
+@pytest.mark.parametrize("blank", ["\u2800", "\u3164", "\uffa0", "\u200b", "\u00a0"])
+@pytest.mark.parametrize("field", ["email", "groups"])
+def test_a_blank_looking_character_in_an_email_or_a_group_is_refused(fleet: Fleet, blank: str, field: str) -> None:
+    """Groups are matched exactly by policies' include_groups and exclude_groups: a
+    group "security\u2800research" would look like the excluded one and not be it."""
+    cells = (
+        {"email": f"zed{blank}.qoe@example.com"} if field == "email" else {"groups": f"staff;security{blank}research"}
+    )
+    path = fleet.write("blank.csv", people_csv(*GOOD, person(**cells)))
+    assert_bad_input(import_people(fleet, path), where(path, 5), f"field {field}:")
+    fleet.assert_unchanged()
+
+
+def test_an_email_longer_than_254_characters_is_refused(fleet: Fleet) -> None:
+    email = "z" * 243 + "@example.com"  # 255 characters
+    path = fleet.write("long.csv", people_csv(*GOOD, person(email=email)))
+    assert_bad_input(import_people(fleet, path), where(path, 5), "field email:", "254")
+    fleet.assert_unchanged()
+
+
+def test_non_utf8_bytes_are_named_by_their_offset_in_the_file(fleet: Fleet) -> None:
+    rows = [person(email=f"p{i}@example.com", name=f"P\u00e8rson {i}") for i in range(20)]
+    rows[12] = person(email="jos@example.com", name="Jos\u00e9")
+    raw = people_csv(*rows).encode("utf-8").replace("\u00e9".encode(), b"\xe9")
+    path = fleet.write("offset.csv", raw)
+    offset = raw.index(b"\xe9")
+    assert_bad_input(import_people(fleet, path), where(path, 14), f"not UTF-8 at byte offset {offset}")
     fleet.assert_unchanged()

@@ -23,6 +23,7 @@ import re
 from typing import Any, NoReturn
 
 from appban.errors import BadInput, one_line
+from appban.text import NotUtf8
 
 Path = tuple[str | int, ...]
 
@@ -261,7 +262,8 @@ class _Parser:
         self._fail("a string that never ends", at)
 
     def _not_utf8(self, at: int) -> NoReturn:
-        self._fail(f"not UTF-8 (byte {self.bad_byte})", at, syntax=False)
+        assert self.bad_byte is not None
+        raise NotUtf8(self.bad_byte, line=line_at(self.text, at), field=format_field(self._path()))
 
     def _fail(
         self, message: str, at: int, *, syntax: bool = True, duplicate: bool = False, depth: int | None = None

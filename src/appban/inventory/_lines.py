@@ -20,13 +20,15 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from appban.errors import BadInput
+from appban.text import NotUtf8
 
 _ESCAPED = re.compile("[\udc80-\udcff]")
 
 
 def open_text(path: str) -> TextIO:
     try:
-        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        # Not utf-8-sig: a byte-order mark is dropped by _Lines, which counts its bytes.
+        return open(path, encoding="utf-8", errors="surrogateescape", newline="")
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
 
@@ -131,6 +133,8 @@ class _Lines:
         self.eof = False
         self.record: list[str] = []
         self.recorded = 0  # characters in record; it keeps at most about max_bytes
+        self.offset = 0  # bytes before the current line
+        self.size = 0  # bytes in the current line
 
     def __iter__(self) -> _Lines:
         return self
@@ -141,11 +145,25 @@ class _Lines:
             self.eof = True
             raise StopIteration
         self.number += 1
+        self.offset += self.size
+        if self.number == 1 and line.startswith("\ufeff"):  # a byte-order mark: allowed, not data
+            self.offset = len("\ufeff".encode())
+            line = line[1:]
         if len(line) > self.max_bytes:
             raise BadInput(f"line longer than {self.max_bytes} characters", file=self.path, line=self.number)
-        if not line.isascii() and _ESCAPED.search(line):
-            raise BadInput("not UTF-8", file=self.path, line=self.number)
+        if line.isascii():
+            self.size = len(line)
+        else:
+            self.size = len(line.encode("utf-8", "surrogateescape"))
+            bad = _ESCAPED.search(line)
+            if bad is not None:
+                raise self._not_utf8(line[: bad.start()])
         if self.recorded <= self.max_bytes:
             self.record.append(line)
             self.recorded += len(line)
         return line
+
+    def _not_utf8(self, before: str) -> NotUtf8:
+        """The first byte that is not UTF-8 on this line, ``before`` being the text before it."""
+        offset = self.offset + len(before.encode("utf-8", "surrogateescape"))
+        return NotUtf8(offset, file=self.path, line=self.number)

@@ -19,6 +19,7 @@ import msgspec
 
 from appban.errors import BadInput
 from appban.inventory.checkin import App, Checkin, decode_json
+from appban.text import NotUtf8
 
 
 class AppbanFormat:
@@ -73,6 +74,8 @@ def _lines(path: str, f: BinaryIO, number: int, raw: bytes, max_bytes: int) -> I
         if raw.strip():
             try:
                 checkin = decode_json(raw)
+            except NotUtf8 as exc:  # its offset counts from the line's start: make it the file's
+                raise exc.shifted(offset, file=path, line=number) from None
             except BadInput as exc:
                 # A line is one document: its line is the file's line.
                 raise BadInput(exc.detail, file=path, line=number, field=exc.field) from None

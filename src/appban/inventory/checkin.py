@@ -22,10 +22,21 @@ from appban.text import (
     check_identifier,
     check_text,
     identifiers_clean,
+    normalise_email,
     text_clean,
 )
 
-__all__ = ["EMAIL", "App", "Checkin", "Device", "check_text", "decode_json", "finish", "from_object"]
+__all__ = [
+    "EMAIL",
+    "App",
+    "Checkin",
+    "Device",
+    "DuplicateApp",
+    "check_text",
+    "decode_json",
+    "finish",
+    "from_object",
+]
 
 Platform = Literal["ios", "ipados", "android", "macos", "windows", "linux", "chromeos"]
 Ownership = Literal["corporate", "personal", "unknown"]
@@ -98,6 +109,19 @@ class Checkin(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(CheckinBody)
+
+
+class DuplicateApp(BadInput):
+    """Two apps of one check-in with the same id (or, without ids, the same name).
+
+    ``index`` and ``first`` are their places in ``apps``, so that a format that
+    spreads apps over lines (CSV) can name the line of each.
+    """
+
+    def __init__(self, index: int, first: int, key: str) -> None:
+        self.index = index
+        self.first = first
+        super().__init__(f"duplicate app (also apps[{first}])", field=f"apps[{index}].{key}")
 
 
 def decode_json(raw: bytes) -> Checkin:
@@ -195,9 +219,7 @@ def from_object(obj: object) -> Checkin:
 def finish(body: CheckinBody, *, suspect: bool) -> Checkin:
     """The rules a type cannot say, then the check-in as the importer takes it."""
     d = body.device
-    owner = d.owner.strip().lower()
-    if not EMAIL.match(owner):
-        raise BadInput(f"not an e-mail address: {owner[:80]!r}", field="device.owner")
+    owner = normalise_email(d.owner, "device.owner")
     eas = [] if isinstance(d.eas_device_ids, UnsetType) else d.eas_device_ids
     device = Device(
         id=d.id,
@@ -233,10 +255,7 @@ def _locate_app_problem(apps: list[App]) -> None:
         key = app.id if app.id is not None else "name:" + (app.name or "")
         first = seen.setdefault(key, i)
         if first != i:
-            raise BadInput(
-                f"duplicate app (also apps[{first}])",
-                field=f"apps[{i}].{'id' if app.id is not None else 'name'}",
-            )
+            raise DuplicateApp(i, first, "id" if app.id is not None else "name")
 
 
 def _check_strings(device: Device, apps: list[App], app_ids: list[str | None]) -> None:

@@ -6,7 +6,11 @@ Header (columns in any order; only the first four are required)::
     eas_device_ids,inventory_scope,mail_access,app_id,app_name,app_version,signing_sha256
 
 Rows of one snapshot (same source, device_id and observed_at) are consecutive and
-agree on the device columns. A device with no apps is one row with app_id and
+agree on the device columns. ``observed_at`` is compared as the instant it names,
+not as text: ``15:00:00Z`` and ``15:00:00+00:00`` are one snapshot (a source may
+write its offset either way), so consecutive rows that differ only in how they
+write it belong together, and the same instant again after other rows is the
+split snapshot that is refused. A device with no apps is one row with app_id and
 app_name empty. ``eas_device_ids`` are separated by ``;``; ``mail_access`` is
 ``true``, ``false`` or empty.
 """
@@ -16,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from appban.clock import Micros, parse_time
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
-from appban.inventory.checkin import Checkin, from_object
+from appban.inventory.checkin import Checkin, DuplicateApp, from_object
 
 REQUIRED = ("device_id", "platform", "owner", "observed_at")
 DEVICE = (
@@ -91,9 +96,10 @@ def _rows(path: str, header: list[str], rows: Iterator[list[str]], reader: CsvRe
     for name in REQUIRED:
         if name not in header:
             raise BadInput(f"missing required column {name!r}", file=path, line=at)
-    seen: set[tuple[str, str, str]] = set()
+    seen: dict[tuple[str, str, Micros], int] = {}  # each snapshot's first line
     group: dict[str, Any] | None = None
-    key: tuple[str, str, str] | None = None
+    key: tuple[str, str, Micros] | None = None
+    observed_text = ""  # the current snapshot's observed_at as its rows write it
     lines: list[int] = []
     start = 1
     for row in rows:
@@ -103,24 +109,29 @@ def _rows(path: str, header: list[str], rows: Iterator[list[str]], reader: CsvRe
         if len(row) != len(header):
             raise BadInput(f"{len(row)} columns where the header has {len(header)}", file=path, line=line)
         cells = dict(zip(header, (c.strip() for c in row), strict=True))
-        row_key = (cells.get("source") or "agent", cells["device_id"], cells["observed_at"])
+        observed = cells["observed_at"]
+        if key is not None and observed == observed_text:
+            row_key = (cells.get("source") or "agent", cells["device_id"], key[2])  # same text, same instant
+        else:
+            row_key = (cells.get("source") or "agent", cells["device_id"], _instant(path, line, observed))
         if row_key != key:
             if group is not None:
                 yield start, _checkin(path, group, start, lines)
             if row_key in seen:
                 raise BadInput(
-                    "rows of one snapshot must be consecutive",
+                    f"rows of one snapshot must be consecutive (its first row is line {seen[row_key]})",
                     file=path,
                     line=line,
                     field="device_id",
                 )
-            seen.add(row_key)
-            key, start, lines = row_key, line, []
+            seen[row_key] = line
+            key, start, lines, observed_text = row_key, line, [], observed
             group = _device(path, line, cells)
         else:
             assert group is not None
             for column in DEVICE:
-                if column in cells and cells[column] != group["_cells"].get(column):
+                # observed_at is compared as an instant (row_key), however it is written
+                if column in cells and column != "observed_at" and cells[column] != group["_cells"].get(column):
                     raise BadInput("differs from the snapshot's first row", file=path, line=line, field=column)
         app = _app(cells)
         if app:
@@ -128,6 +139,14 @@ def _rows(path: str, header: list[str], rows: Iterator[list[str]], reader: CsvRe
             lines.append(line)
     if group is not None:
         yield start, _checkin(path, group, start, lines)
+
+
+def _instant(path: str, line: int, text: str) -> Micros:
+    """The time a row's observed_at names: the key of its snapshot."""
+    try:
+        return parse_time(text, field="observed_at")
+    except BadInput as exc:
+        raise exc.at(file=path, line=line) from None
 
 
 def _device(path: str, line: int, cells: dict[str, str]) -> dict[str, Any]:
@@ -178,6 +197,11 @@ def _checkin(path: str, group: dict[str, Any], start: int, lines: list[int]) -> 
     group.pop("_cells", None)
     try:
         return from_object(group)
+    except DuplicateApp as exc:
+        # One app per row: the other one is a line too.
+        first, line = (lines[i] if i < len(lines) else start for i in (exc.first, exc.index))
+        column = "app_id" if (exc.field or "").endswith(".id") else "app_name"
+        raise BadInput(f"duplicate app (also line {first})", file=path, line=line, field=column) from None
     except BadInput as exc:
         field = exc.field or ""
         line = start

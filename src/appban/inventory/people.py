@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
 from appban.store.records import Person
-from appban.text import EMAIL, check_identifier, check_text
+from appban.text import check_identifier, check_text, normalise_email
 
 HEADER = ["email", "name", "org_unit", "groups", "timezone"]
 _TZ = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
@@ -53,10 +53,7 @@ def read_people(path: str, *, max_bytes: int) -> Iterator[tuple[int, Person]]:
 
 def _person(row: list[str]) -> Person:
     email, name, org_unit, groups_text, timezone = (c.strip() for c in row)
-    email = email.lower()
-    if not email or len(email) > 254 or not EMAIL.match(email):
-        raise BadInput(f"not an e-mail address: {email[:80]!r}", field="email")
-    check_identifier(email, "email")
+    email = normalise_email(email, "email")
     for field, value in (("name", name), ("org_unit", org_unit)):
         if len(value) > _LIMIT:
             raise BadInput(f"longer than {_LIMIT} characters", field=field)
@@ -65,7 +62,8 @@ def _person(row: list[str]) -> Person:
     for g in groups:
         if len(g) > _LIMIT:
             raise BadInput(f"a group longer than {_LIMIT} characters", field="groups")
-        check_text(g, "groups")
+        # A name policies match exactly: nothing in it may be invisible.
+        check_identifier(g, "groups")
     timezone = timezone or "UTC"
     if not _TZ.match(timezone) or len(timezone) > 64:
         raise BadInput(f"unknown time zone {timezone[:64]!r}", field="timezone")
