@@ -1,9 +1,17 @@
-"""SPEC's policy file (YAML), validated field by field with the line of each error."""
+"""SPEC's policy file (YAML), validated field by field with the line of each error.
+
+Lines come from the composed document, where an alias (``*a``) keeps its own
+place: an error in a value reached through an alias names the alias's line, not
+its anchor's. YAML 1.1 reads some plain words as other things (``no`` is false,
+``007`` a number); no policy field takes those, so such a value is refused and
+shown as the file wrote it, with the advice to quote it.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 import yaml
@@ -12,6 +20,7 @@ from appban.catalog import PLATFORMS, Catalog
 from appban.catalog.catalog import id_kind
 from appban.clock import Micros, format_duration, format_time, parse_duration, parse_time
 from appban.errors import BadInput, one_line
+from appban.text import NotUtf8, check_identifier
 
 POLICY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_POLICY_BYTES = 1024 * 1024
@@ -99,8 +108,8 @@ class Policy:
             id=body["id"],
             title=body["title"],
             apps=tuple(body["apps"]),
-            effective=parse_time(body["effective"]),
-            deadline=parse_time(body["deadline"]),
+            effective=parse_time(body["effective"], field="effective"),
+            deadline=parse_time(body["deadline"], field="deadline"),
             reason=body.get("reason", ""),
             scope=Scope(
                 platforms=tuple(scope["platforms"]),
@@ -111,8 +120,8 @@ class Policy:
             ),
             mode=body["mode"],
             on_unverified=body["on_unverified"],
-            max_inventory_age=parse_duration(body["max_inventory_age"]),
-            reminders=tuple(parse_duration(r) for r in body["reminders"]),
+            max_inventory_age=parse_duration(body["max_inventory_age"], field="max_inventory_age"),
+            reminders=tuple(parse_duration(r, field=f"reminders[{i}]") for i, r in enumerate(body["reminders"])),
             status=body.get("status", "active"),
             revision=body.get("revision", 1),
             # Stored as written since durations kept their text; before, in appban's
@@ -129,30 +138,91 @@ class Policy:
         return a == b
 
 
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_KINDS = {"int": "a number", "float": "a number", "timestamp": "a time", "binary": "binary data"}
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose bad scalars (a 30 February, a 10,000-digit number) say their line."""
+    """SafeLoader whose bad scalars (a 10,000-digit number) say their line in appban's words."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError) as exc:
-            raise yaml.constructor.ConstructorError(None, None, one_line(str(exc), 80), node.start_mark) from None
+        except (ValueError, OverflowError):
+            kind = _KINDS.get(str(node.tag).rsplit(":", 1)[-1], "a value")
+            shown = one_line(str(node.value), 40)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown!r} as {kind}", node.start_mark
+            ) from None
+
+    def construct_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A time YAML recognises but cannot build (30 February, offset +25:00) stays
+        text, so that parse_time says what is wrong with it, naming the field."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp)
+
+
+class _Alias(yaml.Node):
+    """Where an alias (``*a``) is written, with the node it stands for."""
+
+    def __init__(self, target: yaml.Node, start: yaml.Mark, end: yaml.Mark) -> None:
+        super().__init__(target.tag, target.value, start, end)
+        self.target = target
+
+
+class _AliasKeepingLoader(_Loader):
+    """Composes a document with each alias at its own place (an _Alias), not replaced
+    by the node it names: the lines of fields, not values, are what is wanted."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            target = self.anchors.get(event.anchor)
+            if target is None:
+                raise yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", event.start_mark
+                )
+            return _Alias(target, event.start_mark, event.end_mark)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        return node
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = _AliasKeepingLoader(text)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
 
 
 class _Lines:
-    """Line numbers of the fields of a composed YAML document."""
+    """Line numbers of the fields of a composed YAML document, and how plain words
+    that YAML read as something else than text (``no``, ``~``, ``007``) were written."""
 
     def __init__(self, node: yaml.Node | None) -> None:
         self.lines: dict[str, int] = {}
         self.first = 1
-        # Aliases share nodes: walk each once, or a few hundred bytes of nested
-        # aliases ("billion laughs") take hours.
+        self.plain: dict[str, str] = {}  # field -> the plain scalar YAML read as non-text
+        self.keys: dict[tuple[str, str], str] = {}  # (mapping, key as read) -> key as written
+        # Aliases are not followed (each is an _Alias), so a few hundred bytes of
+        # nested aliases ("billion laughs") cost nothing; shared nodes are walked once.
         self._walked: set[int] = set()
         if node is not None:
             self.first = node.start_mark.line + 1
             self._walk(node, "")
 
     def _walk(self, node: yaml.Node, path: str) -> None:
+        if isinstance(node, _Alias):
+            if isinstance(node.target, yaml.ScalarNode):
+                self._scalar(node.target, path)
+            return  # fields below an alias are at the alias's line (see of())
         if id(node) in self._walked:
             return
         self._walked.add(id(node))
@@ -161,9 +231,12 @@ class _Lines:
             for key, value in node.value:
                 name = str(key.value)
                 full = f"{path}.{name}" if path else name
-                if name in seen:
+                if key.tag == _MERGE:
+                    _check_merge(value, full)
+                elif name in seen:
                     raise BadInput("duplicate field", line=key.start_mark.line + 1, field=full)
                 seen.add(name)
+                self._key(key, path)
                 self.lines[full] = key.start_mark.line + 1
                 self._walk(value, full)
         elif isinstance(node, yaml.SequenceNode):
@@ -171,6 +244,20 @@ class _Lines:
                 full = f"{path}[{i}]"
                 self.lines[full] = item.start_mark.line + 1
                 self._walk(item, full)
+        elif isinstance(node, yaml.ScalarNode):
+            self._scalar(node, path)
+
+    def _scalar(self, node: yaml.ScalarNode, path: str) -> None:
+        if node.style is None and node.tag != _STR and node.value:
+            self.plain[path] = node.value
+
+    def _key(self, key: yaml.Node, path: str) -> None:
+        if isinstance(key, yaml.ScalarNode) and key.style is None and key.tag != _STR:
+            try:
+                read = yaml.constructor.SafeConstructor().construct_object(key)
+            except (yaml.YAMLError, ValueError, OverflowError):
+                return  # construction names it
+            self.keys[(path, str(read))] = key.value
 
     def field_at(self, line: int) -> str | None:
         """The outermost field on a line, if any: never a wrong item of a flow list."""
@@ -180,8 +267,59 @@ class _Lines:
         while path:
             if path in self.lines:
                 return self.lines[path]
-            path = path.rsplit(".", 1)[0] if "." in path else ""
+            path = path[: max(path.rfind("."), path.rfind("["), 0)]  # the field that holds it
         return self.first
+
+    def key(self, path: str, key: object) -> str:
+        """A mapping's key as the file wrote it."""
+        return self.keys.get((path, str(key)), str(key))
+
+    def written(self, field: str, value: object) -> str:
+        """A value as the file wrote it, quoted: ``'no'`` where YAML read false."""
+        text = None if isinstance(value, str) else self.plain.get(field)
+        return repr(one_line(text if text is not None else str(value), 60))
+
+    def hint(self, field: str, value: object, *, before: str = "") -> str:
+        """`` (YAML reads no unquoted as false: write 'no' in quotes to mean the text)``
+        for a plain word YAML did not read as text, after ``before`` in the parentheses;
+        `` (before)``, or nothing, for anything else."""
+        text = None if isinstance(value, str) else self.plain.get(field)
+        if text is None:
+            return f" ({before})" if before else ""
+        if isinstance(value, bool):
+            reading = "true" if value else "false"
+        elif value is None:
+            reading = "empty (null)"
+        else:
+            reading = _KINDS.get(type(value).__name__, "a " + type(value).__name__)
+        shown = one_line(text, 60)
+        why = f"YAML reads {shown} unquoted as {reading}: write '{shown}' in quotes to mean the text"
+        return f" ({before}; {why})" if before else f" ({why})"
+
+    def got(self, field: str, value: object) -> str:
+        """What a field holds, for an error: its text as written, or what kind of thing it is."""
+        if isinstance(value, str) or field in self.plain:
+            return self.written(field, value)
+        if isinstance(value, list):
+            return "a list"
+        if isinstance(value, dict):
+            return "a mapping"
+        return "nothing" if value is None else type(value).__name__
+
+    def misread(self, field: str, value: object, expected: str) -> BadInput:
+        """``expected X, got 'no' (YAML reads no unquoted as false: ...)``."""
+        return BadInput(f"expected {expected}, got {self.got(field, value)}{self.hint(field, value)}", field=field)
+
+
+def _check_merge(value: yaml.Node, field: str) -> None:
+    """YAML's merge key (``<<: *defaults``) takes a mapping or a list of them; said
+    here, at the line of the alias, since the constructor would name the anchor's."""
+    items = value.target if isinstance(value, _Alias) else value
+    merged = items.value if isinstance(items, yaml.SequenceNode) else [value]
+    for item in merged:
+        node = item.target if isinstance(item, _Alias) else item
+        if not isinstance(node, yaml.MappingNode):
+            raise BadInput("'<<' merges a mapping or a list of mappings", line=item.start_mark.line + 1, field=field)
 
 
 def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>") -> Policy:
@@ -192,14 +330,10 @@ def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>")
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raw = exc.object
-            raise BadInput(
-                f"not UTF-8 (byte {exc.start})", file=file, line=raw.count(b"\n", 0, exc.start) + 1
-            ) from None
+            raise NotUtf8(exc.start, file=file, line=exc.object.count(b"\n", 0, exc.start) + 1) from None
     lines: _Lines | None = None
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        lines = _Lines(node)
+        lines = _Lines(_compose(text))
         data = yaml.load(text, Loader=_Loader)
     except BadInput as exc:
         raise exc.at(file=file) from None
@@ -213,49 +347,80 @@ def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>")
     except RecursionError:
         raise BadInput("malformed YAML: nested too deeply", file=file) from None
     try:
-        return _build(data, catalog)
+        return _build(data, catalog, lines)
     except BadInput as exc:
         raise exc.at(file=file, line=lines.of(exc.field or "")) from None
 
 
-def _build(data: Any, catalog: Catalog) -> Policy:
+def _build(data: Any, catalog: Catalog, src: _Lines) -> Policy:
     if not isinstance(data, dict):
         raise BadInput("a policy is a YAML mapping of fields")
     for key in data:
         if key not in _TOP:
-            raise BadInput(f"unknown field (known: {', '.join(sorted(_TOP))})", field=one_line(str(key), 60))
+            raise BadInput(f"unknown field (known: {', '.join(sorted(_TOP))})", field=one_line(src.key("", key), 60))
     for key in _REQUIRED:
         if data.get(key) is None:
             raise BadInput("missing required field", field=key)
     pid = data["id"]
-    if not isinstance(pid, str) or not POLICY_ID.match(pid):
+    if not isinstance(pid, str):
+        raise src.misread("id", pid, "an id")
+    if not POLICY_ID.match(pid):
         raise BadInput("bad id: use 1-64 of a-z, 0-9 and '-', not starting or ending with '-'", field="id")
-    effective = parse_time(data["effective"], field="effective")
-    deadline = parse_time(data["deadline"], field="deadline")
+    effective = _time(data["effective"], "effective", src)
+    deadline = _time(data["deadline"], "deadline", src)
     if deadline < effective:
         raise BadInput("deadline is before effective", field="deadline")
-    max_age = data.get("max_inventory_age", "7d")
-    reminders = _list(data.get("reminders", []), "reminders")
+    max_age = _duration_text(data.get("max_inventory_age", "7d"), "max_inventory_age", src)
+    reminders = [_duration_text(r, f"reminders[{i}]", src) for i, r in enumerate(_list(data, "reminders", src))]
+    scope = data.get("scope")
     return Policy(
         id=pid,
-        title=_text(data["title"], "title", required=True),
-        reason=_text(data.get("reason", ""), "reason"),
-        apps=_apps(data["apps"], catalog),
-        scope=_scope(data.get("scope") or {}),
+        title=_text(data["title"], "title", src, required=True),
+        reason=_text(data.get("reason", ""), "reason", src),
+        apps=_apps(data["apps"], catalog, src),
+        scope=_scope({} if scope is None else scope, src),
         effective=effective,
         deadline=deadline,
-        mode=_choice(data.get("mode", "enforce"), "mode", ("enforce", "monitor")),
-        on_unverified=_choice(data.get("on_unverified", "allow"), "on_unverified", ("allow", "block")),
+        mode=_choice(data.get("mode", "enforce"), "mode", ("enforce", "monitor"), src),
+        on_unverified=_choice(data.get("on_unverified", "allow"), "on_unverified", ("allow", "block"), src),
         max_inventory_age=parse_duration(max_age, field="max_inventory_age"),
-        reminders=tuple(parse_duration(r, field=f"reminders[{i}]") for i, r in enumerate(reminders)),
+        reminders=_reminders(reminders),
         max_inventory_age_text=max_age.strip(),
         reminders_text=tuple(r.strip() for r in reminders),
     )
 
 
-def _text(value: Any, field: str, *, required: bool = False, limit: int = 500) -> str:
+def _time(value: Any, field: str, src: _Lines) -> Micros:
+    if not isinstance(value, str | date):  # a datetime is a date; parse_time reads both
+        raise src.misread(field, value, "an ISO-8601 time with an offset, e.g. 2020-07-10T16:00:00Z")
+    return parse_time(value, field=field)
+
+
+def _duration_text(value: Any, field: str, src: _Lines) -> str:
     if not isinstance(value, str):
-        raise BadInput(f"expected text, got {type(value).__name__}", field=field)
+        raise src.misread(field, value, "a duration such as 7d, 24h or 90m")
+    return value
+
+
+def _reminders(written: list[str]) -> tuple[Micros, ...]:
+    """Each reminder once: two that name the same time before the deadline (``1w``
+    and ``168h``) would send the same notice twice."""
+    out: list[Micros] = []
+    for i, text in enumerate(written):
+        value = parse_duration(text, field=f"reminders[{i}]")
+        if value in out:
+            first = out.index(value)
+            raise BadInput(
+                f"{text.strip()!r} is the same time as reminders[{first}] ({written[first].strip()!r})",
+                field=f"reminders[{i}]",
+            )
+        out.append(value)
+    return tuple(out)
+
+
+def _text(value: Any, field: str, src: _Lines, *, required: bool = False, limit: int = 500) -> str:
+    if not isinstance(value, str):
+        raise src.misread(field, value, "text")
     if required and not value.strip():
         raise BadInput("must not be empty", field=field)
     if len(value) > limit:
@@ -267,29 +432,33 @@ def _text(value: Any, field: str, *, required: bool = False, limit: int = 500) -
     return value
 
 
-def _list(value: Any, field: str) -> list[Any]:
+def _list(data: dict[Any, Any], field: str, src: _Lines, *, within: str = "") -> list[Any]:
+    value = data.get(field)
+    path = f"{within}.{field}" if within else field
     if value is None:
         return []
     if not isinstance(value, list):
-        raise BadInput(f"expected a list, got {type(value).__name__}", field=field)
+        raise src.misread(path, value, "a list")
     return value
 
 
-def _choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        shown = one_line(str(value), 40)
-        raise BadInput(f"{shown!r} is not one of {', '.join(choices)}", field=field)
-    return str(value)
+def _choice(value: Any, field: str, choices: tuple[str, ...], src: _Lines) -> str:
+    if not isinstance(value, str) or value not in choices:
+        got, hint = src.got(field, value), src.hint(field, value)
+        raise BadInput(f"{got} is not one of {', '.join(choices)}{hint}", field=field)
+    return value
 
 
-def _apps(value: Any, catalog: Catalog) -> tuple[str, ...]:
-    refs = _list(value, "apps")
+def _apps(value: Any, catalog: Catalog, src: _Lines) -> tuple[str, ...]:
+    refs = _list({"apps": value}, "apps", src)
     if not refs:
         raise BadInput("name at least one app family or platform:identifier", field="apps")
     out: list[str] = []
     for i, ref in enumerate(refs):
         field = f"apps[{i}]"
-        if not isinstance(ref, str) or not ref or len(ref) > 256:
+        if not isinstance(ref, str):
+            raise src.misread(field, ref, "a family or platform:identifier")
+        if not ref or len(ref) > 256:
             raise BadInput("expected a family or platform:identifier", field=field)
         if ":" in ref:
             platform, ident = ref.split(":", 1)
@@ -306,33 +475,36 @@ def _apps(value: Any, catalog: Catalog) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _scope(value: Any) -> Scope:
+def _scope(value: Any, src: _Lines) -> Scope:
     if not isinstance(value, dict):
-        raise BadInput("expected a mapping", field="scope")
+        raise src.misread("scope", value, "a mapping")
     for key in value:
         if key not in _SCOPE:
             raise BadInput(
                 f"unknown field (known: {', '.join(sorted(_SCOPE))})",
-                field=f"scope.{one_line(str(key), 60)}",
+                field=f"scope.{one_line(src.key('scope', key), 60)}",
             )
-    platforms = _list(value.get("platforms", []), "scope.platforms")
+    platforms = _list(value, "platforms", src, within="scope")
     for i, p in enumerate(platforms):
         if p not in PLATFORMS:
-            raise BadInput(
-                f"unknown platform {one_line(str(p), 40)!r} (known: {', '.join(PLATFORMS)})",
-                field=f"scope.platforms[{i}]",
-            )
+            field = f"scope.platforms[{i}]"
+            hint = src.hint(field, p, before=f"known: {', '.join(PLATFORMS)}")
+            raise BadInput(f"unknown platform {src.written(field, p)}{hint}", field=field)
     groups = {}
     for key in ("include_groups", "exclude_groups"):
-        items = _list(value.get(key, []), f"scope.{key}")
+        items = _list(value, key, src, within="scope")
         for i, g in enumerate(items):
-            if not isinstance(g, str) or not g or len(g) > 200:
-                raise BadInput("expected a group name", field=f"scope.{key}[{i}]")
+            field = f"scope.{key}[{i}]"
+            if not isinstance(g, str):
+                raise src.misread(field, g, "a group name")
+            if not g or len(g) > 200:
+                raise BadInput("expected a group name of 1-200 characters", field=field)
+            check_identifier(g, field)  # matched exactly against people's groups
         groups[key] = tuple(items)
     return Scope(
         platforms=tuple(dict.fromkeys(platforms)),
-        mail_access=_choice(value.get("mail_access", "required"), "scope.mail_access", ("required", "any")),
-        ownership=_choice(value.get("ownership", "any"), "scope.ownership", ("corporate", "personal", "any")),
+        mail_access=_choice(value.get("mail_access", "required"), "scope.mail_access", ("required", "any"), src),
+        ownership=_choice(value.get("ownership", "any"), "scope.ownership", ("corporate", "personal", "any"), src),
         include_groups=groups["include_groups"],
         exclude_groups=groups["exclude_groups"],
     )
