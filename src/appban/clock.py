@@ -17,8 +17,9 @@ _SECOND = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 # Times a datetime can show again (format_time): years 1 to 9999, in UTC.
-_FIRST = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICRO
-_LAST = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICRO
+FIRST_TIME: Micros = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICRO
+LAST_TIME: Micros = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICRO
+_FIRST, _LAST = FIRST_TIME, LAST_TIME
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+)([wdhms])")
 # The longest duration: 100 years of 365.25 days. Longer ones mean nothing for an

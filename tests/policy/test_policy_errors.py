@@ -538,6 +538,15 @@ def test_the_same_reminder_twice_is_refused(
     fleet.assert_unchanged()
 
 
+def test_a_reminder_before_the_year_0001_is_refused(fleet: Fleet, mode: list[str]) -> None:
+    text = replace("effective: 2020-07-10T16:00:00Z", "effective: 0001-01-01T00:00:00Z")
+    text = replace("deadline: 2020-07-11T06:59:00Z", "deadline: 0050-01-01T00:00:00Z", text)
+    text = replace("reminders: [24h, 2h]", "reminders: [24h, 3000w]", text)
+    path = fleet.write("early-reminder.yaml", text)
+    assert_bad_input(apply(fleet, path, *mode), where(path, line_of(text, "reminders:")), "field reminders[1]:", "0001")
+    fleet.assert_unchanged()
+
+
 # -- times appban writes, it reads back ------------------------------------------------------------
 
 

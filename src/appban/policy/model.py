@@ -18,7 +18,7 @@ import yaml
 
 from appban.catalog import PLATFORMS, Catalog
 from appban.catalog.catalog import id_kind
-from appban.clock import Micros, format_duration, format_time, parse_duration, parse_time
+from appban.clock import FIRST_TIME, Micros, format_duration, format_time, parse_duration, parse_time
 from appban.errors import BadInput, one_line
 from appban.text import NotUtf8, check_identifier
 
@@ -384,7 +384,7 @@ def _build(data: Any, catalog: Catalog, src: _Lines) -> Policy:
         mode=_choice(data.get("mode", "enforce"), "mode", ("enforce", "monitor"), src),
         on_unverified=_choice(data.get("on_unverified", "allow"), "on_unverified", ("allow", "block"), src),
         max_inventory_age=parse_duration(max_age, field="max_inventory_age"),
-        reminders=_reminders(reminders),
+        reminders=_reminders(reminders, deadline),
         max_inventory_age_text=max_age.strip(),
         reminders_text=tuple(r.strip() for r in reminders),
     )
@@ -402,12 +402,15 @@ def _duration_text(value: Any, field: str, src: _Lines) -> str:
     return value
 
 
-def _reminders(written: list[str]) -> tuple[Micros, ...]:
+def _reminders(written: list[str], deadline: Micros) -> tuple[Micros, ...]:
     """Each reminder once: two that name the same time before the deadline (``1w``
-    and ``168h``) would send the same notice twice."""
+    and ``168h``) would send the same notice twice. Each falls in a year a time can
+    be written in (0001 or later)."""
     out: list[Micros] = []
     for i, text in enumerate(written):
         value = parse_duration(text, field=f"reminders[{i}]")
+        if deadline - value < FIRST_TIME:
+            raise BadInput(f"{text.strip()!r} before the deadline is before the year 0001", field=f"reminders[{i}]")
         if value in out:
             first = out.index(value)
             raise BadInput(
