@@ -226,6 +226,36 @@ def test_a_database_restored_from_backup_is_reloaded(live: tuple[Appban, GatePro
     assert "reloading" in "".join(gate.log)
 
 
+def test_a_copy_that_went_further_along_another_path_is_reloaded(live: tuple[Appban, GateProcess]) -> None:
+    """The probe: a copy of the live database (same identity) took more changes than the
+    live one after the copy was made, then was put back; the gate, whose counter was
+    behind the copy's, followed it incrementally and kept the live database's answers."""
+    import sqlite3
+
+    ab, gate = live
+    db = Path(ab.db)
+    staging = Appban(db.parent)
+    staging.db = str(db.parent / "staging.db")
+    with sqlite3.connect(db) as src, sqlite3.connect(staging.db) as dst:
+        src.backup(dst)  # Jane blocked, Bob clean, in both
+    # Live: Jane cleans her phone, Bob installs TikTok.
+    checkin(ab, "JANE-IPHONE", JANE, ["EASJANE1"], [NOTES])
+    checkin(ab, "BOB-PIXEL", BOB, ["EASBOB1"], [NOTES, TIKTOK])
+    reason_becomes(gate, "EASJANE1", "jane.doe", "ok")
+    reason_becomes(gate, "EASBOB1", "bob.roe", BLOCKED)
+    # Staging takes more changes than live did (its counter passes the gate's), none of
+    # them to Jane's or Bob's phones.
+    for i in range(6):
+        checkin(staging, f"ANN-{i}", "ann.lee@example.com", [f"EASANN{i}"], [NOTES])
+    with sqlite3.connect(staging.db) as src, sqlite3.connect(db) as dst:
+        src.backup(dst)  # put back in place through SQLite's backup API
+    # The gate answers from the copy: Jane blocked again, Bob clean.
+    reason_becomes(gate, "EASJANE1", "jane.doe", BLOCKED, timeout=2)
+    reason_becomes(gate, "EASBOB1", "bob.roe", "ok", timeout=2)
+    assert gate.sync("EASANN5", "ann.lee").reason == "ok"
+    assert "history is not the one followed" in "".join(gate.log)
+
+
 # -- in-process: a commit that lands between the follower's reads -----------------------------
 
 

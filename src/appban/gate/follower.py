@@ -79,6 +79,7 @@ class Follower(threading.Thread):
         self.error = ""
         self.last_ok = 0.0
         self.database_id = ""
+        self.token: str | None = None  # gate_commits token of table.seq: the history followed
         self.polls = 0
         self.failures = {"busy": 0, "unavailable": 0, "error": 0}
         self.reloads = 0
@@ -177,6 +178,11 @@ class Follower(threading.Thread):
             # The counter went back: the same database restored from a backup.
             log.warning("store change counter went back (%d < %d): reloading", seq, self.table.seq)
             self._reload(store, seq)
+        elif self.table.seq and store.gate_token(self.table.seq) != self.token:
+            # The same database, but not the history followed: a copy restored over it
+            # whose counter has gone as far or further along another path.
+            log.warning("the store's history is not the one followed (a copy restored over it): reloading")
+            self._reload(store, seq)
         elif seq > self.table.seq or self.table.seq == 0:
             after = self.table.seq
             creds = store.credentials(self.creds.seq if after else 0)
@@ -190,6 +196,7 @@ class Follower(threading.Thread):
             # (a credential after it was read, its device row before). Remember the seq
             # read first, not the highest seen, so the next poll reads such rows again.
             self.table.seq = seq
+        self.token = store.gate_token(self.table.seq)
         self.database_id = database_id
         self.table.updated = time.monotonic()
         self.polls += 1

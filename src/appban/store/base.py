@@ -76,6 +76,11 @@ class Store(Protocol):
         """The gate counter's committed value: the gate polls it to see that something changed."""
         ...
 
+    def gate_token(self, seq: int) -> str | None:
+        """The random token committed with gate counter value ``seq`` (None when that value
+        was never committed here, or is long past): the same token means the same history."""
+        ...
+
     # -- a long-lived follower (the gate) ----------------------------------------------
 
     def replaced(self) -> bool:

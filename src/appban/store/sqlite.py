@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -73,6 +74,11 @@ def migrations() -> list[tuple[int, str]]:
         if item.name.endswith(".sql"):
             out.append((int(item.name.split("_", 1)[0]), item.read_text("utf-8")))
     return sorted(out)
+
+
+# Commit tokens kept for followers (gate_commits): far more than a follower polling
+# every tenth of a second ever falls behind by without reloading anyway.
+_GATE_COMMITS_KEPT = 100_000
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -186,6 +192,10 @@ class SQLiteStore:
             yield
             if self._seq is not None:
                 self.set_meta("gate_seq", str(self._seq))
+                self.db.execute(
+                    "INSERT INTO gate_commits (seq, token) VALUES (?, ?)", (self._seq, secrets.token_hex(8))
+                )
+                self.db.execute("DELETE FROM gate_commits WHERE seq < ?", (self._seq - _GATE_COMMITS_KEPT,))
         except BaseException:
             self._depth = 0
             self._seq = None
@@ -194,6 +204,10 @@ class SQLiteStore:
         self._depth = 0
         self._seq = None
         self.db.execute("COMMIT")
+
+    def gate_token(self, seq: int) -> str | None:
+        row = self.db.execute("SELECT token FROM gate_commits WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
 
     def busy(self) -> Busy:
         return Busy(
