@@ -190,6 +190,29 @@ def test_two_device_ids_are_ambiguous(query: str) -> None:
     assert raised.value.reason == "ambiguous_device_id"
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        # The probe: base64 names Jane's phone, the plain parameter Bob's; the gate read
+        # only Bob's and the server got both.
+        f"{encoded(b'EASJANE1')}&DeviceId=EASBOB1",
+        f"Cmd=Sync&DeviceId=EASBOB1&{encoded(b'EASJANE1')}",
+        f"Cmd=Sync&DeviceId=EASBOB1&{quote(encoded(b'EASJANE1'), safe='')}",
+        # A fragment: the gate cut it off, the server may read what follows.
+        "DeviceId=EASBOB1#&DeviceId=EASJANE1",
+        "Cmd=Sync&DeviceId=EASBOB1#x=1",
+    ],
+)
+def test_a_second_encoding_or_a_fragment_is_ambiguous(query: str) -> None:
+    with pytest.raises(AmbiguousDeviceId):
+        parse_uri(f"{PATH}?{query}")
+
+
+def test_plain_parameters_that_merely_look_like_base64_are_fine() -> None:
+    request = parse_uri(f"{PATH}?Cmd=GetAttachment&AttachmentName=abcdefghijklmnop&DeviceId=EASBOB1&User=bob")
+    assert request.device_id == "EASBOB1"
+
+
 def test_garbage_reason_is_no_device_id() -> None:
     with pytest.raises(Garbage) as raised:
         parse_uri(f"{PATH}?Cmd=Sync&DeviceId=AB%00CD")

@@ -152,7 +152,10 @@ def _parse(uri: str) -> Request:
     if len(uri) > 8192:
         raise Garbage("request line too long")
     _, _, query = uri.partition("?")
-    query = query.partition("#")[0]
+    query, _, fragment = query.partition("#")
+    if "=" in fragment or "&" in fragment:
+        # A client never sends a fragment; a server may read parameters behind one.
+        raise AmbiguousDeviceId("parameters after a '#' in the query")
     if not query:
         return Request("", "")
     if "=" in query and _looks_plain(query):
@@ -172,6 +175,11 @@ def _plain(query: str) -> Request:
         raise Garbage(f"bad query: {exc}") from None
     # Parameter names in any letter case, folded as a server comparing them without
     # regard to case would (upper case: "devıceid" with a dotless i is DeviceId too).
+    for segment in query.split("&"):
+        if _BASE64_SEGMENT.match(segment) and _names_a_device(segment):
+            # The whole query in MS-ASHTTP's base64 form, beside plain parameters: a
+            # server reading either encoding could see another DeviceId.
+            raise AmbiguousDeviceId("a base64 query beside plain parameters")
     values: dict[str, str] = {}
     for key, value in pairs:
         name = key.upper()
@@ -184,6 +192,19 @@ def _plain(query: str) -> Request:
         values.get("CMD", "")[:64],
         _clean(values.get("DEVICETYPE", "")),
     )
+
+
+# A segment that can only be a base64 query: base64 letters (maybe percent-encoded),
+# '=' only as padding at its end, long enough to hold a version, a command, a locale
+# and a DeviceId. A plain parameter always has a name, '=', and a value.
+_BASE64_SEGMENT = re.compile(r"^[A-Za-z0-9+/%]{10,}=*$")
+
+
+def _names_a_device(segment: str) -> bool:
+    try:
+        return bool(_base64(segment).device_id)
+    except Garbage:
+        return False
 
 
 def _clean(value: str) -> str:
