@@ -648,7 +648,8 @@ def _evidence(e: dict[str, Any]) -> str:
         if e.get("app"):
             app = f"app {h(e['app'])}" + (f" ({what})" if what else "")
         else:  # a source that reported a name only
-            app = f"app with no identifier, name: {what or '-'}"
+            version = f", version {h(e['version'])}" if e.get("version") else ""
+            app = f"app with no identifier (name: {h(e.get('name')) or '-'}{version})"
         return f"{app} from {h(e['source'])}, matched by {h(e['match'])}; {seen}; {now}"
     if kind == "inventory":
         return (
@@ -1026,8 +1027,8 @@ def audit_export(env: Env, file: str) -> None:
     """Write the hash chain to FILE as JSON Lines, to verify it without appban.
 
     FILE is replaced whole, or not at all; a symbolic link is followed, and a path
-    that is not a regular file (a folder, a named pipe, a device) is refused. FILE -
-    writes the chain to standard output instead, and nothing else.
+    that is not a regular file (a folder, a named pipe, a device) is refused. With
+    "-" as FILE the chain goes to standard output, and nothing else is printed.
     """
     from appban.audit.export import export
 

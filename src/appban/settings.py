@@ -20,7 +20,7 @@ def _bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise ValueError(f"expected true or false (yes or no, 1 or 0), got {text[:40]!r}")
 
 
 @dataclass(frozen=True)
@@ -57,37 +57,61 @@ def _ascii_lower(text: str) -> str:
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses NaN
-        raise ValueError(f"expected a number of seconds, got {text[:40]!r}")
-    return value
+DAY = 86_400.0
 
 
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if not 0 < value < float("inf"):
-        raise ValueError(f"expected a positive number of seconds, got {text[:40]!r}")
-    return value
+def _seconds(most: float = DAY, *, zero: bool = True) -> Callable[[str], float]:
+    """Seconds from 0 (or from just above 0) to ``most``: finite, so that every timer,
+    SQLite's busy timeout included, can hold them."""
+    what = f"a number of seconds from {'0' if zero else 'above 0'} to {most:g}"
+
+    def parse(text: str) -> float:
+        # Python's own float() is the parser, not its message: a refusal says what appban wants.
+        try:
+            value = float(text) if text.isascii() else float("nan")
+        except ValueError:
+            value = float("nan")
+        low_ok = value >= 0 if zero else value > 0
+        if not (low_ok and value <= most):  # NaN fails every comparison
+            raise ValueError(f"expected {what}, got {text[:40]!r}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    value = int(text) if text.strip().isdigit() else 0
-    if value < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {text[:40]!r}")
-    return value
+def _whole(least: int, most: int) -> Callable[[str], int]:
+    """A whole number from ``least`` to ``most``, written in decimal digits."""
+    what = f"a whole number from {least} to {most}"
+
+    def parse(text: str) -> int:
+        digits = text.strip()
+        # Plain ASCII digits, and few enough of them that int() is cheap and cannot refuse.
+        value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
+        if value is None or not least <= value <= most:
+            raise ValueError(f"expected {what}, got {text[:40]!r}")
+        return value
+
+    return parse
+
+
+def _path(text: str) -> str:
+    """A path or URL: an empty one is an unset variable's mistake, not the current folder."""
+    if not text.strip():
+        raise ValueError("expected a SQLite path or database URL, got nothing")
+    return text
 
 
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
         # -- the store ---------------------------------------------------------------
-        Setting("db", "appban.db", "SQLite path or database URL of the store."),
+        Setting("db", "appban.db", "SQLite path or database URL of the store.", _path),
         Setting(
             "busy_timeout",
             60.0,
-            "Seconds a command waits for another writer to finish before saying the database is busy.",
-            _seconds,
+            "Seconds a command waits for another writer to finish before saying the database is busy "
+            "(0 to 86400).",
+            _seconds(),
         ),
         Setting(
             "sqlite_synchronous",
@@ -107,14 +131,14 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "max_checkin_bytes",
             4 * 1024 * 1024,
-            "Largest single check-in accepted, in bytes.",
-            int,
+            "Largest single check-in accepted, in bytes (1 to 1073741824).",
+            _whole(1, 1 << 30),
         ),
         Setting(
             "max_apps",
             10_000,
-            "Most apps accepted in one check-in.",
-            int,
+            "Most apps accepted in one check-in (1 to 1000000).",
+            _whole(1, 1_000_000),
         ),
         Setting(
             "clock_skew",
@@ -151,7 +175,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         # -- the gate ----------------------------------------------------------------
         Setting("gate_host", "127.0.0.1", "Address appban gate serve listens on."),
-        Setting("gate_port", 8089, "Port appban gate serve listens on.", int),
+        Setting("gate_port", 8089, "Port appban gate serve listens on (0: any free port).", _whole(0, 65535)),
         Setting(
             "unknown_device",
             "deny",
@@ -167,67 +191,67 @@ SETTINGS: dict[str, Setting] = {
             "gate_poll_interval",
             0.1,
             "Seconds between the gate's polls of the store for changed decisions.",
-            _seconds,
+            _seconds(60, zero=False),
         ),
         Setting(
             "gate_evaluate_interval",
             1.0,
             "Seconds between the gate's checks for time-driven changes (deadlines, expiries) to apply.",
-            _seconds,
+            _seconds(3600, zero=False),
         ),
         Setting(
             "gate_header_timeout",
             10.0,
             "Seconds a client of the gate has to send a whole request (request line, headers, any "
             "body) once it starts one, and a new connection to send its first; then it is closed.",
-            _positive_seconds,
+            _seconds(zero=False),
         ),
         Setting(
             "gate_idle_timeout",
             75.0,
             "Seconds the gate keeps an idle keep-alive connection open. Longer than nginx's upstream "
             "keepalive_timeout (60 s), so nginx closes first and never reuses a connection being closed.",
-            _positive_seconds,
+            _seconds(zero=False),
         ),
         Setting(
             "gate_max_connections",
             4096,
             "Most client connections the gate holds open; beyond it a stalled or idle one is closed "
             "to make room, else the new one is refused (503).",
-            _count,
+            _whole(1, 1_000_000),
         ),
         Setting(
             "gate_max_pipeline",
             64,
             "Most requests the gate queues on one connection behind a mail login being verified; "
             "beyond it the gate stops reading that connection until the queue drains.",
-            _count,
+            _whole(1, 100_000),
         ),
         Setting(
             "auth_wait",
             3,
             "Seconds nginx mail waits before a client may try another login after a refusal (Auth-Wait).",
-            int,
+            _whole(0, 3600),
         ),
         Setting(
             "mail_user_failures",
             10,
             "Failed mail logins of one user (by local part) after which its logins are refused as "
             "throttled until failures drain (that many per mail_failure_window); 0: no limit.",
-            int,
+            _whole(0, 1_000_000),
         ),
         Setting(
             "mail_client_failures",
             30,
             "Failed mail logins from one client address (an IPv6 /64) after which its logins are "
             "refused as throttled until failures drain; 0: no limit.",
-            int,
+            _whole(0, 1_000_000),
         ),
         Setting(
             "mail_failure_window",
             600.0,
-            "Seconds over which the mail failure limits drain completely.",
-            _seconds,
+            "Seconds over which the mail failure limits drain completely (at most a day).",
+            _seconds(zero=False),
         ),
         # -- operations ----------------------------------------------------------------
         Setting(

@@ -243,7 +243,11 @@ def test_piped_output_is_a_plain_day_by_day_report(tmp_path: Path) -> None:
     s = demo_json(tmp_path / "again.db")
     b, u = s["explain"]["banned_app_devices"], s["explain"]["unverified"]
     others = b["devices"] - s["dry_run"]["violating_now"]
-    assert f"of the {b['devices']:,} devices with TikTok, {others:,} do not violate it: " in out
-    assert f"{b['out_of_scope']['no_mail']:,} do not read company mail" in out
+
+    def do(n: int) -> str:  # the verb agrees with the count: "1 does not", "2 do not"
+        return f"{n:,} {'does' if n == 1 else 'do'}"
+
+    assert f"of the {b['devices']:,} devices with TikTok, {do(others)} not violate it: " in out
+    assert f"{do(b['out_of_scope']['no_mail'])} not read company mail" in out
     assert f"{u['devices']:,} unverified devices keep their mail" in out and "on_unverified: allow" in out
     assert "device(s)" not in out

@@ -97,6 +97,10 @@ class Upstreams:
                 raise ValueError(f"{spec!r}: write an IPv6 address in brackets, [ADDRESS]:PORT")
             # nginx reads an IPv6 Auth-Server without brackets.
             upstream = (str(address), int(port))
+            # Two for one protocol is a mistake to say, not a choice to make (the last one).
+            if (proto.lower() in out.by_protocol) if proto else (out.default is not None):
+                what = f"{proto.lower()}=" if proto else "every protocol (no PROTO=)"
+                raise ValueError(f"{spec!r}: a second upstream for {what}; give one per protocol")
             if proto:
                 out.by_protocol[proto.lower()] = upstream
             else:
@@ -340,8 +344,11 @@ class Gate:
         and attempt to check off the loop) only when an old argon2 hash must be checked.
 
         Every login costs the same one keyed hash whoever it names (credentials.py).
-        A login that worked before passes; otherwise a user or client with too many
-        recent failures is refused as ``throttled`` before its password is looked at.
+        The right password always passes: it has 144 random bits, no one guesses it,
+        and a limit that refused it would let anyone lock a user out (after a restart,
+        from a new address, at a second gate) by guessing at their name. A wrong one
+        counts against its user and client; past their limits it is answered
+        ``throttled`` with ``Auth-Wait``, and an old argon2 hash is not even tried.
         """
         user = unquote(headers.get(b"auth-user", b"").decode("utf-8", "replace"))
         password = unquote(headers.get(b"auth-pass", b"").decode("utf-8", "replace"))
@@ -353,15 +360,11 @@ class Gate:
         if not user or not password:
             return self.mail_answer(None, protocol, attempt=attempt), request
         found = self.creds.find(password)
-        owns = found is not None and self.table.names.owns(user, found[2], self.table.persons)
-        if found is not None and owns and self.creds.worked_before(user, found[0]):
+        if found is not None and self.table.names.owns(user, found[2], self.table.persons):
+            self.limits.succeeded(user)
             return self.mail_answer(found[1], protocol, user, attempt=attempt), request
         if self.limits.throttled(user, client):
             return self._mail_refusal("throttled", protocol, attempt), request
-        if found is not None and owns:
-            self.creds.worked(user, found[0])
-            self.limits.succeeded(user)
-            return self.mail_answer(found[1], protocol, user, attempt=attempt), request
         self.limits.failed(user, client)  # forgiven by mail_verify if an argon2 hash matches
         if self.creds.has_legacy(user):
             return None, request
@@ -877,7 +880,7 @@ def serve(
                 await asyncio.wait_for(stop.wait(), sweep_every)
             except TimeoutError:
                 conns.sweep(time.perf_counter())
-        log.info("stopping: %d connections open", len(conns.open))
+        log.info("stopping: %d connection%s open", len(conns.open), "" if len(conns.open) == 1 else "s")
         server.close()  # no new connections
         conns.close_all()
         await asyncio.sleep(0)  # let the transports close

@@ -43,7 +43,7 @@ def _inspect(path: str) -> str:
     try:
         con = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
-        raise BadInput(f"cannot open {path}: {exc}", field="--db") from None
+        raise BadInput(f"cannot open {path} ({exc.sqlite_errorname or 'error'})", field="--db") from None
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
@@ -59,7 +59,7 @@ def _inspect(path: str) -> str:
             if con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
                 return "real"
         return "empty"
-    except sqlite3.DatabaseError as exc:
-        raise BadInput(f"{path} is not a SQLite database ({exc})", field="--db") from None
+    except sqlite3.DatabaseError:
+        raise BadInput(f"{path} is not a SQLite database", field="--db") from None
     finally:
         con.close()

@@ -38,15 +38,18 @@ def _company(s: dict[str, Any]) -> None:
         f"zones; {f['devices']:,} devices: {platforms}"
     )
     output.line(f"  phones and tablets reading mail: {f['mobile_reading_mail']:,} (ownership/inventory: {readers})")
-    output.line(f"  TikTok on {f['banned_app_devices']:,} devices the inventory can see: {apps}")
+    output.line(f"  TikTok on {output.plural(f['banned_app_devices'], 'device')} the inventory can see: {apps}")
     output.line(
         f"policy {p['id']}: effective {p['effective']}, deadline {p['deadline']}, reminders "
         f"{' and '.join(p['reminders'])} before it; inventories older than "
         f"{p['max_inventory_age']} prove nothing"
     )
+    violating = d["violating_now"]
     output.line(
-        f"  dry run: {d['in_scope']['devices']:,} devices of {d['in_scope']['people']:,} people "
-        f"in scope; {d['violating_now']:,} violate it now ({d['people_affected']:,} people), "
+        f"  dry run: {output.plural(d['in_scope']['devices'], 'device')} of "
+        f"{output.plural(d['in_scope']['people'], 'person', 'people')} in scope; "
+        f"{violating:,} {_verb(violating, 'violates', 'violate')} it now "
+        f"({output.plural(d['people_affected'], 'person', 'people')}), "
         f"{d['would_be_denied_at_deadline']:,} would lose mail at the deadline"
     )
     if "explain" in s:
@@ -60,30 +63,44 @@ def _why_fewer(b: dict[str, Any], violating: int) -> None:
         return
     reasons = [_left_out(key, n) for key, n in b["out_of_scope"].items()]
     reasons += [
-        f"{n:,} {_HELD.get(state, state)}"
+        f"{n:,} {_verb(n, *_HELD.get(state, (state, state)))}"
         for state, n in b["states"].items()
         if state not in ("out_of_scope", "violating", "blocked")
     ]
     output.line(
-        f"  of the {output.plural(b['devices'], 'device')} with TikTok, {others:,} do not violate it: "
-        + "; ".join(reasons)
+        f"  of the {output.plural(b['devices'], 'device')} with TikTok, {others:,} "
+        f"{_verb(others, 'does', 'do')} not violate it: " + "; ".join(reasons)
     )
 
 
-# Why a device with the app is not held by the policy (keys from sim/_explain.py).
+# Why a device with the app is not held by the policy (keys from sim/_explain.py),
+# for one device and for several.
 _LEFT_OUT = {
-    "no_mail": "{n} do not read company mail",
-    "not_in_included_groups": "{n} belong to none of the groups it names",
-    "platform": "{n} run {what}, which it does not name",
-    "ownership": "{n} are {what}, which it leaves out",
-    "group": "{n} belong to {what}, which it excludes",
+    "no_mail": ("{n} does not read company mail", "{n} do not read company mail"),
+    "not_in_included_groups": (
+        "{n} belongs to none of the groups it names",
+        "{n} belong to none of the groups it names",
+    ),
+    "platform": ("{n} runs {what}, which it does not name", "{n} run {what}, which it does not name"),
+    "ownership": ("{n} is {what}, which it leaves out", "{n} are {what}, which it leaves out"),
+    "group": ("{n} belongs to {what}, which it excludes", "{n} belong to {what}, which it excludes"),
 }
-_HELD = {"exempt": "are exempt", "compliant": "have an attested removal", "unverified": "are unverified"}
+_HELD = {
+    "exempt": ("is exempt", "are exempt"),
+    "compliant": ("has an attested removal", "have an attested removal"),
+    "unverified": ("is unverified", "are unverified"),
+}
 
 
 def _left_out(key: str, n: int) -> str:
     kind, _, what = key.partition(":")
-    return _LEFT_OUT.get(kind, "{n} are out of scope ({key})").format(n=f"{n:,}", what=what, key=key)
+    forms = _LEFT_OUT.get(kind, ("{n} is out of scope ({key})", "{n} are out of scope ({key})"))
+    return _verb(n, *forms).format(n=f"{n:,}", what=what, key=key)
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    """The form that agrees with ``n``: ``1 does``, ``2 do``."""
+    return one if n == 1 else many
 
 
 def _days(days: list[dict[str, Any]]) -> None:
@@ -117,34 +134,47 @@ def _why_unverified(u: dict[str, Any], p: dict[str, Any]) -> None:
     if not u["devices"]:
         return
     because = "; ".join(
-        _UNVERIFIED.get(k, "{n} for another reason").format(n=f"{n:,}", age=p["max_inventory_age"])
+        _verb(n, *_UNVERIFIED.get(k, ("{n} for another reason", "{n} for another reason"))).format(
+            n=f"{n:,}", age=p["max_inventory_age"]
+        )
         for k, n in u["because"].items()
     )
-    devices = output.plural(u["devices"], "unverified device")
+    n = u["devices"]
+    devices = output.plural(n, "unverified device")
     if u["on_unverified"] == "allow":
         output.line(
-            f"{devices} keep their mail: nothing proves the app is gone, but the policy says "
-            f"on_unverified: allow ({because}); with on_unverified: block they would lose it at the deadline"
+            f"{devices} {_verb(n, 'keeps its', 'keep their')} mail: nothing proves the app is gone, but "
+            f"the policy says on_unverified: allow ({because}); with on_unverified: block "
+            f"{_verb(n, 'it', 'they')} would lose mail at the deadline"
         )
     else:
-        output.line(f"{devices} lose their mail after the deadline: the policy says on_unverified: block ({because})")
+        output.line(
+            f"{devices} {_verb(n, 'loses its', 'lose their')} mail after the deadline: the policy says "
+            f"on_unverified: block ({because})"
+        )
 
 
 _UNVERIFIED = {
-    "managed_inventory": "{n} report managed apps only, which cannot show a personal app",
-    "stale_inventory": "{n} have an inventory older than {age}",
-    "no_inventory": "{n} have no inventory",
-    "older_catalog": "{n} were last seen against an older catalog",
+    "managed_inventory": (
+        "{n} reports managed apps only, which cannot show a personal app",
+        "{n} report managed apps only, which cannot show a personal app",
+    ),
+    "stale_inventory": ("{n} has an inventory older than {age}", "{n} have an inventory older than {age}"),
+    "no_inventory": ("{n} has no inventory", "{n} have no inventory"),
+    "older_catalog": ("{n} was last seen against an older catalog", "{n} were last seen against an older catalog"),
 }
 
 
 def _summary(s: dict[str, Any]) -> None:
     t = s["totals"]
+    removed, blocked = t["removed_before_deadline"], t["blocked_at_deadline"]
     output.line(
-        f"{t['memo']:,} people got the memo; {t['removed_before_deadline']:,} devices were "
-        f"cleaned before the deadline; {t['blocked_at_deadline']:,} were blocked at it "
-        f"({t['people_cut_off']:,} people), {t['restored']:,} let back in once clean; "
-        f"{t['still_blocked']:,} devices of {t['people_still_blocked']:,} people still blocked"
+        f"{output.plural(t['memo'], 'person', 'people')} got the memo; "
+        f"{output.plural(removed, 'device')} {_verb(removed, 'was', 'were')} cleaned before the deadline; "
+        f"{blocked:,} {_verb(blocked, 'was', 'were')} blocked at it "
+        f"({output.plural(t['people_cut_off'], 'person', 'people')}), {t['restored']:,} let back in once clean; "
+        f"{output.plural(t['still_blocked'], 'device')} of "
+        f"{output.plural(t['people_still_blocked'], 'person', 'people')} still blocked"
     )
     e, a = s["exemption"], s["attestation"]
     output.line(f"exemption: {e['person']} until {e['until']} ({output.plural(e['devices'], 'device')})")

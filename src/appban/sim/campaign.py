@@ -17,6 +17,7 @@ from typing import Any
 
 from appban.clock import Micros, format_time
 from appban.inventory.ingest import Ingestor
+from appban.output import plural
 from appban.policy import lifecycle
 from appban.sim._counts import Counts
 from appban.sim._database import DEMO_KEY
@@ -193,14 +194,14 @@ class Campaign:
         self.totals["memo"] = people
         day = self.day(at)
         day.notified += people
-        day.events.append(f"policy on at {_clock(at)}; memo to {people:,} people")
+        day.events.append(f"policy on at {_clock(at)}; memo to {plural(people, 'person', 'people')}")
 
     def remind(self, at: Micros, label: str) -> None:
         self.advance(at)
         people = self.count().people_in("violating")
         day = self.day(at)
         day.reminded += people
-        day.events.append(f"{label} reminder to {people:,} people")
+        day.events.append(f"{label} reminder to {plural(people, 'person', 'people')}")
 
     def enforce(self, at: Micros) -> None:
         self.advance(at)
@@ -210,7 +211,7 @@ class Campaign:
         self.totals["people_cut_off"] = people
         day = self.day(at)
         day.notified += people
-        day.events.append(f"deadline {_clock(at)}: {devices:,} devices blocked, {people:,} told")
+        day.events.append(f"deadline {_clock(at)}: {plural(devices, 'device')} blocked, {people:,} told")
 
     def exempt(self, at: Micros) -> None:
         self.advance(at)
