@@ -106,7 +106,11 @@ def cli(ctx: click.Context, db: str | None, as_json: bool, now: str | None) -> N
 @cli.command()
 @common
 def init(env: Env) -> None:
-    """Create or upgrade the database (idempotent)."""
+    """Create or upgrade the database (idempotent).
+
+    A missing file, or an empty (zero-byte) one, becomes a new database; any other
+    file must already be an appban database.
+    """
     ws = env.workspace(create=True)
     doc = {
         "db": ws.db,
