@@ -34,8 +34,8 @@ def _company(s: dict[str, Any]) -> None:
     apps = ", ".join(f"{k} {v:,}" for k, v in f["banned_apps"].items())
     output.line(f"appban demo: a synthetic company of {s['employees']:,} (seed {s['seed']})")
     output.line(
-        f"  {f['people']:,} people in {f['org_units']} org units and {f['time_zones']} time "
-        f"zones; {f['devices']:,} devices: {platforms}"
+        f"  {output.plural(f['people'], 'person', 'people')} in {output.plural(f['org_units'], 'org unit')} and "
+        f"{output.plural(f['time_zones'], 'time zone')}; {output.plural(f['devices'], 'device')}: {platforms}"
     )
     output.line(f"  phones and tablets reading mail: {f['mobile_reading_mail']:,} (ownership/inventory: {readers})")
     output.line(f"  TikTok on {output.plural(f['banned_app_devices'], 'device')} the inventory can see: {apps}")
@@ -180,7 +180,8 @@ def _summary(s: dict[str, Any]) -> None:
     output.line(f"exemption: {e['person']} until {e['until']} ({output.plural(e['devices'], 'device')})")
     output.line(f"attestation: {a['person']} for {a['device']}, now {a['state']}")
     output.line(
-        f"done in {s['elapsed_seconds']:.1f} s: {s['checkins']:,} check-ins, {s['audit_entries']:,} audit entries"
+        f"done in {s['elapsed_seconds']:.1f} s: {output.plural(s['checkins'], 'check-in')}, "
+        f"{output.plural(s['audit_entries'], 'audit entry', 'audit entries')}"
     )
     output.line(f"database: {s['db']} (a demo database: the next `appban demo` replaces it)")
     output.line("look further:")
