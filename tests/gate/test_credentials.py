@@ -187,13 +187,11 @@ def test_a_good_login_costs_one_hash_too(cache: CredentialCache, hashes: Countin
 # -- failure limits --------------------------------------------------------------------------
 
 
-def test_too_many_failures_are_throttled_before_the_password_is_looked_at(
-    cache: CredentialCache, hashes: Counting
-) -> None:
+def test_too_many_failures_are_throttled(cache: CredentialCache, hashes: Counting) -> None:
     gate = gate_for(cache, per_user=3)
     for _ in range(3):
         assert mail(gate, "jane.doe", "guess")["auth-status"] == "unknown_device"
-    refused = mail(gate, "jane.doe", "jane-pw")  # even the right password, from a new client
+    refused = mail(gate, "jane.doe", "another guess")
     assert (refused["auth-status"], refused["auth-wait"], refused["x-appban-reason"]) == ("throttled", "3", "throttled")
     # Other users are not touched; a known and an unknown name are throttled alike.
     assert mail(gate, "bob.roe", "bob-pw")["auth-status"] == "no_upstream"
@@ -203,21 +201,27 @@ def test_too_many_failures_are_throttled_before_the_password_is_looked_at(
     assert gate.metrics.decisions[("mail", "throttled")] == 2
 
 
-def test_a_login_that_worked_before_is_not_locked_out(cache: CredentialCache) -> None:
-    gate = gate_for(cache, per_user=3)
-    assert mail(gate, "jane.doe", "jane-pw")["auth-status"] == "no_upstream"
-    for _ in range(5):  # someone guesses at Jane's name
+def test_the_right_password_is_never_throttled(cache: CredentialCache) -> None:
+    """The probe: after a gate restart (or from a new address, or at a second gate),
+    ten guesses at Bob's name made his real password "throttled": anyone could lock a
+    user out. The right password has 144 random bits: it always passes."""
+    gate = gate_for(cache, per_user=3, per_client=3)
+    for _ in range(5):  # someone guesses at Jane's name, from one address and others
         mail(gate, "jane.doe", "guess", client="203.0.113.66")
+        mail(gate, "jane.doe", "guess")
     assert mail(gate, "jane.doe", "guess")["auth-status"] == "throttled"
     assert mail(gate, "jane.doe", "jane-pw")["auth-status"] == "no_upstream"
+    assert mail(gate, "jane.doe", "jane-pw", client="203.0.113.66")["auth-status"] == "no_upstream"
 
 
 def test_a_client_that_fails_for_many_users_is_throttled(cache: CredentialCache) -> None:
     gate = gate_for(cache, per_client=4)
     for i in range(4):
         mail(gate, f"user{i}", "guess", client="203.0.113.66")
-    assert mail(gate, "bob.roe", "bob-pw", client="203.0.113.66")["auth-status"] == "throttled"
-    assert mail(gate, "bob.roe", "bob-pw", client="192.0.2.10")["auth-status"] == "no_upstream"
+    assert mail(gate, "bob.roe", "a guess", client="203.0.113.66")["auth-status"] == "throttled"
+    assert mail(gate, "bob.roe", "a guess", client="192.0.2.10")["auth-status"] == "unknown_device"
+    # Bob himself, behind the same address (a shared NAT), still gets in.
+    assert mail(gate, "bob.roe", "bob-pw", client="203.0.113.66")["auth-status"] == "no_upstream"
 
 
 # -- old argon2 hashes -----------------------------------------------------------------------
@@ -265,7 +269,7 @@ def test_an_old_hash_goes_off_the_loop_and_its_success_forgives_failures(argon: 
 
 
 def test_concurrent_revocations_and_logins() -> None:
-    c = CredentialCache(key=KEY, size=50)
+    c = CredentialCache(key=KEY)
     rows = [row(i, i, JANE, f"pw-{i}", seq=i) for i in range(1, 21)]
     c.apply(rows)
     errors: list[BaseException] = []
@@ -283,9 +287,7 @@ def test_concurrent_revocations_and_logins() -> None:
         try:
             for n in range(3000):
                 found = c.find(f"pw-{n % 20 + 1}")
-                if found is not None:
-                    c.worked(JANE, found[0])
-                    c.worked_before(JANE, found[0])
+                assert found is None or found[2] == JANE
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -295,7 +297,6 @@ def test_concurrent_revocations_and_logins() -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert len(c._worked) <= 50
 
 
 # -- through the CLI and a running gate ------------------------------------------------------
@@ -431,10 +432,12 @@ def test_guessing_is_throttled_with_auth_wait(tmp_path: Path) -> None:
         for _ in range(3):
             refused = login(gate, "bob.roe", "guess")
             assert (refused.headers["auth-status"], refused.headers["auth-wait"]) == ("unknown_device", "7")
-        throttled = login(gate, "bob.roe", password)
+        throttled = login(gate, "bob.roe", "another guess")
         assert (throttled.reason, throttled.headers["auth-status"], throttled.headers["auth-wait"]) == (
             "throttled",
             "throttled",
             "7",
         )
         assert gate.metrics()['appban_gate_decisions_total{endpoint="mail",reason="throttled"}'] == 1
+        # Bob's own password still gets him in: guessing at his name cannot lock him out.
+        assert login(gate, "bob.roe", password).headers["auth-status"] == "OK"

@@ -22,7 +22,6 @@ import logging
 import queue
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -167,7 +166,6 @@ class CredentialCache:
     def __init__(
         self,
         *,
-        size: int = 10_000,
         key: bytes | None = None,
         rehasher: Rehasher | None = None,
     ) -> None:
@@ -182,10 +180,6 @@ class CredentialCache:
         self.devices: set[int] = set()
         self.active: set[int] = set()
         self.seq = 0
-        self.size = size
-        # Logins that worked, (user as typed, ASCII lower-cased; credential id): they
-        # pass the failure limits, so guessing at someone's name does not lock them out.
-        self._worked: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._lock = threading.Lock()
 
     def replace_with(self, other: CredentialCache) -> None:
@@ -196,7 +190,6 @@ class CredentialCache:
             self.key = key
             self.by_digest, self.legacy, self.legacy_by_local = other.by_digest, other.legacy, other.legacy_by_local
             self.stored, self.devices, self.active, self.seq = other.stored, other.devices, other.active, other.seq
-            self._worked.clear()
 
     def apply(self, rows: Iterable[Credential]) -> None:
         with self._lock:
@@ -234,8 +227,6 @@ class CredentialCache:
             users.discard(user)
             if not users:
                 self.legacy_by_local.pop(local, None)
-        for worked in [w for w in self._worked if w[1] == credential_id]:
-            del self._worked[worked]
 
     # -- checking a login ------------------------------------------------------------------
 
@@ -244,21 +235,6 @@ class CredentialCache:
         digest = hash_password(self.key, password)
         with self._lock:
             return self.by_digest.get(digest)
-
-    def worked_before(self, user: str, credential_id: int) -> bool:
-        key = (ascii_lower(user), credential_id)
-        with self._lock:
-            if key in self._worked:
-                self._worked.move_to_end(key)
-                return True
-            return False
-
-    def worked(self, user: str, credential_id: int) -> None:
-        with self._lock:
-            self._worked[(ascii_lower(user), credential_id)] = None
-            self._worked.move_to_end((ascii_lower(user), credential_id))
-            while len(self._worked) > self.size:
-                self._worked.popitem(last=False)
 
     def has_legacy(self, user: str) -> bool:
         """Whether an old (argon2) credential could be this user's: then it must be checked."""
@@ -287,7 +263,6 @@ class CredentialCache:
                     return None
                 self._forget(cred_id)
                 self._add(Credential(cred_id, device_id, owner, keyed, None, self.seq))
-                self._worked[(ascii_lower(user), cred_id)] = None
             if self.rehasher is not None:
                 self.rehasher.submit(cred_id, digest, keyed)
             return device_id

@@ -209,7 +209,7 @@ class Follower(threading.Thread):
 
     def _reload(self, store: Store, seq: int) -> None:
         fresh = self.table.fresh()
-        creds = CredentialCache(size=self.creds.size)
+        creds = CredentialCache()
         creds.apply(store.credentials(0))
         fresh.apply(store.gate_rows(0), (), creds.devices, track=False)
         _follow_namesakes(store, fresh, whole=True)
