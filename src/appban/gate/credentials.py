@@ -30,11 +30,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from appban.clock import format_time
 from appban.errors import AppbanError, BadInput
-from appban.gate.users import ascii_lower
 from appban.policy.lifecycle import find_device
 from appban.store import open_store
 from appban.store.base import Store
 from appban.store.records import Credential
+from appban.text import ascii_lower
 from appban.workspace import Workspace
 
 log = logging.getLogger("appban.gate")

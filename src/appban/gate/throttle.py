@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from appban import settings
-from appban.gate.users import ascii_lower
+from appban.text import ascii_lower
 
 
 class Bucket:

@@ -28,13 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appban import settings
-
-_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
-
-
-def ascii_lower(text: str) -> str:
-    """``text`` with A-Z lower-cased and every other character kept as it is."""
-    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+from appban.text import ascii_lower
 
 
 class Known(Protocol):

@@ -14,7 +14,7 @@ from appban.policy.evaluator import load_policy
 from appban.policy.model import Policy, parse_policy
 from appban.policy.states import STATES, compute
 from appban.store.records import DeviceRow, Exemption, PolicyRow
-from appban.text import EMAIL, check_text
+from appban.text import check_text, normalise_email
 from appban.workspace import Workspace
 
 
@@ -280,9 +280,7 @@ def add_exemption(
         raise BadInput("--until is not in the future", field="--until")
     device = find_device(ws, device_ref) if device_ref else None
     if person is not None:
-        person = person.strip().lower()
-        if not EMAIL.match(person):
-            raise BadInput(f"not an e-mail address: {person[:80]!r}", field="--person")
+        person = normalise_email(person, "--person")
     with ws.writing():
         # Read again under the write lock: its decision is compared with the new one.
         device = find_device(ws, device_ref) if device_ref else None
@@ -312,7 +310,7 @@ def add_exemption(
 def attest(ws: Workspace, policy_id: str, device_ref: str, person: str) -> dict[str, Any]:
     get_policy(ws, policy_id)
     find_device(ws, device_ref)
-    person = person.strip().lower()
+    person = normalise_email(person, "--person")
     with ws.writing():
         # Read again under the write lock: the owner or the policy may have changed.
         _policy, row = get_policy(ws, policy_id)
