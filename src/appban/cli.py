@@ -967,9 +967,7 @@ def audit() -> None:
 @click.option("--kind", "kinds", multiple=True, metavar="ACTION", help="Only this action (repeatable), e.g. state.")
 @click.option("--policy", "policy_id", default=None, metavar="ID", help="Only entries about this policy.")
 @click.option("--device", "device_ref", default=None, metavar="ID", help="Only entries about this device.")
-@click.option(
-    "--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="Only the latest this many entries."
-)
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="Only the latest this many entries.")
 @common
 def audit_list(
     env: Env,

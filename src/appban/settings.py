@@ -109,8 +109,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "busy_timeout",
             60.0,
-            "Seconds a command waits for another writer to finish before saying the database is busy "
-            "(0 to 86400).",
+            "Seconds a command waits for another writer to finish before saying the database is busy (0 to 86400).",
             _seconds(),
         ),
         Setting(
