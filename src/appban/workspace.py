@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from appban import settings
 from appban.audit import AuditLog
 from appban.catalog import Catalog
 from appban.catalog import sync as catalog_sync
-from appban import settings
 from appban.clock import Micros, format_time, now_micros, parse_duration
 from appban.errors import BadInput
 from appban.policy.evaluator import Evaluator

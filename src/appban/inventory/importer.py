@@ -10,6 +10,7 @@ from appban.errors import BadInput
 from appban.inventory.base import PLANNED, formats
 from appban.inventory.ingest import Ingestor
 from appban.inventory.people import read_people
+from appban.output import plural
 from appban.workspace import Workspace
 
 Progress = Callable[[int], None]
@@ -39,7 +40,8 @@ def import_inventory(
             for line, checkin in reader.read(path, max_bytes=max_bytes):
                 if len(checkin.apps) > max_apps:
                     raise BadInput(
-                        f"{len(checkin.apps)} apps, more than {max_apps} ({settings.SETTINGS['max_apps'].env})",
+                        f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} "
+                        f"({settings.SETTINGS['max_apps'].env})",
                         file=path,
                         line=line,
                         field="apps",
