@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appban.errors import BadInput
+from appban.text import ascii_lower
 
 
 def _bool(text: str) -> bool:
@@ -47,14 +48,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 def _names(text: str) -> tuple[str, ...]:
     """A comma-separated list, ASCII lower-cased, blanks dropped."""
-    return tuple(dict.fromkeys(_ascii_lower(x.strip()) for x in text.split(",") if x.strip()))
-
-
-def _ascii_lower(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
-
-
-_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+    return tuple(dict.fromkeys(ascii_lower(x.strip()) for x in text.split(",") if x.strip()))
 
 
 DAY = 86_400.0
