@@ -944,6 +944,8 @@ def _gate_limits() -> Any:
         idle_timeout=settings.get("gate_idle_timeout"),
         max_connections=settings.get("gate_max_connections"),
         max_pipeline=settings.get("gate_max_pipeline"),
+        max_pipeline_bytes=settings.get("gate_max_pipeline_bytes"),
+        max_header_bytes=settings.get("gate_max_header_bytes"),
     )
 
 

@@ -221,6 +221,20 @@ SETTINGS: dict[str, Setting] = {
             _whole(1, 100_000),
         ),
         Setting(
+            "gate_max_pipeline_bytes",
+            64 * 1024,
+            "Most bytes of requests the gate queues on one connection (the queue gate_max_pipeline "
+            "counts); beyond it the gate stops reading that connection until the queue drains.",
+            _whole(4096, 16 * 1024 * 1024),
+        ),
+        Setting(
+            "gate_max_header_bytes",
+            64 * 1024,
+            "Largest request line and headers the gate reads, in bytes; a longer one is refused "
+            "(400). nginx sends at most 32 KB by default (large_client_header_buffers 4 8k).",
+            _whole(4096, 1024 * 1024),
+        ),
+        Setting(
             "auth_wait",
             3,
             "Seconds nginx mail waits before a client may try another login after a refusal (Auth-Wait).",

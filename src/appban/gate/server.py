@@ -16,9 +16,11 @@ import os
 import signal
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import cast
 from urllib.parse import unquote
 
 import httptools
@@ -47,9 +49,14 @@ _STATUS = {
 }
 _MAIL_PROTOCOLS = ("imap", "pop3", "smtp")
 # httptools buffers a header until it ends: without a cap, one client's endless header
-# grows the gate without bound. Proxies send a few KB (nginx: 4 x 8 KB at most). A body
-# (a proxy passing one by mistake) is skipped, not buffered, so it is not counted.
-MAX_HEAD_BYTES = 1 << 20
+# grows the gate without bound, and every open connection may hold one. Proxies send a
+# few KB (nginx: large_client_header_buffers 4 x 8 KB by default); a Kerberos ticket in
+# Authorization reaches about 48 KB. A body (a proxy passing one by mistake) is skipped,
+# not buffered, so it is not counted. The default of gate_max_header_bytes.
+MAX_HEAD_BYTES = 64 << 10
+# Bytes of requests one connection may queue behind a mail login being verified (or
+# while its client does not read its answers); the default of gate_max_pipeline_bytes.
+MAX_PIPELINE_BYTES = 64 << 10
 _WANTED = {
     b"x-original-uri",
     b"x-forwarded-uri",
@@ -214,6 +221,7 @@ def _follower_metrics(follower: Follower | None) -> list[str]:
 
 def _connection_metrics(conns: Connections) -> list[str]:
     paused = sum(1 for c in conns.open if c.paused)
+    not_reading = sum(1 for c in conns.open if c.blocked)
     return [
         "# HELP appban_gate_connections Client connections open.",
         "# TYPE appban_gate_connections gauge",
@@ -233,6 +241,15 @@ def _connection_metrics(conns: Connections) -> list[str]:
         "# HELP appban_gate_pipeline_queue_max Most requests queued on one connection so far.",
         "# TYPE appban_gate_pipeline_queue_max gauge",
         f"appban_gate_pipeline_queue_max {conns.queue_max}",
+        "# HELP appban_gate_pipeline_queue_bytes_max Most bytes of requests queued on one connection so far.",
+        "# TYPE appban_gate_pipeline_queue_bytes_max gauge",
+        f"appban_gate_pipeline_queue_bytes_max {conns.queue_bytes_max}",
+        "# HELP appban_gate_clients_not_reading Connections not read until their client takes its answers.",
+        "# TYPE appban_gate_clients_not_reading gauge",
+        f"appban_gate_clients_not_reading {not_reading}",
+        "# HELP appban_gate_write_pauses_total Times a client left its answers unread and reading paused.",
+        "# TYPE appban_gate_write_pauses_total counter",
+        f"appban_gate_write_pauses_total {conns.write_pauses}",
         "# HELP appban_gate_pipeline_dropped_total Queued requests dropped: their client went away.",
         "# TYPE appban_gate_pipeline_dropped_total counter",
         f"appban_gate_pipeline_dropped_total {conns.dropped}",
@@ -449,13 +466,27 @@ class Gate:
 # (url, wanted headers, method, start time, keep the connection open afterwards)
 _Request = tuple[bytes, dict[bytes, bytes], bytes, float, bool]
 
-# Data arriving in a large read is parsed a slice at a time, so that a pipelined flood
-# queues at most a slice's requests beyond the cap before reading pauses. nginx sends
-# one request at a time: its reads are one slice.
-_SLICE = 4096
-# A connection evicted to make room must have stalled at least this long: a request
-# arrives from a proxy in one packet, within milliseconds.
-_EVICT_AFTER = 1.0
+# What a queued request holds beyond its URL and wanted header values (the tuple, the
+# dict and the objects in them), so that the byte cap also bounds a queue of tiny ones.
+_REQUEST_OVERHEAD = 512
+# A read takes at most this much. Every connection reads into one buffer the event loop
+# shares (a read is parsed before the next one starts) and keeps only what it could not
+# parse yet. A full read means more may be waiting: that connection reads again on the
+# loop's next turn, after the others had theirs (libuv would otherwise read up to 32
+# times in a row), so a client that floods the gate shares it with everyone else.
+_READ = 16384
+# A read is parsed a slice at a time: between slices the gate checks whether it must
+# stop (the queue full, the client not reading its answers), so it goes past a limit by
+# at most a slice's requests. nginx sends one request at a time: its reads are one slice.
+_SLICE = 2048
+# Answers the client has not taken yet: above the high mark the gate stops reading the
+# connection (asyncio flow control, pause_writing) until they drain below the low one.
+_WRITE_HIGH = 16384
+_WRITE_LOW = 4096
+# A connection evicted to make room must have stalled (or idled) at least this long: a
+# proxy's request arrives in one packet within milliseconds. Short, so that a client that
+# reconnects as fast as it is evicted cannot keep every place young.
+_EVICT_AFTER = 0.1
 _GET_HEAD = (b"GET", b"HEAD")
 
 
@@ -467,6 +498,8 @@ class Limits:
     idle_timeout: float = 75.0
     max_connections: int = 4096
     max_pipeline: int = 64
+    max_header_bytes: int = MAX_HEAD_BYTES
+    max_pipeline_bytes: int = MAX_PIPELINE_BYTES
 
 
 class Connections:
@@ -474,18 +507,28 @@ class Connections:
 
     Timeouts are swept a few times a second rather than timed per request, which keeps
     the per-request path free of timers. At the cap, a new connection takes the place
-    of the one stalled longest in its request (slowloris), else of the longest idle
-    one; when every connection is at work, it is refused with a 503.
+    of the oldest one stalled in its request or not reading its answers (slowloris),
+    else of the oldest idle one; when every connection is at work, it is refused (503).
     """
 
     def __init__(self, limits: Limits, executor: ThreadPoolExecutor | None = None) -> None:
         self.limits = limits
         self.executor = executor  # mail logins are verified here, off the event loop
+        self.buffer = memoryview(bytearray(_READ))  # every connection reads into it
         self.open: dict[HttpProtocol, None] = {}  # oldest first
         self.accepted = 0
-        self.closed = {"refused": 0, "evicted": 0, "header_timeout": 0, "idle_timeout": 0, "stopping": 0}
+        self.closed = {
+            "refused": 0,
+            "evicted": 0,
+            "header_timeout": 0,
+            "idle_timeout": 0,
+            "not_reading": 0,
+            "stopping": 0,
+        }
         self.pauses = 0
+        self.write_pauses = 0
         self.queue_max = 0
+        self.queue_bytes_max = 0
         self.dropped = 0
         self.verifications = 0
         self.stopping = False
@@ -509,25 +552,43 @@ class Connections:
         self.open.pop(conn, None)
 
     def _victim(self, now: float) -> HttpProtocol | None:
-        stalled: HttpProtocol | None = None
+        """The connection to close for a new one, oldest first: one stalled in a request
+        (or whose client does not take its answers) for a moment; else one idle for a
+        moment; else the oldest stalled one however young (a client that reconnects as
+        fast as it is cut off keeps every place young); else none (503)."""
         idle: HttpProtocol | None = None
+        young: HttpProtocol | None = None
         for conn in self.open:
-            if conn.busy or conn.paused or now - conn.started < _EVICT_AFTER or conn.closing():
-                continue
-            if conn.in_request:
-                if stalled is None or conn.started < stalled.started:
-                    stalled = conn
-            elif idle is None or conn.started < idle.started:
+            if conn.busy or (conn.paused and not conn.blocked):
+                continue  # at work for the gate
+            stalled = conn.in_request or conn.blocked
+            if conn.closing():
+                if not conn.unsent():
+                    continue  # on its way out
+                stalled = True  # closed, but still waiting for its client to read
+            if now - conn.started < _EVICT_AFTER:
+                if stalled and young is None:
+                    young = conn
+            elif stalled:
+                return conn
+            elif idle is None:
                 idle = conn
-        return stalled or idle
+        return idle or young
 
     def sweep(self, now: float) -> None:
-        """Close connections whose request has not arrived in time, or idle too long."""
+        """Close connections whose request has not arrived in time, idle too long, or whose
+        client has not taken its answers within the header timeout."""
         header, idle = self.limits.header_timeout, self.limits.idle_timeout
         for conn in list(self.open):
-            if conn.busy or conn.paused or conn.closing():
-                continue  # waiting for the gate, not for the client; or on its way out
             waited = now - conn.started
+            if conn.blocked or conn.closing():
+                # Not reading what it was sent (or a close waiting to send it): given up.
+                if waited > header and conn.unsent():
+                    self.closed["not_reading"] += 1
+                    conn.close(None)
+                continue
+            if conn.busy or conn.paused:
+                continue  # waiting for the gate, not for the client
             if conn.in_request:
                 if waited > header:
                     self.closed["header_timeout"] += 1
@@ -543,8 +604,20 @@ class Connections:
             conn.close(None)
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection (nginx keeps these alive); requests answered in order."""
+def _cost(url: bytes, headers: dict[bytes, bytes]) -> int:
+    """What a queued request holds of the gate's memory, about."""
+    return len(url) + sum(map(len, headers.values())) + _REQUEST_OVERHEAD
+
+
+class HttpProtocol(asyncio.BufferedProtocol):
+    """One client connection (nginx keeps these alive); requests answered in order.
+
+    The gate reads from a client only while it can take what the client sends: not
+    while the requests queued behind a mail login being verified reach their cap
+    (``paused``), nor while the client leaves its answers unread (``blocked``: asyncio
+    flow control), nor while bytes received wait to be parsed on the event loop's next
+    turn (``stash``). What waits, waits in the client's buffers, not in the gate.
+    """
 
     __slots__ = (
         "gate",
@@ -557,8 +630,12 @@ class HttpProtocol(asyncio.Protocol):
         "in_request",
         "busy",
         "queue",
+        "queued",
         "stash",
         "paused",
+        "blocked",
+        "reading",
+        "scheduled",
         "lost",
         "verifying",
         "close_after",
@@ -578,21 +655,26 @@ class HttpProtocol(asyncio.Protocol):
         self.started = time.perf_counter()
         self.in_request = True  # a new connection owes its first request
         self.busy = False  # a mail login is being verified
-        self.queue: list[_Request] = []  # requests received behind it
-        self.stash = b""  # bytes not yet parsed while reading is paused
-        self.paused = False
+        self.queue: deque[_Request] = deque()  # requests received behind it
+        self.queued = 0  # what they hold (_cost)
+        self.stash = b""  # bytes received, not yet parsed
+        self.paused = False  # the queue is full
+        self.blocked = False  # the client is not taking its answers
+        self.reading = True
+        self.scheduled = False  # a turn on the event loop is booked
         self.lost = False
         self.verifying: asyncio.Future[int | None] | None = None
         self.close_after = False
         self.head_only = False
-        self.refused = False
+        self.refused = False  # a 400 is owed once the answers before it are out
         self.head_bytes = 0  # received while reading a request line and headers; -1 in a body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(_WRITE_HIGH, _WRITE_LOW)
         if not self.conns.admit(self):
-            transport.write(_OVERLOADED)  # type: ignore[attr-defined]
-            transport.close()
+            self.transport.write(_OVERLOADED)
+            self.transport.close()
             self.lost = True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -603,47 +685,132 @@ class HttpProtocol(asyncio.Protocol):
         if self.queue:
             self.conns.dropped += len(self.queue)
             self.queue.clear()
+        self.queued = 0
         self.stash = b""
         if self.verifying is not None:
             self.verifying.cancel()
             self.verifying = None
 
     def closing(self) -> bool:
-        return self.transport.is_closing()  # type: ignore[attr-defined, no-any-return]
+        return self.transport.is_closing()
+
+    def unsent(self) -> int:
+        """Bytes written to this client that it has not taken yet."""
+        return self.transport.get_write_buffer_size()
 
     def close(self, answer: bytes | None) -> None:
-        """Close from the gate's side, with a last answer when none is owed before it."""
-        if self.transport.is_closing():  # type: ignore[attr-defined]
+        """Close from the gate's side, with a last answer when none is owed before it; at
+        once when the client has not taken what it was sent (the gate does not wait)."""
+        transport = self.transport
+        if not transport.is_closing() and answer is not None and not self.busy and not self.queue:
+            transport.write(answer)
+        if transport.get_write_buffer_size():
+            transport.abort()
+        elif not transport.is_closing():
+            transport.close()
+
+    # -- reading, a turn at a time -------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.conns.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if nbytes <= _SLICE and not (self.stash or self.paused or self.blocked or self.refused or self.close_after):
+            # A proxy's request, most often: straight to the parser.
+            self._feed(self.conns.buffer[:nbytes])
+            if self.queue and self._queue_full():
+                self._queue_filled()
             return
-        if answer is not None and not self.busy and not self.queue:
-            self.transport.write(answer)  # type: ignore[attr-defined]
-        self.transport.close()  # type: ignore[attr-defined]
+        if self.close_after or self.refused or self.transport.is_closing():
+            return  # nothing is read after "Connection: close" (RFC 9112 9.6), or a 400
+        data: bytes | memoryview = self.conns.buffer[:nbytes]
+        if self.stash:  # read before a pause took effect: it goes after what waits
+            data, self.stash = self.stash + data, b""
+        self._parse(data)
+        if nbytes == _READ:  # more may be waiting: the other connections go first
+            self._later()
+            self._flow()
 
-    def data_received(self, data: bytes) -> None:
-        if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
-            return  # nothing is read after "Connection: close" (RFC 9112 9.6)
-        if len(data) <= _SLICE:
-            self._feed(data)
-        else:
-            self._feed_slices(data)
-        if len(self.queue) >= self.conns.limits.max_pipeline:
-            self._pause()
+    def pause_writing(self) -> None:
+        # The client leaves its answers unread: read nothing more from it until it takes
+        # them, so that what it sends waits in its own buffers, not in the gate's memory.
+        if not self.blocked:
+            self.blocked = True
+            self.conns.write_pauses += 1
+            self._flow()
 
-    def _feed_slices(self, data: bytes) -> None:
-        cap = self.conns.limits.max_pipeline
+    def resume_writing(self) -> None:
+        self.blocked = False
+        self._later()
+
+    def _parse(self, data: bytes | memoryview) -> None:
+        """Parse a slice at a time while the gate can take more; keep the rest for later."""
         for start in range(0, len(data), _SLICE):
-            if len(self.queue) >= cap:
-                self.stash = data[start:]
-                self._pause()
-                return
+            if self.paused or self.blocked:
+                self.stash = bytes(data[start:])
+                break
             self._feed(data[start : start + _SLICE])
-            if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
-                return
+            if self.refused or self.close_after or self.transport.is_closing():
+                break
+            if self.queue and self._queue_full():
+                self.paused = True
+                self.conns.pauses += 1
+        self._flow()
 
-    def _feed(self, data: bytes) -> None:
+    def _queue_full(self) -> bool:
+        limits = self.conns.limits
+        return len(self.queue) >= limits.max_pipeline or self.queued >= limits.max_pipeline_bytes
+
+    def _queue_filled(self) -> None:
+        self.paused = True
+        self.conns.pauses += 1
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read from the client only while the gate can take what it sends."""
+        wanted = not (self.stash or self.paused or self.blocked or self.scheduled or self.refused or self.close_after)
+        if wanted != self.reading and not self.transport.is_closing():
+            self.reading = wanted
+            if wanted:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def _later(self) -> None:
+        """Go on at the event loop's next turn, once every other connection had its own."""
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self.scheduled = False
+        self._continue()
+
+    def _continue(self) -> None:
+        """Answer what waited, parse what was held back, then read again if the gate can."""
+        if self.lost or self.transport.is_closing():
+            return
+        while self.queue and not self.busy and not self.blocked:
+            request = self.queue.popleft()
+            self.queued -= _cost(request[0], request[1])
+            self._handle(*request)
+        if self.refused:
+            if not self.busy and not self.queue and not self.transport.is_closing():
+                self.transport.write(_BAD_REQUEST)
+                self.transport.close()
+            return
+        if self.paused and not self._queue_full():
+            self.paused = False
+        if self.stash and not self.paused and not self.blocked and not self.close_after:
+            stash, self.stash = self.stash, b""
+            self._parse(stash)
+        else:
+            self._flow()
+
+    def _feed(self, data: bytes | memoryview) -> None:
         if self.head_bytes >= 0:
             self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
+            if self.head_bytes > self.conns.limits.max_header_bytes:
                 self._refuse()
                 return
         try:
@@ -651,30 +818,17 @@ class HttpProtocol(asyncio.Protocol):
         except (httptools.HttpParserUpgrade, httptools.HttpParserError):
             self._refuse()
 
-    def _pause(self) -> None:
-        if not self.paused and not self.transport.is_closing():  # type: ignore[attr-defined]
-            self.paused = True
-            self.conns.pauses += 1
-            self.transport.pause_reading()  # type: ignore[attr-defined]
-
-    def _resume(self) -> None:
-        """Parse what was held back, then read again once the queue has room."""
-        if self.stash and not self.busy:
-            stash, self.stash = self.stash, b""
-            self._feed_slices(stash)
-        if self.paused and not self.stash and len(self.queue) < self.conns.limits.max_pipeline:
-            self.paused = False
-            if not self.transport.is_closing():  # type: ignore[attr-defined]
-                self.transport.resume_reading()  # type: ignore[attr-defined]
-
     def _refuse(self) -> None:
-        if self.close_after or self.transport.is_closing():  # type: ignore[attr-defined]
+        """400 and close, once the answers owed to the requests before this one are out."""
+        if self.refused or self.close_after or self.transport.is_closing():
             return
-        if self.busy:
-            self.refused = True  # after the answers owed to the requests before it
-            return
-        self.transport.write(_response(400, "bad_request"))  # type: ignore[attr-defined]
-        self.transport.close()  # type: ignore[attr-defined]
+        self.refused = True
+        self.stash = b""
+        if not self.busy and not self.queue:
+            self.transport.write(_BAD_REQUEST)
+            self.transport.close()
+        else:
+            self._flow()  # nothing more is read
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -703,14 +857,19 @@ class HttpProtocol(asyncio.Protocol):
         self.head_bytes = 0
         self.in_request = False
         # HTTP/1.0 without keep-alive, or "Connection: close": answer, then close (RFC 9112 9.6).
-        if self.transport.is_closing() or self.close_after:  # type: ignore[attr-defined]
+        if self.transport.is_closing() or self.close_after:
             return
         keep_alive = self.parser.should_keep_alive()
         request = (self.url, self.headers, self.parser.get_method(), self.started, keep_alive)
-        if self.busy:
+        if self.busy or self.blocked or self.queue:
+            # Behind a mail login being verified, or answers the client has not taken: in line.
             self.queue.append(request)
-            if len(self.queue) > self.conns.queue_max:
-                self.conns.queue_max = len(self.queue)
+            self.queued += _cost(self.url, self.headers)
+            conns = self.conns
+            if len(self.queue) > conns.queue_max:
+                conns.queue_max = len(self.queue)
+            if self.queued > conns.queue_bytes_max:
+                conns.queue_bytes_max = self.queued
             return
         self._handle(*request)
 
@@ -719,11 +878,13 @@ class HttpProtocol(asyncio.Protocol):
         self._answer(url, headers, method, started)
         if not keep:
             self.queue.clear()
+            self.queued = 0
             self.stash = b""
             if self.busy:
                 self.close_after = True  # once the mail answer is out
+                self._flow()  # nothing more is read
             else:
-                self.transport.close()  # type: ignore[attr-defined]
+                self.transport.close()
 
     def _answer(self, url: bytes, headers: dict[bytes, bytes], method: bytes, started: float) -> None:
         gate = self.gate
@@ -786,28 +947,24 @@ class HttpProtocol(asyncio.Protocol):
             self._send(gate.mail_answer(device, protocol, user, attempt=attempt), started)
             self.busy = False
             if self.close_after:
-                self.transport.close()  # type: ignore[attr-defined]
+                self.transport.close()
                 return
-            while self.queue and not self.busy:
-                self._handle(*self.queue.pop(0))
-            if self.refused and not self.busy:
-                self.refused = False
-                self._refuse()
-            self._resume()
+            self._continue()
 
         future.add_done_callback(done)
 
     def _send(self, answer: bytes, started: float, *, observe: bool = True) -> None:
         if self.head_only:
             answer = answer[: answer.index(b"\r\n\r\n") + 4]
-        if not self.transport.is_closing():  # type: ignore[attr-defined]
-            self.transport.write(answer)  # type: ignore[attr-defined]
+        if not self.transport.is_closing():
+            self.transport.write(answer)
         if observe:
             self.gate.metrics.observe(time.perf_counter() - started)
 
 
 _ROUTES = frozenset((b"/auth/nginx", b"/auth/traefik", b"/auth/mail", b"/healthz", b"/metrics"))
 _NOT_FOUND = _response(404, "not_found")
+_BAD_REQUEST = _response(400, "bad_request")
 _NOT_ALLOWED = _response(405, "method_not_allowed", (("Allow", "GET, HEAD"),))
 _REQUEST_TIMEOUT = _response(408, "request_timeout", (("Connection", "close"),))
 _OVERLOADED = _response(503, "overloaded", (("Connection", "close"),))
