@@ -873,7 +873,9 @@ def gate_serve(
     try:
         upstreams = Upstreams.parse(specs)
     except ValueError as exc:
-        raise BadInput(str(exc), field="--mail-upstream") from None
+        # Named as the user gave it: the flag, or the variable it came from.
+        where = "--mail-upstream" if mail_upstream else settings.SETTINGS["mail_upstream"].env
+        raise BadInput(str(exc), field=where) from None
     host, port = _gate_listen(host, port)
     limits = _gate_limits()
     auth_wait = settings.get("auth_wait", auth_wait)

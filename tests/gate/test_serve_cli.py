@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers_gate import SYNC, GateProcess, live_fleet, request, wait_for, wall
 
+from appban.gate.server import Upstreams
 from helpers_cli import Result, assert_bad_input, run_process
 from helpers_semantics import Appban
 
@@ -50,14 +51,17 @@ def test_not_an_appban_database(tmp_path: Path) -> None:
 BAD_SETTINGS = [
     (("--mail-upstream", "localhost"), {}, "--mail-upstream"),
     (("--mail-upstream", "imap=:143"), {}, "--mail-upstream"),
-    ((), {"APPBAN_MAIL_UPSTREAM": "imap=host:port"}, "--mail-upstream"),
+    ((), {"APPBAN_MAIL_UPSTREAM": "imap=host:port"}, "field APPBAN_MAIL_UPSTREAM"),
     # nginx's mail proxy takes Auth-Server as an address; it does not resolve names.
     (("--mail-upstream", "imap=mail.example.com:143"), {}, "--mail-upstream"),
     (("--mail-upstream", "smtp=localhost:25"), {}, "not an IP address"),
-    ((), {"APPBAN_MAIL_UPSTREAM": "imap=127.0.0.1:143,smtp=smtp.example.com:25"}, "--mail-upstream"),
+    ((), {"APPBAN_MAIL_UPSTREAM": "imap=127.0.0.1:143,smtp=smtp.example.com:25"}, "field APPBAN_MAIL_UPSTREAM"),
     (("--mail-upstream", "imap=::1:143"), {}, "--mail-upstream"),  # IPv6 goes in brackets
     (("--mail-upstream", "imap=127.0.0.1:70000"), {}, "--mail-upstream"),
     (("--mail-upstream", "imapx=127.0.0.1:143"), {}, "--mail-upstream"),
+    # nginx parses Auth-Server as a bare address: a zone (%eth0) makes it unusable.
+    (("--mail-upstream", "smtp=[fe80::1%eth0]:25"), {}, "IPv6 zone"),
+    ((), {"APPBAN_MAIL_UPSTREAM": "imap=[fe80::1%2]:143"}, "field APPBAN_MAIL_UPSTREAM"),
     ((), {"APPBAN_GATE_POLL_INTERVAL": "soon"}, "APPBAN_GATE_POLL_INTERVAL"),
     ((), {"APPBAN_GATE_POLL_INTERVAL": "0"}, "APPBAN_GATE_POLL_INTERVAL"),
     (("--poll-interval", "0"), {}, "--poll-interval"),
@@ -69,6 +73,8 @@ BAD_SETTINGS = [
     ((), {"APPBAN_GATE_HEADER_TIMEOUT": "0"}, "APPBAN_GATE_HEADER_TIMEOUT"),
     ((), {"APPBAN_GATE_MAX_CONNECTIONS": "none"}, "APPBAN_GATE_MAX_CONNECTIONS"),
     ((), {"APPBAN_GATE_MAX_PIPELINE": "0"}, "APPBAN_GATE_MAX_PIPELINE"),
+    ((), {"APPBAN_GATE_MAX_PIPELINE_BYTES": "64k"}, "APPBAN_GATE_MAX_PIPELINE_BYTES"),
+    ((), {"APPBAN_GATE_MAX_HEADER_BYTES": "100"}, "APPBAN_GATE_MAX_HEADER_BYTES"),
 ]
 
 
@@ -81,6 +87,20 @@ def test_bad_settings_are_usage_errors(fleet: Appban) -> None:
             assert_bad_input(result, expected)
         except AssertionError as exc:
             raise AssertionError(f"{args} {env}: {exc}") from None
+
+
+@pytest.mark.parametrize("value", ["mail.example.com:143", "[fe80::1%eth0]:993", "smtp=10.0.0.1"])
+def test_a_bad_mail_upstream_from_the_environment_names_the_variable(fleet: Appban, value: str) -> None:
+    result = serve(fleet.db, env={"APPBAN_MAIL_UPSTREAM": value})
+    line = assert_bad_input(result, "field APPBAN_MAIL_UPSTREAM")
+    assert "--mail-upstream" not in line  # the flag was not given: the variable was
+
+
+def test_an_ipv6_zone_is_refused_in_every_form() -> None:
+    for spec in ("[fe80::1%eth0]:143", "imap=[fe80::1%25eth0]:143", "pop3=[::1%lo]:110"):
+        with pytest.raises(ValueError, match="IPv6 zone"):
+            Upstreams.parse([spec])
+    assert Upstreams.parse(["[fe80::1]:143"]).get("imap") == ("fe80::1", 143)
 
 
 @pytest.mark.parametrize("value", ["70000", "eighty", "-1"])

@@ -102,6 +102,9 @@ class Upstreams:
                 ) from None
             if (address.version == 6) != bracketed:
                 raise ValueError(f"{spec!r}: write an IPv6 address in brackets, [ADDRESS]:PORT")
+            if getattr(address, "scope_id", None):
+                # nginx parses Auth-Server as a bare address (ngx_parse_addr): no %zone.
+                raise ValueError(f"{spec!r}: an IPv6 zone (%...) is refused: nginx's mail proxy cannot use one")
             # nginx reads an IPv6 Auth-Server without brackets.
             upstream = (str(address), int(port))
             # Two for one protocol is a mistake to say, not a choice to make (the last one).
