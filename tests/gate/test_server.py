@@ -12,6 +12,7 @@ import base64
 import json
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from helpers_gate import (
     device,
     parse_responses,
     request,
+    wait_for,
 )
 
 from helpers_semantics import AFTER, APPLIED, BEFORE, Appban
@@ -457,6 +459,48 @@ def test_pipelined_requests_split_across_packets(gate: GateProcess) -> None:
             assert chunk, received
             received += chunk
     assert [a.status for a in parse_responses(received)] == [204] * 20
+
+
+def test_answers_left_unread_wait_and_come_in_order(served: Served) -> None:
+    # A client that pipelines and does not read: once its unread answers fill the
+    # connection's buffer the gate stops reading it (what it parses meanwhile waits in
+    # the queue); when the client reads again, every answer comes, in order.
+    def nginx(eas: str, user: str) -> bytes:
+        uri = SYNC.format(user=user, eas=eas)
+        return f"GET /auth/nginx HTTP/1.1\r\nHost: gate\r\nX-Original-URI: {uri}\r\n\r\n".encode()
+
+    login = (
+        "GET /auth/mail HTTP/1.1\r\nHost: gate\r\nAuth-Method: plain\r\nAuth-User: bob.roe\r\n"
+        f"Auth-Pass: {served.passwords['BOB-PIXEL']}\r\nAuth-Protocol: imap\r\n\r\n"
+    ).encode()
+    # /metrics answers are a few KB: 2000 rounds make some 12 MB of answers, more than the
+    # kernel buffers between us and the gate hold.
+    one_round = [nginx("EASBOB1", "bob.roe"), nginx("EASJANE1", "jane.doe"), b"GET /metrics HTTP/1.1\r\n\r\n", login]
+    rounds = 2000
+    data = b"".join(one_round) * rounds
+    gate = served.gate
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room on our side
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", gate.port))
+        sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+        sender.start()
+        wait_for(lambda: gate.metrics()["appban_gate_clients_not_reading"] == 1, timeout=30, every=0.05)
+        received = bytearray()
+        marker, seen = b"\r\nX-Appban-Reason: ", 0  # one in each answer's head
+        while seen < rounds * len(one_round):
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the gate closed a client that was slow to read"
+            start = max(0, len(received) - len(marker) + 1)
+            received += chunk
+            seen += received.count(marker, start)
+        sender.join(30)
+    answers = list(parse_responses(bytes(received)))
+    assert len(answers) == rounds * len(one_round)
+    expected = [(204, "ok"), (403, BLOCKED), (200, "ok"), (200, "ok")] * rounds
+    assert [(a.status, a.reason) for a in answers] == expected
+    assert all(a.headers["auth-status"] == "OK" for a in answers[3::4])
+    assert gate.metrics()["appban_gate_write_pauses_total"] >= 1
 
 
 @pytest.mark.parametrize(
