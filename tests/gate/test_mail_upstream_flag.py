@@ -25,18 +25,20 @@ def test_comma_separated_upstreams_start_the_gate(ab: Appban, args: tuple[str, .
 
 
 @pytest.mark.parametrize(
-    ("args", "env"),
+    ("args", "env", "named"),
     [
-        (("--mail-upstream", "imap=127.0.0.1:143", "--mail-upstream", "imap=127.0.0.1:1143"), {}),
-        (("--mail-upstream", "imap=127.0.0.1:143,IMAP=127.0.0.2:143"), {}),
-        (("--mail-upstream", "127.0.0.1:143,127.0.0.1:993"), {}),
-        ((), {"APPBAN_MAIL_UPSTREAM": "smtp=127.0.0.1:25,smtp=127.0.0.1:587"}),
+        (("--mail-upstream", "imap=127.0.0.1:143", "--mail-upstream", "imap=127.0.0.1:1143"), {}, "--mail-upstream"),
+        (("--mail-upstream", "imap=127.0.0.1:143,IMAP=127.0.0.2:143"), {}, "--mail-upstream"),
+        (("--mail-upstream", "127.0.0.1:143,127.0.0.1:993"), {}, "--mail-upstream"),
+        ((), {"APPBAN_MAIL_UPSTREAM": "smtp=127.0.0.1:25,smtp=127.0.0.1:587"}, "APPBAN_MAIL_UPSTREAM"),
     ],
     ids=["repeated-flag", "one-flag", "two-defaults", "environment"],
 )
-def test_two_upstreams_for_one_protocol_are_refused(ab: Appban, args: tuple[str, ...], env: dict[str, str]) -> None:
+def test_two_upstreams_for_one_protocol_are_refused(
+    ab: Appban, args: tuple[str, ...], env: dict[str, str], named: str
+) -> None:
     result = run_process("--db", ab.db, "gate", "serve", "--port", "0", *args, env=env, timeout=30)
-    assert_bad_input(result, "--mail-upstream", "a second upstream")
+    assert_bad_input(result, named, "a second upstream")
 
 
 def test_each_protocol_gets_its_own() -> None:
