@@ -862,7 +862,8 @@ def gate_serve(
 
     from appban.gate.credentials import CredentialCache, Rehasher
     from appban.gate.follower import Follower
-    from appban.gate.server import Gate, Upstreams, serve
+    from appban.gate.http import serve
+    from appban.gate.server import Gate, Upstreams
     from appban.gate.table import DecisionTable
     from appban.gate.users import UserNames
 
@@ -939,7 +940,7 @@ def _gate_listen(host: str | None, port: int | None) -> tuple[str, int]:
 
 
 def _gate_limits() -> Any:
-    from appban.gate.server import Limits
+    from appban.gate.http import Limits
 
     return Limits(
         header_timeout=settings.get("gate_header_timeout"),
