@@ -1,0 +1,10 @@
+"""The ``appban`` command line (SPEC: Command line). Thin: parse, call, print.
+
+``_root.py`` holds what every command shares and the entry point; each other module
+is one group of commands, registered on the root group when imported here.
+"""
+
+from appban.cli import audit, catalog, database, devices, exemptions, gate, inventory, policy  # noqa: F401
+from appban.cli._root import cli, main
+
+__all__ = ["cli", "main"]

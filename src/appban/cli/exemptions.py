@@ -1,0 +1,116 @@
+"""``appban exempt`` and ``appban attest``: exceptions to a policy, and owners' word."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from appban import output
+from appban.cli._root import Env, cli, common, emit
+from appban.clock import parse_time
+
+# -- exemptions, attestations ------------------------------------------------------------
+
+
+@cli.group()
+def exempt() -> None:
+    """Exemptions from a policy, with reasons and expiry."""
+
+
+@exempt.command("add")
+@click.option("--policy", "policy_id", required=True, metavar="ID")
+@click.option("--person", default=None, metavar="EMAIL")
+@click.option("--device", "device_ref", default=None, metavar="ID")
+@click.option("--until", required=True, metavar="TIME")
+@click.option("--reason", required=True)
+@common
+def exempt_add(env: Env, policy_id: str, person: str | None, device_ref: str | None, until: str, reason: str) -> None:
+    """Exempt a person or a device until a time."""
+    from appban.policy.lifecycle import add_exemption
+
+    ws = env.workspace(create=False)
+    doc = add_exemption(
+        ws,
+        policy_id,
+        person=person,
+        device_ref=device_ref,
+        until=parse_time(until, field="--until"),
+        reason=reason,
+    )
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} until "
+            f"{output.human(d['until'])}"
+        ),
+    )
+
+
+@exempt.command("list")
+@click.option("--policy", "policy_id", default=None, metavar="ID", help="Only exemptions from this policy.")
+@click.option("--all", "everything", is_flag=True, help="Also those revoked, expired or not yet made.")
+@common
+def exempt_list(env: Env, policy_id: str | None, everything: bool) -> None:
+    """Exemptions in force as of --now (with --all: every one, with its status)."""
+    from appban.report.exemptions import list_exemptions
+
+    ws = env.workspace(create=False)
+    doc = list_exemptions(ws, policy_id=policy_id, everything=everything)
+
+    def render(d: dict[str, Any]) -> None:
+        if d["exemptions"]:
+            output.table(
+                None,
+                ["id", "policy", "who", "from", "until", "status", "reason"],
+                [
+                    (x["id"], x["policy"], x["person"] or x["device"], x["from"], x["until"], x["status"], x["reason"])
+                    for x in d["exemptions"]
+                ],
+                whole=("policy", "status"),
+            )
+        what = "exemption" if d["all"] else "active exemption"
+        output.line(f"{output.plural(len(d['exemptions']), what)} as of {output.human(d['now'])}")
+
+    emit(env, doc, render)
+
+
+@exempt.command("revoke")
+@click.argument("exemption_id", metavar="ID")
+@click.option("--reason", default=None, help="Why; recorded in the audit log.")
+@common
+def exempt_revoke(env: Env, exemption_id: str, reason: str | None) -> None:
+    """End an exemption now; the devices it covered are re-evaluated at once."""
+    from appban.policy.exemptions import parse_id, revoke
+
+    number = parse_id(exemption_id)
+    ws = env.workspace(create=False)
+    doc = revoke(ws, number, reason)
+
+    def render(d: dict[str, Any]) -> None:
+        states = ", ".join(f"{ref} {state}" for ref, state in d["states"].items() if state)
+        output.line(
+            f"exemption {d['exemption']} from {d['policy']} for {d['person'] or d['device']} revoked; "
+            f"{output.plural(d['devices'], 'device')} re-evaluated" + (f": {states}" if states else "")
+        )
+
+    emit(env, doc, render)
+
+
+@cli.command()
+@click.option("--policy", "policy_id", required=True, metavar="ID")
+@click.option("--device", "device_ref", required=True, metavar="ID")
+@click.option("--person", required=True, metavar="EMAIL")
+@common
+def attest(env: Env, policy_id: str, device_ref: str, person: str) -> None:
+    """The owner attests that the banned app is gone from the device."""
+    from appban.policy.lifecycle import attest as record
+
+    ws = env.workspace(create=False)
+    doc = record(ws, policy_id, device_ref, person)
+    emit(
+        env,
+        doc,
+        lambda d: output.line(f"{d['device']}: {d['person']} attested removal under {d['policy']}; state {d['state']}"),
+    )

@@ -1,0 +1,114 @@
+"""``appban people`` and ``appban import``: who works here, and what their devices carry."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from appban import output, settings
+from appban.cli._root import MAX_LIMIT, Env, cli, common, emit
+
+# -- people, import ----------------------------------------------------------------------
+
+
+@cli.group()
+def people() -> None:
+    """People: the employees who own devices."""
+
+
+@people.command("import")
+@click.argument("file")
+@common
+def people_import(env: Env, file: str) -> None:
+    """Load or update people from a CSV (email,name,org_unit,groups,timezone)."""
+    from appban.inventory.importer import import_people
+
+    ws = env.workspace(create=False)
+    doc = import_people(ws, file)
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"{d['file']}: {output.plural(d['people'], 'person', 'people')} "
+            f"({d['created']:,} new, {d['updated']:,} updated, {d['unchanged']:,} unchanged)"
+        ),
+    )
+
+
+@people.command("list")
+@click.option("--org-unit", default=None, metavar="NAME", help="Only people in this org unit.")
+@click.option("--group", default=None, metavar="NAME", help="Only members of this group.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="At most this many people.")
+@common
+def people_list(env: Env, org_unit: str | None, group: str | None, limit: int | None) -> None:
+    """People, with their org unit, groups and how many devices each owns."""
+    from appban.report.people import list_people
+
+    ws = env.workspace(create=False)
+    shown = limit if (limit or env.as_json) else 50
+    doc = list_people(ws, org_unit=org_unit, group=group, limit=shown)
+
+    def render(d: dict[str, Any]) -> None:
+        if not d["people"]:
+            output.line("no people" + (" match" if org_unit or group else ""))
+            return
+        output.table(
+            None,
+            ["email", "name", "org unit", "groups", "timezone", "devices"],
+            [(p["email"], p["name"], p["org_unit"], p["groups"], p["timezone"], p["devices"]) for p in d["people"]],
+            whole=("email",),
+        )
+        if d["count"] > len(d["people"]):
+            output.line(f"... {d['count'] - len(d['people']):,} more (--limit, --json)")
+        else:
+            output.line(output.plural(d["count"], "person", "people"))
+
+    emit(env, doc, render)
+
+
+@cli.command("import")
+@click.argument("format", metavar="FORMAT")
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--keep-full-inventory",
+    is_flag=True,
+    default=None,
+    help=settings.SETTINGS["keep_full_inventory"].help,
+)
+@common
+def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: bool | None) -> None:
+    """Load inventory from FILEs (formats: appban, csv)."""
+    from appban.inventory.importer import import_inventory
+
+    ws = env.workspace(create=False)
+    if sys.stderr.isatty() and not env.as_json:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed} check-ins"),
+            TimeElapsedColumn(),
+            console=output.console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("importing")
+            doc = import_inventory(
+                ws,
+                format,
+                list(files),
+                keep_full=keep_full_inventory,
+                progress=lambda n: bar.advance(task, n),
+            )
+    else:
+        doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory)
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"{output.plural(d['checkins'], 'check-in')}: {output.plural(d['new'], 'new device')}, "
+            f"{d['updated']:,} updated, {d['unchanged']:,} no newer than stored"
+        ),
+    )
