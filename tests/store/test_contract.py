@@ -481,3 +481,25 @@ def test_audit_entries_in_sequence(store: Store) -> None:
     with pytest.raises(Exception), store.transaction():  # noqa: B017 - any backend error
         store.append_audit([entries[0]])  # a sequence number is used once
     assert list(store.iter_audit())[-3:] == entries
+
+
+def test_mail_owners_and_the_local_parts_they_share(store: Store) -> None:
+    for i, owner in enumerate(
+        [
+            "jane.doe@example.com",
+            "jane.doe.x@example.com",
+            "jane.doe@other.example",
+            "jane.doe2@example.com",
+            "bob@example.com",
+            "ann@example.com",
+            "ann@example.net",
+        ]
+    ):
+        add_device(store, device(f"p{i}", owner=owner, eas=(f"EAS{i}",)))
+    add_device(store, device("no-mail", owner="bob@other.example", eas=()))  # reads no mail: not counted
+    assert store.mail_owners("jane.doe") == ["jane.doe@example.com", "jane.doe@other.example"]
+    assert store.mail_owners("bob") == ["bob@example.com"]
+    assert store.shared_local_parts() == {
+        "ann": ["ann@example.com", "ann@example.net"],
+        "jane.doe": ["jane.doe@example.com", "jane.doe@other.example"],
+    }

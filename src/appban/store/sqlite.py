@@ -471,18 +471,26 @@ class SQLiteStore(SQLiteStates):
         return [r[0] for r in rows]
 
     def shared_local_parts(self) -> dict[str, list[str]]:
+        # Read in the owner index's order, where every address starting "name@" is one
+        # run: grouped as it streams, nothing is sorted or held but the shared ones (a
+        # temporary B-tree of a million addresses would stay in the gate's memory).
         rows = self.db.execute(
-            "WITH o AS (SELECT DISTINCT owner, substr(owner, 1, instr(owner, '@') - 1) AS local "
-            "FROM devices WHERE eas_ids != '' OR credential) "
-            "SELECT local, owner FROM o WHERE local IN (SELECT local FROM o GROUP BY local HAVING count(*) > 1) "
-            "ORDER BY local, owner"
+            "SELECT DISTINCT owner FROM devices INDEXED BY devices_owner "
+            "WHERE eas_ids != '' OR credential ORDER BY owner"
         )
         shared: dict[str, list[str]] = {}
-        for local, owner in rows:
-            shared.setdefault(local, []).append(owner)
+        run: list[str] = []
+        run_local = None
+        for (owner,) in rows:
+            local = owner.partition("@")[0]
+            if local != run_local:
+                if len(run) > 1:
+                    shared[run_local or ""] = run
+                run, run_local = [], local
+            run.append(owner)
+        if len(run) > 1:
+            shared[run_local or ""] = run
         return shared
-
-    # -- observations ----------------------------------------------------------------
 
     def observations(self, device_id: int, *, present_only: bool = False) -> list[Observation]:
         sql = (
