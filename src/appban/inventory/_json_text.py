@@ -229,7 +229,7 @@ class _Parser:
             self._bad_string(at)
         if ch == "\ufeff" and at == 0:
             self._fail("starts with a byte-order mark: save the file as UTF-8 without one", at)
-        found = f"found {one_line(ch)!r}"
+        found = f"found {ch!r}"
         expected = {
             _VALUE: "a value",
             _VALUE_OR_CLOSE: "a value or ']'",

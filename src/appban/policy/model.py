@@ -466,12 +466,12 @@ def _apps(value: Any, catalog: Catalog, src: _Lines) -> tuple[str, ...]:
         if ":" in ref:
             platform, ident = ref.split(":", 1)
             if platform not in PLATFORMS:
-                raise BadInput(f"unknown platform {one_line(platform, 40)!r}", field=field)
+                raise BadInput(f"unknown platform {platform[:40]!r}", field=field)
             if not re.fullmatch(r"[A-Za-z0-9._-]+", ident):
-                raise BadInput(f"bad identifier {one_line(ident, 80)!r}", field=field)
+                raise BadInput(f"bad identifier {ident[:80]!r}", field=field)
         elif ref not in catalog.families:
             known = ", ".join(sorted(catalog.families)) or "none"
-            raise BadInput(f"unknown app family {one_line(ref, 60)!r} (catalog has: {known})", field=field)
+            raise BadInput(f"unknown app family {ref[:60]!r} (catalog has: {known})", field=field)
         if ref in out:
             raise BadInput(f"{ref!r} listed twice", field=field)
         out.append(ref)
