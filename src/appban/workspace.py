@@ -38,9 +38,8 @@ class Workspace:
         # Syncing the shipped catalog alone evaluates nothing: it must not move the clock
         # (a dry run opens the database this way and must leave it as it was).
         with self.writing(evaluates=False):
-            self.catalog = catalog_sync.sync_shipped(self.store, self.audit, now)
-            self.evaluator.catalog = self.catalog
-            self.evaluator.reload()
+            catalog_sync.sync_shipped(self.store, self.audit, now)
+            self.refresh_catalog()
             if previous is not None and int(previous) != self.catalog.version:
                 # An upgrade brought identifiers: snapshots filtered before them cannot
                 # prove their absence (SPEC), so states change now, in this transaction.
@@ -89,9 +88,9 @@ class Workspace:
         self.audit.begin()
         stored = int(self.store.get_meta("catalog_version", "0") or 0)
         if stored != self.catalog.version:
-            self.catalog = catalog_sync.current(self.store)
-            self.evaluator.catalog = self.catalog
-        self.evaluator.reload()
+            self.refresh_catalog()
+        else:
+            self.evaluator.reload()
 
     def _check_clock(self) -> None:
         """A write happens now, or replays the past in order; it never goes back in time.
@@ -122,6 +121,7 @@ class Workspace:
         return int(self.store.get_meta("clock", "0") or 0)
 
     def refresh_catalog(self) -> None:
+        """Read the stored catalog again, and what evaluation derives from it."""
         self.catalog = catalog_sync.current(self.store)
         self.evaluator.catalog = self.catalog
         self.evaluator.reload()
