@@ -27,6 +27,7 @@ import _fleet  # noqa: E402
 
 from appban.clock import parse_time  # noqa: E402
 from appban.inventory.appban_format import AppbanFormat  # noqa: E402
+from appban.inventory.base import ReadOptions  # noqa: E402
 from appban.inventory.checkin import App, Checkin, Device  # noqa: E402
 from appban.inventory.ingest import Ingestor  # noqa: E402
 from appban.policy.lifecycle import apply  # noqa: E402
@@ -58,7 +59,7 @@ def bench_ingest(n: int, tmp: Path) -> dict[str, float]:
         ingestor = Ingestor(ws.store, ws.evaluator, keep_full=False)
         start = time.perf_counter()
         with ws.writing():
-            for _line, c in AppbanFormat().read(str(path), max_bytes=4 << 20):
+            for _line, c in AppbanFormat().read(str(path), ReadOptions(now=0, max_bytes=4 << 20)):
                 ingestor.ingest(c, ws.now)
         rates[label] = n / (time.perf_counter() - start)
     ws.close()

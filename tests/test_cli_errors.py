@@ -334,10 +334,17 @@ def test_unknown_import_format(fleet: Fleet, fmt: str) -> None:
     fleet.assert_unchanged()
 
 
-@pytest.mark.parametrize("fmt", ["apple-mdm", "android-management", "google-directory", "intune", "jamf", "osquery"])
-def test_format_not_yet_available(fleet: Fleet, fmt: str) -> None:
-    path = fleet.write("x.json", "{}")
-    assert_bad_input(fleet.run("--json", "import", fmt, str(path)), "FORMAT", fmt)
+VENDOR_FORMATS = ["intune", "jamf", "workspace-one", "google-directory", "android-management", "apple-mdm", "osquery", "exchange"]
+
+
+@pytest.mark.parametrize("fmt", VENDOR_FORMATS)
+@pytest.mark.parametrize("body", ["{}", "[1, 2", "<x>\n", "\x00\xff garbage"], ids=["empty-object", "cut", "xml", "binary"])
+def test_vendor_format_refuses_what_it_cannot_read(fleet: Fleet, fmt: str, body: str) -> None:
+    """Whatever the bytes, a vendor format answers with one line and exit 2, and writes nothing."""
+    path = fleet.write("x.json", body)
+    result = fleet.run("--json", "import", fmt, str(path))
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err and str(path) in result.err and result.err.count("\n") == 1
     fleet.assert_unchanged()
 
 

@@ -77,11 +77,33 @@ def people_list(env: Env, org_unit: str | None, group: str | None, limit: int | 
     default=None,
     help=settings.SETTINGS["keep_full_inventory"].help,
 )
+@click.option("--source", default=None, metavar="NAME", help="The source's name (default: the format's).")
+@click.option(
+    "--owners",
+    default=None,
+    metavar="CSV",
+    help="Owners of records that name none: a CSV key,email (key: device id, serial, IMEI or mailbox alias).",
+)
+@click.option(
+    "--timezone", default=None, metavar="TZ", help="The zone of times written without an offset (default UTC)."
+)
 @common
-def import_(env: Env, format: str, files: tuple[str, ...], keep_full_inventory: bool | None) -> None:
-    """Load inventory from FILEs (formats: appban, csv)."""
+def import_(
+    env: Env,
+    format: str,
+    files: tuple[str, ...],
+    keep_full_inventory: bool | None,
+    source: str | None,
+    owners: str | None,
+    timezone: str | None,
+) -> None:
+    """Load inventory from FILEs in FORMAT: appban, csv, intune, jamf, workspace-one,
+    google-directory, android-management, apple-mdm, osquery, exchange."""
+    from functools import partial
+
     from appban.inventory.importer import import_inventory
 
+    import_inventory = partial(import_inventory, source=source, owners=owners, timezone=timezone)
     ws = env.workspace(create=False)
     if sys.stderr.isatty() and not env.as_json:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

@@ -18,6 +18,7 @@ from typing import BinaryIO
 import msgspec
 
 from appban.errors import BadInput
+from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import App, Checkin, decode_json
 from appban.text import NotUtf8
 
@@ -25,7 +26,8 @@ from appban.text import NotUtf8
 class AppbanFormat:
     name = "appban"
 
-    def read(self, path: str, *, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+    def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
+        max_bytes = options.max_bytes
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed in finally, generator
         except OSError as exc:

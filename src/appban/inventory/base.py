@@ -2,26 +2,67 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Protocol
 
+from appban.clock import Micros
 from appban.inventory.checkin import Checkin
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the command line tells every reader.
+
+    ``source``: ``--source``, or None for the format's own name. ``timezone``: the
+    zone of times written without an offset (``--timezone``, default UTC). ``now``:
+    the command's clock, the observation time of a format that states none.
+    ``max_bytes``: the most one record (a line, a device, a page) may take.
+    ``owners``: the ``--owners`` mapping (key -> e-mail); readers need not use it,
+    the importer applies it to every record that names no owner.
+    """
+
+    now: Micros
+    max_bytes: int
+    source: str | None = None
+    timezone: tzinfo = UTC
+    owners: Mapping[str, str] = field(default_factory=dict)
 
 
 class InventoryFormat(Protocol):
     name: str
 
-    def read(self, path: str, *, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
-        """Yield (line, check-in) in file order; raise BadInput naming file, line, field."""
+    def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
+        """Yield (line or None, check-in) in file order; raise BadInput naming file, line
+        (or record index in the field's path) and field."""
         ...
 
 
-def formats() -> dict[str, InventoryFormat]:
-    from appban.inventory.appban_format import AppbanFormat
-    from appban.inventory.csv_format import CsvFormat
+# Every format, by the module that reads it: loaded when first named.
+_FORMATS = {
+    "appban": "appban.inventory.appban_format:AppbanFormat",
+    "csv": "appban.inventory.csv_format:CsvFormat",
+    "intune": "appban.inventory.intune:IntuneFormat",
+    "jamf": "appban.inventory.jamf:JamfFormat",
+    "workspace-one": "appban.inventory.workspace_one:WorkspaceOneFormat",
+    "google-directory": "appban.inventory.google_directory:GoogleDirectoryFormat",
+    "android-management": "appban.inventory.android_management:AndroidManagementFormat",
+    "apple-mdm": "appban.inventory.apple_mdm:AppleMdmFormat",
+    "osquery": "appban.inventory.osquery:OsqueryFormat",
+    "exchange": "appban.inventory.exchange:ExchangeFormat",
+}
 
-    return {f.name: f for f in (AppbanFormat(), CsvFormat())}
+
+def format_names() -> list[str]:
+    return list(_FORMATS)
 
 
-# Formats SPEC names that arrive with the MDM import issue.
-PLANNED = ("apple-mdm", "android-management", "google-directory", "intune", "jamf", "osquery")
+def get_format(name: str) -> InventoryFormat:
+    module, _, cls = _FORMATS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
+
+
+def formats() -> Mapping[str, InventoryFormat]:
+    return {name: get_format(name) for name in _FORMATS}

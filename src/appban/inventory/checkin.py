@@ -32,6 +32,7 @@ __all__ = [
     "Checkin",
     "Device",
     "DuplicateApp",
+    "build",
     "check_text",
     "decode_json",
     "finish",
@@ -41,6 +42,11 @@ __all__ = [
 Platform = Literal["ios", "ipados", "android", "macos", "windows", "linux", "chromeos"]
 Ownership = Literal["corporate", "personal", "unknown"]
 Scope = Literal["full", "managed"]
+# What a source can see, as appban keeps it: "none" is a source that lists no apps at all
+# (a mail server's device list, a directory of synced phones). Only vendor formats give it.
+KnownScope = Literal["full", "managed", "none"]
+# Identifiers that name one physical device whichever system reports it (IDENTIFIER_KINDS).
+IDENTIFIER_KINDS = ("serial", "imei", "meid", "udid", "enrollment_id", "android_id", "host", "alias")
 
 # Identifiers: bounded, and (checked below) nothing invisible. Text: bounded, no markup.
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -66,15 +72,25 @@ class App(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class Device(msgspec.Struct, forbid_unknown_fields=True):
+    """A device as one source reports it.
+
+    ``owner`` is None when the source names no one (and no ``--owners`` mapping does).
+    ``identifiers`` are (kind, value) pairs, kinds from IDENTIFIER_KINDS: what links
+    this record to the same phone reported by another source. ``host`` is a host
+    identifier that means one machine only within its own source; ``alias`` (a mailbox
+    alias) is only ever a key of an ``--owners`` mapping, never a link.
+    """
+
     id: Ident
     platform: Platform
-    owner: Email
+    owner: Email | None
     ownership: Ownership = "unknown"
     model: Text | None = None
     os_version: Text | None = None
     eas_device_ids: list[Ident] = []
-    inventory_scope: Scope = "full"
+    inventory_scope: KnownScope = "full"
     mail_access: bool | None = None
+    identifiers: list[tuple[str, str]] = []
 
 
 class _DeviceBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -106,6 +122,13 @@ class Checkin(msgspec.Struct):
     observed_at: Micros
     apps: list[App]
     app_ids: list[str | None] = []  # the apps' ids, in order: the importer's fast path
+    # A differential report (osquery): ``apps`` were added and ``removed`` went since the
+    # report before; None for a snapshot, which replaces the app set. ``epoch`` and
+    # ``counter`` order a source's stream: a report from an older epoch, or not after
+    # the stored counter in the same epoch, changes nothing.
+    removed: list[App] | None = None
+    epoch: int | None = None
+    counter: int | None = None
 
 
 _decoder = msgspec.json.Decoder(CheckinBody)
@@ -277,3 +300,142 @@ def _check_strings(device: Device, apps: list[App], app_ids: list[str | None]) -
         check_identifier(app.id, f"apps[{i}].id")
         check_text(app.name, f"apps[{i}].name")
         check_text(app.version, f"apps[{i}].version")
+
+
+_PLATFORMS = frozenset(Platform.__args__)  # type: ignore[attr-defined]
+_SOURCE = __import__("re").compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_IDENT = 256
+MAX_TEXT = 1024
+
+
+def build(
+    *,
+    source: str,
+    device_id: str,
+    platform: str,
+    owner: str | None,
+    observed_at: Micros,
+    apps: list[App],
+    ownership: str = "unknown",
+    model: str | None = None,
+    os_version: str | None = None,
+    eas_device_ids: list[str] | tuple[str, ...] = (),
+    inventory_scope: str = "full",
+    mail_access: bool | None = None,
+    identifiers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+    removed: list[App] | None = None,
+    epoch: int | None = None,
+    counter: int | None = None,
+    where: dict[str, str] | None = None,
+) -> Checkin:
+    """A check-in from a vendor's record, checked as strictly as SPEC's own format.
+
+    ``where`` maps appban's field names (``device.id``, ``device.owner``,
+    ``device.model``, ``device.os_version``, ``device.eas_device_ids``, ``apps``,
+    ``removed``) to the vendor's path of that value (``value[3].serialNumber``), so
+    an error names the field as the file spells it. App errors name
+    ``<apps path>[i].id|name|version``.
+
+    Two apps with the same id (or, without ids, the same name) in one record are
+    kept once, the first: vendors list one app once per version or per user.
+    Identifiers that are placeholders (``is_placeholder``) are dropped.
+    """
+    names = where or {}
+
+    def at(field: str) -> str:
+        return names.get(field, field)
+
+    if not _SOURCE.fullmatch(source):
+        raise BadInput(
+            f"bad source name {source[:64]!r}: lower-case letters, digits, '.', '_' and '-'",
+            field="--source",
+        )
+    _ident(device_id, at("device.id"))
+    if platform not in _PLATFORMS:
+        raise BadInput(f"unknown platform {str(platform)[:40]!r}", field=at("device.platform"))
+    if owner is not None:
+        owner = normalise_email(owner, at("device.owner"))
+    for field, value in (("device.model", model), ("device.os_version", os_version)):
+        _text(value, at(field))
+    eas: list[str] = []
+    for i, e in enumerate(eas_device_ids):
+        field = at("device.eas_device_ids")
+        check_eas_device_id(e, field)
+        if len(e) > MAX_IDENT:
+            raise BadInput(f"longer than {MAX_IDENT} characters", field=field)
+        if e not in eas:
+            eas.append(e)
+    kept_ids: list[tuple[str, str]] = []
+    for kind, value in identifiers:
+        if kind not in IDENTIFIER_KINDS:
+            raise ValueError(f"unknown identifier kind {kind!r}")  # a programming error
+        value = value.strip()
+        if is_placeholder(value):
+            continue
+        _ident(value, at(f"device.{kind}"))
+        if (kind, value) not in kept_ids:
+            kept_ids.append((kind, value))
+    if inventory_scope == "none" and (apps or removed):
+        raise ValueError("a record of scope 'none' lists no apps")  # a programming error
+    apps = _unique_apps(apps, at("apps"))
+    if removed is not None:
+        removed = _unique_apps(removed, at("removed"))
+    device = Device(
+        id=device_id,
+        platform=platform,  # type: ignore[arg-type]
+        owner=owner,
+        ownership=ownership,  # type: ignore[arg-type]
+        model=model,
+        os_version=os_version,
+        eas_device_ids=eas,
+        inventory_scope=inventory_scope,  # type: ignore[arg-type]
+        mail_access=mail_access,
+        identifiers=kept_ids,
+    )
+    return Checkin(source, device, observed_at, apps, [a.id for a in apps], removed, epoch, counter)
+
+
+def _unique_apps(apps: list[App], path: str) -> list[App]:
+    seen: set[str] = set()
+    out: list[App] = []
+    for i, app in enumerate(apps):
+        if app.id is not None:
+            app.id = app.id.strip() or None
+        if app.id is None and not (app.name and app.name.strip()):
+            raise BadInput("an app needs an id or a name", field=f"{path}[{i}]")
+        _ident(app.id, f"{path}[{i}].id")
+        _text(app.name, f"{path}[{i}].name")
+        _text(app.version, f"{path}[{i}].version")
+        key = app.id if app.id is not None else "name:" + (app.name or "")
+        if key not in seen:
+            seen.add(key)
+            out.append(app)
+    return out
+
+
+def _ident(value: str | None, field: str) -> None:
+    if value is None:
+        return
+    if not value:
+        raise BadInput("empty", field=field)
+    if len(value) > MAX_IDENT:
+        raise BadInput(f"longer than {MAX_IDENT} characters", field=field)
+    check_identifier(value, field)
+
+
+def _text(value: str | None, field: str) -> None:
+    if value is None:
+        return
+    if len(value) > MAX_TEXT:
+        raise BadInput(f"longer than {MAX_TEXT} characters", field=field)
+    check_text(value, field)
+
+
+_PLACEHOLDERS = frozenset({"", "unknown", "n/a", "na", "none", "null", "not available", "-", "0", "default"})
+
+
+def is_placeholder(value: str) -> bool:
+    """A value sources put where they know nothing: empty, ``Unknown``, ``N/A``, or a
+    run of one character (``000000000000000``, ``FFFFFFFF``). Never a link."""
+    v = value.strip().lower()
+    return v in _PLACEHOLDERS or len(set(v.replace("-", "").replace(":", ""))) <= 1

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from appban.clock import Micros, parse_time
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
+from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import Checkin, DuplicateApp, from_object
 
 REQUIRED = ("device_id", "platform", "owner", "observed_at")
@@ -62,10 +63,10 @@ _FIELD_COLUMN = {
 class CsvFormat:
     name = "csv"
 
-    def read(self, path: str, *, max_bytes: int) -> Iterator[tuple[int, Checkin]]:
+    def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         f = open_text(path)
         try:
-            yield from _read(path, f, max_bytes)
+            yield from _read(path, f, options.max_bytes)
         finally:
             f.close()
 

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appban import settings
+from appban.clock import Micros
 from appban.errors import BadInput
-from appban.inventory.base import PLANNED, formats
+from appban.inventory._lines import CsvReader, open_text
+from appban.inventory.base import InventoryFormat, ReadOptions, format_names, get_format
+from appban.inventory.checkin import Checkin
 from appban.inventory.ingest import Ingestor
 from appban.inventory.people import read_people
 from appban.output import plural
+from appban.text import ascii_lower, check_identifier, normalise_email
 from appban.workspace import Workspace
 
 Progress = Callable[[int], None]
+
+
+# Apply phase: one transaction holds the write lock at most this long (or this many
+# check-ins), so the gate, the API and other writers wait milliseconds, not minutes.
+BATCH_SECONDS = 0.1
+BATCH_CHECKINS = 2000
+# Files up to this size in all are parsed once and kept; larger ones are read again to
+# apply, so memory stays bounded whatever the size of the export.
+KEEP_PARSED_BYTES = 64 << 20
 
 
 def import_inventory(
@@ -23,52 +40,176 @@ def import_inventory(
     *,
     keep_full: bool | None = None,
     progress: Progress | None = None,
+    source: str | None = None,
+    owners: str | None = None,
+    timezone: str | None = None,
 ) -> dict[str, Any]:
-    known = formats()
-    if fmt not in known:
-        soon = f"; {fmt} arrives with the MDM import formats" if fmt in PLANNED else ""
-        raise BadInput(f"unknown format {fmt!r} (have: {', '.join(known)}){soon}", field="FORMAT")
-    reader = known[fmt]
-    max_bytes = settings.get("max_checkin_bytes")
-    max_apps = settings.get("max_apps")
+    """Import ``paths`` in ``fmt``: every file is read and checked whole first (a file
+    that fails writes nothing), then applied in short transactions.
+
+    An import cut short while applying (a crash, a kill) leaves an ``import-started``
+    entry in the audit log without its ``import``; running the same import again
+    finishes it: what was applied is no newer than itself and changes nothing.
+    """
+    if fmt not in format_names():
+        raise BadInput(f"unknown format {fmt!r} (have: {', '.join(format_names())})", field="FORMAT")
+    reader = get_format(fmt)
+    if source is not None and fmt in ("appban", "csv"):
+        raise BadInput(f"the {fmt} format names its source in each check-in", field="--source")
+    options = ReadOptions(
+        now=ws.now,
+        max_bytes=settings.get("max_checkin_bytes"),
+        source=source,
+        timezone=read_timezone(timezone),
+        owners=read_owners(owners, settings.get("max_checkin_bytes")) if owners else {},
+    )
     keep = settings.get("keep_full_inventory", keep_full)
     ingestor = Ingestor(ws.store, ws.evaluator, keep_full=keep)
-    files = []
-    with ws.writing():
-        for path in paths:
-            before = ingestor.counts.total
-            for line, checkin in reader.read(path, max_bytes=max_bytes):
-                if len(checkin.apps) > max_apps:
-                    raise BadInput(
-                        f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} "
-                        f"({settings.SETTINGS['max_apps'].env})",
-                        file=path,
-                        line=line,
-                        field="apps",
-                    )
+    try:
+        small = sum(os.path.getsize(p) for p in paths) <= KEEP_PARSED_BYTES
+    except OSError:
+        small = False  # the reader names the file it cannot read
+    parsed: dict[str, list[tuple[int | None, Checkin]]] = {}
+    counts: dict[str, int] = {}
+    for path in paths:
+        kept: list[tuple[int | None, Checkin]] = []
+        count = 0
+        for line, checkin in _checked(reader, path, options, ingestor, ws.now):
+            count += 1
+            if small:
+                kept.append((line, checkin))
+        if count == 0:
+            # Most likely the wrong file, or one cut short: importing it would
+            # record an import of nothing.
+            raise BadInput("no check-ins in the file", file=path)
+        counts[path] = count
+        if small:
+            parsed[path] = kept
+    files = [{"file": p, "checkins": counts[p]} for p in paths]
+    subject = fmt if source is None else f"{fmt}:{source}"
+    started = False
+    batch: list[tuple[str, int | None, Checkin]] = []
+
+    def apply(last: bool) -> None:
+        nonlocal started
+        with ws.writing():
+            if not started and not last:
+                # More than one transaction: say so in the first, so that a crash
+                # before the last leaves a record of an import begun and not finished.
+                ws.audit.append(ws.now, "import-started", subject, {"files": paths})
+            started = True
+            for path, line, checkin in batch:
                 try:
                     ingestor.ingest(checkin, ws.now)
                 except BadInput as exc:
                     raise exc.at(file=path, line=line) from None
-                if progress is not None:
-                    progress(1)
-            count = ingestor.counts.total - before
-            if count == 0:
-                # Most likely the wrong file, or one cut short: importing it would
-                # record an import of nothing.
-                raise BadInput("no check-ins in the file", file=path)
-            files.append({"file": path, "checkins": count})
-        ws.audit.append(
-            ws.now,
-            "import",
-            fmt,
-            {
-                "files": [f["file"] for f in files],
-                **ingestor.counts.as_dict(),
-                "full_inventory": keep,
-            },
-        )
+            if last:
+                ws.audit.append(
+                    ws.now,
+                    "import",
+                    subject,
+                    {"files": paths, **ingestor.counts.as_dict(), "full_inventory": keep},
+                )
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    deadline = time.monotonic() + BATCH_SECONDS
+    for path in paths:
+        items = parsed[path] if small else _checked(reader, path, options, ingestor, ws.now)
+        for line, checkin in items:
+            batch.append((path, line, checkin))
+            if len(batch) >= BATCH_CHECKINS or time.monotonic() >= deadline:
+                apply(last=False)
+                deadline = time.monotonic() + BATCH_SECONDS
+    apply(last=True)
     return {"format": fmt, "files": files, **ingestor.counts.as_dict()}
+
+
+def _checked(
+    reader: InventoryFormat, path: str, options: ReadOptions, ingestor: Ingestor, now: Micros
+) -> Iterator[tuple[int | None, Checkin]]:
+    """The file's check-ins, each checked as far as it can be without the store, with
+    the ``--owners`` mapping applied."""
+    max_apps = settings.get("max_apps")
+    for line, checkin in reader.read(path, options):
+        if len(checkin.apps) > max_apps:
+            raise BadInput(
+                f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} ({settings.SETTINGS['max_apps'].env})",
+                file=path,
+                line=line,
+                field="apps",
+            )
+        try:
+            ingestor.check_time(checkin, now)
+        except BadInput as exc:
+            raise exc.at(file=path, line=line) from None
+        if checkin.device.owner is None and options.owners:
+            checkin.device.owner = owner_for(checkin, options.owners)
+        yield line, checkin
+
+
+def owner_for(checkin: Checkin, owners: Mapping[str, str]) -> str | None:
+    """The ``--owners`` mapping's e-mail for a record: by its source id, then by any of
+    its identifiers (serial number, IMEI, mailbox alias ...), compared without case."""
+    d = checkin.device
+    for key in (d.id, *(value for _kind, value in d.identifiers)):
+        email = owners.get(ascii_lower(key))
+        if email is not None:
+            return email
+    return None
+
+
+def read_owners(path: str, max_bytes: int) -> dict[str, str]:
+    """``--owners``: a CSV with the header ``key,email``; keys compared without case."""
+    f = open_text(path)
+    reader = CsvReader(path, f, max_bytes)
+    rows = iter(reader)
+    owners: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    try:
+        header = reader.header(rows)
+        if header is None or [h.strip().lower() for h in header] != ["key", "email"]:
+            raise BadInput("header must be key,email", file=path, line=reader.header_line)
+        reader.columns = ["key", "email"]
+        for row in rows:
+            line = reader.line_num
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != 2:
+                raise BadInput(f"{len(row)} columns, expected 2", file=path, line=line)
+            key, email = row[0].strip(), row[1].strip()
+            try:
+                if not key:
+                    raise BadInput("empty", field="key")
+                check_identifier(key, "key")
+                email = normalise_email(email, "email")
+            except BadInput as exc:
+                raise exc.at(file=path, line=line) from None
+            folded = ascii_lower(key)
+            if folded in owners and owners[folded] != email:
+                raise BadInput(
+                    f"key {key!r} maps to {owners[folded]} on line {lines[folded]} and to {email} here",
+                    file=path,
+                    line=line,
+                    field="email",
+                )
+            owners[folded] = email
+            lines[folded] = line
+    finally:
+        f.close()
+    if not owners:
+        raise BadInput("no mappings in the file", file=path)
+    return owners
+
+
+def read_timezone(name: str | None) -> tzinfo:
+    if name is None or name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"unknown time zone {name[:64]!r}", field="--timezone") from None
 
 
 def import_people(ws: Workspace, path: str) -> dict[str, Any]:

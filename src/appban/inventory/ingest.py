@@ -58,9 +58,9 @@ class Ingestor:
         # The evaluator's: read again inside each write transaction (Workspace.writing).
         return self.evaluator.catalog
 
-    def ingest(self, c: Checkin, now: Micros) -> None:
-        """Apply ``c`` as of ``now``. Raises BadInput (field ``observed_at``) for a
-        snapshot dated further ahead of ``now`` than the clock skew allows."""
+    def check_time(self, c: Checkin, now: Micros) -> None:
+        """Raises BadInput (field ``observed_at``) for a snapshot dated further ahead of
+        ``now`` than the clock skew allows."""
         if c.observed_at > now + self.clock_skew:
             raise BadInput(
                 f"{format_time(c.observed_at)} is in the future: more than "
@@ -68,6 +68,10 @@ class Ingestor:
                 f"ahead of the clock, {format_time(now)}",
                 field="observed_at",
             )
+
+    def ingest(self, c: Checkin, now: Micros) -> None:
+        """Apply ``c`` as of ``now`` (check_time's rule holds here too)."""
+        self.check_time(c, now)
         store = self.store
         d = c.device
         old = store.get_device_by_key(c.source, d.id)
