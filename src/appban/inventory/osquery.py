@@ -1,0 +1,352 @@
+"""osquery result logs: the filesystem logger's JSON Lines, or the TLS logger's bodies.
+
+Each line is one result log entry (or a TLS body, ``{"log_type": "result", "data":
+[...]}``, one a line). Three shapes, as osquery's logging documentation gives them:
+a snapshot (``"action": "snapshot"``, ``"snapshot": [rows]``), the batch format
+(``"diffResults": {"added": [...], "removed": [...]}``) and the event format (one row
+a line, ``"action": "added"|"removed"``, ``"columns": {...}``).
+
+One record per host and query: ``<hostIdentifier>/<query name>``, so that a host's
+``apps`` snapshot never erases its ``chrome_extensions``. Which table a query reads is
+told by its name (``apps``, ``pack_inventory_apps``), else by its columns
+(``bundle_identifier`` is ``apps``); queries of other tables are skipped.
+
+A snapshot, and a differential run with ``counter`` 0 (osquery's "all records" of an
+epoch), replace the record's apps; a later run adds and removes. Event-format rows of
+one run (host, query, epoch, counter) are gathered into one differential, even when
+other hosts' lines come between them; a run still open after ``_IDLE_LINES`` lines
+is closed, and a row of it found later is refused rather than applied twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from appban.clock import Micros, parse_time
+from appban.errors import BadInput
+from appban.inventory._vendor import child, integer, listed, mapping, open_binary, text
+from appban.inventory.base import ReadOptions
+from appban.inventory.checkin import App, Checkin, build
+
+_TABLES = ("chrome_extensions", "deb_packages", "rpm_packages", "programs", "apps")
+_NAMED = re.compile(r"(?<![a-z0-9])(" + "|".join(_TABLES) + r")(?![a-z0-9])")
+_TABLE_PLATFORM = {"apps": "macos", "programs": "windows", "deb_packages": "linux", "rpm_packages": "linux"}
+# os_version.platform as a decoration names a Chrome extension's host platform.
+_OS_PLATFORM = {"darwin": "macos", "windows": "windows", "chrome": "chromeos", "freebsd": None}
+_IDLE_LINES = 100_000
+
+
+class OsqueryFormat:
+    name = "osquery"
+
+    def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
+        source = options.source or self.name
+        runs = _Runs(path)
+        for number, at, entry in _entries(path, options.max_bytes):
+            try:
+                result = _result(entry, at, options)
+                if result is None:
+                    pass
+                elif result.rows is not None:  # a snapshot, or a batch of changes
+                    yield number, _checkin(source, result, options)
+                else:
+                    for run in runs.add(result, number):
+                        yield run.line, _checkin(source, run.result, options)
+            except BadInput as exc:
+                raise exc.at(file=path, line=number) from None
+            for run in runs.idle(number):
+                yield run.line, _checkin(source, run.result, options)
+        for run in runs.close():
+            yield run.line, _checkin(source, run.result, options)
+
+
+@dataclass
+class _Result:
+    """One result log entry of a table we read."""
+
+    host: str
+    query: str
+    table: str
+    platform: str
+    epoch: int | None
+    counter: int | None
+    observed: Micros | None
+    decorations: dict[str, Any]
+    at: str
+    rows: list[App] | None  # a snapshot's or a batch's added rows; None for an event
+    removed: list[App] | None = None
+    added: list[App] = field(default_factory=list)  # an event's row, when it was added
+    snapshot: bool = False
+    where: dict[str, str] = field(default_factory=dict)
+
+
+def _entries(path: str, max_bytes: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line, path within the line, entry) for every result log entry in the file."""
+    f = open_binary(path)
+    try:
+        number = 0
+        while True:
+            raw = f.readline(max_bytes + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                raise BadInput(f"a line longer than {max_bytes} bytes", file=path, line=number)
+            if not raw.strip():
+                continue
+            try:
+                value = msgspec.json.decode(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                raise BadInput("not a JSON object on one line", file=path, line=number) from None
+            if not isinstance(value, dict):
+                raise BadInput("expected a JSON object", file=path, line=number)
+            if "log_type" not in value:
+                yield number, "", value
+                continue
+            try:
+                if text(value, "log_type", "") != "result":
+                    raise BadInput("status logs, not query results", field="log_type")
+                for i, entry in enumerate(listed(value, "data", "")):
+                    yield number, f"data[{i}].", mapping(entry, f"data[{i}]")
+            except BadInput as exc:
+                raise exc.at(file=path, line=number) from None
+    finally:
+        f.close()
+
+
+def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | None:
+    here = at.rstrip(".")
+    action = text(entry, "action", here)
+    diff = child(entry, "diffResults", here)
+    if action is None and not diff:
+        raise BadInput("not a query result (no action, no diffResults): a status log?", field=here or None)
+    query = text(entry, "name", here, required=True) or ""
+    # Older logs, and osquery's own examples of the event format, say hostname.
+    host = text(entry, "hostIdentifier", here) or text(entry, "hostname", here)
+    if host is None:
+        raise BadInput("missing", field=f"{at}hostIdentifier")
+    removed_rows = None
+    if action == "snapshot":
+        rows, rows_at = listed(entry, "snapshot", here), f"{at}snapshot"
+    elif action in ("added", "removed"):
+        rows, rows_at = [mapping(entry.get("columns"), f"{at}columns")], f"{at}columns"
+    elif action is None:
+        rows, rows_at = listed(diff, "added", f"{at}diffResults"), f"{at}diffResults.added"
+        removed_rows = listed(diff, "removed", f"{at}diffResults")
+    else:
+        raise BadInput(f"unknown action {action[:40]!r}", field=f"{at}action")
+    table = _table(query, rows or removed_rows or [])
+    if table is None:
+        return None
+    decorations = child(entry, "decorations", here)
+    platform = _TABLE_PLATFORM.get(table) or _extension_platform(decorations, rows, at)
+    if platform is None:
+        return None  # a Chrome extension list from a host whose platform cannot be told
+    counter = integer(entry, "counter", here)
+    result = _Result(
+        host=host,
+        query=query,
+        table=table,
+        platform=platform,
+        epoch=integer(entry, "epoch", here),
+        counter=counter,
+        observed=_observed(entry, here, options),
+        decorations=decorations,
+        at=at,
+        rows=None,
+    )
+    apps = [_app(table, row, f"{rows_at}[{i}]" if action != "added" else rows_at) for i, row in enumerate(rows)]
+    if action == "snapshot":
+        result.rows, result.snapshot = apps, True
+        result.where["apps"] = rows_at
+    elif action is None:
+        result.rows = apps
+        result.where["apps"] = rows_at
+        # counter 0: the first run of an epoch, all its rows (osquery's "Schedule counter").
+        result.snapshot = counter == 0
+        if not result.snapshot:
+            result.removed = [_app(table, r, f"{at}diffResults.removed[{i}]") for i, r in enumerate(removed_rows or [])]
+            result.where["removed"] = f"{at}diffResults.removed"
+    else:  # one event: gathered with the other rows of its run by _Runs
+        result.snapshot = counter == 0
+        result.added = apps if action == "added" else []
+        result.removed = apps if action == "removed" else []
+        result.where["apps"] = result.where["removed"] = "columns (rows of the run, in order)"
+    return result
+
+
+def _table(query: str, rows: list[Any]) -> str | None:
+    found = _NAMED.search(query.lower())
+    if found:
+        return found.group(1)
+    columns = rows[0] if rows and isinstance(rows[0], dict) else {}
+    if "bundle_identifier" in columns:
+        return "apps"
+    if "identifying_number" in columns:
+        return "programs"
+    if "identifier" in columns and ("browser_type" in columns or "profile" in columns):
+        return "chrome_extensions"
+    if "package_group" in columns:
+        return "rpm_packages"
+    if "maintainer" in columns:
+        return "deb_packages"
+    return None
+
+
+def _extension_platform(decorations: dict[str, Any], rows: list[Any], at: str) -> str | None:
+    """A Chrome extension's host: a ``platform`` decoration (os_version.platform), else
+    the shape of the extension's ``path`` (a drive letter, /Users/, /home/)."""
+    named = text(decorations, "platform", f"{at}decorations")
+    if named is not None:
+        return _OS_PLATFORM.get(named.lower(), "linux")
+    for row in rows:
+        where = row.get("path") if isinstance(row, dict) else None
+        if not isinstance(where, str):
+            continue
+        if re.match(r"[A-Za-z]:\\", where):
+            return "windows"
+        if where.startswith(("/Users/", "/Library/")):
+            return "macos"
+        if where.startswith(("/home/", "/root/")):
+            return "linux"
+    return None
+
+
+def _app(table: str, row: Any, at: str) -> App:
+    row = mapping(row, at)
+    if table == "apps":
+        name = text(row, "display_name", at) or text(row, "bundle_name", at) or text(row, "name", at)
+        version = text(row, "bundle_short_version", at) or text(row, "bundle_version", at)
+        return App(id=text(row, "bundle_identifier", at), name=name, version=version)
+    if table == "programs":
+        # identifying_number is an installer's product code, new with each version: not an app's id.
+        return App(name=text(row, "name", at, required=True), version=text(row, "version", at))
+    if table == "chrome_extensions":
+        return App(id=text(row, "identifier", at), name=text(row, "name", at), version=text(row, "version", at))
+    package = text(row, "name", at, required=True)  # deb_packages, rpm_packages: the package is the id
+    return App(id=package, name=package, version=text(row, "version", at))
+
+
+def _observed(entry: dict[str, Any], at: str, options: ReadOptions) -> Micros | None:
+    seconds = integer(entry, "unixTime", at)
+    if seconds is not None:
+        if not 0 <= seconds < 253402300800:  # before year 10000
+            raise BadInput(f"{seconds} is not a time", field=f"{at}.unixTime".lstrip("."))
+        return seconds * 1_000_000
+    calendar = text(entry, "calendarTime", at)
+    if calendar is None:
+        return None
+    # "Tue Sep 30 17:37:30 2014", and since 2016 "Mon May  2 22:27:32 2016 UTC".
+    words = calendar.split()
+    zone = UTC if words[-1:] == ["UTC"] else options.timezone
+    try:
+        parsed = datetime.strptime(" ".join(w for w in words if w != "UTC"), "%a %b %d %H:%M:%S %Y")
+    except ValueError:
+        raise BadInput(f"not a calendarTime: {calendar[:40]!r}", field=f"{at}.calendarTime".lstrip(".")) from None
+    return parse_time(parsed.replace(tzinfo=zone), field="calendarTime")
+
+
+def _checkin(source: str, result: _Result, options: ReadOptions) -> Checkin:
+    at = result.at
+    deco = result.decorations
+    identifiers = [("host", result.host)]
+    serial = text(deco, "hardware_serial", f"{at}decorations")
+    if serial is not None:
+        identifiers.append(("serial", serial))
+    uuid = text(deco, "host_uuid", f"{at}decorations") or text(deco, "uuid", f"{at}decorations")
+    if uuid is not None and result.platform == "macos":
+        # system_info.uuid of a Mac is its hardware UUID, the UDID its MDM knows it by.
+        identifiers.append(("udid", uuid))
+    where = {
+        "device.id": f"{at}hostIdentifier",
+        "device.host": f"{at}hostIdentifier",
+        "device.serial": f"{at}decorations.hardware_serial",
+        "device.udid": f"{at}decorations.host_uuid",
+        "device.owner": f"{at}decorations.email",
+        **result.where,
+    }
+    apps = result.rows or []
+    removed = None if result.snapshot else result.removed or []
+    if removed:  # an app whose version changed is removed and added: it stays
+        kept = {_key(a) for a in apps}
+        removed = [a for a in removed if _key(a) not in kept]
+    return build(
+        source=source,
+        device_id=f"{result.host}/{result.query}",
+        platform=result.platform,
+        owner=text(deco, "email", f"{at}decorations"),
+        observed_at=result.observed if result.observed is not None else options.now,
+        apps=apps,
+        inventory_scope="full",
+        identifiers=identifiers,
+        removed=removed,
+        epoch=result.epoch,
+        counter=result.counter,
+        where=where,
+    )
+
+
+def _key(app: App) -> str:
+    return app.id if app.id is not None else "name:" + (app.name or "")
+
+
+@dataclass
+class _Run:
+    line: int
+    last: int
+    ident: tuple[int | None, int | None, Micros | None]
+    result: _Result
+
+
+class _Runs:
+    """Event-format rows gathered into one differential per run of a query on a host."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.open: dict[tuple[str, str], _Run] = {}
+        self.closed: dict[tuple[str, str], tuple[int | None, int | None, Micros | None]] = {}
+
+    def add(self, result: _Result, line: int) -> Iterator[_Run]:
+        key = (result.host, result.query)
+        # A run is one execution: epoch and counter, or its time when osquery gives no counter.
+        ident = (result.epoch, result.counter, result.observed if result.counter is None else None)
+        run = self.open.get(key)
+        if run is not None and run.ident != ident:
+            yield self._close(key)
+            run = None
+        if run is None:
+            if self.closed.get(key) == ident:
+                raise BadInput(
+                    f"a row of a run of query {result.query[:64]!r} on {result.host[:64]!r} more than "
+                    f"{_IDLE_LINES:,} lines after its other rows: the run cannot be told apart from a new one",
+                    file=self.path,
+                    line=line,
+                )
+            result.rows = list(result.added)
+            self.open[key] = _Run(line, line, ident, result)
+            return
+        run.last = line
+        gathered = run.result
+        if gathered.rows is not None and gathered.removed is not None:
+            gathered.rows.extend(result.added)
+            gathered.removed.extend(result.removed or [])
+
+    def idle(self, line: int) -> Iterator[_Run]:
+        if line % 1024 == 0:
+            for key in [k for k, r in self.open.items() if line - r.last > _IDLE_LINES]:
+                yield self._close(key)
+
+    def close(self) -> Iterator[_Run]:
+        for key in list(self.open):
+            yield self._close(key)
+
+    def _close(self, key: tuple[str, str]) -> _Run:
+        run = self.open.pop(key)
+        self.closed[key] = run.ident
+        return run
