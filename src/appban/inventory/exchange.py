@@ -31,7 +31,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any, BinaryIO
 
@@ -108,6 +108,7 @@ class ExchangeFormat:
 
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         f = open_binary(path)
+        rows: Iterator[_Row] = iter(())
         try:
             encoding, start = _encoding(f.read(4))
             f.seek(start)
@@ -116,7 +117,8 @@ class ExchangeFormat:
             names = UserNames.from_settings()
             if head is None:
                 return
-            rows = _json_rows(f, encoding, head == "[") if head in "[{" else _csv_rows(path, f, encoding, options)
+            is_json = head in "[{"
+            rows = _json_rows(f, encoding, array=head == "[") if is_json else _csv_rows(path, f, encoding, options)
             for row in rows:
                 try:
                     checkin = _checkin(row, options, names)
@@ -127,6 +129,8 @@ class ExchangeFormat:
         except BadInput as exc:
             raise exc.at(file=path) from None
         finally:
+            if isinstance(rows, Generator):
+                rows.close()  # before the file it reads
             f.close()
 
 
@@ -257,6 +261,8 @@ def _csv_rows(path: str, f: BinaryIO, encoding: str, options: ReadOptions) -> It
             yield _Row(dict(zip(header, row, strict=True)), line, "")
     except UnicodeError:
         raise BadInput(f"not {encoding.upper()} text (after line {reader.line_num})") from None
+    finally:
+        text.detach()  # the file is the caller's to close
 
 
 # -- one partnership ---------------------------------------------------------------------------
