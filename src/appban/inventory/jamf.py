@@ -157,6 +157,8 @@ def _xml_devices(path: str, max_bytes: int) -> Iterator[_Device | None]:
         raise BadInput(f"not well-formed XML (column {column})", file=path, line=line) from None
     except defusedxml.DefusedXmlException:
         raise BadInput("XML with a DTD, entities or external references is refused", file=path) from None
+    except LookupError:  # the XML declaration names an encoding Python does not know
+        raise BadInput("XML in an unknown character encoding", file=path, line=1) from None
     finally:
         f.close()
 
