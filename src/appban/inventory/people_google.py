@@ -30,8 +30,10 @@ _USER_FIELDS = {"email": "primaryEmail", "name": "name.fullName", "org_unit": "o
 
 def read_google_users(path: str, max_bytes: int) -> Iterator[tuple[int | None, Person]]:
     """Each user of ``users.list`` pages as a Person, checked as a people CSV's rows are.
-    ``max_bytes`` is the people CSV's bound on a record; a page's records are parsed
-    one at a time."""
+
+    ``max_bytes`` is taken for the people readers' common signature and not applied:
+    pages are streamed a record at a time, and no record's size is known before it is
+    parsed."""
     seen: dict[str, str] = {}
     try:
         for at, record in json_records(path, list_keys=("users",), page_keys=_PAGING):
