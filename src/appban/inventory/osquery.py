@@ -47,23 +47,30 @@ class OsqueryFormat:
 
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         source = options.source or self.name
+
+        def made(result: _Result, line: int) -> tuple[int, Checkin]:
+            try:
+                return line, _checkin(source, result, options)
+            except BadInput as exc:
+                raise _placed(exc, path, line) from None
+
         runs = _Runs(path)
         for number, at, entry in _entries(path, options.max_bytes):
             try:
                 result = _result(entry, at, options)
-                if result is None:
-                    pass
-                elif result.rows is not None:  # a snapshot, or a batch of changes
-                    yield number, _checkin(source, result, options)
-                else:
-                    for run in runs.add(result, number):
-                        yield run.line, _checkin(source, run.result, options)
             except BadInput as exc:
-                raise exc.at(file=path, line=number) from None
+                raise _placed(exc, path, number) from None
+            if result is None:
+                pass
+            elif result.rows is not None:  # a snapshot, or a batch of changes
+                yield made(result, number)
+            else:
+                for run in runs.add(result, number):
+                    yield made(run.result, run.line)
             for run in runs.idle(number):
-                yield run.line, _checkin(source, run.result, options)
+                yield made(run.result, run.line)
         for run in runs.close():
-            yield run.line, _checkin(source, run.result, options)
+            yield made(run.result, run.line)
 
 
 @dataclass
@@ -115,9 +122,15 @@ def _entries(path: str, max_bytes: int) -> Iterator[tuple[int, str, dict[str, An
                 for i, entry in enumerate(listed(value, "data", "")):
                     yield number, f"data[{i}].", mapping(entry, f"data[{i}]")
             except BadInput as exc:
-                raise exc.at(file=path, line=number) from None
+                raise _placed(exc, path, number) from None
     finally:
         f.close()
+
+
+def _placed(exc: BadInput, path: str, line: int) -> BadInput:
+    """The error on its line; a field of the line's own object is named without a dot."""
+    field = exc.field[1:] if exc.field and exc.field.startswith(".") else exc.field
+    return BadInput(exc.detail, file=exc.file or path, line=exc.line or line, field=field)
 
 
 def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | None:
