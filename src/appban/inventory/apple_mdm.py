@@ -80,7 +80,8 @@ class AppleMdmFormat:
                 for result in _results(path, options, only=set(chosen)):
                     yield None, _checkin(source, chosen[result.index], result, options)
             for device in kept:
-                if device.apps is None:
+                # DeviceInformation that did not ask for ProductName: no platform, no apps.
+                if device.apps is None and device.platform is not None:
                     yield None, _checkin(source, device, None, options)
         except BadInput as exc:
             raise exc.at(file=path) from None
