@@ -210,6 +210,13 @@ def test_a_record_larger_than_the_limit(tmp_path: Path) -> None:
         list(JamfFormat().read(str(path), ReadOptions(now=NOW, max_bytes=200_000)))
 
 
+def test_text_without_tags_is_bounded_too(tmp_path: Path) -> None:
+    path = tmp_path / "text.xml"
+    path.write_text("<mobile_devices><mobile_device><general><name>" + "x" * 1_000_000, encoding="utf-8")
+    with pytest.raises(BadInput, match="larger than 200,000 bytes"):
+        list(JamfFormat().read(str(path), ReadOptions(now=NOW, max_bytes=200_000)))
+
+
 # -- streaming -----------------------------------------------------------------------------------
 
 

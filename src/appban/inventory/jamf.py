@@ -166,12 +166,12 @@ def _xml_devices(path: str, max_bytes: int) -> Iterator[_Device | None]:
 def _xml_records(path: str, f: BinaryIO, max_bytes: int) -> Iterator[tuple[str, Element]]:
     """Each ``<mobile_device>`` record, with its path for errors; read elements are
     dropped at once, and no record may take more than ``max_bytes``."""
+    source = _Bounded(path, f, max_bytes)
     depth = 0
     root: Element | None = None
     record_depth = 0
     index = 0
-    mark = 0
-    for event, element in iterparse(f, events=("start", "end"), forbid_dtd=True):
+    for event, element in iterparse(source, events=("start", "end"), forbid_dtd=True):
         if event == "start":
             depth += 1
             if depth == 1:
@@ -181,15 +181,41 @@ def _xml_records(path: str, f: BinaryIO, max_bytes: int) -> Iterator[tuple[str, 
                     raise BadInput(f"expected <mobile_device> or <mobile_devices>, got <{shown}>", file=path, line=1)
                 record_depth = 1 if element.tag == "mobile_device" else 2
             continue
-        if f.tell() - mark > max_bytes + _READ_AHEAD:
-            raise BadInput(f"a record larger than {max_bytes:,} bytes", file=path, field=f"mobile_device[{index}]")
         if depth == record_depth and element.tag == "mobile_device":
             yield ("mobile_device" if record_depth == 1 else f"mobile_device[{index}]"), element
             index += 1
         if depth == 2 and record_depth == 2 and root is not None:  # a child of the list, read: drop it
             root.clear()
-            mark = f.tell()
+            source.mark(index)
         depth -= 1
+
+
+class _Bounded:
+    """The file as the XML parser reads it, refusing to read more than a record may
+    take since the last record was dropped: text without tags is bounded too."""
+
+    def __init__(self, path: str, f: BinaryIO, max_bytes: int) -> None:
+        self.path = path
+        self.f = f
+        self.limit = max_bytes + _READ_AHEAD
+        self.read_bytes = 0
+        self.marked = 0
+        self.index = 0
+
+    def mark(self, index: int) -> None:
+        self.marked = self.read_bytes
+        self.index = index
+
+    def read(self, size: int = -1) -> bytes:
+        if self.read_bytes - self.marked > self.limit:
+            raise BadInput(
+                f"a record larger than {self.limit - _READ_AHEAD:,} bytes",
+                file=self.path,
+                field=f"mobile_device[{self.index}]",
+            )
+        data = self.f.read(size)
+        self.read_bytes += len(data)
+        return data
 
 
 def _classic_device(at: str, record: Element) -> _Device | None:
