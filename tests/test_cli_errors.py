@@ -334,11 +334,22 @@ def test_unknown_import_format(fleet: Fleet, fmt: str) -> None:
     fleet.assert_unchanged()
 
 
-VENDOR_FORMATS = ["intune", "jamf", "workspace-one", "google-directory", "android-management", "apple-mdm", "osquery", "exchange"]
+VENDOR_FORMATS = [
+    "intune",
+    "jamf",
+    "workspace-one",
+    "google-directory",
+    "android-management",
+    "apple-mdm",
+    "osquery",
+    "exchange",
+]
 
 
 @pytest.mark.parametrize("fmt", VENDOR_FORMATS)
-@pytest.mark.parametrize("body", ["{}", "[1, 2", "<x>\n", "\x00\xff garbage"], ids=["empty-object", "cut", "xml", "binary"])
+@pytest.mark.parametrize(
+    "body", ["{}", "[1, 2", "<x>\n", "\x00\xff garbage"], ids=["empty-object", "cut", "xml", "binary"]
+)
 def test_vendor_format_refuses_what_it_cannot_read(fleet: Fleet, fmt: str, body: str) -> None:
     """Whatever the bytes, a vendor format answers with one line and exit 2, and writes nothing."""
     path = fleet.write("x.json", body)

@@ -45,6 +45,8 @@ def checkin(device_id: str = "NEW-PHONE-1", **changes: Any) -> dict[str, Any]:
     A value of ``...`` removes the field."""
     doc = copy.deepcopy(GOOD)
     doc["device"]["id"] = device_id
+    # One DeviceId per phone: two records sharing one are one device (linked).
+    doc["device"]["eas_device_ids"] = ["EAS" + device_id.replace("-", "")]
     for path, value in changes.items():
         *parents, last = path.split(".")
         node: Any = doc
@@ -677,10 +679,11 @@ def test_the_identical_snapshot_twice_is_harmless(fleet: Fleet) -> None:
 
 def test_the_same_device_at_other_times_is_not_a_conflict(fleet: Fleet) -> None:
     later = checkin("TWIN-1", observed_at="2020-07-11T16:00:00Z", apps=[])
-    path = fleet.write("times.jsonl", jsonl(checkin("TWIN-1"), later, checkin("TWIN-1", source="mdm")))
+    other = checkin("TWIN-1", source="mdm", **{"device.eas_device_ids": ["EASTWIN1MDM"]})
+    path = fleet.write("times.jsonl", jsonl(checkin("TWIN-1"), later, other))
     result = import_file(fleet, path)
     assert result.code == 0, result.err
-    assert fleet.devices() == 4  # agent:TWIN-1 and mdm:TWIN-1
+    assert fleet.devices() == 4  # agent:TWIN-1 and mdm:TWIN-1 (no identifier in common: two phones)
 
 
 # -- empty files ---------------------------------------------------------------------------------

@@ -144,17 +144,27 @@ def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
 
 
 def test_sources_keep_separate_snapshots_of_one_device(ab: Appban) -> None:
+    """Two sources report one phone (one ActiveSync DeviceId): one device, each source's
+    snapshot kept as its record; the freshest full inventory decides what is present."""
     ab.ingest(
         checkin("X1", at=T2, apps=[TIKTOK_ANDROID], source="intune"),
         checkin("X1", at=T1, apps=[], source="agent"),
         now=T2,
     )
-    assert ab.sql("SELECT id, source FROM devices ORDER BY id") == [(1, "intune"), (2, "agent")]
-    r = ab.run("device", "show", "X1", now=T2)
-    assert r.code == 2  # ambiguous: the message names both appban ids
-    assert "dev-1" in r.err and "dev-2" in r.err
-    assert ab.show("intune:X1", T2)["id"] == "dev-1"
-    assert ab.show("dev-2", T2)["source"] == "agent"
+    assert ab.sql("SELECT id, source FROM devices ORDER BY id") == [(1, "intune")]
+    assert ab.sql("SELECT source, device_id FROM device_records ORDER BY id") == [("intune", 1), ("agent", 1)]
+    doc = ab.show("X1", T2)  # the id both sources reported: one device, not ambiguous
+    assert doc["id"] == "dev-1"
+    assert [(r["source"], r["linked_by"]) for r in doc["records"]] == [
+        ("intune", "eas:EAS-X1"),
+        ("agent", "eas:EAS-X1"),
+    ]
+    assert ab.show("agent:X1", T2)["id"] == "dev-1"
+    # The older agent snapshot without the app does not hide the newer one that has it;
+    # a still newer full snapshot without it does.
+    assert ab.sql("SELECT count(*) FROM observations WHERE device_id = 1 AND gone_at IS NULL") == [(1,)]
+    ab.ingest(checkin("X1", at=T3, apps=[], source="agent"), now=T3)
+    assert ab.sql("SELECT count(*) FROM observations WHERE device_id = 1 AND gone_at IS NULL") == [(0,)]
 
 
 def test_device_facts_follow_the_newest_snapshot(ab: Appban) -> None:

@@ -8,6 +8,7 @@ import click
 
 from appban import output
 from appban.cli._root import MAX_LIMIT, Env, cli, common, emit
+from appban.clock import format_time as output_time
 from appban.policy.states import STATES
 
 
@@ -20,14 +21,15 @@ def device() -> None:
 @click.option("--policy", "policy_id", metavar="ID", default=None)
 @click.option("--state", type=click.Choice(STATES), default=None)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="At most this many devices.")
+@click.option("--ownerless", is_flag=True, help="Only devices no source or mapping names an owner for.")
 @common
-def device_list(env: Env, policy_id: str | None, state: str | None, limit: int | None) -> None:
+def device_list(env: Env, policy_id: str | None, state: str | None, limit: int | None, ownerless: bool) -> None:
     """Devices, optionally those in one state under one policy."""
     from appban.report.devices import list_devices
 
     ws = env.workspace(create=False)
     shown = limit if (limit or env.as_json) else 50
-    doc = list_devices(ws, policy_id, state, shown)
+    doc = list_devices(ws, policy_id, state, shown, ownerless=ownerless)
 
     def render(d: dict[str, Any]) -> None:
         if not d["devices"]:
@@ -38,7 +40,10 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
             output.table(
                 None,
                 ["id", "owner", "platform", "state", "since", "detail"],
-                [(x["id"], x["owner"], x["platform"], x["state"], x["since"], x["detail"]) for x in d["devices"]],
+                [
+                    (x["id"], x["owner"] or "(unknown)", x["platform"], x["state"], x["since"], x["detail"])
+                    for x in d["devices"]
+                ],
                 whole=("id", "platform", "state"),
             )
         else:
@@ -51,7 +56,7 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
                         x["source"],
                         x["source_id"],
                         x["platform"],
-                        x["owner"],
+                        x["owner"] or "(unknown)",
                         x["observed_at"],
                     )
                     for x in d["devices"]
@@ -62,6 +67,50 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
             output.line(f"... {d['count'] - len(d['devices']):,} more (--limit, --json)")
 
     emit(env, doc, render)
+
+
+@device.command("conflicts")
+@common
+def device_conflicts(env: Env) -> None:
+    """Records that share an identifier but name different owners: never linked."""
+    from appban.inventory.linking import Linker
+
+    ws = env.workspace(create=False)
+    conflicts = Linker(ws.store, ws.evaluator).conflicts()
+    doc = {"now": output_time(ws.now), "count": len(conflicts), "conflicts": conflicts}
+
+    def render(d: dict[str, Any]) -> None:
+        if not d["conflicts"]:
+            output.line("no conflicts")
+            return
+        output.table(
+            None,
+            ["identifier", "source", "source id", "owner", "device"],
+            [
+                (c["identifier"], r["source"], r["id"], r["owner"] or "(unknown)", r["device"])
+                for c in d["conflicts"]
+                for r in c["records"]
+            ],
+            whole=("identifier", "source id", "device"),
+        )
+        output.line(output.plural(d["count"], "conflict"))
+
+    emit(env, doc, render)
+
+
+@device.command("unlink")
+@click.argument("record_id", metavar="ID")
+@common
+def device_unlink(env: Env, record_id: str) -> None:
+    """Undo a link: the source record ID (rec-N, or source:id) becomes a device of its
+    own again, and no import links the pair again."""
+    from appban.inventory.linking import Linker, find_record
+
+    ws = env.workspace(create=False)
+    with ws.writing():
+        record = find_record(ws.store, record_id)
+        doc = Linker(ws.store, ws.evaluator).unlink(record, ws.now)
+    emit(env, doc, lambda d: output.line(f"{d['record']} is {d['device']} again (no longer part of {d['from']})"))
 
 
 @device.group("credential")

@@ -46,7 +46,7 @@ Scope = Literal["full", "managed"]
 # (a mail server's device list, a directory of synced phones). Only vendor formats give it.
 KnownScope = Literal["full", "managed", "none"]
 # Identifiers that name one physical device whichever system reports it (IDENTIFIER_KINDS).
-IDENTIFIER_KINDS = ("serial", "imei", "meid", "udid", "enrollment_id", "android_id", "host", "alias")
+IDENTIFIER_KINDS = ("serial", "imei", "meid", "udid", "enrollment_id", "android_id", "eas", "host", "alias")
 
 # Identifiers: bounded, and (checked below) nothing invisible. Text: bounded, no markup.
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -76,7 +76,8 @@ class Device(msgspec.Struct, forbid_unknown_fields=True):
 
     ``owner`` is None when the source names no one (and no ``--owners`` mapping does).
     ``identifiers`` are (kind, value) pairs, kinds from IDENTIFIER_KINDS: what links
-    this record to the same phone reported by another source. ``host`` is a host
+    this record to the same phone reported by another source. ``eas`` is an ActiveSync
+    DeviceId the device has without saying it reads mail (every iPhone has one); ``host`` is a host
     identifier that means one machine only within its own source; ``alias`` (a mailbox
     alias) is only ever a key of an ``--owners`` mapping, never a link.
     """
@@ -284,7 +285,7 @@ def _locate_app_problem(apps: list[App]) -> None:
 def _check_strings(device: Device, apps: list[App], app_ids: list[str | None]) -> None:
     """Identifiers must be visible, text free of controls and markup: checked on the
     whole at once, and field by field, in document order, only to name the first."""
-    ids = [device.id, device.owner, *device.eas_device_ids, *(i for i in app_ids if i is not None)]
+    ids = [device.id, device.owner or "", *device.eas_device_ids, *(i for i in app_ids if i is not None)]
     texts = [device.model or "", device.os_version or ""]
     for app in apps:
         texts += (app.name or "", app.version or "")
@@ -358,7 +359,7 @@ def build(
     for field, value in (("device.model", model), ("device.os_version", os_version)):
         _text(value, at(field))
     eas: list[str] = []
-    for i, e in enumerate(eas_device_ids):
+    for e in eas_device_ids:
         field = at("device.eas_device_ids")
         check_eas_device_id(e, field)
         if len(e) > MAX_IDENT:

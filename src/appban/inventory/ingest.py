@@ -22,8 +22,9 @@ from appban.catalog.catalog import normalise_name
 from appban.clock import Micros, format_duration, format_time, parse_duration
 from appban.errors import BadInput
 from appban.inventory.checkin import Checkin
+from appban.inventory.linking import Linker
 from appban.policy.evaluator import Evaluator
-from appban.store.records import DeviceRow, Observation
+from appban.store.records import DeviceRow, Observation, SourceRecord
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Ingestor:
         self.keep_full = keep_full
         self.clock_skew = read_clock_skew() if clock_skew is None else clock_skew
         self.counts = IngestCounts()
+        self.linker = Linker(store, evaluator)
 
     @property
     def catalog(self) -> Catalog:
@@ -74,28 +76,45 @@ class Ingestor:
         self.check_time(c, now)
         store = self.store
         d = c.device
-        old = store.get_device_by_key(c.source, d.id)
-        if old is not None and c.observed_at <= old.observed_at:
-            if c.observed_at == old.observed_at:
-                self._check_same_snapshot(c, old)
+        # A device several sources report keeps each source's report as a record.
+        record = store.get_record(c.source, d.id)
+        old = record.facts if record is not None else store.get_device_by_key(c.source, d.id)
+        if old is not None and not self._newer(c, old):
             self.counts.unchanged += 1
             return
         kept = self._kept_apps(c)
+        catalog_version = None if self.keep_full else self.catalog.version
+        if c.removed is not None and old is not None:
+            # A differential report: what was there, less what went, with what came.
+            kept, catalog_version = self._applied_difference(c, old, record, kept, catalog_version)
+        scope, observed_at = d.inventory_scope, c.observed_at
+        if scope == "none" and old is not None and old.inventory_scope != "none":
+            # A report that lists no apps (device facts only) says nothing about them: the
+            # source's last inventory stands, with its own time and scope.
+            kept = self._present(old, record)
+            scope, observed_at, catalog_version = old.inventory_scope, old.observed_at, old.catalog_version
         device = DeviceRow(
             id=None if old is None else old.id,
             source=c.source,
             source_id=d.id,
             platform=d.platform,
             ownership=d.ownership,
-            owner=d.owner,
-            inventory_scope=d.inventory_scope,
-            observed_at=c.observed_at,
+            owner=d.owner or "",
+            inventory_scope=scope,
+            observed_at=observed_at,
             model=d.model,
             os_version=d.os_version,
             mail_reported=d.mail_access,
             eas_ids=tuple(d.eas_device_ids),
-            catalog_version=None if self.keep_full else self.catalog.version,
+            catalog_version=catalog_version,
+            identifiers=tuple(d.identifiers),
+            epoch=c.epoch,
+            counter=c.counter,
         )
+        if record is not None:
+            self.counts.updated += 1
+            self.linker.record_changed(record, device, kept, now)
+            return
         if old is None:
             device.gate_seq = store.next_gate_seq()
             device.id = store.insert_device(device)
@@ -110,8 +129,52 @@ class Ingestor:
             existing = {o.app_key: o for o in store.observations(device.id)}
             self.counts.updated += 1
         assert device.id is not None
-        present = self._write_observations(device.id, kept, existing, c.observed_at)
+        present = self._write_observations(device.id, kept, existing, observed_at)
+        if self.linker.note_identifiers(device, old, device.id) and self.linker.link_new(device, device.id, now):
+            return  # linked: the linked device was evaluated on the union of its records
         self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
+
+    def _newer(self, c: Checkin, old: DeviceRow) -> bool:
+        """Whether ``c`` changes what is stored: it is newer (and, in a differential
+        stream, not from an older epoch nor an earlier count of the same one)."""
+        if c.epoch is not None and old.epoch is not None:
+            if c.epoch < old.epoch or (c.epoch == old.epoch and (c.counter or 0) <= (old.counter or 0)):
+                return False
+            if c.observed_at < old.observed_at:
+                return False
+            return c.observed_at > old.observed_at or c.epoch != old.epoch or c.counter != old.counter
+        if c.observed_at <= old.observed_at:
+            if c.observed_at == old.observed_at and c.removed is None:
+                self._check_same_snapshot(c, old)
+            return False
+        return True
+
+    def _present(self, old: DeviceRow, record: SourceRecord | None) -> list[Observation]:
+        assert old.id is not None
+        if record is not None:
+            return self.store.record_observations(old.id, present_only=True)
+        return self.store.observations(old.id, present_only=True)
+
+    def _applied_difference(
+        self,
+        c: Checkin,
+        old: DeviceRow,
+        record: SourceRecord | None,
+        added: list[Observation],
+        catalog_version: int | None,
+    ) -> tuple[list[Observation], int | None]:
+        assert old.id is not None
+        before = self._present(old, record)
+        removed = {a.id if a.id is not None else "name:" + (a.name or "") for a in c.removed or ()}
+        came = {o.app_key for o in added}
+        kept = [o for o in before if o.app_key not in removed and o.app_key not in came] + added
+        # Apps the catalog did not name when the stream's base was filtered are not known
+        # to be absent: the stream stays as old as its base.
+        if catalog_version is not None and old.catalog_version is not None:
+            catalog_version = min(catalog_version, old.catalog_version)
+        elif old.catalog_version is not None:
+            catalog_version = old.catalog_version
+        return kept, catalog_version
 
     def _check_same_snapshot(self, c: Checkin, old: DeviceRow) -> None:
         """A check-in dated exactly as the stored snapshot must say what it said.
@@ -194,27 +257,35 @@ class Ingestor:
     def _write_observations(
         self, device_id: int, kept: list[Observation], existing: dict[str, Observation], at: Micros
     ) -> list[Observation]:
-        upserts: list[Observation] = []
-        refreshed: list[tuple[str, str | None, Micros]] = []
-        for obs in kept:
-            before = existing.get(obs.app_key)
-            if (
-                before is not None
-                and before.gone_at is None
-                and (before.family, before.name, before.signing_sha256, before.match_kind)
-                == (obs.family, obs.name, obs.signing_sha256, obs.match_kind)
-            ):
+        return write_observations(self.store, device_id, kept, existing, at)
+
+
+def write_observations(
+    store: Any, device_id: int, kept: list[Observation], existing: dict[str, Observation], at: Micros
+) -> list[Observation]:
+    """A device's observations brought to ``kept`` (the apps present at ``at``): new or
+    changed rows written whole, unchanged ones seen again, missing ones gone."""
+    upserts: list[Observation] = []
+    refreshed: list[tuple[str, str | None, Micros]] = []
+    for obs in kept:
+        before = existing.get(obs.app_key)
+        if (
+            before is not None
+            and before.gone_at is None
+            and (before.family, before.name, before.signing_sha256, before.match_kind)
+            == (obs.family, obs.name, obs.signing_sha256, obs.match_kind)
+        ):
+            obs.first_seen = before.first_seen
+            refreshed.append((obs.app_key, obs.version, at))
+        else:
+            if before is not None and before.gone_at is None:
                 obs.first_seen = before.first_seen
-                refreshed.append((obs.app_key, obs.version, at))
-            else:
-                if before is not None and before.gone_at is None:
-                    obs.first_seen = before.first_seen
-                upserts.append(obs)
-        kept_keys = {o.app_key for o in kept}
-        gone = [k for k, o in existing.items() if o.gone_at is None and k not in kept_keys]
-        if upserts or refreshed or gone:
-            self.store.write_observations(device_id, upserts, refreshed, gone, at)
-        return kept
+            upserts.append(obs)
+    kept_keys = {o.app_key for o in kept}
+    gone = [k for k, o in existing.items() if o.gone_at is None and k not in kept_keys]
+    if upserts or refreshed or gone:
+        store.write_observations(device_id, upserts, refreshed, gone, at)
+    return kept
 
 
 def read_clock_skew() -> Micros:

@@ -25,6 +25,7 @@ from appban.policy.states import (
     DETAIL_CATALOG,
     DETAIL_FULL,
     DETAIL_MANAGED,
+    DETAIL_NONE,
     DETAIL_NOT_YET,
     DETAIL_STALE,
     Facts,
@@ -408,6 +409,7 @@ class Evaluator:
             detail_full=DETAIL_FULL,
             effective=policy.effective,
             detail_not_yet=DETAIL_NOT_YET,
+            detail_none=DETAIL_NONE,
         )
 
     def _flush(self, writes: list[StateRow], history: list[HistoryRow], now: Micros) -> None:

@@ -13,7 +13,7 @@ from appban.errors import BadInput, NotFound
 from appban.policy.evaluator import load_policy
 from appban.policy.model import Policy, parse_policy
 from appban.policy.states import STATES, compute
-from appban.store.records import DeviceRow, Exemption, PolicyRow
+from appban.store.records import DeviceRow, Exemption, PolicyRow, SourceRecord
 from appban.text import check_text, normalise_email
 from appban.workspace import Workspace
 
@@ -230,9 +230,14 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
 
 
 def find_device(ws: Workspace, ref: str) -> DeviceRow:
-    """A device by appban id (dev-N), source:id, or the id its source reported."""
+    """A device by appban id (dev-N), a source record (rec-N), source:id, or the id its
+    source reported (a linked device is found by any of its records' ids)."""
     store = ws.store
-    matches = store.devices_by_source_id(ref)
+    matches = _unique(store.devices_by_source_id(ref) + _linked(ws, store.records_by_source_id(ref)))
+    if ref.startswith("rec-") and ref[4:].isdigit():
+        record = store.get_record_by_id(int(ref[4:]))
+        if record is not None and not matches:
+            matches = _linked(ws, [record])
     if ref.startswith("dev-") and ref[4:].isdigit():
         found = store.get_device(int(ref[4:]))
         if found is not None:
@@ -249,7 +254,8 @@ def find_device(ws: Workspace, ref: str) -> DeviceRow:
             return found
     if not matches and ":" in ref:
         source, _, sid = ref.partition(":")
-        one = store.get_device_by_key(source, sid)
+        record = store.get_record(source, sid)
+        one = store.get_device(record.device_id) if record is not None else store.get_device_by_key(source, sid)
         matches = [one] if one else []
     if not matches:
         raise NotFound(f"no device {ref[:100]!r}", field="device")
@@ -257,6 +263,18 @@ def find_device(ws: Workspace, ref: str) -> DeviceRow:
         refs = ", ".join(d.ref for d in matches)
         raise BadInput(f"{ref!r} names {len(matches)} devices ({refs}): use the appban id", field="device")
     return matches[0]
+
+
+def _linked(ws: Workspace, records: list[SourceRecord]) -> list[DeviceRow]:
+    found = [ws.store.get_device(r.device_id) for r in records]
+    return [d for d in found if d is not None]
+
+
+def _unique(devices: list[DeviceRow]) -> list[DeviceRow]:
+    seen: dict[int | None, DeviceRow] = {}
+    for d in devices:
+        seen.setdefault(d.id, d)
+    return list(seen.values())
 
 
 def add_exemption(

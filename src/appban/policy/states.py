@@ -132,7 +132,7 @@ def walk(
 
 
 def _unverified_because(policy: Policy, f: Facts, now: Micros, required_catalog: int) -> str:
-    if f.observed_at is None:
+    if f.observed_at is None or f.inventory_scope == "none":
         return DETAIL_NONE
     if f.inventory_scope != "full":
         return DETAIL_MANAGED

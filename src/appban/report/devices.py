@@ -33,7 +33,9 @@ def device_decision(ws: Workspace, device: DeviceRow) -> tuple[str, str, dict[st
     return decision, reason, outcomes
 
 
-def list_devices(ws: Workspace, policy_id: str | None, state: str | None, limit: int | None) -> dict[str, Any]:
+def list_devices(
+    ws: Workspace, policy_id: str | None, state: str | None, limit: int | None, *, ownerless: bool = False
+) -> dict[str, Any]:
     if state is not None and state not in STATES:
         raise BadInput(f"unknown state {state[:40]!r} (known: {', '.join(STATES)})", field="--state")
     if state is not None and policy_id is None:
@@ -49,12 +51,14 @@ def list_devices(ws: Workspace, policy_id: str | None, state: str | None, limit:
     if policy_id is not None:
         policy, _row = get_policy(ws, policy_id)
         for device_id, st, since, detail, _deny, owner, platform, _org in rows_as_of(ws, policy, ws.now, state=state):
+            if ownerless and owner:
+                continue
             total += 1
             if limit is None or len(items) < limit:
                 items.append(
                     {
                         "id": f"dev-{device_id}",
-                        "owner": owner,
+                        "owner": owner or None,
                         "platform": platform,
                         "state": st,
                         "since": format_time(since),
@@ -69,6 +73,8 @@ def list_devices(ws: Workspace, policy_id: str | None, state: str | None, limit:
             "devices": items,
         }
     for device in ws.store.iter_devices():
+        if ownerless and device.owner:
+            continue
         total += 1
         if limit is None or len(items) < limit:
             items.append(
@@ -77,11 +83,12 @@ def list_devices(ws: Workspace, policy_id: str | None, state: str | None, limit:
                     "source": device.source,
                     "source_id": device.source_id,
                     "platform": device.platform,
-                    "owner": device.owner,
+                    "owner": device.owner or None,
                     "observed_at": format_time(device.observed_at),
+                    "records": len(ws.store.records_of(device.id or 0)) if device.linked else 1,
                 }
             )
-    return {"now": format_time(ws.now), "count": total, "devices": items}
+    return {"now": format_time(ws.now), "ownerless": ownerless, "count": total, "devices": items}
 
 
 def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
@@ -90,6 +97,14 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
     decision, reason, outcomes = device_decision(ws, device)
     stored = ws.store.device_states(device.id)
     observations = ws.store.observations(device.id)
+    records = ws.store.records_of(device.id) if device.linked else []
+    # Which source saw what: each record's own observations for a linked device.
+    reports = [r.facts for r in records] or [device]
+    seen = (
+        [(r.facts.source, o) for r in records for o in ws.store.record_observations(r.facts.id or 0)]
+        if records
+        else [(device.source, o) for o in observations]
+    )
     history = ws.store.history(device_id=device.id)
     # When each state began: stepped through from the stored rows (later --now), or
     # read from the recorded history (earlier --now).
@@ -111,14 +126,14 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
         else:
             continue
         relevant = [
-            o
-            for o in observations
+            (source, o)
+            for source, o in seen
             if (o.family and o.family in policy.families) or (o.match_kind, o.app_id) in policy.explicit
         ]
         evidence: list[dict[str, Any]] = [
             {
                 "kind": "app",
-                "source": device.source,
+                "source": source,
                 "app": o.app_id,
                 "name": o.name,
                 "version": o.version,
@@ -129,17 +144,18 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
                 "gone_at": format_time(o.gone_at),
                 "present": o.gone_at is None,
             }
-            for o in relevant
+            for source, o in relevant
         ]
-        evidence.append(
+        evidence += [
             {
                 "kind": "inventory",
-                "source": device.source,
-                "observed_at": format_time(device.observed_at),
-                "inventory_scope": device.inventory_scope,
-                "catalog_version": device.catalog_version,
+                "source": r.source,
+                "observed_at": format_time(r.observed_at),
+                "inventory_scope": r.inventory_scope,
+                "catalog_version": r.catalog_version,
             }
-        )
+            for r in reports
+        ]
         attested = ws.store.attested_at(policy.id, device.id)
         if attested is not None:
             evidence.append(
@@ -172,13 +188,15 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
         "source_id": device.source_id,
         "platform": device.platform,
         "ownership": device.ownership,
-        "owner": device.owner,
+        "owner": device.owner or None,
         "model": device.model,
         "os_version": device.os_version,
         "eas_device_ids": list(device.eas_ids),
         "mail_access": device.mail_access,
         "inventory_scope": device.inventory_scope,
         "observed_at": format_time(device.observed_at),
+        "records": [_record(r.facts, r.ref, r.linked_by, r.linked_at) for r in records]
+        or [_record(device, None, None, None)],
         "now": format_time(ws.now),
         "decision": decision,
         "reason": reason,
@@ -187,6 +205,24 @@ def show_device(ws: Workspace, ref: str) -> dict[str, Any]:
             {"policy": p, "from": old, "to": new, "at": format_time(at), "cause": cause}
             for p, _d, old, new, at, cause in history
         ],
+    }
+
+
+def _record(r: DeviceRow, ref: str | None, linked_by: str | None, linked_at: int | None) -> dict[str, Any]:
+    """One source's report of the device: what it said, and what linked it."""
+    return {
+        "record": ref,
+        "source": r.source,
+        "source_id": r.source_id,
+        "platform": r.platform,
+        "ownership": r.ownership,
+        "owner": r.owner or None,
+        "inventory_scope": r.inventory_scope,
+        "observed_at": format_time(r.observed_at),
+        "eas_device_ids": list(r.eas_ids),
+        "identifiers": [f"{kind}:{value}" for kind, value in r.identifiers],
+        "linked_by": linked_by,
+        "linked_at": format_time(linked_at),
     }
 
 

@@ -1,9 +1,9 @@
 """SQL for policy-wide sweeps: the state of a device without a banned app, in SQLite.
 
 A device with no banned app present, no exemption and no attestation is in one of
-five situations, each a fixed (state, detail, deny, next_check) given the policy
-(``states.compute``): out of scope; unverified because its inventory is managed-only,
-filtered against an older catalog, or stale; or compliant. SQLite classifies every
+six situations, each a fixed (state, detail, deny, next_check) given the policy
+(``states.compute``): out of scope; unverified because its source lists no apps, its
+inventory is managed-only, filtered against an older catalog, or stale; or compliant. SQLite classifies every
 device into these "kinds" in one pass, so a sweep of a million devices costs a scan
 in C. Devices with a banned app, an exemption or an attestation are "complex" and
 always go through the Python state function.
@@ -18,7 +18,7 @@ from typing import Any
 
 from appban.store.records import SweepQuery
 
-COMPLIANT, OUT_OF_SCOPE, MANAGED, CATALOG, STALE = 4, 0, 1, 2, 3
+COMPLIANT, OUT_OF_SCOPE, MANAGED, CATALOG, STALE, NO_APPS = 4, 0, 1, 2, 3, 5
 
 # SPEC, Device: it "accesses mail" when it has an ActiveSync DeviceId, a mail password
 # issued by appban, or a source says so. The one SQL definition (DeviceRow.mail_access
@@ -48,6 +48,7 @@ def parameters(policy_id: str, q: SweepQuery) -> dict[str, Any]:
         "age": q.max_age,
         "req": q.required,
         "managed": q.detail_managed,
+        "none": q.detail_none,
         "catalog": q.detail_catalog,
         "stale": q.detail_stale,
         "full": q.detail_full,
@@ -103,6 +104,7 @@ def complex_rows(q: SweepQuery, params: dict[str, Any]) -> str:
 
 def kind(scope: str) -> str:
     return f"""CASE WHEN NOT ({scope}) THEN {OUT_OF_SCOPE}
+        WHEN d.inventory_scope = 'none' THEN {NO_APPS}
         WHEN d.inventory_scope != 'full' THEN {MANAGED}
         WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {CATALOG}
         WHEN :now - d.observed_at > :age THEN {STALE}
@@ -118,6 +120,7 @@ def up_to_date(scope: str) -> str:
 
     return f"""CASE WHEN NOT ({scope}) THEN s.state = 'out_of_scope' AND s.detail = :oos_detail
             AND s.deny = '' AND s.next_check IS :oos_wake
+        WHEN d.inventory_scope = 'none' THEN {unverified(":none")}
         WHEN d.inventory_scope != 'full' THEN {unverified(":managed")}
         WHEN d.catalog_version IS NOT NULL AND d.catalog_version < :req THEN {unverified(":catalog")}
         WHEN :now - d.observed_at > :age THEN {unverified(":stale")}
@@ -144,12 +147,12 @@ def simple_changes_sql(q: SweepQuery, params: dict[str, Any]) -> str:
     """
     scope = in_scope(q, params)
     k = kind(scope)
-    unverified = f"({MANAGED}, {CATALOG}, {STALE})"
+    unverified = f"({MANAGED}, {CATALOG}, {STALE}, {NO_APPS})"
     return f"""
         SELECT d.id, s.state, s.since, s.deny,
             CASE {k} WHEN {OUT_OF_SCOPE} THEN 'out_of_scope' WHEN {COMPLIANT} THEN 'compliant'
                 ELSE 'unverified' END,
-            CASE {k} WHEN {OUT_OF_SCOPE} THEN :oos_detail WHEN {MANAGED} THEN :managed
+            CASE {k} WHEN {OUT_OF_SCOPE} THEN :oos_detail WHEN {MANAGED} THEN :managed WHEN {NO_APPS} THEN :none
                 WHEN {CATALOG} THEN :catalog WHEN {STALE} THEN :stale ELSE :full END,
             CASE WHEN {k} IN {unverified} THEN :udeny ELSE '' END,
             CASE {k} WHEN {COMPLIANT} THEN d.observed_at + :age + 1 WHEN {OUT_OF_SCOPE} THEN :oos_wake

@@ -27,11 +27,13 @@ from appban.store.records import (
     GateRow,
     HistoryRow,
     Identifier,
+    IdentifierRow,
     KeptName,
     Observation,
     Person,
     PolicyRow,
     RecordedState,
+    SourceRecord,
     StateListing,
     StateRow,
     StoredCatalog,
@@ -399,6 +401,66 @@ class Store(Protocol):
     def fleet_summary(self, platforms: Iterable[str], families: Iterable[str]) -> FleetSummary:
         """People, devices by platform, mail readers of these platforms by ownership and
         inventory scope, and devices with a present app of these families."""
+        ...
+
+    # -- linked devices: one physical device, several source records ------------------
+
+    def get_record(self, source: str, source_id: str) -> SourceRecord | None:
+        """The record of a linked device with this key, or None."""
+        ...
+
+    def get_record_by_id(self, record_id: int) -> SourceRecord | None: ...
+
+    def records_by_source_id(self, source_id: str) -> list[SourceRecord]: ...
+
+    def records_of(self, device_id: int) -> list[SourceRecord]:
+        """The records of a linked device, by id; [] for a device one source reports."""
+        ...
+
+    def put_record(self, r: SourceRecord) -> int:
+        """Insert (``facts.id`` None) or update a record; returns its id."""
+        ...
+
+    def delete_record(self, record_id: int) -> None: ...
+
+    def record_observations(self, record_id: int, *, present_only: bool = False) -> list[Observation]: ...
+
+    def put_record_observations(self, record_id: int, rows: list[Observation]) -> None:
+        """The record's observations, replaced whole."""
+        ...
+
+    def set_identifiers(
+        self, source: str, source_id: str, owner: str, device_id: int, pairs: Iterable[tuple[str, str]]
+    ) -> None:
+        """A source record's identifiers (kind, value), replaced whole."""
+        ...
+
+    def identifier_rows(self, pairs: Iterable[tuple[str, str]]) -> list[IdentifierRow]:
+        """Every record's row for any of these identifiers (at most 100 per identifier)."""
+        ...
+
+    def record_identifiers_to(self, source: str, source_id: str, device_id: int) -> None:
+        """The record's identifiers now belong to ``device_id``."""
+        ...
+
+    def shared_identifiers(self) -> list[IdentifierRow]:
+        """The rows of every identifier that records with two different known owners share."""
+        ...
+
+    def add_unlinked(self, a: tuple[str, str], b: tuple[str, str], at: Micros) -> None:
+        """Remember that records ``a`` and ``b`` (source, source id) are not one device."""
+        ...
+
+    def unlinked_from(self, source: str, source_id: str) -> set[tuple[str, str]]: ...
+
+    def relabel_device(self, device_id: int, source: str, source_id: str) -> None:
+        """A linked device is shown by one of its records' keys: another one's now."""
+        ...
+
+    def fold_device(self, from_id: int, into_id: int, seq: int) -> None:
+        """Device ``from_id`` is now part of ``into_id``: exemptions, attestations, mail
+        passwords, records and identifiers move; its states and row go; the gate drops
+        its DeviceIds at ``seq``."""
         ...
 
     # -- audit -----------------------------------------------------------------------

@@ -36,6 +36,10 @@ class DeviceRow:
     decision: str = "allow"
     reason: str = "ok"
     gate_seq: int = 0
+    identifiers: tuple[tuple[str, str], ...] = ()  # (kind, value): what links records
+    epoch: int | None = None  # a differential stream's position (osquery)
+    counter: int | None = None
+    linked: bool = False  # several source records describe it (device_records)
 
     @property
     def ref(self) -> str:
@@ -149,6 +153,37 @@ class SweepQuery:
     detail_full: str
     effective: Micros = 0  # before it every device is out of scope, waking at it
     detail_not_yet: str = ""
+    detail_none: str = ""  # a source that lists no apps
+
+
+@dataclass(slots=True)
+class SourceRecord:
+    """One source's report of a device that several sources describe.
+
+    ``facts`` is the report as a DeviceRow (its ``id`` the record's own id, shown as
+    rec-<id>); ``device_id`` the linked device; ``linked_by`` the identifier
+    (``kind:value``) that linked it.
+    """
+
+    facts: DeviceRow
+    device_id: int
+    linked_by: str
+    linked_at: Micros
+
+    @property
+    def ref(self) -> str:
+        return f"rec-{self.facts.id}"
+
+
+class IdentifierRow(NamedTuple):
+    """A source record's identifier, with the device it belongs to."""
+
+    kind: str
+    value: str
+    source: str
+    source_id: str
+    owner: str  # '' when the record names no one
+    device_id: int
 
 
 class Identifier(NamedTuple):

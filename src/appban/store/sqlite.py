@@ -17,6 +17,7 @@ from appban import settings
 from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
+from appban.store._sqlite_links import SQLiteLinks
 from appban.store._sqlite_states import SQLiteStates
 from appban.store.records import (
     AuditEntry,
@@ -36,7 +37,8 @@ from appban.store.records import (
 
 _DEVICE_COLS = (
     "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
-    "os_version, mail_reported, eas_ids, catalog_version, credential, decision, reason, gate_seq"
+    "os_version, mail_reported, eas_ids, catalog_version, credential, decision, reason, gate_seq, "
+    "identifiers, epoch, counter, linked"
 )
 
 
@@ -59,7 +61,21 @@ def _device(row: tuple[Any, ...]) -> DeviceRow:
         row[14],
         row[15],
         row[16],
+        split_identifiers(row[17]),
+        row[18],
+        row[19],
+        bool(row[20]),
     )
+
+
+def join_identifiers(pairs: Iterable[tuple[str, str]]) -> str:
+    return "\n".join(f"{kind}:{value}" for kind, value in pairs)
+
+
+def split_identifiers(text: str) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    return tuple((kind, value) for kind, _, value in (line.partition(":") for line in text.split("\n")))
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -109,7 +125,7 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-class SQLiteStore(SQLiteStates):
+class SQLiteStore(SQLiteStates, SQLiteLinks):
     backend = "sqlite"
 
     def __init__(self, path: str) -> None:
@@ -331,7 +347,8 @@ class SQLiteStore(SQLiteStates):
         cur = self.db.execute(
             "INSERT INTO devices (source, source_id, platform, ownership, owner, inventory_scope, "
             "observed_at, model, os_version, mail_reported, eas_ids, catalog_version, credential, "
-            "decision, reason, gate_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "decision, reason, gate_seq, identifiers, epoch, counter, linked) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 d.source,
                 d.source_id,
@@ -349,6 +366,10 @@ class SQLiteStore(SQLiteStates):
                 d.decision,
                 d.reason,
                 d.gate_seq,
+                join_identifiers(d.identifiers),
+                d.epoch,
+                d.counter,
+                int(d.linked),
             ),
         )
         device_id = int(cur.lastrowid or 0)
@@ -363,7 +384,8 @@ class SQLiteStore(SQLiteStates):
         self.db.execute(
             "UPDATE devices SET platform = ?, ownership = ?, owner = ?, inventory_scope = ?, "
             "observed_at = ?, model = ?, os_version = ?, mail_reported = ?, eas_ids = ?, "
-            "catalog_version = ?, credential = ?, gate_seq = ? WHERE id = ?",
+            "catalog_version = ?, credential = ?, gate_seq = ?, identifiers = ?, epoch = ?, "
+            "counter = ?, linked = ? WHERE id = ?",
             (
                 d.platform,
                 d.ownership,
@@ -377,6 +399,10 @@ class SQLiteStore(SQLiteStates):
                 d.catalog_version,
                 int(d.credential),
                 d.gate_seq,
+                join_identifiers(d.identifiers),
+                d.epoch,
+                d.counter,
+                int(d.linked),
                 d.id,
             ),
         )

@@ -1,0 +1,353 @@
+"""One physical device, however many sources report it.
+
+A phone is seen by an MDM (its apps), by the mail server (its ActiveSync DeviceId,
+and that it syncs mail) and by the gate. Source records that share a strong
+identifier (serial number, IMEI/MEID, UDID, Apple enrollment id, Android
+enterprise-specific id, ActiveSync DeviceId; a host id within its own source) are
+one device, evaluated on the union of their evidence:
+
+- the freshest full inventory decides which apps are present (with anything a later
+  report of any scope saw), and its time decides staleness;
+- any record's ActiveSync DeviceIds and mail access count;
+- the owner is the one the records name (records naming two owners are never linked:
+  ``conflicts`` lists them).
+
+Never linked: records whose owners differ; a pair an admin unlinked; an identifier
+more than ``CROWD`` unrelated devices share (a placeholder a source invented, a
+refurbished phone's recycled serial); names and models, never.
+
+A device reported by one source is, as before, one row of ``devices``. When records
+link, the device with the lowest id stays (its states, history, exemptions and mail
+passwords stay with it), every report is kept as a source record, and the device's
+row holds their union.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from appban.clock import Micros
+from appban.errors import BadInput, NotFound
+from appban.policy.evaluator import Evaluator
+from appban.store.records import DeviceRow, IdentifierRow, Observation, SourceRecord
+
+# More devices than this sharing one identifier: it identifies none of them.
+CROWD = 5
+
+
+def identifier_pairs(d: DeviceRow) -> list[tuple[str, str]]:
+    """The identifiers a record is found by. A host id means one machine only within
+    its source, so it is kept with the source's name."""
+    pairs = [
+        (kind, f"{d.source}/{value}" if kind == "host" else value) for kind, value in d.identifiers if kind != "alias"
+    ]
+    return pairs + [("eas", e) for e in d.eas_ids if ("eas", e) not in pairs]
+
+
+class Linker:
+    def __init__(self, store: Any, evaluator: Evaluator) -> None:
+        self.store = store
+        self.evaluator = evaluator
+
+    @property
+    def audit(self) -> Any:
+        return self.evaluator.audit
+
+    # -- after a record is written -----------------------------------------------------
+
+    def note_identifiers(self, d: DeviceRow, old: DeviceRow | None, device_id: int) -> bool:
+        """Store the record's identifiers if they changed; True when they did (or it is new)."""
+        if old is not None and (old.identifiers, old.eas_ids, old.owner) == (d.identifiers, d.eas_ids, d.owner):
+            return False
+        self.store.set_identifiers(d.source, d.source_id, d.owner, device_id, identifier_pairs(d))
+        return True
+
+    def link_new(self, d: DeviceRow, device_id: int, now: Micros) -> bool:
+        """Link the record ``d`` (of device ``device_id``) to every device it shares an
+        identifier with, where the rules allow. True when it linked."""
+        found = self._candidates(d, device_id)
+        if not found:
+            return False
+        self._link(device_id, found, now)
+        return True
+
+    def _candidates(self, d: DeviceRow, device_id: int) -> dict[int, str]:
+        pairs = identifier_pairs(d)
+        if not pairs:
+            return {}
+        rows = self.store.identifier_rows(pairs)
+        own = self.store.get_device(device_id)
+        owner = d.owner or (own.owner if own is not None else "")
+        by_value: dict[tuple[str, str], set[int]] = {}
+        for r in rows:
+            by_value.setdefault((r.kind, r.value), set()).add(r.device_id)
+        unlinked = self.store.unlinked_from(d.source, d.source_id)
+        found: dict[int, str] = {}
+        refused: set[int] = set()
+        for r in rows:
+            other = r.device_id
+            if other == device_id or other in refused or len(by_value[(r.kind, r.value)]) > CROWD:
+                continue
+            if not self._may_link(d, owner, other, unlinked):
+                refused.add(other)
+                continue
+            found.setdefault(other, f"{r.kind}:{_shown_value(r)}")
+        return found
+
+    def _may_link(self, d: DeviceRow, owner: str, other_id: int, unlinked: set[tuple[str, str]]) -> bool:
+        other = self.store.get_device(other_id)
+        if other is None:
+            return False
+        keys = [(r.facts.source, r.facts.source_id) for r in self.store.records_of(other_id)] or [
+            (other.source, other.source_id)
+        ]
+        if any(k in unlinked for k in keys):
+            return False
+        return not (owner and other.owner and owner != other.owner)
+
+    def _link(self, device_id: int, found: dict[int, str], now: Micros) -> None:
+        store = self.store
+        members = sorted({device_id, *found})
+        target_id = members[0]
+        target = store.get_device(target_id)
+        assert target is not None
+        owner = target.owner
+        seq = store.next_gate_seq()
+        linked: list[str] = []
+        for member_id in members:
+            member = store.get_device(member_id)
+            assert member is not None
+            if owner and member.owner and member.owner != owner:
+                continue  # another member's owner differs: a conflict, listed, not merged
+            owner = owner or member.owner
+            by = found.get(member_id) or found.get(device_id) or next(iter(found.values()))
+            if not member.linked:
+                self._keep_as_record(member, target_id, by, now)
+            if member_id != target_id:
+                store.fold_device(member_id, target_id, seq)
+            linked.append(member.ref)
+        target.linked = True
+        self.audit.append(now, "link", target.ref, {"devices": linked, "by": sorted(set(found.values()))})
+        self.refresh(target_id, now, "link")
+
+    def _keep_as_record(self, device: DeviceRow, target_id: int, by: str, now: Micros) -> None:
+        """A device reported by one source becomes a record of a linked device."""
+        assert device.id is not None
+        facts = replace(device, id=None, credential=False, decision="allow", reason="ok", gate_seq=0, linked=False)
+        record = SourceRecord(facts, target_id, by, now)
+        record_id = self.store.put_record(record)
+        self.store.put_record_observations(record_id, self.store.observations(device.id))
+        self.store.record_identifiers_to(device.source, device.source_id, target_id)
+        if device.id == target_id:
+            self.store.update_device(replace(device, linked=True), device.eas_ids)
+
+    def record_changed(self, record: SourceRecord, facts: DeviceRow, kept: list[Observation], now: Micros) -> None:
+        """A linked device's record has a newer report: keep it, then bring the device
+        up to date (and link further if it names a new identifier)."""
+        store = self.store
+        old = record.facts
+        assert old.id is not None
+        facts.id = old.id
+        before = {o.app_key: o for o in store.record_observations(old.id)}
+        store.put_record_observations(old.id, _replaced(before, kept, facts.observed_at))
+        record.facts = facts
+        store.put_record(record)
+        if self.note_identifiers(facts, old, record.device_id) and self.link_new(facts, record.device_id, now):
+            return
+        self.refresh(record.device_id, now, "inventory")
+
+    # -- the device as the union of its records ------------------------------------------
+
+    def refresh(self, device_id: int, now: Micros, cause: str) -> None:
+        """Write the linked device's row and observations from its records; evaluate it."""
+        from appban.inventory.ingest import write_observations
+
+        store = self.store
+        device = store.get_device(device_id)
+        assert device is not None
+        records = store.records_of(device_id)
+        present = {r.facts.id: store.record_observations(r.facts.id, present_only=True) for r in records}
+        merged, apps = union([r.facts for r in records], present)
+        merged.id, merged.source, merged.source_id = device.id, device.source, device.source_id
+        merged.credential, merged.decision, merged.reason = device.credential, device.decision, device.reason
+        merged.linked = True
+        changed = (device.owner, device.eas_ids) != (merged.owner, merged.eas_ids)
+        merged.gate_seq = store.next_gate_seq() if changed else device.gate_seq
+        store.update_device(merged, device.eas_ids)
+        existing = {o.app_key: o for o in store.observations(device_id)}
+        kept = write_observations(store, device_id, apps, existing, merged.observed_at)
+        self.evaluator.evaluate_device(merged, now, cause, kept)
+
+    # -- undoing a link ------------------------------------------------------------------
+
+    def unlink(self, record_id: int, now: Micros) -> dict[str, Any]:
+        """The record becomes a device of its own again, remembered so that no import
+        links the pair again; both devices are evaluated at once."""
+        store = self.store
+        record = store.get_record_by_id(record_id)
+        if record is None:
+            raise NotFound(f"no source record rec-{record_id}", field="ID")
+        device_id = record.device_id
+        device = store.get_device(device_id)
+        assert device is not None
+        others = [r for r in store.records_of(device_id) if r.facts.id != record_id]
+        if not others:
+            raise BadInput(f"rec-{record_id} is the only record of {device.ref}: nothing to unlink", field="ID")
+        facts = record.facts
+        if (device.source, device.source_id) == (facts.source, facts.source_id):
+            # The device is labelled with this record's key: it takes another's.
+            label = others[0].facts
+            store.relabel_device(device_id, label.source, label.source_id)
+        for other in others:
+            store.add_unlinked((facts.source, facts.source_id), (other.facts.source, other.facts.source_id), now)
+        apps = store.record_observations(record_id)
+        store.delete_record(record_id)
+        alone = replace(facts, id=None, gate_seq=store.next_gate_seq(), linked=False)
+        alone.id = store.insert_device(alone)
+        if apps:
+            store.write_observations(alone.id, apps, [], [], now)
+        store.record_identifiers_to(facts.source, facts.source_id, alone.id)
+        self.audit.append(
+            now,
+            "unlink",
+            device.ref,
+            {"record": f"{facts.source}:{facts.source_id}", "now": alone.ref},
+        )
+        self.evaluator.evaluate_device(alone, now, "unlink", None, new=True)
+        if len(others) == 1:
+            self._collapse(device_id, others[0], now)
+        else:
+            self.refresh(device_id, now, "unlink")
+        return {"record": f"rec-{record_id}", "from": device.ref, "device": alone.ref}
+
+    def _collapse(self, device_id: int, last: SourceRecord, now: Micros) -> None:
+        """A linked device left with one record is that record's device again."""
+        store = self.store
+        device = store.get_device(device_id)
+        assert device is not None and last.facts.id is not None
+        apps = store.record_observations(last.facts.id)
+        store.delete_record(last.facts.id)
+        facts = replace(
+            last.facts,
+            id=device_id,
+            credential=device.credential,
+            decision=device.decision,
+            reason=device.reason,
+            gate_seq=store.next_gate_seq(),
+            linked=False,
+        )
+        store.update_device(facts, device.eas_ids)
+        store.relabel_device(device_id, facts.source, facts.source_id)
+        from appban.inventory.ingest import write_observations
+
+        existing = {o.app_key: o for o in store.observations(device_id)}
+        present = [o for o in apps if o.gone_at is None]
+        write_observations(store, device_id, present, existing, facts.observed_at)
+        self.evaluator.evaluate_device(facts, now, "unlink", present)
+
+    # -- what admins ask ------------------------------------------------------------------
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        """Records that share an identifier but name different owners: never linked."""
+        out: dict[tuple[str, str], list[IdentifierRow]] = {}
+        for row in self.store.shared_identifiers():
+            out.setdefault((row.kind, row.value), []).append(row)
+        return [
+            {
+                "identifier": f"{kind}:{_shown_value(rows[0])}",
+                "records": [
+                    {"source": r.source, "id": r.source_id, "owner": r.owner or None, "device": f"dev-{r.device_id}"}
+                    for r in rows
+                ],
+            }
+            for (kind, _value), rows in out.items()
+        ]
+
+
+def find_record(store: Any, ref: str) -> int:
+    """A linked device's source record by rec-N, source:id, or the id its source reported."""
+    if ref.startswith("rec-") and ref[4:].isdigit():
+        return int(ref[4:])
+    found = store.records_by_source_id(ref)
+    if not found and ":" in ref:
+        source, _, sid = ref.partition(":")
+        one = store.get_record(source, sid)
+        found = [one] if one is not None else []
+    if not found:
+        raise NotFound(f"no source record {ref[:100]!r} of a linked device (see device show)", field="ID")
+    if len(found) > 1:
+        refs = ", ".join(f"{r.ref} ({r.facts.source})" for r in found)
+        raise BadInput(f"{ref!r} names {len(found)} records ({refs}): use rec-N", field="ID")
+    return int(found[0].facts.id)
+
+
+def _shown_value(r: IdentifierRow) -> str:
+    if r.kind == "host":
+        return r.value.partition("/")[2]
+    return r.value
+
+
+def _replaced(before: dict[str, Observation], kept: list[Observation], at: Micros) -> list[Observation]:
+    """A record's observations after a newer report: kept apps present (first seen
+    kept from before), the rest gone at ``at`` (or when they went)."""
+    out: list[Observation] = []
+    keys = set()
+    for o in kept:
+        old = before.get(o.app_key)
+        if old is not None and old.gone_at is None:
+            o = replace(o, first_seen=old.first_seen)
+        out.append(o)
+        keys.add(o.app_key)
+    for key, old in before.items():
+        if key not in keys:
+            out.append(old if old.gone_at is not None else replace(old, gone_at=at))
+    return out
+
+
+def union(
+    records: list[DeviceRow], present: dict[int | None, list[Observation]]
+) -> tuple[DeviceRow, list[Observation]]:
+    """One device from its records: the facts, and the apps present.
+
+    Presence: the freshest full inventory's apps, with every app a report of any scope
+    made after it saw. Scope: full if any record is; else managed if any is; else none.
+    """
+    if not records:
+        raise BadInput("a linked device without records")  # never: callers keep one
+    by_time = sorted(records, key=lambda r: r.observed_at)
+    fresh = by_time[-1]
+    inventories = [r for r in by_time if r.inventory_scope != "none"]
+    full = [r for r in inventories if r.inventory_scope == "full"]
+    basis = full[-1] if full else (inventories[-1] if inventories else None)
+    apps: dict[str, Observation] = {}
+    if basis is not None:
+        for r in inventories:
+            if r is basis or r.observed_at > basis.observed_at:
+                for o in present.get(r.id, []):
+                    apps.setdefault(o.app_key, replace(o))
+    owners = [r.owner for r in by_time if r.owner]
+    known_ownership = [r.ownership for r in by_time if r.ownership != "unknown"]
+    eas: list[str] = []
+    identifiers: list[tuple[str, str]] = []
+    for r in records:
+        eas += [e for e in r.eas_ids if e not in eas]
+        identifiers += [i for i in r.identifiers if i not in identifiers]
+    reported = [r.mail_reported for r in records if r.mail_reported is not None]
+    facts = DeviceRow(
+        id=None,
+        source=fresh.source,
+        source_id=fresh.source_id,
+        platform=(basis or fresh).platform,
+        ownership=known_ownership[-1] if known_ownership else "unknown",
+        owner=owners[-1] if owners else "",
+        inventory_scope="full" if full else ("managed" if inventories else "none"),
+        observed_at=(basis or fresh).observed_at,
+        model=next((r.model for r in reversed(by_time) if r.model), None),
+        os_version=next((r.os_version for r in reversed(by_time) if r.os_version), None),
+        mail_reported=any(reported) if reported else None,
+        eas_ids=tuple(eas),
+        catalog_version=basis.catalog_version if basis is not None else None,
+        identifiers=tuple(identifiers),
+    )
+    return facts, list(apps.values())
