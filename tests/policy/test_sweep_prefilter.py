@@ -64,10 +64,10 @@ def _checkin(rng: random.Random, i: int) -> Checkin:
     device = Device(
         id=f"dev{i}",
         platform=rng.choice(PLATFORMS),
-        owner=f"user{i % 40}@example.com",
+        owner=None if i % 17 == 0 else f"user{i % 40}@example.com",
         ownership=rng.choice(["corporate", "personal", "unknown"]),
         eas_device_ids=[f"EAS{i}"] if rng.random() < 0.7 else [],
-        inventory_scope=rng.choice(["full", "full", "managed"]),
+        inventory_scope=rng.choice(["full", "full", "managed", "none"]),
         mail_access=rng.choice([None, None, True, False]),
     )
     observed = T0 - rng.randrange(0, 10 * 24) * HOUR
