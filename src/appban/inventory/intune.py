@@ -46,6 +46,7 @@ from appban.inventory._lines import CsvReader, open_text
 from appban.inventory._vendor import boolean, json_records, listed, mapping, open_binary, text, vendor_time
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import MAX_TEXT, App, Checkin, build, check_text
+from appban.text import text_clean
 
 _PAGING = ("@odata.context", "@odata.nextLink", "@odata.count", "@odata.deltaLink")
 
@@ -133,17 +134,28 @@ def _read_json(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Ch
         for at, record in records:
             r = mapping(record, at)
             if _kind(r, at) == "app":
-                app = spill.app(_graph_app(r, at))
+                app = _graph_app(r, at)
+                _check_apps([app], at, "")
                 for i, d in _each(r, "managedDevices", at):
                     d_at = f"{at}.managedDevices[{i}]"
-                    key = spill.device(mapping(d, d_at), d_at, full=False)
-                    spill.pair(key, app)
+                    spill.add(spill.device(_device_key(d, d_at), d_at, _kept(d), full=False), [app])
             else:
-                key = spill.device(r, at, full=True)
-                for i, a in _each(r, "detectedApps", at):
-                    spill.pair(key, spill.app(_graph_app(a, f"{at}.detectedApps[{i}]")))
+                apps = [_graph_app(a, f"{at}.detectedApps[{i}]") for i, a in _each(r, "detectedApps", at)]
+                _check_apps(apps, at, "detectedApps")
+                spill.add(spill.device(_device_key(r, at), at, _kept(r), full=True), apps)
         for fields, at, apps in spill.devices():
             yield None, _device_checkin(fields, at, apps, options)
+
+
+def _device_key(record: Any, at: str) -> str:
+    key = text(mapping(record, at), "id", at, required=True)
+    assert key is not None
+    return key
+
+
+def _kept(record: dict[str, Any]) -> dict[str, Any]:
+    """The managedDevice properties appban reads: all that goes to the spill file."""
+    return {k: record[k] for k in _DEVICE_FIELDS if k in record}
 
 
 def _each(record: dict[str, Any], key: str, at: str) -> Iterator[tuple[int, Any]]:
@@ -157,18 +169,17 @@ def _is_entity(path: str) -> bool:
 
 
 def _mentions_detected_apps(path: str) -> bool:
-    """True when the file may hold detectedApp records (a key or type only they have).
-
-    A byte search, so a device's text holding these words only costs the slower path."""
-    needles = (b'"managedDevices"', b'graph.detectedApp"', b'"sizeInByte"', b'"deviceCount"')
-    keep = max(len(n) for n in needles)
+    """True when the file may hold detectedApp records that name their devices: the
+    ``managedDevices`` key is theirs alone. A byte search, so a device whose text holds
+    the word only costs the slower path."""
+    needle = b'"managedDevices"'
     with open_binary(path) as f:
         tail = b""
         while chunk := f.read(1 << 20):
             window = tail + chunk
-            if any(n in window for n in needles):
+            if needle in window:
                 return True
-            tail = window[-keep:]
+            tail = window[-len(needle) :]
     return False
 
 
@@ -187,18 +198,32 @@ def _kind(record: dict[str, Any], at: str) -> str:
 
 
 def _graph_app(record: Any, at: str) -> App:
-    app = mapping(record, at)
-    name = text(app, "displayName", at, required=True)
-    version = text(app, "version", at)
-    _check_app_text(name, f"{at}.displayName")
-    _check_app_text(version, f"{at}.version")
-    return App(name=name, version=version)
+    """A detectedApp as an app; its text is checked with the rest of its record's
+    (``_check_apps``)."""
+    if type(record) is not dict:
+        mapping(record, at)  # raises, naming what it is
+    name = record.get("displayName")
+    if type(name) is not str or not name:
+        name = text(record, "displayName", at, required=True)
+    version = record.get("version")
+    if version is not None and type(version) is not str:
+        version = text(record, "version", at)
+    return App(name=name, version=version or None)
 
 
-def _check_app_text(value: str | None, field: str) -> None:
-    if value is not None and len(value) > MAX_TEXT:
-        raise BadInput(f"longer than {MAX_TEXT} characters", field=field)
-    check_text(value, field)
+def _check_apps(apps: list[App], at: str, key: str) -> None:
+    """Every app's name and version within bounds and free of controls and markup:
+    checked at once, and one by one only to name the first that is not
+    (``<at>.<key>[i].displayName``; ``key`` empty: ``at`` is the app itself)."""
+    texts = [t for a in apps for t in (a.name, a.version) if t is not None]
+    if text_clean(" ".join(texts)) and max(map(len, texts), default=0) <= MAX_TEXT:
+        return
+    for i, app in enumerate(apps):
+        where = f"{at}.{key}[{i}]" if key else at
+        for field, value in (("displayName", app.name), ("version", app.version)):
+            if value is not None and len(value) > MAX_TEXT:
+                raise BadInput(f"longer than {MAX_TEXT} characters", field=f"{where}.{field}")
+            check_text(value, f"{where}.{field}")
 
 
 def _device_checkin(device: dict[str, Any], at: str, apps: list[App] | None, options: ReadOptions) -> Checkin:
@@ -304,19 +329,32 @@ def _read_csv(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Che
             raise BadInput("empty file: expected an Intune AppInvRawData export", file=path)
         reader.columns = header
         columns = _csv_columns(header, reader.header_line)
+        width = len(header)
+        device_at, name_at = columns["DeviceId"], columns["ApplicationName"]
+        versions_at = [columns[c] for c in ("ApplicationVersion", "ApplicationShortVersion") if c in columns]
         with _Spill() as spill:
-            for row in rows:
+            for row in rows:  # the common row takes the plain path; _csv_app says what is wrong
                 line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise BadInput(f"{len(row)} columns where the header has {len(header)}", line=line)
-                cells = {column: row[i].strip() for column, i in columns.items()}
-                try:
-                    app = _csv_app(cells)
-                except BadInput as exc:
-                    raise exc.at(line=line) from None
-                spill.pair(spill.device(cells, str(line), full=False, key=cells["DeviceId"]), spill.app(app))
+                if len(row) != width:
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    raise BadInput(f"{len(row)} columns where the header has {width}", line=line)
+                device, name = row[device_at].strip(), row[name_at].strip()
+                version = next((v for v in (row[i].strip() for i in versions_at) if v), None)
+                if not (device and name and len(name) <= MAX_TEXT and len(version or "") <= MAX_TEXT) or not (
+                    text_clean(f"{name} {version}")
+                ):
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    try:
+                        _csv_app({column: row[i].strip() for column, i in columns.items()})
+                    except BadInput as exc:
+                        raise exc.at(line=line) from None
+                seq = spill.known(device)
+                if seq is None:
+                    cells = {column: row[i].strip() for column, i in columns.items()}
+                    seq = spill.device(device, str(line), cells, full=False)
+                spill.add_one(seq, name, version)
             for cells, first, apps in spill.devices():
                 try:
                     checkin = _csv_checkin(cells, apps, options)
@@ -347,8 +385,10 @@ def _csv_app(cells: dict[str, str]) -> App:
         raise BadInput("an app needs a name", field="ApplicationName")
     version_column = "ApplicationVersion" if cells.get("ApplicationVersion") else "ApplicationShortVersion"
     version = cells.get(version_column) or None
-    _check_app_text(name, "ApplicationName")
-    _check_app_text(version, version_column)
+    for column, value in (("ApplicationName", name), (version_column, version)):
+        if value is not None and len(value) > MAX_TEXT:
+            raise BadInput(f"longer than {MAX_TEXT} characters", field=column)
+        check_text(value, column)
     return App(name=name, version=version)
 
 
@@ -375,9 +415,13 @@ class _Spill:
     """Devices and apps met anywhere in a file, given back a device at a time, in the
     order devices were first met, each with its apps in the order they were met.
 
-    A device is kept as first met; a full record (a managedDevice of its own) replaces
-    one seen only inside a detectedApp's managedDevices, never another full one.
+    Apps and device records go to a temporary SQLite file; memory holds a number per
+    device (its order) and a batch of rows. A device is kept as first met; a full
+    record (a managedDevice of its own) replaces one seen only inside a detectedApp's
+    managedDevices, never another full one.
     """
+
+    _BATCH = 20_000
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="appban-intune-")
@@ -385,14 +429,14 @@ class _Spill:
         self._db.executescript(
             """
             PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = FILE;
-            CREATE TABLE devices (key TEXT PRIMARY KEY, seq INTEGER, at TEXT, full INTEGER, data TEXT);
-            CREATE TABLE apps (seq INTEGER PRIMARY KEY, name TEXT, version TEXT);
-            CREATE TABLE pairs (device TEXT, app INTEGER);
+            CREATE TABLE devices (seq INTEGER PRIMARY KEY, at TEXT, data TEXT);
+            CREATE TABLE apps (device INTEGER, name TEXT, version TEXT);
             BEGIN;
             """
         )
-        self._devices = 0
-        self._apps = 0
+        self._seq: dict[str, int] = {}  # device key -> its order; negative while only partly known
+        self._devices: list[tuple[int, str, str]] = []
+        self._apps: list[tuple[int, str | None, str | None]] = []
 
     def __enter__(self) -> _Spill:
         return self
@@ -401,45 +445,51 @@ class _Spill:
         self._db.close()
         self._dir.cleanup()
 
-    def device(self, record: dict[str, Any], at: str, *, full: bool, key: str | None = None) -> str:
-        if key is None:
-            key = text(record, "id", at, required=True)
-            assert key is not None
-            record = {k: record[k] for k in _DEVICE_FIELDS if k in record}
-        self._devices += 1
-        self._db.execute(
-            "INSERT INTO devices VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
-            " SET at = excluded.at, full = 1, data = excluded.data WHERE excluded.full = 1 AND full = 0",
-            (key, self._devices, at, int(full), json.dumps(record)),
-        )
-        return key
+    def device(self, key: str, at: str, data: dict[str, Any], *, full: bool) -> int:
+        seq = self._seq.get(key)
+        if seq is None:
+            seq = len(self._seq) + 1
+            self._seq[key] = seq if full else -seq
+            self._devices.append((seq, at, json.dumps(data)))
+            if len(self._devices) >= self._BATCH:
+                self._flush()
+            return seq
+        if seq < 0 and full:  # the device's own record, after a detectedApp named it
+            seq = self._seq[key] = -seq
+            self._flush()
+            self._db.execute("UPDATE devices SET at = ?, data = ? WHERE seq = ?", (at, json.dumps(data), seq))
+        return abs(seq)
 
-    def app(self, app: App) -> int:
-        self._apps += 1
-        self._db.execute("INSERT INTO apps VALUES (?, ?, ?)", (self._apps, app.name, app.version))
-        return self._apps
+    def known(self, key: str) -> int | None:
+        seq = self._seq.get(key)
+        return None if seq is None else abs(seq)
 
-    def pair(self, device: str, app: int) -> None:
-        self._db.execute("INSERT INTO pairs VALUES (?, ?)", (device, app))
+    def add_one(self, device: int, name: str, version: str | None) -> None:
+        self._apps.append((device, name, version))
+        if len(self._apps) >= self._BATCH:
+            self._flush()
+
+    def add(self, device: int, apps: list[App]) -> None:
+        self._apps.extend((device, a.name, a.version) for a in apps)
+        if len(self._apps) >= self._BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._db.executemany("INSERT INTO devices VALUES (?, ?, ?)", self._devices)
+        self._db.executemany("INSERT INTO apps VALUES (?, ?, ?)", self._apps)
+        self._devices.clear()
+        self._apps.clear()
 
     def devices(self) -> Iterator[tuple[dict[str, Any], str, list[App]]]:
-        self._db.execute("CREATE INDEX pairs_device ON pairs (device, app)")
+        self._flush()
+        self._seq.clear()
+        self._db.execute("CREATE INDEX apps_device ON apps (device)")  # rowid keeps the order met
         self._db.execute("COMMIT")
-        rows = self._db.execute(
-            "SELECT d.key, d.at, d.data, a.name, a.version FROM devices d"
-            " LEFT JOIN pairs p ON p.device = d.key LEFT JOIN apps a ON a.seq = p.app"
-            " ORDER BY d.seq, p.app"
-        )
-        current: str | None = None
-        data: dict[str, Any] = {}
-        at = ""
-        apps: list[App] = []
-        for key, row_at, row_data, name, version in rows:
-            if key != current:
-                if current is not None:
-                    yield data, at, apps
-                current, at, data, apps = key, row_at, json.loads(row_data), []
-            if name is not None:
-                apps.append(App(name=name, version=version))
-        if current is not None:
-            yield data, at, apps
+        apps = self._db.execute("SELECT device, name, version FROM apps ORDER BY device, rowid")
+        pending = next(apps, None)
+        for seq, at, data in self._db.execute("SELECT seq, at, data FROM devices ORDER BY seq"):
+            mine: list[App] = []
+            while pending is not None and pending[0] == seq:
+                mine.append(App(name=pending[1], version=pending[2]))
+                pending = next(apps, None)
+            yield json.loads(data), at, mine
