@@ -129,9 +129,13 @@ def test_nothing_outside_the_store_touches_the_backend() -> None:
     """No SQLite connection, PRAGMA or database file is used outside store/: each is
     one backend's business, and the next backend has none of them."""
     found = []
+    # A reader's scratch file in a temporary directory (never the store): Intune's
+    # detectedApp pages list devices per app, and are turned round into apps per device
+    # on disk so that memory stays bounded.
+    scratch = {Path("inventory/intune.py")}
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC)
-        if rel.parts[0] == "store":
+        if rel.parts[0] == "store" or rel in scratch:
             continue
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]

@@ -20,19 +20,30 @@ def people() -> None:
 
 @people.command("import")
 @click.argument("file")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "graph", "google", "graph-members", "google-members"]),
+    default="csv",
+    show_default=True,
+    help="csv: email,name,org_unit,groups,timezone; graph/google: the directory's user pages; "
+    "graph-members/google-members: one group's member pages (with --group).",
+)
+@click.option("--group", default=None, metavar="NAME", help="The group whose member pages FILE holds.")
 @common
-def people_import(env: Env, file: str) -> None:
-    """Load or update people from a CSV (email,name,org_unit,groups,timezone)."""
+def people_import(env: Env, file: str, fmt: str, group: str | None) -> None:
+    """Load or update people, or one group's members."""
     from appban.inventory.importer import import_people
 
     ws = env.workspace(create=False)
-    doc = import_people(ws, file)
+    doc = import_people(ws, file, fmt, group)
     emit(
         env,
         doc,
         lambda d: output.line(
             f"{d['file']}: {output.plural(d['people'], 'person', 'people')} "
             f"({d['created']:,} new, {d['updated']:,} updated, {d['unchanged']:,} unchanged)"
+            + (f"; {d['members']:,} in {d['group']}" if "group" in d else "")
         ),
     )
 

@@ -399,18 +399,38 @@ def build(
 def _unique_apps(apps: list[App], path: str) -> list[App]:
     seen: set[str] = set()
     out: list[App] = []
-    for i, app in enumerate(apps):
+    ids: list[str] = []
+    texts: list[str] = []
+    for app in apps:
         if app.id is not None:
             app.id = app.id.strip() or None
-        if app.id is None and not (app.name and app.name.strip()):
-            raise BadInput("an app needs an id or a name", field=f"{path}[{i}]")
-        _ident(app.id, f"{path}[{i}].id")
-        _text(app.name, f"{path}[{i}].name")
-        _text(app.version, f"{path}[{i}].version")
-        key = app.id if app.id is not None else "name:" + (app.name or "")
+        if app.id is not None:
+            ids.append(app.id)
+            key = app.id
+        elif app.name and app.name.strip():
+            key = "name:" + app.name
+        else:
+            key = ""
+        texts += (app.name or "", app.version or "")
         if key not in seen:
             seen.add(key)
             out.append(app)
+    # Checked on the whole at once; field by field only to name the first that fails.
+    longest_id = max(map(len, ids), default=0)
+    longest_text = max(map(len, texts), default=0)
+    if (
+        "" in seen
+        or longest_id > MAX_IDENT
+        or longest_text > MAX_TEXT
+        or not identifiers_clean(" ".join(ids))
+        or not text_clean(" ".join(texts))
+    ):
+        for i, app in enumerate(apps):
+            if app.id is None and not (app.name and app.name.strip()):
+                raise BadInput("an app needs an id or a name", field=f"{path}[{i}]")
+            _ident(app.id, f"{path}[{i}].id")
+            _text(app.name, f"{path}[{i}].name")
+            _text(app.version, f"{path}[{i}].version")
     return out
 
 

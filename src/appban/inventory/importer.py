@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, tzinfo
 from typing import Any
@@ -18,6 +19,7 @@ from appban.inventory.checkin import Checkin
 from appban.inventory.ingest import Ingestor
 from appban.inventory.people import read_people
 from appban.output import plural
+from appban.store.records import Person
 from appban.text import ascii_lower, check_identifier, normalise_email
 from appban.workspace import Workspace
 
@@ -104,6 +106,7 @@ def import_inventory(
                 except BadInput as exc:
                     raise exc.at(file=path, line=line) from None
             if last:
+                ingestor.linker.drop_crowded(ws.now)
                 ws.audit.append(
                     ws.now,
                     "import",
@@ -212,11 +215,76 @@ def read_timezone(name: str | None) -> tzinfo:
         raise BadInput(f"unknown time zone {name[:64]!r}", field="--timezone") from None
 
 
-def import_people(ws: Workspace, path: str) -> dict[str, Any]:
+PEOPLE_FORMATS = ("csv", "graph", "google", "graph-members", "google-members")
+
+
+def import_people(ws: Workspace, path: str, fmt: str = "csv", group: str | None = None) -> dict[str, Any]:
+    """People from SPEC's CSV, or from a directory's user pages (Microsoft Graph,
+    Google's Directory API), or one group's members from its member pages.
+
+    A directory's user pages name no groups (and Google's no time zone): people already
+    known keep theirs. Member pages are the whole group: listed people join it (people
+    not yet known are added by e-mail alone), and everyone else in it leaves.
+    """
+    if fmt not in PEOPLE_FORMATS:
+        raise BadInput(f"unknown people format {fmt!r} (have: {', '.join(PEOPLE_FORMATS)})", field="--format")
+    members = fmt.endswith("-members")
+    if members != (group is not None):
+        raise BadInput(
+            "--group names the group of member pages" if members else "--group goes with a -members format",
+            field="--group",
+        )
     max_bytes = settings.get("max_checkin_bytes")
-    people = [p for _line, p in read_people(path, max_bytes=max_bytes)]
+    if members:
+        assert group is not None
+        return _import_members(ws, path, fmt, group, max_bytes)
+    if fmt == "csv":
+        people = [p for _line, p in read_people(path, max_bytes=max_bytes)]
+    else:
+        from appban.inventory.people_google import read_google_users
+        from appban.inventory.people_graph import read_graph_users
+
+        reader = read_graph_users if fmt == "graph" else read_google_users
+        people = []
+        for _line, p in reader(path, max_bytes):
+            old = ws.store.get_person(p.email)
+            if old is not None:
+                p.groups = old.groups
+                if fmt == "google" or p.timezone == "UTC":
+                    p.timezone = old.timezone
+            people.append(p)
     if not people:
         raise BadInput("no people in the file", file=path)
+    return _put_people(ws, path, people)
+
+
+def _import_members(ws: Workspace, path: str, fmt: str, group: str, max_bytes: int) -> dict[str, Any]:
+    from appban.inventory.people_google import read_google_members
+    from appban.inventory.people_graph import read_graph_members
+
+    check_identifier(group, "--group")
+    if not group.strip() or len(group) > 200:
+        raise BadInput("a group name is 1 to 200 characters", field="--group")
+    reader = read_graph_members if fmt == "graph-members" else read_google_members
+    emails = list(dict.fromkeys(email for _line, email in reader(path, max_bytes)))
+    if not emails:
+        raise BadInput("no members in the file", file=path)
+    listed = set(emails)
+    people: list[Person] = []
+    with ws.writing():
+        for email in emails:
+            old = ws.store.get_person(email)
+            person = Person(email) if old is None else replace(old)
+            person.groups = tuple(sorted({*person.groups, group}))
+            people.append(person)
+        for old in ws.store.list_people(group=group):
+            if old.email not in listed:
+                people.append(replace(old, groups=tuple(g for g in old.groups if g != group)))
+        doc = _put_people(ws, path, people)
+    return {**doc, "group": group, "members": len(emails)}
+
+
+def _put_people(ws: Workspace, path: str, people: list[Person]) -> dict[str, Any]:
     created = updated = unchanged = 0
     regroup: list[str] = []
     with ws.writing():

@@ -49,6 +49,7 @@ class Linker:
     def __init__(self, store: Any, evaluator: Evaluator) -> None:
         self.store = store
         self.evaluator = evaluator
+        self.used: set[tuple[str, str]] = set()  # identifiers this linker linked by
 
     @property
     def audit(self) -> Any:
@@ -79,9 +80,9 @@ class Linker:
         rows = self.store.identifier_rows(pairs)
         own = self.store.get_device(device_id)
         owner = d.owner or (own.owner if own is not None else "")
-        by_value: dict[tuple[str, str], set[int]] = {}
+        by_value: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for r in rows:
-            by_value.setdefault((r.kind, r.value), set()).add(r.device_id)
+            by_value.setdefault((r.kind, r.value), set()).add((r.source, r.source_id))
         unlinked = self.store.unlinked_from(d.source, d.source_id)
         found: dict[int, str] = {}
         refused: set[int] = set()
@@ -93,6 +94,10 @@ class Linker:
                 refused.add(other)
                 continue
             found.setdefault(other, f"{r.kind}:{_shown_value(r)}")
+            self.used.add((r.kind, r.value))
+        owners = {r.owner for r in rows if r.device_id in found and r.owner}
+        if len(owners) > 1:
+            return {}  # devices of two people share it: which one this is cannot be known
         return found
 
     def _may_link(self, d: DeviceRow, owner: str, other_id: int, unlinked: set[tuple[str, str]]) -> bool:
@@ -179,11 +184,30 @@ class Linker:
         kept = write_observations(store, device_id, apps, existing, merged.observed_at)
         self.evaluator.evaluate_device(merged, now, cause, kept)
 
+    def drop_crowded(self, now: Micros) -> int:
+        """Undo the links made by an identifier that, by the end of an import, more than
+        CROWD records share: it names no one device (a placeholder a source invented).
+        Records it linked become devices of their own again; returns how many."""
+        split = 0
+        for kind, value in sorted(self.used):
+            rows = self.store.identifier_rows([(kind, value)])
+            if len({(r.source, r.source_id) for r in rows}) <= CROWD:
+                continue
+            shown = f"{kind}:{_shown_value(rows[0])}"
+            for device_id in sorted({r.device_id for r in rows}):
+                for record in self.store.records_of(device_id):
+                    if record.linked_by == shown and self.store.get_record_by_id(record.facts.id) is not None:
+                        self.unlink(int(record.facts.id or 0), now, remember=False)
+                        split += 1
+        self.used.clear()
+        return split
+
     # -- undoing a link ------------------------------------------------------------------
 
-    def unlink(self, record_id: int, now: Micros) -> dict[str, Any]:
-        """The record becomes a device of its own again, remembered so that no import
-        links the pair again; both devices are evaluated at once."""
+    def unlink(self, record_id: int, now: Micros, *, remember: bool = True) -> dict[str, Any]:
+        """The record becomes a device of its own again, remembered (unless not
+        ``remember``) so that no import links the pair again; both devices are
+        evaluated at once."""
         store = self.store
         record = store.get_record_by_id(record_id)
         if record is None:
@@ -199,7 +223,7 @@ class Linker:
             # The device is labelled with this record's key: it takes another's.
             label = others[0].facts
             store.relabel_device(device_id, label.source, label.source_id)
-        for other in others:
+        for other in others if remember else ():
             store.add_unlinked((facts.source, facts.source_id), (other.facts.source, other.facts.source_id), now)
         apps = store.record_observations(record_id)
         store.delete_record(record_id)
@@ -212,7 +236,7 @@ class Linker:
             now,
             "unlink",
             device.ref,
-            {"record": f"{facts.source}:{facts.source_id}", "now": alone.ref},
+            {"record": f"{facts.source}:{facts.source_id}", "now": alone.ref, "by": "admin" if remember else "crowded"},
         )
         self.evaluator.evaluate_device(alone, now, "unlink", None, new=True)
         if len(others) == 1:
