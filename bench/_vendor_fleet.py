@@ -27,9 +27,8 @@ from functools import cache
 from typing import BinaryIO
 from xml.sax.saxutils import escape
 
-import msgspec
-
 import _fleet
+import msgspec
 
 # When the fleet's devices last reported: 2020-07-10T15:00:00Z.
 OBSERVED = 1_594_393_200
@@ -125,7 +124,7 @@ def _iso(seconds: int, fraction: str = "") -> str:
 
 
 def _guid(i: int, salt: int = 0) -> str:
-    h = f"{(i * 2654435761 + salt) & 0xFFFFFFFF:08x}{i:024x}"
+    h = f"{((i + 1) * 2654435761 + salt) & 0xFFFFFFFF:08x}{i + 1:024x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
@@ -727,7 +726,16 @@ def write_exchange(f: BinaryIO, devices: Iterator[FleetDevice]) -> int:
 # -- appban's own format: one check-in per physical device, carrying what every source saw ----
 
 
-def appban_checkin(d: FleetDevice, *, source: str = "agent", scope: str = "full", mail: bool | None = None) -> bytes:
+def appban_checkin(
+    d: FleetDevice,
+    *,
+    apps: list[FleetApp] | None = None,
+    source: str = "agent",
+    scope: str = "full",
+    mail: bool | None = None,
+) -> bytes:
+    """``d`` as one appban check-in, with ``apps`` (default: its own app list)."""
+    listed = d.app_list() if apps is None else apps
     return _encode(
         {
             "source": source,
@@ -741,6 +749,6 @@ def appban_checkin(d: FleetDevice, *, source: str = "agent", scope: str = "full"
                 **({"mail_access": mail} if mail is not None else {}),
             },
             "observed_at": _iso(d.observed),
-            "apps": [{"id": a.id, "name": a.name, "version": a.version} for a in d.app_list()],
+            "apps": [{"id": a.id, "name": a.name, "version": a.version} for a in listed],
         }
     )
