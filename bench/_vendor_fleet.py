@@ -188,7 +188,8 @@ def _intune_app(platform: str, index: int) -> bytes:
     return _encode({"id": digest, "displayName": a.name, "version": a.version, "sizeInByte": 0, "deviceCount": 0})
 
 
-def _intune_device(d: FleetDevice) -> bytes:
+def _intune_device(d: FleetDevice, mail_known: bool = True) -> bytes:
+    eas = d.eas_id if mail_known else None
     head = {
         "@odata.type": "#microsoft.graph.managedDevice",
         "id": _guid(d.index),
@@ -202,13 +203,13 @@ def _intune_device(d: FleetDevice) -> bytes:
         "jailBroken": "False",
         "managementAgent": "mdm",
         "osVersion": _OS_VERSION[d.platform],
-        "easActivated": d.eas_id is not None,
-        "easDeviceId": d.eas_id or "",
+        "easActivated": eas is not None,
+        "easDeviceId": eas or "",
         "deviceEnrollmentType": _INTUNE_ENROLLMENT[d.platform, d.ownership],
         "emailAddress": d.owner,
         "azureADDeviceId": _guid(d.index, 11),
         "isSupervised": d.ownership == "corporate",
-        "exchangeAccessState": "allowed" if d.eas_id else "none",
+        "exchangeAccessState": "allowed" if eas else "none",
         "userPrincipalName": d.owner,
         "model": _MODEL[d.platform],
         "manufacturer": "Apple" if d.udid else "Google" if d.platform == "android" else "Dell Inc.",
@@ -225,7 +226,15 @@ def _intune_device(d: FleetDevice) -> bytes:
     return _splice(head, "detectedApps", b",".join(_intune_app(d.platform, a) for a in d.apps))
 
 
-def write_intune(f: BinaryIO, devices: Iterator[FleetDevice], page_size: int = 100) -> int:
+def write_intune(
+    f: BinaryIO,
+    devices: Iterator[FleetDevice],
+    page_size: int = 100,
+    mail_known: Callable[[FleetDevice], bool] | None = None,
+) -> int:
+    """``mail_known(d)`` False: Intune has no Exchange connector's word on ``d`` (its
+    easActivated is false and its easDeviceId empty), as for mail Intune does not see."""
+
     def wrap(page: int, items: bytes, last: bool) -> bytes:
         head = _encode(
             {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#deviceManagement/managedDevices"}
@@ -239,7 +248,10 @@ def write_intune(f: BinaryIO, devices: Iterator[FleetDevice], page_size: int = 1
         )
         return head + b',"value":[' + items + b"]" + tail + b"}"
 
-    return _pages(f, devices, page_size, _intune_device, wrap)
+    def encode(d: FleetDevice) -> bytes:
+        return _intune_device(d, mail_known is None or mail_known(d))
+
+    return _pages(f, devices, page_size, encode, wrap)
 
 
 # -- Jamf Pro: the Classic API's XML and the Jamf Pro API's JSON --------------------------------
