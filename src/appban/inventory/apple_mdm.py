@@ -249,6 +249,9 @@ def _information(device: _Device, answers: dict[str, Any], at: str) -> None:
     device.supervised = supervised if supervised is not None else device.supervised
     found = [("serial", text(answers, "SerialNumber", at)), ("imei", text(answers, "IMEI", at))]
     found.append(("meid", text(answers, "MEID", at)))
+    # Every iPhone has an ActiveSync DeviceId, whether or not it syncs mail: a link to
+    # the mail server's record of it, not a sign that it reads mail.
+    found.append(("eas", text(answers, "EASDeviceIdentifier", at)))
     # iOS 12 and later: one IMEI / MEID per SIM (eSIM and physical) in ServiceSubscriptions.
     for i, sub in enumerate(listed(answers, "ServiceSubscriptions", at)):
         sub_at = f"{at}.ServiceSubscriptions[{i}]"
@@ -257,7 +260,7 @@ def _information(device: _Device, answers: dict[str, Any], at: str) -> None:
     for kind, value in found:
         if value is None:
             continue
-        if kind != "serial":
+        if kind in ("imei", "meid"):
             value = re.sub(r"\s+", "", value)  # Apple writes an IMEI in groups: "35 316004 656345 5"
         if (kind, value) not in device.identifiers:
             device.identifiers.append((kind, value))

@@ -94,9 +94,10 @@ class _Device:
             ownership=ownership,
             model=self.model,
             os_version=self.os_version,
-            eas_device_ids=[self.eas_id] if self.eas_id else [],
             inventory_scope=scope,
-            identifiers=self.identifiers,
+            # The device tells Jamf its ActiveSync DeviceId whether or not it syncs mail:
+            # a link to the mail server's record, not a sign that it reads mail.
+            identifiers=[*self.identifiers, ("eas", self.eas_id)] if self.eas_id else self.identifiers,
             where=self.where,
         )
 
@@ -258,7 +259,7 @@ def _classic_device(at: str, record: Element) -> _Device | None:
             "device.owner": f"{at}.location.email_address",
             "device.model": f"{g}.model_identifier",
             "device.os_version": f"{g}.os_version",
-            "device.eas_device_ids": f"{g}.exchange_activesync_device_identifier",
+            "device.eas": f"{g}.exchange_activesync_device_identifier",
             "device.serial": f"{g}.serial_number",
             "device.udid": f"{g}.udid",
             "device.imei": f"{at}.network.imei",
@@ -362,7 +363,7 @@ def _pro_device(at: str, record: dict[str, Any], options: ReadOptions) -> _Devic
             "device.owner": f"{at}.userAndLocation.emailAddress",
             "device.model": f"{h}.modelIdentifier",
             "device.os_version": f"{g}.osVersion",
-            "device.eas_device_ids": f"{g}.exchangeDeviceId",
+            "device.eas": f"{g}.exchangeDeviceId",
             "device.serial": f"{h}.serialNumber",
             "device.udid": f"{g}.udid",
             "device.imei": f"{at}.network.imei",
