@@ -20,7 +20,7 @@ import base64
 import hashlib
 import plistlib
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -161,7 +161,7 @@ def _pages(
     return count
 
 
-def _splice(head: dict[str, object], key: str, items: bytes) -> bytes:
+def _splice(head: Mapping[str, object], key: str, items: bytes) -> bytes:
     """``head`` encoded, with ``key`` holding the already encoded ``items`` last."""
     return _encode(head)[:-1] + (b"," if head else b"") + _encode(key) + b":[" + items + b"]}"
 

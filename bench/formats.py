@@ -42,7 +42,7 @@ import _fleet  # noqa: E402
 import _vendor_fleet as vf  # noqa: E402
 
 from appban.clock import parse_time  # noqa: E402
-from appban.inventory.checkin import App, Checkin, Device  # noqa: E402
+from appban.inventory.checkin import App, Checkin, Device, Ownership, Platform  # noqa: E402
 from appban.inventory.ingest import Ingestor  # noqa: E402
 from appban.policy.lifecycle import apply  # noqa: E402
 from appban.workspace import Workspace  # noqa: E402
@@ -289,10 +289,10 @@ def _fleet_checkins(base: int, n: int, *, sources: int) -> Iterator[Checkin]:
     observed = parse_time("2020-07-10T15:00:00Z")
     for i in range(base, base + n):
         laptop = i % 3 == 2
-        plat = "macos" if laptop else ("android" if i % 2 else "ios")
+        plat: Platform = "macos" if laptop else ("android" if i % 2 else "ios")
         owner, serial, imei, eas = f"user{i}@example.com", f"C{i:010d}", f"35{i:013d}", f"EAS{i:020d}"
         apps = tiktok if rng.random() < 0.10 else common
-        ownership = "personal" if i % 3 == 1 else "corporate"
+        ownership: Ownership = "personal" if i % 3 == 1 else "corporate"
         if sources == 1:
             device = Device(
                 id=f"device-{i:08d}",
@@ -353,7 +353,8 @@ def bench_linking(n: int, tmp: Path) -> list[list[str]]:
                     ingestor.ingest(c, ws.now)
                     records += 1
         ingest = time.perf_counter() - start
-        devices = ws.store.db.execute("SELECT count(*) FROM devices").fetchone()[0]
+        db_conn = ws.store.db  # type: ignore[attr-defined]  # the SQLite store's connection
+        devices = db_conn.execute("SELECT count(*) FROM devices").fetchone()[0]
         policy = ws.evaluator.policies[0]
         times = []
         for _ in range(3):
@@ -362,7 +363,7 @@ def bench_linking(n: int, tmp: Path) -> list[list[str]]:
                 ws.evaluator.evaluate_policy(policy, ws.now, "evaluate")
             times.append(time.perf_counter() - start)
         states = dict(
-            ws.store.db.execute("SELECT state, count(*) FROM states WHERE policy_id = 'tiktok-mail' GROUP BY state")
+            db_conn.execute("SELECT state, count(*) FROM states WHERE policy_id = 'tiktok-mail' GROUP BY state")
         )
         ws.close()
         results[sources] = {"ingest": ingest, "evaluate": statistics.median(times)}
