@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from appban import output
-from appban.sim._progress import tracker
+from appban.progress import tracker
 from appban.sim.fleet import SECURITY_RESEARCH, SOCIAL_MEDIA, build_company
 from appban.sim.timeline import default_timeline
 

@@ -113,30 +113,12 @@ def import_(
     from functools import partial
 
     from appban.inventory.importer import import_inventory
+    from appban.progress import tracker
 
     import_inventory = partial(import_inventory, source=source, owners=owners, timezone=timezone)
     ws = env.workspace(create=False)
-    if sys.stderr.isatty() and not env.as_json:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed} check-ins"),
-            TimeElapsedColumn(),
-            console=output.console(stderr=True),
-            transient=True,
-        ) as bar:
-            task = bar.add_task("importing")
-            doc = import_inventory(
-                ws,
-                format,
-                list(files),
-                keep_full=keep_full_inventory,
-                progress=lambda n: bar.advance(task, n),
-            )
-    else:
-        doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory)
+    with tracker(enabled=sys.stderr.isatty() and not env.as_json) as progress:
+        doc = import_inventory(ws, format, list(files), keep_full=keep_full_inventory, progress=progress)
     emit(
         env,
         doc,

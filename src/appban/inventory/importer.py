@@ -1,10 +1,10 @@
-"""``appban import`` and ``appban people import``: whole files, all or nothing."""
+"""``appban import`` and ``appban people import``: files checked whole, then applied."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, tzinfo
 from typing import Any
@@ -19,12 +19,10 @@ from appban.inventory.checkin import Checkin
 from appban.inventory.ingest import Ingestor
 from appban.inventory.people import read_people
 from appban.output import plural
+from appban.progress import Tracker, silent
 from appban.store.records import Person
 from appban.text import ascii_lower, check_identifier, normalise_email
 from appban.workspace import Workspace
-
-Progress = Callable[[int], None]
-
 
 # Apply phase: one transaction holds the write lock at most this long (or this many
 # check-ins), so the gate, the API and other writers wait milliseconds, not minutes.
@@ -41,7 +39,7 @@ def import_inventory(
     paths: list[str],
     *,
     keep_full: bool | None = None,
-    progress: Progress | None = None,
+    progress: Tracker | None = None,
     source: str | None = None,
     owners: str | None = None,
     timezone: str | None = None,
@@ -73,13 +71,17 @@ def import_inventory(
         small = False  # the reader names the file it cannot read
     parsed: dict[str, list[tuple[int | None, Checkin]]] = {}
     counts: dict[str, int] = {}
+    progress = progress or silent()
     for path in paths:
         kept: list[tuple[int | None, Checkin]] = []
         count = 0
+        progress.phase(f"checking {os.path.basename(path)}")
         for line, checkin in _checked(reader, path, options, ingestor, ws.now):
             count += 1
             if small:
                 kept.append((line, checkin))
+            if count % 256 == 0:
+                progress.advance(256)
         if count == 0:
             # Most likely the wrong file, or one cut short: importing it would
             # record an import of nothing.
@@ -113,10 +115,10 @@ def import_inventory(
                     subject,
                     {"files": paths, **ingestor.counts.as_dict(), "full_inventory": keep},
                 )
-        if progress is not None:
-            progress(len(batch))
+        progress.advance(len(batch))
         batch.clear()
 
+    progress.phase("applying", total=sum(counts.values()))
     deadline = time.monotonic() + BATCH_SECONDS
     for path in paths:
         items = parsed[path] if small else _checked(reader, path, options, ingestor, ws.now)

@@ -19,9 +19,9 @@ from appban.clock import Micros, format_time
 from appban.inventory.ingest import Ingestor
 from appban.output import plural
 from appban.policy import lifecycle
+from appban.progress import Tracker
 from appban.sim._counts import Counts
 from appban.sim._database import DEMO_KEY
-from appban.sim._progress import Tracker
 from appban.sim.fleet import SOCIAL_MEDIA, Company
 from appban.sim.timeline import DAY, HOUR, Timeline, policy_yaml
 from appban.workspace import Workspace

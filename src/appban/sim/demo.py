@@ -19,9 +19,9 @@ from typing import Any
 from appban import settings
 from appban.clock import format_duration, format_time
 from appban.policy.lifecycle import get_policy
+from appban.progress import tracker
 from appban.report.status import status
 from appban.sim import _database, _explain, _render
-from appban.sim._progress import tracker
 from appban.sim.campaign import POLICY_ID, Campaign, Outcome
 from appban.sim.fleet import build_company
 from appban.sim.timeline import HOUR, Timeline, default_timeline

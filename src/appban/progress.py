@@ -23,6 +23,10 @@ class _Silent:
         pass
 
 
+def silent() -> Tracker:
+    return _Silent()
+
+
 @contextmanager
 def tracker(enabled: bool) -> Iterator[Tracker]:
     if not enabled:
