@@ -182,3 +182,27 @@ def test_people_from_a_directory_keep_their_groups_and_members_set_one_group(mac
     assert people["jane@example.com"]["groups"] == ["travel"]  # left the group: not a member
     result = mac.run("people", "import", path, "--format", "graph-members", now=NOW)
     assert result.code == 2 and "--group" in result.err
+
+
+def test_apple_mdm_results_in_separate_files_are_one_device(mac: Appban) -> None:
+    """An MDM server stores each command result on its own: a device's app list and its
+    DeviceInformation are read together when imported together."""
+    import plistlib
+    from pathlib import Path
+
+    apps = Path(__file__).parent / "golden" / "apple_mdm" / "installed-application-list.plist"
+    udid = plistlib.loads(apps.read_bytes())["UDID"]
+    info = {
+        "UDID": udid,
+        "Status": "Acknowledged",
+        "CommandUUID": "0001",
+        "QueryResponses": {"ProductName": "iPhone12,1", "SerialNumber": "F2LXK0AAAAAA", "OSVersion": "13.5.1"},
+    }
+    path = mac.root / "info.plist"
+    path.write_bytes(plistlib.dumps(info))
+    alone = mac.run("import", "apple-mdm", str(apps), now=NOW)
+    assert alone.code == 2 and "DeviceInformation" in alone.err
+    doc = mac("import", "apple-mdm", str(apps), str(path), now=NOW)
+    assert doc["new"] == 1
+    [one] = mac("device", "list", now=NOW)["devices"]
+    assert one["platform"] == "ios" and one["source_id"] == udid

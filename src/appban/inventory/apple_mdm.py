@@ -68,23 +68,48 @@ class AppleMdmFormat:
     name = "apple-mdm"
 
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
+        for _path, line, checkin in self.read_files([path], options):
+            yield line, checkin
+
+    def read_files(self, paths: list[str], options: ReadOptions) -> Iterator[tuple[str, int | None, Checkin]]:
+        """The devices of all ``paths`` together: a device's DeviceInformation and its
+        app list may be results in different files (one file per command result)."""
         source = options.source or self.name
-        try:
-            devices: dict[str, _Device] = {}
-            for result in _results(path, options):
-                _note(result, devices)
-            # An Apple TV's or a Watch's apps: no platform appban evaluates.
-            kept = [d for d in devices.values() if d.platform != "other"]
-            chosen = {d.apps.index: d for d in kept if d.apps is not None}
-            if chosen:
-                for result in _results(path, options, only=set(chosen)):
-                    yield None, _checkin(source, chosen[result.index], result, options)
-            for device in kept:
-                # DeviceInformation that did not ask for ProductName: no platform, no apps.
-                if device.apps is None and device.platform is not None:
-                    yield None, _checkin(source, device, None, options)
-        except BadInput as exc:
-            raise exc.at(file=path) from None
+        devices: dict[str, _Device] = {}
+        first: dict[str, str] = {}  # device key -> the file that first named it
+        for n, path in enumerate(paths):
+            try:
+                for result in _results(path, options):
+                    result.index |= n << _FILE_SHIFT
+                    _note(result, devices)
+                    for key in devices.keys() - first.keys():
+                        first[key] = path
+            except BadInput as exc:
+                raise exc.at(file=path) from None
+        # An Apple TV's or a Watch's apps: no platform appban evaluates.
+        kept = [d for d in devices.values() if d.platform != "other"]
+        chosen = {d.apps.index: d for d in kept if d.apps is not None}
+        for n, path in enumerate(paths):
+            here = {i & _INDEX_MASK for i in chosen if i >> _FILE_SHIFT == n}
+            if not here:
+                continue
+            for result in _results(path, options, only=here):
+                try:
+                    yield path, None, _checkin(source, chosen[result.index | n << _FILE_SHIFT], result, options)
+                except BadInput as exc:
+                    raise exc.at(file=path) from None
+        for device in kept:
+            # DeviceInformation that did not ask for ProductName: no platform, no apps.
+            if device.apps is None and device.platform is not None:
+                try:
+                    yield first[device.key], None, _checkin(source, device, None, options)
+                except BadInput as exc:
+                    raise exc.at(file=first[device.key]) from None
+
+
+# A result's index: its file's place among the import's files, above its place in the file.
+_FILE_SHIFT = 40
+_INDEX_MASK = (1 << _FILE_SHIFT) - 1
 
 
 @dataclass
@@ -278,7 +303,7 @@ def _platform(product: str) -> str | None:
 def _checkin(source: str, device: _Device, result: _Result | None, options: ReadOptions) -> Checkin:
     if device.platform is None:
         raise BadInput(
-            "the device's platform is unknown: no DeviceInformation result with its ProductName in the file",
+            "the device's platform is unknown: no DeviceInformation result with its ProductName in the files",
             field=device.at,
         )
     where = {"device.id": device.at, "device.udid": device.at, "device.enrollment_id": device.at}

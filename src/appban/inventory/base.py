@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from appban.clock import Micros
 from appban.inventory.checkin import Checkin
@@ -37,6 +37,16 @@ class InventoryFormat(Protocol):
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         """Yield (line or None, check-in) in file order; raise BadInput naming file, line
         (or record index in the field's path) and field."""
+        ...
+
+
+@runtime_checkable
+class MultiFileFormat(InventoryFormat, Protocol):
+    """A format whose records of one device may be spread over several files (Apple
+    MDM: one file per command result): all of an import's files are read together."""
+
+    def read_files(self, paths: list[str], options: ReadOptions) -> Iterator[tuple[str, int | None, Checkin]]:
+        """Yield (file, line or None, check-in)."""
         ...
 
 

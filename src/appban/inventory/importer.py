@@ -14,7 +14,7 @@ from appban import settings
 from appban.clock import Micros
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
-from appban.inventory.base import InventoryFormat, ReadOptions, format_names, get_format
+from appban.inventory.base import InventoryFormat, MultiFileFormat, ReadOptions, format_names, get_format
 from appban.inventory.checkin import Checkin
 from appban.inventory.ingest import Ingestor
 from appban.inventory.people import read_people
@@ -69,26 +69,24 @@ def import_inventory(
         small = sum(os.path.getsize(p) for p in paths) <= KEEP_PARSED_BYTES
     except OSError:
         small = False  # the reader names the file it cannot read
-    parsed: dict[str, list[tuple[int | None, Checkin]]] = {}
-    counts: dict[str, int] = {}
+    parsed: list[tuple[str, int | None, Checkin]] = []
+    counts = dict.fromkeys(paths, 0)
     progress = progress or silent()
-    for path in paths:
-        kept: list[tuple[int | None, Checkin]] = []
-        count = 0
-        progress.phase(f"checking {os.path.basename(path)}")
-        for line, checkin in _checked(reader, path, options, ingestor, ws.now):
-            count += 1
-            if small:
-                kept.append((line, checkin))
-            if count % 256 == 0:
-                progress.advance(256)
-        if count == 0:
-            # Most likely the wrong file, or one cut short: importing it would
-            # record an import of nothing.
-            raise BadInput("no check-ins in the file", file=path)
-        counts[path] = count
+    progress.phase("checking " + (os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"))
+    total = 0
+    for path, line, checkin in _checked(reader, paths, options, ingestor, ws.now):
+        counts[path] += 1
+        total += 1
         if small:
-            parsed[path] = kept
+            parsed.append((path, line, checkin))
+        if total % 256 == 0:
+            progress.advance(256)
+    # A file with nothing to import is most likely the wrong file, or one cut short:
+    # importing it would record an import of nothing. (Files read together may each
+    # hold part of a device: then only all of them holding nothing is refused.)
+    empty = [p for p in paths if counts[p] == 0]
+    if empty and (not isinstance(reader, MultiFileFormat) or total == 0):
+        raise BadInput("no check-ins in the file", file=empty[0])
     files = [{"file": p, "checkins": counts[p]} for p in paths]
     subject = fmt if source is None else f"{fmt}:{source}"
     started = False
@@ -118,26 +116,28 @@ def import_inventory(
         progress.advance(len(batch))
         batch.clear()
 
-    progress.phase("applying", total=sum(counts.values()))
+    progress.phase("applying", total=total)
     deadline = time.monotonic() + BATCH_SECONDS
-    for path in paths:
-        items = parsed[path] if small else _checked(reader, path, options, ingestor, ws.now)
-        for line, checkin in items:
-            batch.append((path, line, checkin))
-            if len(batch) >= BATCH_CHECKINS or time.monotonic() >= deadline:
-                apply(last=False)
-                deadline = time.monotonic() + BATCH_SECONDS
+    for item in parsed if small else _checked(reader, paths, options, ingestor, ws.now):
+        batch.append(item)
+        if len(batch) >= BATCH_CHECKINS or time.monotonic() >= deadline:
+            apply(last=False)
+            deadline = time.monotonic() + BATCH_SECONDS
     apply(last=True)
     return {"format": fmt, "files": files, **ingestor.counts.as_dict()}
 
 
 def _checked(
-    reader: InventoryFormat, path: str, options: ReadOptions, ingestor: Ingestor, now: Micros
-) -> Iterator[tuple[int | None, Checkin]]:
-    """The file's check-ins, each checked as far as it can be without the store, with
+    reader: InventoryFormat, paths: list[str], options: ReadOptions, ingestor: Ingestor, now: Micros
+) -> Iterator[tuple[str, int | None, Checkin]]:
+    """The files' check-ins, each checked as far as it can be without the store, with
     the ``--owners`` mapping applied."""
     max_apps = settings.get("max_apps")
-    for line, checkin in reader.read(path, options):
+    if isinstance(reader, MultiFileFormat):
+        items: Iterator[tuple[str, int | None, Checkin]] = reader.read_files(paths, options)
+    else:
+        items = ((path, line, checkin) for path in paths for line, checkin in reader.read(path, options))
+    for path, line, checkin in items:
         if len(checkin.apps) > max_apps:
             raise BadInput(
                 f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} ({settings.SETTINGS['max_apps'].env})",
@@ -151,7 +151,7 @@ def _checked(
             raise exc.at(file=path, line=line) from None
         if checkin.device.owner is None and options.owners:
             checkin.device.owner = owner_for(checkin, options.owners)
-        yield line, checkin
+        yield path, line, checkin
 
 
 def owner_for(checkin: Checkin, owners: Mapping[str, str]) -> str | None:
