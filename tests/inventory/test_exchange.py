@@ -13,6 +13,8 @@ built from the cmdlets' documented properties and examples:
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -359,3 +361,14 @@ def test_fuzz_csv_cells(tmp_path: Path, rows: list[list[str]]) -> None:
     lines = ["DeviceId,DeviceOS,LastSuccessSync"]
     lines += [",".join('"' + c.replace('"', '""') + '"' for c in row) for row in rows]
     _read_bytes(tmp_path, "\r\n".join(lines).encode("utf-8", "surrogatepass"))
+
+
+def test_an_export_written_with_the_culture_s_list_separator_is_read(tmp_path: Path) -> None:
+    """Export-Csv -UseCulture (or -Delimiter ';') in locales whose list separator is ';'."""
+    source = GOLDEN / "exo-get-mobiledevice.csv"
+    rows = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8-sig"))))
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", lineterminator="\r\n").writerows(rows)
+    path = tmp_path / "semicolons.csv"
+    path.write_text(out.getvalue(), encoding="utf-8-sig")
+    assert read(path) == read(source)

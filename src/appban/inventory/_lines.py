@@ -40,13 +40,14 @@ class CsvReader:
     the header is read, so that errors name the column.
     """
 
-    def __init__(self, path: str, f: TextIO, max_bytes: int) -> None:
+    def __init__(self, path: str, f: TextIO, max_bytes: int, *, delimiter: str = ",") -> None:
         self.path = path
         self.columns: list[str] | None = None
         self.header_line = 1
+        self.delimiter = delimiter
         self._lines = _Lines(path, f, max_bytes)
         csv.field_size_limit(max_bytes)
-        self._reader = csv.reader(self._lines, strict=True)
+        self._reader = csv.reader(self._lines, strict=True, delimiter=delimiter)
 
     @property
     def line_num(self) -> int:
@@ -85,7 +86,7 @@ class CsvReader:
             elif state == "quote":  # just after a quote inside a quoted cell
                 if ch == '"':
                     state = "quoted"  # a doubled quote: one quote character
-                elif ch == ",":
+                elif ch == self.delimiter:
                     column, state = column + 1, "start"
                 elif ch in "\r\n":
                     break
@@ -95,7 +96,7 @@ class CsvReader:
                         line,
                         column,
                     )
-            elif ch == ",":
+            elif ch == self.delimiter:
                 column, state = column + 1, "start"
             elif ch in "\r\n":
                 break

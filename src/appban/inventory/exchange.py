@@ -234,12 +234,26 @@ def _json_rows(f: BinaryIO, encoding: str, array: bool) -> Iterator[_Row]:
         raise BadInput(f"JSON nested too deeply (after {n:,} records)") from None
 
 
+def _delimiter(head: str) -> str:
+    """The list separator of the export: ``,`` unless the header line is written with
+    ``;`` or a tab (``Export-Csv -UseCulture`` or ``-Delimiter`` in many locales)."""
+    for line in head.lstrip("\ufeff").splitlines():
+        if line.strip() and not line.startswith("#TYPE"):
+            counts = {d: line.count(d) for d in (",", ";", "\t")}
+            best = max(counts, key=lambda d: counts[d])
+            return best if counts[best] > counts[","] else ","
+    return ","
+
+
 def _csv_rows(path: str, f: BinaryIO, encoding: str, options: ReadOptions) -> Iterator[_Row]:
     """Export-Csv's rows, after its optional ``#TYPE`` line and the header."""
     # UTF-8 keeps bad bytes as surrogate escapes, for CsvReader to name their line.
     errors = "surrogateescape" if encoding == "utf-8" else "strict"
+    start = f.tell()
+    delimiter = _delimiter(f.read(65536).decode(encoding, errors="replace"))
+    f.seek(start)
     text = io.TextIOWrapper(f, encoding=encoding, errors=errors, newline="")  # type: ignore[arg-type]
-    reader = CsvReader(path, text, options.max_bytes)
+    reader = CsvReader(path, text, options.max_bytes, delimiter=delimiter)
     rows = iter(reader)
     try:
         header = reader.header(rows)
