@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from appban.errors import BadInput
 from appban.inventory.apple_mdm import MAX_DEPTH, AppleMdmFormat
 from appban.inventory.base import ReadOptions
+from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input, where
 
 GOLDEN = Path(__file__).parent / "golden" / "apple_mdm"
@@ -234,7 +235,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated())
 def test_fuzz_mutated_files_give_check_ins_or_bad_input(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz"
@@ -247,7 +248,7 @@ def test_fuzz_mutated_files_give_check_ins_or_bad_input(tmp_path: Path, data: by
 TEXT = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=20)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     value=st.recursive(
         st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | TEXT | st.binary(max_size=8),

@@ -31,6 +31,7 @@ from appban.errors import BadInput
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import Checkin
 from appban.inventory.exchange import ExchangeFormat
+from fuzzing import examples
 from helpers_cli import NOW, Fleet, assert_bad_input, where
 
 GOLDEN = Path(__file__).parent / "golden" / "exchange"
@@ -310,7 +311,7 @@ def test_source_name(tmp_path: Path) -> None:
 # -- fuzzing: anything becomes check-ins or appban's BadInput ------------------------------------
 
 _SEEDS = [p.read_bytes() for p in sorted(GOLDEN.iterdir()) if not p.name.endswith(".expected.json")]
-_FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FUZZ = settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _read_bytes(tmp_path: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ from appban.errors import BadInput
 from appban.inventory.base import InventoryFormat, ReadOptions
 from appban.inventory.checkin import Checkin
 from appban.inventory.google_directory import GoogleDirectoryFormat
+from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input, where
 
 GOLDEN = Path(__file__).parent / "golden" / "google"
@@ -236,7 +237,7 @@ def assert_reads_or_refuses(fmt: InventoryFormat, data: bytes) -> None:
 
 # A longer run: FUZZ_EXAMPLES=5000 pytest -k fuzz
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")),
+    max_examples=examples(400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -21,6 +21,7 @@ from appban.clock import format_time, parse_time
 from appban.errors import BadInput
 from appban.inventory.base import ReadOptions
 from appban.inventory.intune import IntuneFormat
+from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input
 
 GOLDEN = Path(__file__).parent / "golden" / "intune"
@@ -229,7 +230,7 @@ def test_not_json(fleet: Fleet) -> None:
 
 # -- fuzzing -------------------------------------------------------------------------------------
 
-_FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FUZZ = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _outcome(path: Path) -> None:

@@ -21,6 +21,7 @@ from appban.errors import BadInput
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import Checkin
 from appban.inventory.jamf import JamfFormat
+from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input, count, where
 
 GOLDEN = Path(__file__).parent / "golden" / "jamf"
@@ -272,7 +273,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_fuzz_mutated_files_give_checkins_or_bad_input(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "f"

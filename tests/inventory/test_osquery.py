@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from appban.errors import BadInput
 from appban.inventory.base import ReadOptions
 from appban.inventory.osquery import OsqueryFormat
+from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input, where
 
 GOLDEN = Path(__file__).parent / "golden" / "osquery"
@@ -182,7 +183,7 @@ def test_bad_input_through_the_command_line_writes_nothing(fleet: Fleet) -> None
 SEED = (GOLDEN / "results.log").read_bytes() + (GOLDEN / "tls-logger.jsonl").read_bytes()
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_fuzz_mutated_logs_give_check_ins_or_bad_input(tmp_path: Path, data: st.DataObject) -> None:
     raw = bytearray(SEED)
@@ -210,7 +211,7 @@ KEYS = ["action", "snapshot", "columns", "diffResults", "name", "hostIdentifier"
 KEYS += ["epoch", "counter", "decorations", "log_type", "data"]
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(KEYS), value=JSON, action=st.sampled_from(["snapshot", "added", "removed", None]))
 def test_fuzz_wrong_shapes_give_check_ins_or_bad_input(
     tmp_path: Path, key: str, value: Any, action: str | None

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from appban.errors import BadInput
 from appban.inventory.people_graph import WINDOWS_ZONES, iana_zone, read_graph_members, read_graph_users
 from appban.store.records import Person
+from fuzzing import examples
 
 GOLDEN = Path(__file__).parent / "golden" / "graph"
 MAX = 1 << 20
@@ -106,7 +107,7 @@ def test_a_user_member_without_an_address_is_refused(tmp_path: Path) -> None:
         list(read_graph_members(str(path), MAX))
 
 
-_FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FUZZ = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.mark.parametrize("name", ["users.json", "group-members.json"])
