@@ -470,3 +470,27 @@ def test_a_gate_started_on_shared_names_knows_them(tmp_path: Path) -> None:
         assert gate.sync("EASBOB1", "bob.roe").reason == "ok"
         assert gate.sync("EASOTHER1", "jane.doe").reason == "user_mismatch"
         assert gate.sync("EASOTHER1", "jane.doe@other.example").reason == "ok"
+
+
+def test_linked_and_unlinked_records_reach_the_gate_within_a_second(live: tuple[Appban, GateProcess]) -> None:
+    """A mail server's record of a phone (its DeviceId, no apps) is joined by the MDM's
+    record of it (apps, the same DeviceId): the gate blocks that DeviceId; unlinking
+    the pair gives the mail server's record its own answer again."""
+    ab, gate = live
+    mail = device("EASANN7", "ann.lee@example.com", ["EASANN7"], [], at=wall(-1))
+    mail["source"] = "mail"
+    mail["device"]["inventory_scope"] = "managed"
+    ab.ingest(mail, now=wall())
+    reason_becomes(gate, "EASANN7", "ann.lee", "ok")  # unverified, and the policy allows that
+    tables = gate.health()["table_devices"]
+    checkin(ab, "ANN-IPHONE", "ann.lee@example.com", ["EASANN7"], [TIKTOK])
+    reason_becomes(gate, "EASANN7", "ann.lee", BLOCKED)
+    assert gate.health()["table_devices"] == tables  # one phone, one entry
+    [record] = [r["record"] for r in ab.show("EASANN7", wall())["records"] if r["source"] == "mail"]
+    ab("device", "unlink", record, now=wall())
+    # Both records hold the DeviceId again, each its own device: the gate answers as
+    # `gate decide` does from the store.
+    _decision, expected = ab.decide("EASANN7", "ann.lee", wall())
+    reason_becomes(gate, "EASANN7", "ann.lee", expected)
+    assert len(ab("device", "list", now=wall())["devices"]) == 4
+    assert "Traceback" not in "".join(gate.log)
