@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from appban.errors import BadInput
 from appban.inventory.base import ReadOptions
 from appban.inventory.intune import IntuneFormat
 from fuzzing import examples
-from helpers_cli import Fleet, assert_bad_input
+from helpers_cli import Fleet, assert_bad_input, run
 
 GOLDEN = Path(__file__).parent / "golden" / "intune"
 NOW = parse_time("2020-07-11T12:00:00Z")
@@ -305,3 +306,35 @@ def _write(tmp_path: Path, content: Any) -> Path:
     path = tmp_path / "page.json"
     path.write_text(json.dumps(content), encoding="utf-8")
     return path
+
+
+def test_detected_apps_and_managed_devices_in_separate_files_are_joined(fleet: Fleet, tmp_path: Path) -> None:
+    """GET /deviceManagement/detectedApps?$expand=managedDevices and GET
+    /deviceManagement/managedDevices saved as files of their own and imported together
+    give what the two in one file give: each device its own record's facts and the apps
+    whose managedDevices name it."""
+    text = (GOLDEN / "detected-apps.json").read_text(encoding="utf-8")
+    decoder, pages, at = json.JSONDecoder(), [], 0
+    while text[at:].strip():
+        page, end = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+        pages.append(page)
+        at = end
+    assert len(pages) >= 2
+    files = [tmp_path / f"page{n}.json" for n in range(len(pages))]
+    for path, page in zip(files, pages, strict=True):
+        path.write_text(json.dumps(page), encoding="utf-8")
+
+    def imported(db: Path, *paths: Path) -> list[tuple[Any, ...]]:
+        assert run("--db", str(db), "init").code == 0
+        result = run("--db", str(db), "--now", "2020-07-12T00:00:00Z", "import", "intune", *map(str, paths))
+        assert result.code == 0, result.err
+        con = sqlite3.connect(db)
+        try:
+            return con.execute(
+                "SELECT d.source_id, d.owner, d.inventory_scope, group_concat(o.app_key) FROM devices d "
+                "LEFT JOIN observations o ON o.device_id = d.id GROUP BY d.id ORDER BY d.source_id"
+            ).fetchall()
+        finally:
+            con.close()
+
+    assert imported(tmp_path / "apart.db", *files) == imported(tmp_path / "whole.db", GOLDEN / "detected-apps.json")

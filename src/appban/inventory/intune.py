@@ -105,6 +105,38 @@ class IntuneFormat:
         except BadInput as exc:
             raise exc.at(file=path) from None
 
+    def read_files(self, paths: list[str], options: ReadOptions) -> Iterator[tuple[str, int | None, Checkin]]:
+        """Each file on its own, except Graph JSON files of which one holds detectedApp
+        records: those are read together, so that detectedApp pages in one file give
+        their apps to the devices of managedDevices pages in another."""
+        json_files = []
+        for path in paths:
+            try:
+                if _first_byte(path) in (b"{", b"["):
+                    json_files.append(path)
+            except BadInput as exc:
+                raise exc.at(file=path) from None
+        together = len(json_files) > 1 and any(_mentions_detected_apps(p) for p in json_files)
+        for path in paths:
+            if not (together and path in json_files):
+                for line, checkin in self.read(path, options):
+                    yield path, line, checkin
+        if not together:
+            return
+        with _Spill() as spill:
+            for n, path in enumerate(json_files):
+                try:
+                    _spill_json(path, spill, tag=f"{n}\x00")
+                except BadInput as exc:
+                    raise exc.at(file=path) from None
+            for fields, tagged, apps in spill.devices():
+                index, _, at = tagged.partition("\x00")
+                path = json_files[int(index)]
+                try:
+                    yield path, None, _device_checkin(fields, at, apps, options)
+                except BadInput as exc:
+                    raise exc.at(file=path) from None
+
 
 def _first_byte(path: str) -> bytes:
     with open_binary(path) as f:
@@ -131,20 +163,27 @@ def _read_json(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Ch
             yield None, _device_checkin(device, at, apps, options)
         return
     with _Spill() as spill:
-        for at, record in records:
-            r = mapping(record, at)
-            if _kind(r, at) == "app":
-                app = _graph_app(r, at)
-                _check_apps([app], at, "")
-                for i, d in _each(r, "managedDevices", at):
-                    d_at = f"{at}.managedDevices[{i}]"
-                    spill.add(spill.device(_device_key(d, d_at), d_at, _kept(d), full=False), [app])
-            else:
-                apps = [_graph_app(a, f"{at}.detectedApps[{i}]") for i, a in _each(r, "detectedApps", at)]
-                _check_apps(apps, at, "detectedApps")
-                spill.add(spill.device(_device_key(r, at), at, _kept(r), full=True), apps)
+        _spill_json(path, spill)
         for fields, at, apps in spill.devices():
             yield None, _device_checkin(fields, at, apps, options)
+
+
+def _spill_json(path: str, spill: _Spill, tag: str = "") -> None:
+    """Every device and detectedApp record of a Graph JSON file into ``spill``; each
+    device's place in the file is kept as ``tag`` + its path."""
+    paging = () if _is_entity(path) else _PAGING
+    for at, record in json_records(path, list_keys=("value",), page_keys=paging):
+        r = mapping(record, at)
+        if _kind(r, at) == "app":
+            app = _graph_app(r, at)
+            _check_apps([app], at, "")
+            for i, d in _each(r, "managedDevices", at):
+                d_at = f"{at}.managedDevices[{i}]"
+                spill.add(spill.device(_device_key(d, d_at), tag + d_at, _kept(d), full=False), [app])
+        else:
+            apps = [_graph_app(a, f"{at}.detectedApps[{i}]") for i, a in _each(r, "detectedApps", at)]
+            _check_apps(apps, at, "detectedApps")
+            spill.add(spill.device(_device_key(r, at), tag + at, _kept(r), full=True), apps)
 
 
 def _device_key(record: Any, at: str) -> str:
