@@ -29,6 +29,7 @@ from typing import Any
 
 from appban.clock import Micros
 from appban.errors import BadInput, NotFound
+from appban.inventory.observed import write_observations
 from appban.policy.evaluator import Evaluator
 from appban.store.records import DeviceRow, IdentifierRow, Observation, SourceRecord
 
@@ -166,8 +167,6 @@ class Linker:
 
     def refresh(self, device_id: int, now: Micros, cause: str) -> None:
         """Write the linked device's row and observations from its records; evaluate it."""
-        from appban.inventory.ingest import write_observations
-
         store = self.store
         device = store.get_device(device_id)
         assert device is not None
@@ -229,8 +228,9 @@ class Linker:
         store.delete_record(record_id)
         alone = replace(facts, id=None, gate_seq=store.next_gate_seq(), linked=False)
         alone.id = store.insert_device(alone)
-        if apps:
-            store.write_observations(alone.id, apps, [], [], now)
+        present = [o for o in apps if o.gone_at is None]
+        if present:
+            store.write_observations(alone.id, present, [], [], now)
         store.record_identifiers_to(facts.source, facts.source_id, alone.id)
         self.audit.append(
             now,
@@ -238,7 +238,7 @@ class Linker:
             device.ref,
             {"record": f"{facts.source}:{facts.source_id}", "now": alone.ref, "by": "admin" if remember else "crowded"},
         )
-        self.evaluator.evaluate_device(alone, now, "unlink", None, new=True)
+        self.evaluator.evaluate_device(alone, now, "unlink", present, new=True)
         if len(others) == 1:
             self._collapse(device_id, others[0], now)
         else:
@@ -263,8 +263,6 @@ class Linker:
         )
         store.update_device(facts, device.eas_ids)
         store.relabel_device(device_id, facts.source, facts.source_id)
-        from appban.inventory.ingest import write_observations
-
         existing = {o.app_key: o for o in store.observations(device_id)}
         present = [o for o in apps if o.gone_at is None]
         write_observations(store, device_id, present, existing, facts.observed_at)

@@ -23,9 +23,17 @@ _OBSERVATION_COLS = (
 )
 
 
-def _record(row: tuple[Any, ...]) -> SourceRecord:
-    from appban.store.sqlite import split_identifiers
+def join_identifiers(pairs: Iterable[tuple[str, str]]) -> str:
+    return "\n".join(f"{kind}:{value}" for kind, value in pairs)
 
+
+def split_identifiers(text: str) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    return tuple((kind, value) for kind, _, value in (line.partition(":") for line in text.split("\n")))
+
+
+def _record(row: tuple[Any, ...]) -> SourceRecord:
     facts = DeviceRow(
         row[0],
         row[1],
@@ -76,8 +84,6 @@ class SQLiteLinks:
 
     def put_record(self, r: SourceRecord) -> int:
         """Insert (``facts.id`` None) or update a record; returns its id."""
-        from appban.store.sqlite import join_identifiers
-
         d = r.facts
         values = (
             d.source,

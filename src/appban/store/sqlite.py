@@ -17,7 +17,7 @@ from appban import settings
 from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
-from appban.store._sqlite_links import SQLiteLinks
+from appban.store._sqlite_links import SQLiteLinks, join_identifiers, split_identifiers
 from appban.store._sqlite_states import SQLiteStates
 from appban.store.records import (
     AuditEntry,
@@ -66,16 +66,6 @@ def _device(row: tuple[Any, ...]) -> DeviceRow:
         row[19],
         bool(row[20]),
     )
-
-
-def join_identifiers(pairs: Iterable[tuple[str, str]]) -> str:
-    return "\n".join(f"{kind}:{value}" for kind, value in pairs)
-
-
-def split_identifiers(text: str) -> tuple[tuple[str, str], ...]:
-    if not text:
-        return ()
-    return tuple((kind, value) for kind, _, value in (line.partition(":") for line in text.split("\n")))
 
 
 def migrations() -> list[tuple[int, str]]:
