@@ -171,6 +171,7 @@ def test_owners_mapping_by_mailbox_name_wins_over_completion(fleet: Fleet) -> No
     assert _show(fleet, "ApplF17LTTCGFFG8")["owner"] == "jane.doe@example.com"  # "Jane Doe" from Identity
     assert not _show(fleet, "ApplDNPXK2H3JC6F")["owner"]  # Ann Lee: no mapping, no address
     # The EXO export's "jane.doe" is mapped (to bob here): the mapping, not the domain, decides.
+    owners = fleet.write("owners2.csv", "key,email\r\njane.doe,bob.roe@example.com\r\n")
     result = fleet.run("import", "exchange", str(GOLDEN / "exo-get-mobiledevice.csv"), "--owners", str(owners), env=env)
     assert result.code == 0, result.err
     assert _show(fleet, "V2UVOT7J157L7C1FLLSAABSOV4")["owner"] == "bob.roe@example.com"

@@ -206,3 +206,20 @@ def test_apple_mdm_results_in_separate_files_are_one_device(mac: Appban) -> None
     assert doc["new"] == 1
     [one] = mac("device", "list", now=NOW)["devices"]
     assert one["platform"] == "ios" and one["source_id"] == udid
+
+
+def test_a_gap_in_a_differential_stream_proves_no_absence(mac: Appban) -> None:
+    """A lost or late differential (counter 2 before counter 1): the app set may miss
+    what the lost report added, so until the next whole set the host's inventory is
+    not full, and a banned app's absence is not proven."""
+    mac.apply(apps=[f"macos:{TIKTOK}"], scope={"platforms": ["macos"], "mail_access": "any"}, now=NOW)
+    base = line("snapshot", [app("com.example.notes", "Notes")], epoch=3, counter=0, at=T0)
+    late = line("batch", {"added": [app(TIKTOK, "TikTok")], "removed": []}, epoch=3, counter=1, at=T0 + 60)
+    later = line("batch", {"added": [app("com.example.vim", "Vim")], "removed": []}, epoch=3, counter=2, at=T0 + 120)
+    mac("import", "osquery", mac.file(".log", base + later + late), now=NOW)
+    [one] = mac("device", "list", now=NOW)["devices"]
+    assert mac.state(one["id"], NOW) == "unverified"
+    # The next whole set (a new epoch's counter 0) is trusted again.
+    whole = line("batch", {"added": [app(TIKTOK, "TikTok")], "removed": []}, epoch=4, counter=0, at=T0 + 180)
+    mac("import", "osquery", mac.file(".log", whole), now=NOW)
+    assert mac.state(one["id"], NOW) == "violating"

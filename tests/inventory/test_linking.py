@@ -57,9 +57,9 @@ def import_amapi(ab: Appban, *devices: dict, now: str = BEFORE, more: tuple[str,
     return ab("import", "android-management", path, *more, now=now)
 
 
-def import_directory(ab: Appban, *devices: dict, now: str = BEFORE) -> Any:
+def import_directory(ab: Appban, *devices: dict, now: str = BEFORE, more: tuple[str, ...] = ()) -> Any:
     page = {"kind": "admin#directory#mobiledevices", "mobiledevices": list(devices)}
-    return ab("import", "google-directory", ab.file(".json", json.dumps(page)), now=now)
+    return ab("import", "google-directory", ab.file(".json", json.dumps(page)), *more, now=now)
 
 
 @pytest.fixture
@@ -247,3 +247,101 @@ def test_linking_on_an_activesync_device_id_changes_the_gate_answer(fleet: Appba
     assert len(devices(fleet)) == 1
     fleet("evaluate", now=AFTER)
     assert fleet.decide("EASJ1", "jane@example.com", AFTER) == ("deny", "blocked:tiktok-mail")
+
+
+def test_a_crowded_value_leaves_each_device_what_it_had(fleet: Appban) -> None:
+    """Undoing a crowded value's links gives the first device back its own record, with
+    the exemption granted to it before the crowd came."""
+    import_amapi(fleet, amapi("CROWD-SN", TIKTOK, device="first"), now=LATER)
+    [first] = devices(fleet)
+    fleet(
+        "exempt",
+        "add",
+        "--policy",
+        "tiktok-mail",
+        "--device",
+        first["id"],
+        "--until",
+        "2020-08-01T00:00:00Z",
+        "--reason",
+        "field trial",
+        now=LATER,
+    )
+    import_amapi(fleet, *[amapi("CROWD-SN", device=f"n{i}") for i in range(6)], now=LATER)
+    listed = {d["id"]: d for d in devices(fleet)}
+    assert len(listed) == 7
+    assert listed[first["id"]]["source_id"] == "enterprises/LC00/devices/first"
+    exemptions = fleet("exempt", "list", now=LATER)
+    assert [e["device"] for e in exemptions["exemptions"]] == [first["id"]]
+
+
+def test_unlinked_records_stay_apart_when_a_third_record_shares_both(fleet: Appban) -> None:
+    import_amapi(fleet, amapi("BRIDGE-SN", TIKTOK), now=LATER)
+    import_directory(fleet, directory("BRIDGE-SN", "jane@example.com"), now=LATER)
+    [one] = devices(fleet)
+    record = fleet.show(one["id"], LATER)["records"][1]["record"]
+    fleet("device", "unlink", record, now=LATER)
+    # A third source sees the phone: it may join one of the two, never both.
+    import_amapi(fleet, amapi("BRIDGE-SN", device="other"), now=LATER, more=("--source", "second-mdm"))
+    assert all(d["records"] <= 2 for d in devices(fleet))
+    assert len(devices(fleet)) >= 2
+
+
+def test_a_record_whose_owner_changes_leaves_the_linked_device(fleet: Appban) -> None:
+    import_amapi(fleet, amapi("HANDED-SN", TIKTOK), now=LATER)
+    import_directory(fleet, directory("HANDED-SN", "jane@example.com"), now=LATER)
+    import_directory(fleet, directory("HANDED-SN", "jane@example.com"), now=LATER, more=("--source", "tenant-b"))
+    [one] = devices(fleet)
+    assert one["records"] == 3
+    # One directory now says the phone is Bob's, the other still Jane's: they disagree,
+    # so the record that changed leaves, and the pair is a conflict.
+    import_directory(fleet, directory("HANDED-SN", "bob@example.com", at="2020-07-10T15:00:00Z"), now=LATER)
+    listed = sorted((d["owner"], d["records"]) for d in devices(fleet))
+    assert listed == [("bob@example.com", 1), ("jane@example.com", 2)]
+    assert fleet("device", "conflicts", now=LATER)["count"] == 1
+    assert fleet("audit", "verify", now=LATER)["ok"] is True
+
+
+def test_an_owner_handed_over_is_followed_when_no_record_disagrees(fleet: Appban) -> None:
+    import_amapi(fleet, amapi("HANDED-2", TIKTOK), now=LATER)
+    import_directory(fleet, directory("HANDED-2", "jane@example.com"), now=LATER)
+    import_directory(fleet, directory("HANDED-2", "bob@example.com", at="2020-07-10T15:00:00Z"), now=LATER)
+    [one] = devices(fleet)
+    assert one["owner"] == "bob@example.com" and one["records"] == 2
+
+
+def test_owners_mapping_two_people_for_one_device_is_refused(fleet: Appban) -> None:
+    owners = fleet.file(".csv", "key,email\nSER-11,jane@example.com\nenterprises/LC00/devices/d1,bob@example.com\n")
+    path = fleet.file(".jsonl", json.dumps(amapi("SER-11")) + "\n")
+    before = fleet.dump()
+    result = fleet.run("import", "android-management", path, "--owners", owners, now=LATER)
+    assert result.code == 2 and "--owners" in result.err and path in result.err
+    assert fleet.dump() == before
+
+
+@pytest.mark.parametrize("eas", ["Unknown", "0000000000"])
+def test_placeholder_activesync_ids_are_dropped(fleet: Appban, eas: str) -> None:
+    fleet.ingest(
+        *[
+            {
+                "source": "mdm",
+                "device": {"id": f"P{i}", "platform": "ios", "owner": "jane@example.com", "eas_device_ids": [eas]},
+                "observed_at": "2020-07-10T14:00:00Z",
+                "apps": [],
+            }
+            for i in range(2)
+        ],
+        now=LATER,
+    )
+    assert len(devices(fleet)) == 2
+
+
+def test_ids_of_devices_folded_away_are_never_given_again(fleet: Appban) -> None:
+    import_amapi(fleet, amapi("FOLD-SN", TIKTOK), now=LATER)
+    import_directory(fleet, directory("FOLD-SN", "jane@example.com"), now=LATER)  # dev-2 folded into dev-1
+    [one] = devices(fleet)
+    import_amapi(fleet, amapi("OTHER-SN", device="new"), now=LATER)
+    ids = sorted(int(d["id"][4:]) for d in devices(fleet))
+    assert ids == [int(one["id"][4:]), 3]
+    assert fleet.run("device", "show", "dev-" + "9" * 40, now=LATER).code == 2
+    assert fleet.run("device", "unlink", "rec-" + "9" * 40, now=LATER).code == 2

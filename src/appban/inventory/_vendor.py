@@ -51,14 +51,16 @@ def json_records(
     lists = tuple(list_keys)
     f = open_binary(path)
     try:
+        start = 3 if f.read(3) == b"\xef\xbb\xbf" else 0  # a byte-order mark: not JSON, allowed
+        f.seek(start)
         shape, key = _shape(path, f, lists, frozenset(page_keys))
-        f.seek(0)
+        f.seek(start)
         if shape == "empty":
             return
         if shape == "page":
             n = 0
             for key in lists:
-                f.seek(0)
+                f.seek(start)
                 for record in _items(path, f, f"{key}.item", n):
                     yield f"{key}[{n}]", record
                     n += 1
@@ -73,6 +75,7 @@ def json_records(
 
 
 def _shape(path: str, f: BinaryIO, lists: tuple[str, ...], paging: frozenset[str]) -> tuple[str, str]:
+    start = f.tell()
     head = f.read(4096).lstrip(_SPACE)
     if not head:
         return "empty", ""
@@ -80,7 +83,7 @@ def _shape(path: str, f: BinaryIO, lists: tuple[str, ...], paging: frozenset[str
         return "array", ""
     if head[:1] != b"{":
         raise BadInput("not JSON: expected an object or an array", file=path, line=1)
-    f.seek(0)
+    f.seek(start)
     try:
         for prefix, event, value in ijson.parse(f, multiple_values=True):
             if event == "map_key" and prefix == "":
@@ -170,6 +173,8 @@ def vendor_time(value: str, field: str, zone: tzinfo = UTC) -> Micros:
     """An ISO-8601 time as vendors write it; one without an offset is in ``zone``
     (``--timezone``). More than six digits of a second (.NET writes seven) are cut."""
     cleaned = _FRACTION.sub(lambda m: m.group(1)[:7], value.strip())
+    if _DATE_ONLY.fullmatch(cleaned):
+        raise BadInput(f"{cleaned[:40]!r} is a date: a time is needed", field=field)
     try:
         parsed = datetime.fromisoformat(cleaned)
     except ValueError:
@@ -180,6 +185,7 @@ def vendor_time(value: str, field: str, zone: tzinfo = UTC) -> Micros:
 
 
 _FRACTION = re.compile(r"(\.\d+)")
+_DATE_ONLY = re.compile(r"[0-9W-]+")
 
 
 def _kind(value: object) -> str:

@@ -307,6 +307,7 @@ _PLATFORMS = frozenset(Platform.__args__)  # type: ignore[attr-defined]
 _SOURCE = __import__("re").compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_IDENT = 256
 MAX_TEXT = 1024
+MAX_IDS = 64  # identifiers and DeviceIds of one device: a phone has a handful
 
 
 def build(
@@ -358,14 +359,17 @@ def build(
         owner = normalise_email(owner, at("device.owner"))
     for field, value in (("device.model", model), ("device.os_version", os_version)):
         _text(value, at(field))
-    eas: list[str] = []
+    field = at("device.eas_device_ids")
+    if len(eas_device_ids) > MAX_IDS or len(identifiers) > MAX_IDS:
+        raise BadInput(f"more than {MAX_IDS} device identifiers", field=field)
+    eas: dict[str, None] = {}
     for e in eas_device_ids:
-        field = at("device.eas_device_ids")
+        if is_placeholder(e):
+            continue  # "Unknown" is no DeviceId: neither the gate's key nor a link
         check_eas_device_id(e, field)
         if len(e) > MAX_IDENT:
             raise BadInput(f"longer than {MAX_IDENT} characters", field=field)
-        if e not in eas:
-            eas.append(e)
+        eas[e] = None
     kept_ids: list[tuple[str, str]] = []
     for kind, value in identifiers:
         if kind not in IDENTIFIER_KINDS:
@@ -388,7 +392,7 @@ def build(
         ownership=ownership,  # type: ignore[arg-type]
         model=model,
         os_version=os_version,
-        eas_device_ids=eas,
+        eas_device_ids=list(eas),
         inventory_scope=inventory_scope,  # type: ignore[arg-type]
         mail_access=mail_access,
         identifiers=kept_ids,
@@ -452,7 +456,27 @@ def _text(value: str | None, field: str) -> None:
     check_text(value, field)
 
 
-_PLACEHOLDERS = frozenset({"", "unknown", "n/a", "na", "none", "null", "not available", "-", "0", "default"})
+_PLACEHOLDERS = frozenset(
+    {
+        "",
+        "unknown",
+        "n/a",
+        "na",
+        "none",
+        "null",
+        "not available",
+        "-",
+        "0",
+        "default",
+        "default string",
+        "to be filled by o.e.m.",
+        "system serial number",
+        "chassis serial number",
+        "0123456789",
+        "123456789",
+        "1234567890",
+    }
+)
 
 
 def is_placeholder(value: str) -> bool:

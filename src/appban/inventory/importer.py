@@ -147,22 +147,29 @@ def _checked(
             )
         try:
             ingestor.check_time(checkin, now)
+            if checkin.device.owner is None and options.owners:
+                checkin.device.owner = owner_for(checkin, options.owners)
         except BadInput as exc:
             raise exc.at(file=path, line=line) from None
-        if checkin.device.owner is None and options.owners:
-            checkin.device.owner = owner_for(checkin, options.owners)
         yield path, line, checkin
 
 
 def owner_for(checkin: Checkin, owners: Mapping[str, str]) -> str | None:
-    """The ``--owners`` mapping's e-mail for a record: by its source id, then by any of
-    its identifiers (serial number, IMEI, mailbox alias ...), compared without case."""
+    """The ``--owners`` mapping's e-mail for a record, by its source id or any of its
+    identifiers (serial number, IMEI, mailbox alias ...), compared without case. Keys
+    of one record that map to two people are an error: which one is meant is unknown."""
     d = checkin.device
-    for key in (d.id, *(value for _kind, value in d.identifiers)):
-        email = owners.get(ascii_lower(key))
-        if email is not None:
-            return email
-    return None
+    found = {
+        email
+        for key in (d.id, *(value for _kind, value in d.identifiers))
+        if (email := owners.get(ascii_lower(key))) is not None
+    }
+    if len(found) > 1:
+        raise BadInput(
+            f"--owners maps this device's ids to {len(found)} people ({', '.join(sorted(found))})",
+            field="--owners",
+        )
+    return found.pop() if found else None
 
 
 def read_owners(path: str, max_bytes: int) -> dict[str, str]:

@@ -80,7 +80,7 @@ class Ingestor:
         # A device several sources report keeps each source's report as a record.
         record = store.get_record(c.source, d.id)
         old = record.facts if record is not None else store.get_device_by_key(c.source, d.id)
-        if old is not None and not self._newer(c, old):
+        if old is not None and not self._newer(c, old, record):
             self.counts.unchanged += 1
             return
         kept = self._kept_apps(c)
@@ -89,6 +89,17 @@ class Ingestor:
             # A differential report: what was there, less what went, with what came.
             kept, catalog_version = self._applied_difference(c, old, record, kept, catalog_version)
         scope, observed_at = d.inventory_scope, c.observed_at
+        if c.removed is not None and (
+            old is None
+            or old.inventory_scope != "full"
+            or c.epoch != old.epoch
+            or c.counter is None
+            or c.counter != (old.counter or 0) + 1
+        ):
+            # A differential after a gap (a lost or late report, a new epoch that did not
+            # start with its whole set): what it applies to is not known to be the set,
+            # so its absence of an app proves nothing until the next whole set.
+            scope = "managed"
         if scope == "none" and old is not None and old.inventory_scope != "none":
             # A report that lists no apps (device facts only) says nothing about them: the
             # source's last inventory stands, with its own time and scope.
@@ -135,7 +146,7 @@ class Ingestor:
             return  # linked: the linked device was evaluated on the union of its records
         self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
 
-    def _newer(self, c: Checkin, old: DeviceRow) -> bool:
+    def _newer(self, c: Checkin, old: DeviceRow, record: SourceRecord | None) -> bool:
         """Whether ``c`` changes what is stored: it is newer (and, in a differential
         stream, not from an older epoch nor an earlier count of the same one)."""
         if c.epoch is not None and old.epoch is not None:
@@ -146,7 +157,7 @@ class Ingestor:
             return c.observed_at > old.observed_at or c.epoch != old.epoch or c.counter != old.counter
         if c.observed_at <= old.observed_at:
             if c.observed_at == old.observed_at and c.removed is None:
-                self._check_same_snapshot(c, old)
+                self._check_same_snapshot(c, old, record)
             return False
         return True
 
@@ -177,7 +188,7 @@ class Ingestor:
             catalog_version = old.catalog_version
         return kept, catalog_version
 
-    def _check_same_snapshot(self, c: Checkin, old: DeviceRow) -> None:
+    def _check_same_snapshot(self, c: Checkin, old: DeviceRow, record: SourceRecord | None) -> None:
         """A check-in dated exactly as the stored snapshot must say what it said.
 
         The same file imported again is harmless. A source that reports two different
@@ -201,9 +212,7 @@ class Ingestor:
                 raise BadInput(self._same_time_differs(old), field=field)
         assert old.id is not None
         named = {(o.app_key, o.version) for o in self._kept_apps(c) if o.match_kind}
-        stored_apps = {
-            (o.app_key, o.version) for o in self.store.observations(old.id, present_only=True) if o.match_kind
-        }
+        stored_apps = {(o.app_key, o.version) for o in self._present(old, record) if o.match_kind}
         if named != stored_apps:
             raise BadInput(self._same_time_differs(old), field="apps")
 

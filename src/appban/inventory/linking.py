@@ -29,6 +29,7 @@ from typing import Any
 
 from appban.clock import Micros
 from appban.errors import BadInput, NotFound
+from appban.inventory.checkin import is_placeholder
 from appban.inventory.observed import write_observations
 from appban.policy.evaluator import Evaluator
 from appban.store.records import DeviceRow, IdentifierRow, Observation, SourceRecord
@@ -41,9 +42,11 @@ def identifier_pairs(d: DeviceRow) -> list[tuple[str, str]]:
     """The identifiers a record is found by. A host id means one machine only within
     its source, so it is kept with the source's name."""
     pairs = [
-        (kind, f"{d.source}/{value}" if kind == "host" else value) for kind, value in d.identifiers if kind != "alias"
+        (kind, f"{d.source}/{value}" if kind == "host" else value)
+        for kind, value in d.identifiers
+        if kind != "alias" and not is_placeholder(value)
     ]
-    return pairs + [("eas", e) for e in d.eas_ids if ("eas", e) not in pairs]
+    return pairs + [("eas", e) for e in d.eas_ids if ("eas", e) not in pairs and not is_placeholder(e)]
 
 
 class Linker:
@@ -79,38 +82,50 @@ class Linker:
         if not pairs:
             return {}
         rows = self.store.identifier_rows(pairs)
-        own = self.store.get_device(device_id)
-        owner = d.owner or (own.owner if own is not None else "")
         by_value: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for r in rows:
             by_value.setdefault((r.kind, r.value), set()).add((r.source, r.source_id))
-        unlinked = self.store.unlinked_from(d.source, d.source_id)
+        # Keys of every record already in the group being formed, and the owner it has.
+        own = self.store.get_device(device_id)
+        owner = d.owner or (own.owner if own is not None else "")
+        keys = self._keys(device_id)
+        unlinked = set().union(*(self.store.unlinked_from(*k) for k in keys))
         found: dict[int, str] = {}
         refused: set[int] = set()
         for r in rows:
             other = r.device_id
-            if other == device_id or other in refused or len(by_value[(r.kind, r.value)]) > CROWD:
+            if other == device_id or other in refused or other in found:
                 continue
-            if not self._may_link(d, owner, other, unlinked):
-                refused.add(other)
+            if len(by_value[(r.kind, r.value)]) > CROWD:
+                self.used.add((r.kind, r.value))  # drop_crowded looks at it by the end of the import
                 continue
-            found.setdefault(other, f"{r.kind}:{_shown_value(r)}")
+            device = self.store.get_device(other)
+            theirs = self._keys(other)
+            if device is None or unlinked & theirs:
+                refused.add(other)  # an admin said these are not one device
+                continue
+            if device.owner and owner and device.owner != owner:
+                # Devices of two people share the value: if this record names no one,
+                # which of them it is cannot be known.
+                return {} if not d.owner else self._without(found, refused | {other})
+            owner = owner or device.owner
+            found[other] = f"{r.kind}:{_shown_value(r)}"
             self.used.add((r.kind, r.value))
-        owners = {r.owner for r in rows if r.device_id in found and r.owner}
-        if len(owners) > 1:
-            return {}  # devices of two people share it: which one this is cannot be known
+            keys |= theirs
+            unlinked |= set().union(*(self.store.unlinked_from(*k) for k in theirs))
         return found
 
-    def _may_link(self, d: DeviceRow, owner: str, other_id: int, unlinked: set[tuple[str, str]]) -> bool:
-        other = self.store.get_device(other_id)
-        if other is None:
-            return False
-        keys = [(r.facts.source, r.facts.source_id) for r in self.store.records_of(other_id)] or [
-            (other.source, other.source_id)
-        ]
-        if any(k in unlinked for k in keys):
-            return False
-        return not (owner and other.owner and owner != other.owner)
+    @staticmethod
+    def _without(found: dict[int, str], refused: set[int]) -> dict[int, str]:
+        return {k: v for k, v in found.items() if k not in refused}
+
+    def _keys(self, device_id: int) -> set[tuple[str, str]]:
+        """The (source, source id) of every record of a device."""
+        records = self.store.records_of(device_id)
+        if records:
+            return {(r.facts.source, r.facts.source_id) for r in records}
+        device = self.store.get_device(device_id)
+        return {(device.source, device.source_id)} if device is not None else set()
 
     def _link(self, device_id: int, found: dict[int, str], now: Micros) -> None:
         store = self.store
@@ -159,6 +174,13 @@ class Linker:
         store.put_record_observations(old.id, _replaced(before, kept, facts.observed_at))
         record.facts = facts
         store.put_record(record)
+        others = {r.facts.owner for r in store.records_of(record.device_id) if r.facts.id != old.id} - {""}
+        if facts.owner and others - {facts.owner}:
+            # The source now names another owner than the device's other records: the
+            # record leaves (listed by `device conflicts`), it does not carry them along.
+            self.note_identifiers(facts, old, record.device_id)
+            self.unlink(int(old.id), now, remember=False, why="owner")
+            return
         if self.note_identifiers(facts, old, record.device_id) and self.link_new(facts, record.device_id, now):
             return
         self.refresh(record.device_id, now, "inventory")
@@ -194,16 +216,25 @@ class Linker:
                 continue
             shown = f"{kind}:{_shown_value(rows[0])}"
             for device_id in sorted({r.device_id for r in rows}):
+                device = self.store.get_device(device_id)
+                if device is None:
+                    continue
+                # The device keeps the record it was before the link (its label), with
+                # its id, states and what is attached to it; the others it took in by
+                # this value leave.
+                label = (device.source, device.source_id)
                 for record in self.store.records_of(device_id):
-                    if record.linked_by == shown and self.store.get_record_by_id(record.facts.id) is not None:
-                        self.unlink(int(record.facts.id or 0), now, remember=False)
+                    if record.linked_by != shown or (record.facts.source, record.facts.source_id) == label:
+                        continue
+                    if self.store.get_record_by_id(record.facts.id) is not None:
+                        self.unlink(int(record.facts.id or 0), now, remember=False, why="crowded")
                         split += 1
         self.used.clear()
         return split
 
     # -- undoing a link ------------------------------------------------------------------
 
-    def unlink(self, record_id: int, now: Micros, *, remember: bool = True) -> dict[str, Any]:
+    def unlink(self, record_id: int, now: Micros, *, remember: bool = True, why: str = "admin") -> dict[str, Any]:
         """The record becomes a device of its own again, remembered (unless not
         ``remember``) so that no import links the pair again; both devices are
         evaluated at once."""
@@ -236,7 +267,7 @@ class Linker:
             now,
             "unlink",
             device.ref,
-            {"record": f"{facts.source}:{facts.source_id}", "now": alone.ref, "by": "admin" if remember else "crowded"},
+            {"record": f"{facts.source}:{facts.source_id}", "now": alone.ref, "by": why},
         )
         self.evaluator.evaluate_device(alone, now, "unlink", present, new=True)
         if len(others) == 1:
@@ -290,6 +321,8 @@ class Linker:
 def find_record(store: Any, ref: str) -> int:
     """A linked device's source record by rec-N, source:id, or the id its source reported."""
     if ref.startswith("rec-") and ref[4:].isdigit():
+        if len(ref) > 22:  # no record has an id past 64 bits
+            raise NotFound(f"no source record {ref[:40]!r}", field="ID")
         return int(ref[4:])
     found = store.records_by_source_id(ref)
     if not found and ":" in ref:

@@ -234,11 +234,12 @@ def find_device(ws: Workspace, ref: str) -> DeviceRow:
     source reported (a linked device is found by any of its records' ids)."""
     store = ws.store
     matches = _unique(store.devices_by_source_id(ref) + _linked(ws, store.records_by_source_id(ref)))
-    if ref.startswith("rec-") and ref[4:].isdigit():
+    numbered = ref[4:].isdigit() and len(ref) <= 22  # an id fits in 64 bits
+    if ref.startswith("rec-") and numbered:
         record = store.get_record_by_id(int(ref[4:]))
         if record is not None and not matches:
             matches = _linked(ws, [record])
-    if ref.startswith("dev-") and ref[4:].isdigit():
+    if ref.startswith("dev-") and numbered:
         found = store.get_device(int(ref[4:]))
         if found is not None:
             others = [d for d in matches if d.id != found.id]

@@ -18,6 +18,12 @@ _RECORD_COLS = (
     "os_version, mail_reported, eas_ids, catalog_version, identifiers, epoch, counter, "
     "device_id, linked_by, linked_at"
 )
+# The next id of a table whose rows may be deleted (devices folded into another,
+# records unlinked): one past both the highest id there and the highest ever removed.
+NEXT_ID = (
+    "(SELECT max(coalesce((SELECT max(id) FROM {table}), 0), "
+    "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{table}_high'), 0)) + 1)"
+)
 _OBSERVATION_COLS = (
     "app_key, app_id, name, version, signing_sha256, family, match_kind, confidence, first_seen, last_seen, gone_at"
 )
@@ -107,7 +113,8 @@ class SQLiteLinks:
         )
         if d.id is None:
             cur = self.db.execute(
-                f"INSERT INTO device_records ({_RECORD_COLS.partition(', ')[2]}) VALUES ({', '.join('?' * 18)})",
+                f"INSERT INTO device_records ({_RECORD_COLS}) "
+                f"VALUES ({NEXT_ID.format(table='device_records')}, {', '.join('?' * 18)})",
                 values,
             )
             d.id = int(cur.lastrowid or 0)
@@ -120,6 +127,15 @@ class SQLiteLinks:
 
     def delete_record(self, record_id: int) -> None:
         self.db.execute("DELETE FROM device_records WHERE id = ?", (record_id,))
+        self._removed("device_records", record_id)
+
+    def _removed(self, table: str, row_id: int) -> None:
+        """Remember the highest id removed from ``table``: it is never given again."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+            "CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+            (f"{table}_high", str(row_id)),
+        )
 
     def record_observations(self, record_id: int, *, present_only: bool = False) -> list[Observation]:
         sql = f"SELECT {_OBSERVATION_COLS} FROM record_observations WHERE record_id = ?"
@@ -246,3 +262,4 @@ class SQLiteLinks:
         db.execute("DELETE FROM device_eas WHERE device_id = ?", (from_id,))
         db.execute("DELETE FROM observations WHERE device_id = ?", (from_id,))
         db.execute("DELETE FROM devices WHERE id = ?", (from_id,))
+        self._removed("devices", from_id)

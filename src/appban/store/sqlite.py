@@ -17,7 +17,7 @@ from appban import settings
 from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
-from appban.store._sqlite_links import SQLiteLinks, join_identifiers, split_identifiers
+from appban.store._sqlite_links import NEXT_ID, SQLiteLinks, join_identifiers, split_identifiers
 from appban.store._sqlite_states import SQLiteStates
 from appban.store.records import (
     AuditEntry,
@@ -335,10 +335,11 @@ class SQLiteStore(SQLiteStates, SQLiteLinks):
 
     def insert_device(self, d: DeviceRow) -> int:
         cur = self.db.execute(
-            "INSERT INTO devices (source, source_id, platform, ownership, owner, inventory_scope, "
+            # Ids are never used twice: past the highest a linked device ever folded away.
+            "INSERT INTO devices (id, source, source_id, platform, ownership, owner, inventory_scope, "
             "observed_at, model, os_version, mail_reported, eas_ids, catalog_version, credential, "
             "decision, reason, gate_seq, identifiers, epoch, counter, linked) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"VALUES ({NEXT_ID.format(table='devices')}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 d.source,
                 d.source_id,
