@@ -223,3 +223,19 @@ def test_a_gap_in_a_differential_stream_proves_no_absence(mac: Appban) -> None:
     whole = line("batch", {"added": [app(TIKTOK, "TikTok")], "removed": []}, epoch=4, counter=0, at=T0 + 180)
     mac("import", "osquery", mac.file(".log", whole), now=NOW)
     assert mac.state(one["id"], NOW) == "violating"
+
+
+def test_check_ins_waiting_in_a_temporary_file_import_as_from_memory(
+    mac: Appban, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past KEEP_PARSED check-ins, what waits between the two phases goes to disk."""
+    path = mac.file(".log", fleet_lines(12))
+    monkeypatch.setattr(importer, "KEEP_PARSED", 3)
+    mac("import", "osquery", path, "--owners", mac.file(".csv", "key,email\nh1,ann@example.com\n"), now=NOW)
+    monkeypatch.setattr(importer, "KEEP_PARSED", 1_000)
+    other = Appban(tmp_path / "memory")
+    other.root.mkdir()
+    other.init()
+    other("import", "osquery", path, "--owners", other.file(".csv", "key,email\nh1,ann@example.com\n"), now=NOW)
+    assert kept(mac) == kept(other)
+    assert mac.sql("SELECT owner FROM devices WHERE owner != ''") == [("ann@example.com",)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -10,12 +11,15 @@ from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
+
 from appban import settings
+from appban.catalog import Catalog
 from appban.clock import Micros
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
 from appban.inventory.base import InventoryFormat, MultiFileFormat, ReadOptions, format_names, get_format
-from appban.inventory.checkin import Checkin
+from appban.inventory.checkin import App, Checkin
 from appban.inventory.ingest import Ingestor
 from appban.inventory.people import read_people
 from appban.output import plural
@@ -28,9 +32,9 @@ from appban.workspace import Workspace
 # check-ins), so the gate, the API and other writers wait milliseconds, not minutes.
 BATCH_SECONDS = 0.1
 BATCH_CHECKINS = 2000
-# Files up to this size in all are parsed once and kept; larger ones are read again to
-# apply, so memory stays bounded whatever the size of the export.
-KEEP_PARSED_BYTES = 64 << 20
+# Check-ins held in memory between checking a file and applying it; past this many they
+# wait in a temporary file, so memory stays bounded whatever the size of the export.
+KEEP_PARSED = 50_000
 
 
 def import_inventory(
@@ -65,66 +69,124 @@ def import_inventory(
     )
     keep = settings.get("keep_full_inventory", keep_full)
     ingestor = Ingestor(ws.store, ws.evaluator, keep_full=keep)
-    try:
-        small = sum(os.path.getsize(p) for p in paths) <= KEEP_PARSED_BYTES
-    except OSError:
-        small = False  # the reader names the file it cannot read
-    parsed: list[tuple[str, int | None, Checkin]] = []
-    counts = dict.fromkeys(paths, 0)
-    progress = progress or silent()
-    progress.phase("checking " + (os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"))
-    total = 0
-    for path, line, checkin in _checked(reader, paths, options, ingestor, ws.now):
-        counts[path] += 1
-        total += 1
-        if small:
-            parsed.append((path, line, checkin))
-        if total % 256 == 0:
-            progress.advance(256)
-    # A file with nothing to import is most likely the wrong file, or one cut short:
-    # importing it would record an import of nothing. (Files read together may each
-    # hold part of a device: then only all of them holding nothing is refused.)
-    empty = [p for p in paths if counts[p] == 0]
-    if empty and (not isinstance(reader, MultiFileFormat) or total == 0):
-        raise BadInput("no check-ins in the file", file=empty[0])
-    files = [{"file": p, "checkins": counts[p]} for p in paths]
-    subject = fmt if source is None else f"{fmt}:{source}"
-    started = False
-    batch: list[tuple[str, int | None, Checkin]] = []
+    # Each file is parsed once: its check-ins, cut down to the apps the catalog may name
+    # (unless every app is kept), wait in memory or, past a bound, in a temporary file.
+    catalog = ingestor.catalog
+    ingestor.filtered_with = None if keep else catalog.version
+    with _Parsed(paths) as parsed:
+        counts = dict.fromkeys(paths, 0)
+        progress = progress or silent()
+        progress.phase("checking " + (os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"))
+        total = 0
+        for path, line, checkin in _checked(reader, paths, options, ingestor, ws.now):
+            counts[path] += 1
+            total += 1
+            if not keep:
+                _minimise(checkin, catalog)
+            parsed.add(path, line, checkin)
+            if total % 256 == 0:
+                progress.advance(256)
+        # A file with nothing to import is most likely the wrong file, or one cut short:
+        # importing it would record an import of nothing. (Files read together may each
+        # hold part of a device: then only all of them holding nothing is refused.)
+        empty = [p for p in paths if counts[p] == 0]
+        if empty and (not isinstance(reader, MultiFileFormat) or total == 0):
+            raise BadInput("no check-ins in the file", file=empty[0])
+        files = [{"file": p, "checkins": counts[p]} for p in paths]
+        subject = fmt if source is None else f"{fmt}:{source}"
+        started = False
+        batch: list[tuple[str, int | None, Checkin]] = []
 
-    def apply(last: bool) -> None:
-        nonlocal started
-        with ws.writing():
-            if not started and not last:
-                # More than one transaction: say so in the first, so that a crash
-                # before the last leaves a record of an import begun and not finished.
-                ws.audit.append(ws.now, "import-started", subject, {"files": paths})
-            started = True
-            for path, line, checkin in batch:
-                try:
-                    ingestor.ingest(checkin, ws.now)
-                except BadInput as exc:
-                    raise exc.at(file=path, line=line) from None
-            if last:
-                ingestor.linker.drop_crowded(ws.now)
-                ws.audit.append(
-                    ws.now,
-                    "import",
-                    subject,
-                    {"files": paths, **ingestor.counts.as_dict(), "full_inventory": keep},
-                )
-        progress.advance(len(batch))
-        batch.clear()
+        def apply(last: bool) -> None:
+            nonlocal started
+            with ws.writing():
+                if not started and not last:
+                    # More than one transaction: say so in the first, so that a crash
+                    # before the last leaves a record of an import begun and not finished.
+                    ws.audit.append(ws.now, "import-started", subject, {"files": paths})
+                started = True
+                for path, line, checkin in batch:
+                    try:
+                        ingestor.ingest(checkin, ws.now)
+                    except BadInput as exc:
+                        raise exc.at(file=path, line=line) from None
+                if last:
+                    ingestor.linker.drop_crowded(ws.now)
+                    ws.audit.append(
+                        ws.now,
+                        "import",
+                        subject,
+                        {"files": paths, **ingestor.counts.as_dict(), "full_inventory": keep},
+                    )
+            progress.advance(len(batch))
+            batch.clear()
 
-    progress.phase("applying", total=total)
-    deadline = time.monotonic() + BATCH_SECONDS
-    for item in parsed if small else _checked(reader, paths, options, ingestor, ws.now):
-        batch.append(item)
-        if len(batch) >= BATCH_CHECKINS or time.monotonic() >= deadline:
-            apply(last=False)
-            deadline = time.monotonic() + BATCH_SECONDS
-    apply(last=True)
-    return {"format": fmt, "files": files, **ingestor.counts.as_dict()}
+        progress.phase("applying", total=total)
+        deadline = time.monotonic() + BATCH_SECONDS
+        for item in parsed:
+            batch.append(item)
+            if len(batch) >= BATCH_CHECKINS or time.monotonic() >= deadline:
+                apply(last=False)
+                deadline = time.monotonic() + BATCH_SECONDS
+        apply(last=True)
+        return {"format": fmt, "files": files, **ingestor.counts.as_dict()}
+
+
+class _Parsed:
+    """The check-ins of an import between its two phases, in file order: in memory up to
+    KEEP_PARSED of them, then in a temporary file (MessagePack frames)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.held: list[tuple[str, int | None, Checkin]] = []
+        self.spill: Any = None
+        self.encoder = msgspec.msgpack.Encoder()
+
+    def __enter__(self) -> _Parsed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.spill is not None:
+            self.spill.close()
+
+    def add(self, path: str, line: int | None, checkin: Checkin) -> None:
+        if self.spill is None:
+            self.held.append((path, line, checkin))
+            if len(self.held) > KEEP_PARSED:
+                self.spill = tempfile.TemporaryFile(prefix="appban-import-")  # noqa: SIM115 - closed by __exit__
+                for item in self.held:
+                    self._write(*item)
+                self.held.clear()
+        else:
+            self._write(path, line, checkin)
+
+    def _write(self, path: str, line: int | None, checkin: Checkin) -> None:
+        frame = self.encoder.encode((self.paths.index(path), line, checkin))
+        self.spill.write(len(frame).to_bytes(4, "little") + frame)
+
+    def __iter__(self) -> Iterator[tuple[str, int | None, Checkin]]:
+        if self.spill is None:
+            yield from self.held
+            return
+        decoder = msgspec.msgpack.Decoder(tuple[int, int | None, Checkin])
+        self.spill.seek(0)
+        while size := self.spill.read(4):
+            index, line, checkin = decoder.decode(self.spill.read(int.from_bytes(size, "little")))
+            yield self.paths[index], line, checkin
+
+
+def _minimise(checkin: Checkin, catalog: Catalog) -> None:
+    """Drop the apps no catalog entry can match (by id, certificate or name), as the
+    ingest would: what waits between the phases is what is kept."""
+    ids, _names, certs = catalog.index_for(checkin.device.platform)
+
+    def kept(apps: list[App]) -> list[App]:
+        return [a for a in apps if a.id is None or a.id in ids or (certs and a.signing_sha256)]
+
+    checkin.apps = kept(checkin.apps)
+    checkin.app_ids = [a.id for a in checkin.apps]
+    if checkin.removed is not None:
+        checkin.removed = kept(checkin.removed)
 
 
 def _checked(

@@ -55,6 +55,9 @@ class Ingestor:
         self.clock_skew = read_clock_skew() if clock_skew is None else clock_skew
         self.counts = IngestCounts()
         self.linker = Linker(store, evaluator)
+        # The catalog version check-ins were cut down to before they reach ingest (an
+        # import's first phase), or None.
+        self.filtered_with: int | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -77,14 +80,20 @@ class Ingestor:
         self.check_time(c, now)
         store = self.store
         d = c.device
-        # A device several sources report keeps each source's report as a record.
-        record = store.get_record(c.source, d.id)
-        old = record.facts if record is not None else store.get_device_by_key(c.source, d.id)
+        # A device several sources report keeps each source's report as a record (and
+        # is labelled with one record's key): only then is the record looked up.
+        old = store.get_device_by_key(c.source, d.id)
+        record = store.get_record(c.source, d.id) if old is None or old.linked else None
+        if record is not None:
+            old = record.facts
         if old is not None and not self._newer(c, old, record):
             self.counts.unchanged += 1
             return
         kept = self._kept_apps(c)
         catalog_version = None if self.keep_full else self.catalog.version
+        if catalog_version is not None and self.filtered_with is not None:
+            # Filtered when the file was read: a catalog that grew since did not see it.
+            catalog_version = min(catalog_version, self.filtered_with)
         if c.removed is not None and old is not None:
             # A differential report: what was there, less what went, with what came.
             kept, catalog_version = self._applied_difference(c, old, record, kept, catalog_version)

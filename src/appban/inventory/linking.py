@@ -65,7 +65,10 @@ class Linker:
         """Store the record's identifiers if they changed; True when they did (or it is new)."""
         if old is not None and (old.identifiers, old.eas_ids, old.owner) == (d.identifiers, d.eas_ids, d.owner):
             return False
-        self.store.set_identifiers(d.source, d.source_id, d.owner, device_id, identifier_pairs(d))
+        pairs = identifier_pairs(d)
+        if old is None and not pairs:
+            return False
+        self.store.set_identifiers(d.source, d.source_id, d.owner, device_id, pairs, new=old is None)
         return True
 
     def link_new(self, d: DeviceRow, device_id: int, now: Micros) -> bool:
@@ -82,6 +85,8 @@ class Linker:
         if not pairs:
             return {}
         rows = self.store.identifier_rows(pairs)
+        if all(r.device_id == device_id for r in rows):
+            return {}  # the common case: no other record shares any of them
         by_value: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for r in rows:
             by_value.setdefault((r.kind, r.value), set()).add((r.source, r.source_id))

@@ -170,10 +170,18 @@ class SQLiteLinks:
     # -- identifiers -------------------------------------------------------------------
 
     def set_identifiers(
-        self, source: str, source_id: str, owner: str, device_id: int, pairs: Iterable[tuple[str, str]]
+        self,
+        source: str,
+        source_id: str,
+        owner: str,
+        device_id: int,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        new: bool = False,
     ) -> None:
-        """A record's identifiers, replaced whole."""
-        self.db.execute("DELETE FROM device_identifiers WHERE source = ? AND source_id = ?", (source, source_id))
+        """A record's identifiers, replaced whole (``new``: it has none yet)."""
+        if not new:
+            self.db.execute("DELETE FROM device_identifiers WHERE source = ? AND source_id = ?", (source, source_id))
         self.db.executemany(
             "INSERT OR IGNORE INTO device_identifiers (kind, value, source, source_id, owner, device_id) "
             "VALUES (?, ?, ?, ?, ?, ?)",

@@ -430,9 +430,16 @@ class Store(Protocol):
         ...
 
     def set_identifiers(
-        self, source: str, source_id: str, owner: str, device_id: int, pairs: Iterable[tuple[str, str]]
+        self,
+        source: str,
+        source_id: str,
+        owner: str,
+        device_id: int,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        new: bool = False,
     ) -> None:
-        """A source record's identifiers (kind, value), replaced whole."""
+        """A source record's identifiers (kind, value), replaced whole (``new``: it has none yet)."""
         ...
 
     def identifier_rows(self, pairs: Iterable[tuple[str, str]]) -> list[IdentifierRow]:
