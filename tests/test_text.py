@@ -167,3 +167,9 @@ def test_not_utf8_says_where_as_a_byte_offset() -> None:
     moved = error.shifted(1000, line=9)
     assert (moved.offset, moved.line, moved.field) == (1225, 9, "name")
     assert isinstance(moved, BadInput) and moved.exit_code == 2
+
+
+def test_a_lone_surrogate_is_not_text() -> None:
+    """JSON may escape one ("\\ud800"): it decodes to no character, and nothing can store it."""
+    with pytest.raises(BadInput, match="control character"):
+        check_text("TikTok\ud800", "apps[0].name")

@@ -30,7 +30,9 @@ EMAIL = re.compile(
 )
 # Markup opens with "<" and a letter, "/", "!" or "?": "<3" is fine, "<script>" is not.
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Controls, bidi controls, and lone surrogates (a JSON "\\ud800" escape decodes to one:
+# no character at all, and no encoding can store it).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # Characters that show nothing yet str.isprintable() lets through (it already
 # refuses Cc, Cf, Zs but the space, Zl, Zp, Cs, Co and Cn):
 # - default-ignorable code points (Unicode's DerivedCoreProperties,
