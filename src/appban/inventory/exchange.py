@@ -366,6 +366,8 @@ def _owner(row: _Row, mailbox: str | None) -> tuple[str | None, str | None, list
         value = row.text(key)
         if value and "@" in value:
             return value, key, []
+        if value:
+            raise BadInput(f"not an e-mail address: {value[:80]!r}", field=row.field(key))
     if mailbox and "@" in mailbox:
         return mailbox, "identity", []
     aliases = [mailbox] if mailbox else []
