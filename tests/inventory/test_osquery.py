@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appban.errors import BadInput
+from appban.inventory import osquery
 from appban.inventory.base import ReadOptions
 from appban.inventory.osquery import OsqueryFormat
 from fuzzing import examples
@@ -223,3 +224,38 @@ def test_fuzz_wrong_shapes_give_check_ins_or_bad_input(
     path = write(tmp_path, line, line)
     with contextlib.suppress(BadInput):
         read(path)
+
+
+# Rows as osquery writes them (every column a string, some empty), and one odd cell or row.
+TEXT = st.sampled_from(["", " ", "Slack", "4.1", "com.tinyspeck.slackmacgap"])
+COLUMNS = ["name", "display_name", "bundle_name", "bundle_identifier", "bundle_short_version", "bundle_version"]
+COLUMNS += ["version", "identifier"]
+ODD = st.none() | st.integers(-1, 1) | st.booleans() | st.just([]) | st.text(max_size=4) | st.just("absent")
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(
+    table=st.sampled_from(["apps", "programs", "chrome_extensions", "deb_packages", "rpm_packages"]),
+    rows=st.lists(st.fixed_dictionaries(dict.fromkeys(COLUMNS, TEXT)), min_size=1, max_size=3),
+    odd=st.none() | st.tuples(st.integers(0, 2), st.sampled_from([*COLUMNS, "the row"]), ODD),
+)
+def test_rows_read_at_once_are_read_as_one_at_a_time(table: str, rows: list[Any], odd: Any) -> None:
+    """The quick reading of plain rows gives the apps, or the error, of the careful one."""
+    if odd is not None:
+        i, column, value = odd
+        i %= len(rows)
+        if column == "the row":
+            rows[i] = value
+        elif value == "absent":
+            del rows[i][column]
+        else:
+            rows[i][column] = value
+
+    def outcome(read: Any) -> Any:
+        try:
+            return read()
+        except BadInput as exc:
+            return (exc.detail, exc.field)
+
+    careful = outcome(lambda: [osquery._app(table, row, f"snapshot[{i}]") for i, row in enumerate(rows)])
+    assert outcome(lambda: osquery._apps(table, rows, "snapshot")) == careful

@@ -174,7 +174,7 @@ def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | N
         at=at,
         rows=None,
     )
-    apps = [_app(table, row, f"{rows_at}[{i}]" if action != "added" else rows_at) for i, row in enumerate(rows)]
+    apps = _apps(table, rows, rows_at, listed_rows=action != "added")
     if action == "snapshot":
         result.rows, result.snapshot = apps, True
         result.where["apps"] = rows_at
@@ -184,7 +184,7 @@ def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | N
         # counter 0: the first run of an epoch, all its rows (osquery's "Schedule counter").
         result.snapshot = counter == 0
         if not result.snapshot:
-            result.removed = [_app(table, r, f"{at}diffResults.removed[{i}]") for i, r in enumerate(removed_rows or [])]
+            result.removed = _apps(table, removed_rows or [], f"{at}diffResults.removed")
             result.where["removed"] = f"{at}diffResults.removed"
     else:  # one event: gathered with the other rows of its run by _Runs
         result.snapshot = counter == 0
@@ -229,6 +229,39 @@ def _extension_platform(decorations: dict[str, Any], rows: list[Any], at: str) -
         if where.startswith(("/home/", "/root/")):
             return "linux"
     return None
+
+
+def _apps(table: str, rows: list[Any], at: str, *, listed_rows: bool = True) -> list[App]:
+    """Each row's app. osquery writes every column as a string: a row whose name and
+    version are non-empty strings (and id a string or absent) is read here at once;
+    any other row is read by ``_app``, which says what is wrong with it."""
+    id_key, name_key, version_key = _COLUMNS[table]
+    apps: list[App] = []
+    append = apps.append
+    for i, row in enumerate(rows):
+        if type(row) is dict:
+            ident, name, version = row.get(id_key), row.get(name_key), row.get(version_key)
+            if (
+                type(name) is str
+                and name
+                and type(version) is str
+                and version
+                and (ident is None or type(ident) is str)
+            ):
+                append(App(ident or None, name, version))
+                continue
+        append(_app(table, row, f"{at}[{i}]" if listed_rows else at))
+    return apps
+
+
+# The columns _app reads first, by table: (id, name, version). A program has no id.
+_COLUMNS: dict[str, tuple[str | None, str, str]] = {
+    "apps": ("bundle_identifier", "display_name", "bundle_short_version"),
+    "programs": (None, "name", "version"),
+    "chrome_extensions": ("identifier", "name", "version"),
+    "deb_packages": ("name", "name", "version"),
+    "rpm_packages": ("name", "name", "version"),
+}
 
 
 def _app(table: str, row: Any, at: str) -> App:
