@@ -35,13 +35,13 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from appban.errors import BadInput
-from appban.inventory._vendor import child, json_records, listed, mapping, text, vendor_time
+from appban.inventory._vendor import child, listed, mapping, text, vendor_time
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import App, Checkin, build
-from appban.inventory.google_directory import checked
+from appban.inventory.google_directory import checked, page_records, plain_apps
 from appban.text import EMAIL
 
 _OWNERSHIP = {"COMPANY_OWNED": "corporate", "PERSONALLY_OWNED": "personal"}
@@ -54,7 +54,7 @@ class AndroidManagementFormat:
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         source = options.source or self.name
         try:
-            for at, record in json_records(path, list_keys=("devices",), page_keys=("nextPageToken",)):
+            for at, record in page_records(path, "devices", ("nextPageToken",)):
                 checkin = _device(record, at, source, options)
                 if checkin is not None:
                     yield None, checkin
@@ -83,7 +83,9 @@ def _device(record: Any, at: str, source: str, options: ReadOptions) -> Checkin 
         if value is not None
     ]
     reports = listed(d, "applicationReports", at)
-    apps = [app for i, r in enumerate(reports) if (app := _app(r, f"{at}.applicationReports[{i}]")) is not None]
+    apps = plain_apps(reports, skip_removed=True, signing=_plain_signing)
+    if apps is None:
+        apps = [app for i, r in enumerate(reports) if (app := _app(r, f"{at}.applicationReports[{i}]")) is not None]
     mode = text(d, "managementMode", at)
     scope = "none" if not reports else "full" if mode == "DEVICE_OWNER" else "managed"
     user_at = f"{at}.user"
@@ -146,6 +148,37 @@ def signing_sha256(fingerprints: list[Any], at: str) -> str | None:
         if len(digest) == 32 and found is None:
             found = digest.hex()
     return found
+
+
+def _plain_signing(record: dict[str, Any]) -> str | None | Literal[False]:
+    """``signing_sha256`` of a report's fingerprints when all are strings that are
+    fingerprints (False otherwise: the exact reader names the first that is not).
+    Apps share signers, so each fingerprint's digest is worked out once."""
+    fingerprints = record.get("signingKeyCertFingerprints")
+    if fingerprints is None:
+        return None
+    if type(fingerprints) is not list:
+        return False
+    found = None
+    for value in fingerprints:
+        if type(value) is not str:
+            return False
+        digest = _KNOWN.get(value)
+        if digest is None:
+            raw = _digest(value)
+            if raw is None:
+                return False
+            if len(_KNOWN) >= _KNOWN_MAX:
+                _KNOWN.clear()
+            digest = _KNOWN[value] = raw.hex() if len(raw) == 32 else ""
+        if digest and found is None:
+            found = digest
+    return found
+
+
+# Fingerprints met, with their SHA-256 digest in hexadecimal ("" for a SHA-1 one).
+_KNOWN: dict[str, str] = {}
+_KNOWN_MAX = 100_000
 
 
 def _digest(value: str) -> bytes | None:

@@ -43,9 +43,10 @@ from typing import Any
 
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
-from appban.inventory._vendor import boolean, json_records, listed, mapping, open_binary, text, vendor_time
+from appban.inventory._vendor import boolean, listed, mapping, open_binary, text, vendor_time
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import MAX_TEXT, App, Checkin, build, check_text
+from appban.inventory.google_directory import page_records
 from appban.text import text_clean
 
 _PAGING = ("@odata.context", "@odata.nextLink", "@odata.count", "@odata.deltaLink")
@@ -149,17 +150,13 @@ def _first_byte(path: str) -> bytes:
 def _read_json(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
     # A single entity's response starts like a page ("@odata.context") but holds no "value".
     paging = () if _is_entity(path) else _PAGING
-    records = json_records(path, list_keys=("value",), page_keys=paging)
+    records = page_records(path, "value", paging)
     if not _mentions_detected_apps(path):
         for at, record in records:
             device = mapping(record, at)
             if _kind(device, at) == "app":
                 raise BadInput("a detectedApp without its managedDevices", field=at)
-            apps = None
-            if "detectedApps" in device:
-                apps = [
-                    _graph_app(a, f"{at}.detectedApps[{i}]") for i, a in enumerate(listed(device, "detectedApps", at))
-                ]
+            apps = _graph_apps(listed(device, "detectedApps", at), at) if "detectedApps" in device else None
             yield None, _device_checkin(device, at, apps, options)
         return
     with _Spill() as spill:
@@ -172,7 +169,7 @@ def _spill_json(path: str, spill: _Spill, tag: str = "") -> None:
     """Every device and detectedApp record of a Graph JSON file into ``spill``; each
     device's place in the file is kept as ``tag`` + its path."""
     paging = () if _is_entity(path) else _PAGING
-    for at, record in json_records(path, list_keys=("value",), page_keys=paging):
+    for at, record in page_records(path, "value", paging):
         r = mapping(record, at)
         if _kind(r, at) == "app":
             app = _graph_app(r, at)
@@ -181,7 +178,7 @@ def _spill_json(path: str, spill: _Spill, tag: str = "") -> None:
                 d_at = f"{at}.managedDevices[{i}]"
                 spill.add(spill.device(_device_key(d, d_at), tag + d_at, _kept(d), full=False), [app])
         else:
-            apps = [_graph_app(a, f"{at}.detectedApps[{i}]") for i, a in _each(r, "detectedApps", at)]
+            apps = _graph_apps(listed(r, "detectedApps", at), at)
             _check_apps(apps, at, "detectedApps")
             spill.add(spill.device(_device_key(r, at), tag + at, _kept(r), full=True), apps)
 
@@ -234,6 +231,22 @@ def _kind(record: dict[str, Any], at: str) -> str:
     if "managedDevices" in record or "sizeInByte" in record or "deviceCount" in record:
         return "app"
     return "device"
+
+
+def _graph_apps(records: list[Any], at: str) -> list[App]:
+    """A device's detectedApps: the common record (a name, a version or none, as
+    strings) read inline; at the first other, all again app by app, so that the first
+    problem is named as ``_graph_app`` names it."""
+    apps: list[App] = []
+    add = apps.append
+    for r in records:
+        if type(r) is dict:
+            name, version = r.get("displayName"), r.get("version")
+            if type(name) is str and name and (version is None or type(version) is str):
+                add(App(None, name, version or None))
+                continue
+        return [_graph_app(a, f"{at}.detectedApps[{i}]") for i, a in enumerate(records)]
+    return apps
 
 
 def _graph_app(record: Any, at: str) -> App:
