@@ -324,13 +324,16 @@ def test_a_catalog_upgrade_makes_older_snapshots_unverified_at_once(
 ) -> None:
     """An appban upgrade ships a new identifier: snapshots filtered before it cannot prove
     its absence, and states, decisions and reports say so as soon as the catalog changes."""
-    from appban.catalog import Identifier, sync
+    from appban.catalog import sync
+    from appban.catalog.layers import CatalogData
 
     shipped = sync.load_shipped
 
-    def without_lite() -> tuple[dict[str, dict[str, str]], list[Identifier]]:
-        families, identifiers = shipped()
-        return families, [i for i in identifiers if i.value != "com.tiktok.lite.go"]
+    def without_lite() -> CatalogData:
+        data = shipped()
+        tiktok = data.families["tiktok"]
+        tiktok.identifiers = [i for i in tiktok.identifiers if i.value != "com.tiktok.lite.go"]
+        return data
 
     # The database is made by an appban whose catalog lacked TikTok Lite.
     for name in ("APPBAN_DB", "APPBAN_KEEP_FULL_INVENTORY"):

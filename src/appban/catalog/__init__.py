@@ -4,16 +4,18 @@ from appban.catalog.catalog import (
     CONFIDENCE_ORDER,
     PLATFORMS,
     Catalog,
+    CatalogList,
     Identifier,
     Match,
     kinds_for,
-    load_shipped,
 )
+from appban.catalog.layers import load_shipped
 
 __all__ = [
     "CONFIDENCE_ORDER",
     "PLATFORMS",
     "Catalog",
+    "CatalogList",
     "Identifier",
     "Match",
     "kinds_for",

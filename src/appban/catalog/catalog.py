@@ -8,10 +8,6 @@ is not in the catalog, whatever it is called.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
-
-import yaml
 
 from appban.store.records import Identifier
 
@@ -58,13 +54,32 @@ class Match:
     confidence: str
 
 
+@dataclass(frozen=True)
+class CatalogList:
+    """A named group of families that a policy can ban at once (``list:NAME``)."""
+
+    title: str
+    provenance: str
+    families: tuple[str, ...]
+
+
 @dataclass
 class Catalog:
-    """An immutable-in-use view of the catalog at one version."""
+    """An immutable-in-use view of the catalog at one version.
+
+    ``layers`` says where each family comes from: ``shipped`` (the package's
+    catalog) or ``site`` (the file ``appban catalog update`` loaded, which wins).
+    ``unmatched_names`` are display names the catalog knows but that are too common
+    to match alone; ``notes`` what could not be confirmed.
+    """
 
     version: int
     identifiers: list[Identifier]
     families: dict[str, dict[str, str]] = field(default_factory=dict)
+    lists: dict[str, CatalogList] = field(default_factory=dict)
+    layers: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    unmatched_names: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._index: dict[tuple[str, str], Identifier] = {}
@@ -131,19 +146,3 @@ class Catalog:
             if (i.family and i.family in families) or (i.kind, i.value) in explicit
         ]
         return max(versions, default=0)
-
-
-def load_shipped() -> tuple[dict[str, dict[str, str]], list[Identifier]]:
-    """The catalog data shipped in the package: families and their identifiers."""
-    text = resources.files("appban.catalog").joinpath("data/catalog.yaml").read_text("utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
-    families: dict[str, dict[str, str]] = {}
-    identifiers: list[Identifier] = []
-    for family, body in data["families"].items():
-        families[family] = {"title": body["title"], "publisher": body.get("publisher", "")}
-        for entry in body["identifiers"]:
-            kind = entry["kind"]
-            if kind not in KINDS:
-                raise ValueError(f"catalog: unknown kind {kind!r} in family {family}")
-            identifiers.append(Identifier(kind, str(entry["value"]), family, entry["provenance"]))
-    return families, identifiers

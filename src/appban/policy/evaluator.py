@@ -48,6 +48,11 @@ def load_policy(row: Any) -> Policy:
     return Policy.from_json(body)
 
 
+def by_name(observations: Iterable[Observation]) -> frozenset[str]:
+    """Keys of the apps matched by display name alone (SPEC: the lowest confidence)."""
+    return frozenset(o.app_key for o in observations if o.confidence == "name" and o.gone_at is None)
+
+
 def matching_keys(policy: Policy, observations: Iterable[Observation]) -> list[str]:
     fams, explicit = policy.families, policy.explicit
     return [
@@ -103,7 +108,9 @@ class Evaluator:
         found = self.by_device.get((policy_id, device_id), []) + self.by_person.get((policy_id, owner), [])
         return tuple((e.starts, e.until, e.reason) for e in found)
 
-    def facts(self, policy: Policy, device: DeviceRow, present: list[str]) -> Facts:
+    def facts(
+        self, policy: Policy, device: DeviceRow, present: list[str], named: frozenset[str] = frozenset()
+    ) -> Facts:
         attested = None
         if device.id is not None and self._may_use_attestation(policy, device, present):
             attested = self.store.attested_at(policy.id, device.id)
@@ -118,6 +125,7 @@ class Evaluator:
             present=present,
             attested_at=attested,
             exemptions=self.exemptions_for(policy.id, device.id or 0, device.owner),
+            by_name=named,
         )
 
     def _may_use_attestation(self, policy: Policy, device: DeviceRow, present: list[str]) -> bool:
@@ -137,6 +145,7 @@ class Evaluator:
         if attested is None:
             attested = self.store.attestations(policy.id)
         groups_cache: dict[str, frozenset[str]] = {}
+        weigh_names = policy.name_matches != "count"
 
         def read(row: FactRow) -> Facts:
             groups = row.groups
@@ -144,6 +153,12 @@ class Evaluator:
             if g is None:
                 g = groups_cache[groups] = frozenset(groups.split(";")) if groups else frozenset()
             device_id = row.device_id
+            keys = present.get(device_id, [])
+            named: frozenset[str] = frozenset()
+            # Only a policy for which a name match means something else needs to know
+            # which matches were by name: they are the apps kept without an identifier.
+            if weigh_names and any(k.startswith("name:") for k in keys):
+                named = by_name(self.store.observations(device_id, present_only=True))
             return Facts(
                 row.platform,
                 row.ownership,
@@ -152,9 +167,10 @@ class Evaluator:
                 row.inventory_scope,
                 row.observed_at,
                 row.catalog_version,
-                present.get(device_id, []),
+                keys,
                 attested.get(device_id),
                 self.exemptions_for(policy.id, device_id, row.owner),
+                named,
             )
 
         return read
@@ -179,6 +195,7 @@ class Evaluator:
             return
         if observations is None:
             observations = self.store.observations(device.id, present_only=True)
+        named = by_name(observations)
         stored = {} if new else self.store.device_states(device.id)
         writes: list[StateRow] = []
         history: list[HistoryRow] = []
@@ -189,7 +206,7 @@ class Evaluator:
                 if old is not None and old.deny:
                     denies.append(old.deny)
                 continue
-            facts = self.facts(policy, device, matching_keys(policy, observations))
+            facts = self.facts(policy, device, matching_keys(policy, observations), named)
             out = compute(policy, facts, now, self.required[policy.id])
             row = self._next_row(policy.id, device.id, old, out, now, cause, history)
             if row is not None:
@@ -244,9 +261,10 @@ class Evaluator:
         assert device.id is not None
         observations = self.store.observations(device.id, present_only=True)
         stored = self.store.device_states(device.id)
+        named = by_name(observations)
         out: dict[str, tuple[Outcome, Micros]] = {}
         for p in self.policies:
-            facts = self.facts(p, device, matching_keys(p, observations))
+            facts = self.facts(p, device, matching_keys(p, observations), named)
             row = stored.get(p.id)
             required = self.required[p.id]
             if row is not None and row.next_check is not None and row.next_check <= now:
@@ -261,8 +279,9 @@ class Evaluator:
         """Every active policy's state for this device at ``now``, computed, not stored."""
         assert device.id is not None
         observations = self.store.observations(device.id, present_only=True)
+        named = by_name(observations)
         return {
-            p.id: compute(p, self.facts(p, device, matching_keys(p, observations)), now, self.required[p.id])
+            p.id: compute(p, self.facts(p, device, matching_keys(p, observations), named), now, self.required[p.id])
             for p in self.policies
         }
 

@@ -22,6 +22,7 @@ from appban.clock import FIRST_TIME, Micros, format_duration, format_time, parse
 from appban.errors import BadInput, one_line
 from appban.text import NotUtf8, check_identifier
 
+LIST_PREFIX = "list:"
 POLICY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_POLICY_BYTES = 1024 * 1024
 _DAY = 86400 * 1_000_000
@@ -38,6 +39,7 @@ _TOP = {
     "on_unverified",
     "max_inventory_age",
     "reminders",
+    "name_matches",
 }
 _SCOPE = {"platforms", "mail_access", "ownership", "include_groups", "exclude_groups"}
 _REQUIRED = ("id", "title", "apps", "effective", "deadline")
@@ -71,17 +73,25 @@ class Policy:
     # a policy built in code, which is then shown in appban's own notation.
     max_inventory_age_text: str = ""
     reminders_text: tuple[str, ...] = ()
+    # What a match by display name alone means: the app is present (count), or
+    # nothing can be proved either way (unverified).
+    name_matches: str = "count"
+    # The families of each catalog list the policy names (``list:NAME``), as the
+    # catalog had them when the policy was applied or the list last changed.
+    list_members: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def families(self) -> frozenset[str]:
-        return frozenset(a for a in self.apps if ":" not in a)
+        """Families banned by name or through a catalog list."""
+        named = {a for a in self.apps if ":" not in a}
+        return frozenset(named.union(*(members for _name, members in self.list_members)))
 
     @property
     def explicit(self) -> frozenset[tuple[str, str]]:
         """Identifiers named directly, as catalog (kind, value) pairs."""
         out = set()
         for ref in self.apps:
-            if ":" in ref:
+            if ":" in ref and not ref.startswith(LIST_PREFIX):
                 platform, ident = ref.split(":", 1)
                 out.add((id_kind(platform, ident), ident))
         return frozenset(out)
@@ -91,6 +101,7 @@ class Policy:
         body = asdict(self)
         del body["max_inventory_age_text"], body["reminders_text"]
         body["apps"] = list(self.apps)
+        body["list_members"] = {name: list(members) for name, members in self.list_members}
         body["scope"] = {k: list(v) if isinstance(v, tuple) else v for k, v in body["scope"].items()}
         body["effective"] = format_time(self.effective)
         body["deadline"] = format_time(self.deadline)
@@ -124,6 +135,8 @@ class Policy:
             reminders=tuple(parse_duration(r, field=f"reminders[{i}]") for i, r in enumerate(body["reminders"])),
             status=body.get("status", "active"),
             revision=body.get("revision", 1),
+            name_matches=body.get("name_matches", "count"),
+            list_members=tuple((n, tuple(m)) for n, m in (body.get("list_members") or {}).items()),
             # Stored as written since durations kept their text; before, in appban's
             # notation, which reads back the same way.
             max_inventory_age_text=body["max_inventory_age"],
@@ -373,11 +386,18 @@ def _build(data: Any, catalog: Catalog, src: _Lines) -> Policy:
     max_age = _duration_text(data.get("max_inventory_age", "7d"), "max_inventory_age", src)
     reminders = [_duration_text(r, f"reminders[{i}]", src) for i, r in enumerate(_list(data, "reminders", src))]
     scope = data.get("scope")
+    apps = _apps(data["apps"], catalog, src)
     return Policy(
         id=pid,
         title=_text(data["title"], "title", src, required=True),
         reason=_text(data.get("reason", ""), "reason", src),
-        apps=_apps(data["apps"], catalog, src),
+        apps=apps,
+        name_matches=_choice(data.get("name_matches", "count"), "name_matches", ("count", "unverified"), src),
+        list_members=tuple(
+            (a[len(LIST_PREFIX) :], catalog.lists[a[len(LIST_PREFIX) :]].families)
+            for a in apps
+            if a.startswith(LIST_PREFIX)
+        ),
         scope=_scope({} if scope is None else scope, src),
         effective=effective,
         deadline=deadline,
@@ -455,15 +475,20 @@ def _choice(value: Any, field: str, choices: tuple[str, ...], src: _Lines) -> st
 def _apps(value: Any, catalog: Catalog, src: _Lines) -> tuple[str, ...]:
     refs = _list({"apps": value}, "apps", src)
     if not refs:
-        raise BadInput("name at least one app family or platform:identifier", field="apps")
+        raise BadInput("name at least one app family, list:NAME or platform:identifier", field="apps")
     out: list[str] = []
     for i, ref in enumerate(refs):
         field = f"apps[{i}]"
         if not isinstance(ref, str):
-            raise src.misread(field, ref, "a family or platform:identifier")
+            raise src.misread(field, ref, "a family, list:NAME or platform:identifier")
         if not ref or len(ref) > 256:
-            raise BadInput("expected a family or platform:identifier", field=field)
-        if ":" in ref:
+            raise BadInput("expected a family, list:NAME or platform:identifier", field=field)
+        if ref.startswith(LIST_PREFIX):
+            name = ref[len(LIST_PREFIX) :]
+            if name not in catalog.lists:
+                known = ", ".join(sorted(catalog.lists)) or "none"
+                raise BadInput(f"unknown catalog list {name[:60]!r} (catalog has: {known})", field=field)
+        elif ":" in ref:
             platform, ident = ref.split(":", 1)
             if platform not in PLATFORMS:
                 raise BadInput(f"unknown platform {platform[:40]!r}", field=field)

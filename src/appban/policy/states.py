@@ -23,6 +23,8 @@ DETAIL_MANAGED = "inventory shows managed apps only"
 DETAIL_CATALOG = "inventory was filtered against a catalog older than these apps' entries"
 DETAIL_STALE = "inventory older than max_inventory_age"
 DETAIL_NOT_YET = "policy not yet effective"
+# A banned app matched by its display name alone, under ``name_matches: unverified``.
+DETAIL_BY_NAME = "matched by name only"
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class Facts:
     present: list[str]  # banned apps present in the latest snapshot (app keys)
     attested_at: Micros | None = None
     exemptions: tuple[tuple[Micros, Micros, str], ...] = ()  # (starts, until, reason)
+    by_name: frozenset[str] = frozenset()  # keys of ``present`` matched by display name alone
 
 
 @dataclass(slots=True)
@@ -82,9 +85,14 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
         return Outcome("exempt", f"exempt until {format_time(active_until)}: {reason}", "", active_until)
     enforce = policy.mode == "enforce"
     before_deadline = now < policy.deadline
-    contradicted = f.present and (f.attested_at is None or (f.observed_at or 0) > f.attested_at)
+    present, named = f.present, []
+    if f.by_name and policy.name_matches == "unverified":
+        # A name alone proves nothing here: neither presence nor, being there, absence.
+        present = [k for k in f.present if k not in f.by_name]
+        named = [k for k in f.present if k in f.by_name]
+    contradicted = present and (f.attested_at is None or (f.observed_at or 0) > f.attested_at)
     if contradicted:
-        apps = ", ".join(f.present)
+        apps = ", ".join(present)
         if enforce and not before_deadline:
             return _done("blocked", f"present: {apps}", f"blocked:{policy.id}", None, upcoming)
         deadline = policy.deadline if enforce and before_deadline else None
@@ -97,7 +105,7 @@ def compute(policy: Policy, f: Facts, now: Micros, required_catalog: int = 0) ->
             None,
             upcoming,
         )
-    why = _unverified_because(policy, f, now, required_catalog)
+    why = f"{DETAIL_BY_NAME}: {', '.join(named)}" if named else _unverified_because(policy, f, now, required_catalog)
     if why:
         blocks = enforce and policy.on_unverified == "block"
         deny = f"unverified:{policy.id}" if blocks and not before_deadline else ""
