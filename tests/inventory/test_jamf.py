@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from appban.clock import format_time, parse_time
 from appban.errors import BadInput
+from appban.inventory import _vendor, jamf
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import Checkin
 from appban.inventory.jamf import JamfFormat
@@ -283,3 +284,74 @@ def test_fuzz_mutated_files_give_checkins_or_bad_input(tmp_path_factory: pytest.
             assert isinstance(checkin, Checkin)
     except BadInput as exc:
         assert exc.file == str(path)
+
+
+# -- JSON documents one a line: the quick reader reads what ijson reads ---------------------------
+
+VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.sampled_from([0, -1, 9223372036854775807, 9223372036854775808, -9223372036854775808, 1.5, 1e300])
+    | st.sampled_from(["", "AS0100000000000000000000", ":0000000000000000000", "results", "\u00e9"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "results"]), inner, max_size=2),
+    max_leaves=6,
+)
+PAGE = st.fixed_dictionaries(
+    {"totalCount": st.integers(0, 9), "results": st.lists(st.dictionaries(st.sampled_from(["a", "b"]), VALUE))}
+)
+OTHER = st.dictionaries(st.sampled_from(["results", "totalCount", "a"]), VALUE, max_size=3)
+DOCUMENT = st.sampled_from([PAGE, PAGE, PAGE, OTHER, VALUE]).flatmap(lambda document: document)
+# Lines as exporters write them, and as they go wrong: a key twice, spaces, an escape,
+# a truncated line, two documents on one line, a blank line.
+LINE_EDITS = [
+    lambda b: b,
+    lambda b: b.replace(b'{"totalCount"', b'{"results":[{"a":1}],"totalCount"', 1),
+    lambda b: b.replace(b":", b": "),
+    lambda b: b.replace(b'"results"', b'"\\u0072esults"', 1),
+    lambda b: b[: len(b) // 2],
+    lambda b: b + b" " + b,
+    lambda b: b"",
+]
+
+
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.tuples(DOCUMENT, st.sampled_from([0, 0, 0, *range(len(LINE_EDITS))])), min_size=1, max_size=4),
+    bom=st.booleans(),
+    max_bytes=st.sampled_from([40, 4096, 4096]),
+)
+def test_lines_read_at_once_are_read_as_ijson_reads_them(
+    tmp_path: Path, lines: list[tuple[Any, int]], bom: bool, max_bytes: int
+) -> None:
+    body = b"\n".join(LINE_EDITS[edit](json.dumps(doc, separators=(",", ":")).encode()) for doc, edit in lines)
+    path = tmp_path / "pages.json"
+    path.write_bytes(b"\xef\xbb\xbf" * bom + body + b"\n")
+
+    def outcome(records: Any) -> Any:
+        try:
+            return list(records)
+        except BadInput as exc:
+            return (exc.detail, exc.file, exc.line, exc.field)
+
+    keys: dict[str, Any] = {"list_keys": ("results",), "page_keys": ("totalCount",)}
+    slow = outcome(_vendor.json_records(str(path), **keys))
+    assert outcome(jamf.json_records(str(path), max_bytes, **keys)) == slow
+
+
+APP_CELL = st.sampled_from(["", " ", "Slack", "4.1", "", " ", "Slack", "4.1", None, 0, 1, True, []])
+APP = st.fixed_dictionaries(dict.fromkeys(["identifier", "name", "shortVersion", "version"], APP_CELL))
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(apps=st.lists(st.sampled_from([APP, APP, APP, APP_CELL]).flatmap(lambda app: app), max_size=3))
+def test_apps_read_at_once_are_read_as_one_at_a_time(apps: list[Any]) -> None:
+    """The quick reading of plain applications gives the apps, or the error, of the careful one."""
+
+    def outcome(read: Any) -> Any:
+        try:
+            return read()
+        except BadInput as exc:
+            return (exc.detail, exc.field)
+
+    careful = outcome(lambda: [jamf._pro_app(app, f"r.applications[{i}]") for i, app in enumerate(apps)])
+    assert outcome(lambda: jamf._pro_apps({"applications": apps}, "r")) == careful
