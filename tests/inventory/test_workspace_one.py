@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from appban.clock import format_time, parse_time
 from appban.errors import BadInput
+from appban.inventory import workspace_one
 from appban.inventory.base import ReadOptions
-from appban.inventory.checkin import Checkin
+from appban.inventory.checkin import App, Checkin
 from appban.inventory.workspace_one import WorkspaceOneFormat
 from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input, count, where
@@ -176,3 +177,26 @@ def test_fuzz_mutated_files_give_checkins_or_bad_input(tmp_path_factory: pytest.
             assert isinstance(checkin, Checkin)
     except BadInput as exc:
         assert exc.file == str(path)
+
+
+CELL = st.sampled_from(["", " ", "Slack", "4.1", "", "Installed", "Not Installed", "Removed", None, 0, 1, True, []])
+APP = st.fixed_dictionaries(dict.fromkeys(["Status", "ApplicationName", "Version", "ApplicationIdentifier"], CELL))
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(apps=st.lists(st.sampled_from([APP, APP, APP, CELL]).flatmap(lambda app: app), max_size=3))
+def test_apps_read_at_once_are_read_as_one_at_a_time(apps: list[Any]) -> None:
+    """The quick reading of plain apps gives the apps, or the error, of the careful one."""
+
+    def outcome(read: Any) -> Any:
+        try:
+            return read()
+        except BadInput as exc:
+            return (exc.detail, exc.field)
+
+    def careful() -> list[App]:
+        read = (workspace_one._app(app, f"r.DeviceApps[{i}]") for i, app in enumerate(apps))
+        return [app for app in read if app is not None]
+
+    quick = outcome(lambda: workspace_one._apps({"DeviceApps": apps}, "r")[0])
+    assert quick == outcome(careful)

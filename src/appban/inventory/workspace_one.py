@@ -14,6 +14,7 @@ carries its apps under ``DeviceApps``, either that response as returned or its
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from appban.errors import BadInput
 from appban.inventory import _vendor
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import App, Checkin, build
+from appban.inventory.jamf import json_records  # pages one a line, read quickly
 
 # Workspace ONE's Platform names (spaces and case aside) -> appban's platform. Other
 # platforms (Apple TV, Windows Phone, BlackBerry, QNX, ...) are no phone or computer a
@@ -54,7 +56,8 @@ class WorkspaceOneFormat:
 
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         source = options.source or self.name
-        for at, record in _vendor.json_records(path, list_keys=("Devices",), page_keys=("Page", "PageSize", "Total")):
+        pages = json_records(path, options.max_bytes, list_keys=("Devices",), page_keys=("Page", "PageSize", "Total"))
+        for at, record in pages:
             try:
                 checkin = _checkin(at, _vendor.mapping(record, at), source, options)
             except BadInput as exc:
@@ -166,13 +169,39 @@ def _apps(record: dict[str, Any], at: str) -> tuple[list[App] | None, str]:
             )
     else:
         items = _vendor.listed(record, "DeviceApps", at)
-    apps = []
+    apps: list[App] = []
+    append = apps.append
     for i, item in enumerate(items):
-        a = f"{path}[{i}]"
-        app = _vendor.mapping(item, a)
-        if _ABSENT.search((_vendor.text(app, "Status", a) or "").replace(" ", "")):
-            continue
-        name = _vendor.text(app, "ApplicationName", a)
-        version = _vendor.text(app, "Version", a)
-        apps.append(App(id=_vendor.text(app, "ApplicationIdentifier", a), name=name, version=version))
+        # Workspace ONE writes these fields as strings: such an app is read at once; any
+        # other is read by _app, which says what is wrong with it.
+        if type(item) is dict:
+            status, name = item.get("Status"), item.get("ApplicationName")
+            version, ident = item.get("Version"), item.get("ApplicationIdentifier")
+            if (
+                (status is None or type(status) is str)
+                and (name is None or type(name) is str)
+                and (version is None or type(version) is str)
+                and (ident is None or type(ident) is str)
+            ):
+                if not (status and _absent(status)):
+                    append(App(ident or None, name or None, version or None))
+                continue
+        app = _app(item, f"{path}[{i}]")
+        if app is not None:
+            append(app)
     return apps, path
+
+
+def _app(item: Any, at: str) -> App | None:
+    """An app, or None for one the device does not have."""
+    app = _vendor.mapping(item, at)
+    if _absent(_vendor.text(app, "Status", at) or ""):
+        return None
+    name = _vendor.text(app, "ApplicationName", at)
+    version = _vendor.text(app, "Version", at)
+    return App(id=_vendor.text(app, "ApplicationIdentifier", at), name=name, version=version)
+
+
+@functools.lru_cache(maxsize=256)  # a handful of statuses, on every app
+def _absent(status: str) -> bool:
+    return _ABSENT.search(status.replace(" ", "")) is not None
