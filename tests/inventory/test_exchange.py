@@ -378,8 +378,7 @@ def test_an_export_written_with_the_culture_s_list_separator_is_read(tmp_path: P
 
 def test_an_address_column_that_holds_no_address_is_refused(fleet: Fleet) -> None:
     text = (
-        '"DeviceId","DeviceOS","Identity","PrimarySmtpAddress"\r\n'
-        '"ABC123","iOS 13.5","jane\\\\x","jane at example"\r\n'
+        '"DeviceId","DeviceOS","Identity","PrimarySmtpAddress"\r\n"ABC123","iOS 13.5","jane\\\\x","jane at example"\r\n'
     )
     path = fleet.write("bad-address.csv", text)
     assert_bad_input(fleet.run("import", "exchange", str(path)), where(path, 2), "PrimarySmtpAddress")
