@@ -11,6 +11,7 @@ import contextlib
 import json
 import plistlib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appban.errors import BadInput
+from appban.inventory import apple_mdm
 from appban.inventory.apple_mdm import MAX_DEPTH, AppleMdmFormat
 from appban.inventory.base import ReadOptions
+from appban.inventory.checkin import App
 from fuzzing import examples
 from helpers_cli import Fleet, assert_bad_input, where
 
@@ -149,8 +152,20 @@ def test_the_newest_app_list_of_a_device_is_its_check_in(tmp_path: Path) -> None
             "expected a string",
         ),
         (plistlib.dumps(_apps("x")), "[0].acknowledge_event.raw_payload:InstalledApplicationList[0]", "object"),
+        (
+            b"<plist><dict><key>InstalledApplicationList</key><array><dict><key>BundleSize</key><integer>1"
+            b"</integer></dict><dict><key>BundleSize</key><integer>big</integer></dict></array></dict></plist>",
+            "[0].acknowledge_event.raw_payload:InstalledApplicationList[1].BundleSize",
+            "not a number",
+        ),
+        (
+            b"<plist><dict><key>odd key</key><dict><key>a</key><array><string><b/></string></array></dict>"
+            b"</dict></plist>",
+            "[0].acknowledge_event.raw_payload:['odd key'].a[0]",
+            "holding elements",
+        ),
     ],
-    ids=["garbage", "entities", "depth", "wrong-type", "not-a-dict"],
+    ids=["garbage", "entities", "depth", "wrong-type", "not-a-dict", "deep-number", "odd-key"],
 )
 def test_bad_results_name_file_record_and_field(tmp_path: Path, payload: bytes, field: str, words: str) -> None:
     path = tmp_path / "events.jsonl"
@@ -275,3 +290,30 @@ def _no_nulls(value: object) -> object:
     if isinstance(value, list):
         return [_no_nulls(v) for v in value if v is not None]
     return value
+
+
+FLAG = st.sampled_from([None, False, False, True, "true", []])
+TEXT = st.sampled_from(["", "", "Slack", "4.1", None, 0, []])
+APP = st.fixed_dictionaries(
+    {"DownloadFailed": FLAG, "DownloadCancelled": FLAG}
+    | dict.fromkeys(["Identifier", "Name", "ShortVersion", "Version"], TEXT)
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(apps=st.lists(st.sampled_from([APP, APP, APP, TEXT]).flatmap(lambda app: app), max_size=3))
+def test_apps_read_at_once_are_read_as_one_at_a_time(apps: list[Any]) -> None:
+    """The quick reading of plain apps gives the apps, or the error, of the careful one."""
+
+    def outcome(read: Any) -> Any:
+        try:
+            return read()
+        except BadInput as exc:
+            return (exc.detail, exc.field)
+
+    def careful() -> list[App]:
+        read = (apple_mdm._installed_app(app, f"r:InstalledApplicationList[{i}]") for i, app in enumerate(apps))
+        return [app for app in read if app is not None]
+
+    quick = outcome(lambda: apple_mdm._installed({"InstalledApplicationList": apps}, "r:"))
+    assert quick == outcome(careful)

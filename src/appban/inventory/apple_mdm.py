@@ -344,16 +344,38 @@ def _checkin(source: str, device: _Device, result: _Result | None, options: Read
 
 def _installed(payload: dict[str, Any], at: str) -> list[App]:
     key = _step(at, "InstalledApplicationList")
-    apps = []
+    apps: list[App] = []
+    append = apps.append
     for i, item in enumerate(listed(payload, "InstalledApplicationList", at)):
-        item_at = f"{key}[{i}]"
-        item = mapping(item, item_at)
-        if boolean(item, "DownloadFailed", item_at) or boolean(item, "DownloadCancelled", item_at):
-            continue  # never reached the device
-        # ShortVersion is the version people see (CFBundleShortVersionString); Version the build.
-        version = text(item, "ShortVersion", item_at) or text(item, "Version", item_at)
-        apps.append(App(id=text(item, "Identifier", item_at), name=text(item, "Name", item_at), version=version))
+        # Apple's types (booleans, strings): such an app is read at once; any other is
+        # read by _installed_app, which says what is wrong with it.
+        if type(item) is dict:
+            failed, cancelled = item.get("DownloadFailed"), item.get("DownloadCancelled")
+            ident, name, version = item.get("Identifier"), item.get("Name"), item.get("ShortVersion")
+            if (
+                (failed is None or failed is False)
+                and (cancelled is None or cancelled is False)
+                and type(version) is str
+                and version
+                and (ident is None or type(ident) is str)
+                and (name is None or type(name) is str)
+            ):
+                append(App(ident or None, name or None, version))
+                continue
+        app = _installed_app(item, f"{key}[{i}]")
+        if app is not None:
+            append(app)
     return apps
+
+
+def _installed_app(item: Any, at: str) -> App | None:
+    """An app, or None for one that never reached the device."""
+    item = mapping(item, at)
+    if boolean(item, "DownloadFailed", at) or boolean(item, "DownloadCancelled", at):
+        return None
+    # ShortVersion is the version people see (CFBundleShortVersionString); Version the build.
+    version = text(item, "ShortVersion", at) or text(item, "Version", at)
+    return App(id=text(item, "Identifier", at), name=text(item, "Name", at), version=version)
 
 
 def _managed(payload: dict[str, Any], at: str) -> list[App]:
@@ -446,31 +468,55 @@ def _xml(data: bytes, path: str | None, at: str) -> Any:
     if root.tag != "plist" or len(root) != 1:
         raise BadInput("expected one value inside <plist>", file=path, field=where)
     try:
-        return _element(root[0], at, 0)
-    except BadInput as exc:
-        raise exc.at(file=path) from None
+        return _element(root[0], 0)
+    except _Misplaced as exc:
+        field = at
+        for step in reversed(exc.steps):
+            field = _step(field, step) if isinstance(step, str) else f"{field}[{step}]"
+        raise BadInput(exc.detail, file=path, field=field or None) from None
 
 
-def _element(el: Element, at: str, depth: int) -> Any:
+class _Misplaced(Exception):
+    """A problem in a property list, and the keys and indexes down to it from the value
+    being read, innermost first: the path is spelled only when there is an error."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.steps: list[str | int] = []
+
+
+def _element(el: Element, depth: int) -> Any:
     """One XML property list value, as plistlib would give it (dates and data as text)."""
     if depth > MAX_DEPTH:
-        raise BadInput(f"nested deeper than {MAX_DEPTH} levels", field=at or None)
+        raise _Misplaced(f"nested deeper than {MAX_DEPTH} levels")
     tag = el.tag
     if tag == "dict":
         children = list(el)
         if len(children) % 2:
-            raise BadInput("a <key> without a value", field=at or None)
+            raise _Misplaced("a <key> without a value")
         out: dict[str, Any] = {}
         for k, v in zip(children[::2], children[1::2], strict=True):
             if k.tag != "key" or len(k):
-                raise BadInput(f"expected <key>, found <{str(k.tag)[:32]}>", field=at or None)
+                raise _Misplaced(f"expected <key>, found <{str(k.tag)[:32]}>")
             key = k.text or ""
-            out[key] = _element(v, _step(at, key), depth + 1)
+            try:
+                out[key] = _element(v, depth + 1)
+            except _Misplaced as exc:
+                exc.steps.append(key)
+                raise
         return out
     if tag == "array":
-        return [_element(c, f"{at}[{i}]", depth + 1) for i, c in enumerate(el)]
+        items = []
+        for i, c in enumerate(el):
+            try:
+                items.append(_element(c, depth + 1))
+            except _Misplaced as exc:
+                exc.steps.append(i)
+                raise
+        return items
     if len(el):
-        raise BadInput(f"<{str(tag)[:32]}> holding elements", field=at or None)
+        raise _Misplaced(f"<{str(tag)[:32]}> holding elements")
     body = el.text or ""
     if tag == "string":
         return body
@@ -485,5 +531,5 @@ def _element(el: Element, at: str, depth: int) -> Any:
         if tag == "real":
             return float(body)
     except ValueError:
-        raise BadInput(f"not a number in <{tag}>", field=at or None) from None
-    raise BadInput(f"<{str(tag)[:32]}> is not a property list element", field=at or None)
+        raise _Misplaced(f"not a number in <{tag}>") from None
+    raise _Misplaced(f"<{str(tag)[:32]}> is not a property list element")
