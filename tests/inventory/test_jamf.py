@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from appban.clock import format_time, parse_time
@@ -308,12 +308,15 @@ LINE_EDITS = [
     lambda b: b.replace(b'{"totalCount"', b'{"results":[{"a":1}],"totalCount"', 1),
     lambda b: b.replace(b":", b": "),
     lambda b: b.replace(b'"results"', b'"\\u0072esults"', 1),
+    lambda b: b.replace(b'{"totalCount"', b'{"\\u0072esults":[{"a":1}],"totalCount"', 1),
     lambda b: b[: len(b) // 2],
     lambda b: b + b" " + b,
     lambda b: b"",
 ]
 
 
+@example(lines=[({"totalCount": 1, "results": [{"b": 1}]}, 1)], bom=False, max_bytes=4096)
+@example(lines=[({"totalCount": 1, "results": [{"b": 1}]}, 4)], bom=False, max_bytes=4096)
 @settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     lines=st.lists(st.tuples(DOCUMENT, st.sampled_from([0, 0, 0, *range(len(LINE_EDITS))])), min_size=1, max_size=4),

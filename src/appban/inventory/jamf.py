@@ -471,7 +471,8 @@ def _line_records(
                 n += 1
                 continue
             records = doc.get(key)
-            if type(records) is list and line.count(quoted) == 1:
+            # Named once: counted in the bytes, where an escape could spell it unseen.
+            if type(records) is list and line.count(quoted) == 1 and b"\\u" not in line:
                 for record in records:
                     yield f"{key}[{n}]", record
                     n += 1
