@@ -338,7 +338,7 @@ def test_lines_read_at_once_are_read_as_ijson_reads_them(
 
     keys: dict[str, Any] = {"list_keys": ("results",), "page_keys": ("totalCount",)}
     slow = outcome(_vendor.json_records(str(path), **keys))
-    assert outcome(jamf.json_records(str(path), max_bytes, **keys)) == slow
+    assert outcome(_vendor.json_records(str(path), max_bytes=max_bytes, **keys)) == slow
 
 
 APP_CELL = st.sampled_from(["", " ", "Slack", "4.1", "", " ", "Slack", "4.1", None, 0, 1, True, []])

@@ -13,6 +13,7 @@ the type a vendor documents, and a wrong one is a BadInput naming the record's p
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
@@ -20,6 +21,7 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 import ijson
+import msgspec
 
 from appban.clock import Micros, parse_time
 from appban.errors import BadInput
@@ -35,6 +37,23 @@ def open_binary(path: str) -> BinaryIO:
 
 
 def json_records(
+    path: str,
+    *,
+    list_keys: Iterable[str],
+    page_keys: Iterable[str] = (),
+    max_bytes: int | None = None,
+) -> Iterator[tuple[str, Any]]:
+    """Each record of a vendor's JSON file, with its path for errors (``_streamed_records``
+    says which shapes). With ``max_bytes``, a file of documents one a line (pages as
+    JSON Lines: how paging clients write them) is read a line at a time with msgspec,
+    each line at most ``max_bytes``; the records, paths and errors are the same."""
+    lists = tuple(list_keys)
+    if max_bytes is None:
+        return _streamed_records(path, list_keys=lists, page_keys=page_keys)
+    return _quick_records(path, max_bytes, list_keys=lists, page_keys=page_keys)
+
+
+def _streamed_records(
     path: str,
     *,
     list_keys: Iterable[str],
@@ -96,8 +115,11 @@ def _shape(path: str, f: BinaryIO, lists: tuple[str, ...], paging: frozenset[str
 
 
 def _items(path: str, f: BinaryIO, prefix: str, done: int) -> Iterator[Any]:
+    """ijson's items; ``done`` counts the records given before, and on, for errors."""
     try:
-        yield from ijson.items(f, prefix, multiple_values=True, use_float=True)
+        for item in ijson.items(f, prefix, multiple_values=True, use_float=True):
+            yield item
+            done += 1
     except ijson.JSONError:
         raise BadInput(f"not valid JSON (after {done:,} records)", file=path) from None
     except UnicodeDecodeError:
@@ -206,3 +228,86 @@ def _shown(value: object) -> str:
     if isinstance(value, str):
         return repr(value[:40])
     return _kind(value)
+
+
+# -- JSON documents one a line, read a line at a time --------------------------------------
+
+
+def _quick_records(
+    path: str, max_bytes: int, *, list_keys: tuple[str, ...], page_keys: Iterable[str] = ()
+) -> Iterator[tuple[str, Any]]:
+    """``_streamed_records``, faster for a file of JSON documents one a line (pages as
+    JSON Lines, as exports are written), each line no longer than ``max_bytes``.
+
+    A line is decoded at once by msgspec, which reads every document ijson reads, and
+    refuses every other but integers beyond 64 bits (yajl's limit): lines that may hold
+    one are left to ijson. At the first line not read quickly the file is read again by
+    ``_streamed_records``, the records already given skipped, so the records, their
+    paths and the errors are always that function's.
+    """
+    given = 0
+    try:
+        for record in _line_records(path, max_bytes, list_keys, frozenset(page_keys)):
+            yield record
+            given += 1
+        return
+    except _Unsure:
+        pass
+    records = _streamed_records(path, list_keys=list_keys, page_keys=page_keys)
+    yield from itertools.islice(records, given, None)
+
+
+class _Unsure(Exception):
+    """A line the quick reader cannot show it reads as ijson does."""
+
+
+# A number follows ":", "," or "[" (white space and a minus sign aside). Digits made
+# "0", those three ":", and the rest of a number's neighbours dropped, a number of 19
+# digits or more is ":" and 19 zeros; a string may look so too (it is then left to ijson).
+_NUMBERS = bytes.maketrans(b"123456789,[", b"000000000::")
+_LONG_NUMBER = b":" + b"0" * 19
+
+
+def _line_records(
+    path: str, max_bytes: int, list_keys: tuple[str, ...], page_keys: frozenset[str]
+) -> Iterator[tuple[str, Any]]:
+    if len(list_keys) != 1:
+        raise _Unsure  # _vendor reads each list of every page in turn
+    key = list_keys[0]
+    quoted = f'"{key}"'.encode()
+    decode = msgspec.json.decode
+    paged: bool | None = None  # the first document decides, as in _vendor
+    n = 0
+    with open_binary(path) as f:
+        if f.read(3) != b"\xef\xbb\xbf":
+            f.seek(0)
+        while line := f.readline(max_bytes + 1):
+            if len(line) > max_bytes:
+                raise _Unsure
+            if not line.strip(b" \t\r\n"):
+                continue
+            if _LONG_NUMBER in line.translate(_NUMBERS, b" \t\r\n-"):
+                raise _Unsure
+            try:
+                doc = decode(line)
+            except (msgspec.DecodeError, RecursionError):
+                raise _Unsure from None
+            if type(doc) is not dict:
+                raise _Unsure
+            if paged is None:
+                first = next(iter(doc), None)
+                paged = first in list_keys or first in page_keys
+            if not paged:
+                yield f"[{n}]", doc
+                n += 1
+                continue
+            records = doc.get(key)
+            # Named once: counted in the bytes, where an escape could spell it unseen.
+            if type(records) is list and line.count(quoted) == 1 and b"\\u" not in line:
+                for record in records:
+                    yield f"{key}[{n}]", record
+                    n += 1
+            elif key in doc:
+                raise _Unsure  # not a list, or perhaps named twice: as ijson reads it
+        if paged and n == 0:
+            raise _Unsure  # _vendor says what is missing

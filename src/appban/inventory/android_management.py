@@ -38,10 +38,10 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from appban.errors import BadInput
-from appban.inventory._vendor import child, listed, mapping, text, vendor_time
+from appban.inventory._vendor import child, json_records, listed, mapping, text, vendor_time
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import App, Checkin, build
-from appban.inventory.google_directory import checked, page_records, plain_apps
+from appban.inventory.google_directory import checked, plain_apps
 from appban.text import EMAIL
 
 _OWNERSHIP = {"COMPANY_OWNED": "corporate", "PERSONALLY_OWNED": "personal"}
@@ -54,7 +54,10 @@ class AndroidManagementFormat:
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         source = options.source or self.name
         try:
-            for at, record in page_records(path, "devices", ("nextPageToken",)):
+            pages = json_records(
+                path, list_keys=("devices",), page_keys=("nextPageToken",), max_bytes=options.max_bytes
+            )
+            for at, record in pages:
                 checkin = _device(record, at, source, options)
                 if checkin is not None:
                     yield None, checkin

@@ -23,13 +23,10 @@ https://developers.google.com/admin-sdk/directory/reference/rest/v1/mobiledevice
 
 from __future__ import annotations
 
-import io
-import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import ijson
-import msgspec
 
 from appban.errors import BadInput
 from appban.inventory._vendor import (
@@ -56,7 +53,7 @@ class GoogleDirectoryFormat:
         source = options.source or self.name
         paging = ("kind", "etag", "nextPageToken") if first_is_page(path, LIST_KEY, PAGE_KINDS) else ()
         try:
-            for at, record in page_records(path, LIST_KEY, paging):
+            for at, record in json_records(path, list_keys=(LIST_KEY,), page_keys=paging, max_bytes=options.max_bytes):
                 checkin = _device(record, at, source, options)
                 if checkin is not None:
                     yield None, checkin
@@ -218,76 +215,6 @@ def plain_apps(
 
 
 # A page at most this long on one line is decoded at once; a longer one is streamed.
-_LINE_LIMIT = 32 << 20
-_BLANK = b" \t\r\n"
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19  # 19 digits, once ``_DIGITS`` made every digit a 0
-_decode = msgspec.json.decode
-
-
-def page_records(path: str, list_key: str, page_keys: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
-    """``json_records(path, list_keys=(list_key,), page_keys=page_keys)``, faster for
-    the shape paging clients write: pages one a line (JSON Lines of pages, or one page
-    on one line), each decoded at once with msgspec. The same records, paths and
-    errors: at the first line of any other shape, or that msgspec refuses, reading
-    goes on with ``json_records`` (skipping the records already given); a line where
-    the two parsers could differ (the list's key twice, ``\\u`` escapes, a number
-    beyond 64 bits) is read with ijson, as ``json_records`` reads it."""
-    n = 0
-    quoted = msgspec.json.encode(list_key)
-    item = f"{list_key}.item"
-    with open_binary(path) as f:
-        f.seek(3 if f.read(3) == b"\xef\xbb\xbf" else 0)
-        first = True
-        while line := f.readline(_LINE_LIMIT):
-            if not line.strip(_BLANK):
-                continue
-            if len(line) == _LINE_LIMIT and not line.endswith(b"\n"):
-                break  # too long to hold
-            try:
-                doc = _decode(line)
-            except (msgspec.DecodeError, RecursionError):
-                break
-            if type(doc) is not dict:
-                break
-            if first and next(iter(doc), None) not in (list_key, *page_keys):
-                break  # not a page: json_records decides what it is
-            first = False
-            records: list[Any] = doc.get(list_key, [])
-            if line.count(quoted) > 1 or b"\\u" in line or _long_number(line):
-                try:
-                    records = list(ijson.items(io.BytesIO(line), item, use_float=True))
-                except (ijson.JSONError, UnicodeDecodeError):
-                    break
-            elif type(records) is not list:
-                break  # null or an object: json_records reads it as it does
-            for record in records:
-                yield f"{list_key}[{n}]", record
-                n += 1
-        else:
-            if n:
-                return
-    yield from itertools.islice(json_records(path, list_keys=(list_key,), page_keys=page_keys), n, None)
-
-
-def _long_number(line: bytes) -> bool:
-    """Whether ``line`` may hold an integer of 19 digits or more outside a string (one
-    beyond 64 bits, which ijson's C parser refuses and msgspec reads). A run of digits
-    counts where a number can start: after ``:``, ``,`` or ``[`` (and white space, a
-    minus); digits in ids (``…-000000000000000000000001``) do not."""
-    digits = line.translate(_DIGITS)
-    at = digits.find(_LONG_RUN)
-    while at >= 0:
-        before = line[max(0, at - 64) : at]
-        if before.endswith(b"-"):
-            before = before[:-1]
-        before = before.rstrip(_BLANK)
-        if not before or before[-1:] in b":,[":
-            return True
-        at = digits.find(_LONG_RUN, at + len(_LONG_RUN))
-    return False
-
-
 def checked(record: dict[str, Any], key: str, at: str, *, identifier: bool = False) -> str | None:
     """A string field checked as a check-in's app id (``identifier``) or text is, the
     error naming the vendor's field: readers that skip some records (removed apps)

@@ -43,10 +43,9 @@ from typing import Any
 
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
-from appban.inventory._vendor import boolean, listed, mapping, open_binary, text, vendor_time
+from appban.inventory._vendor import boolean, json_records, listed, mapping, open_binary, text, vendor_time
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import MAX_TEXT, App, Checkin, build, check_text
-from appban.inventory.google_directory import page_records
 from appban.text import text_clean
 
 _PAGING = ("@odata.context", "@odata.nextLink", "@odata.count", "@odata.deltaLink")
@@ -127,7 +126,7 @@ class IntuneFormat:
         with _Spill() as spill:
             for n, path in enumerate(json_files):
                 try:
-                    _spill_json(path, spill, tag=f"{n}\x00")
+                    _spill_json(path, spill, options.max_bytes, tag=f"{n}\x00")
                 except BadInput as exc:
                     raise exc.at(file=path) from None
             for fields, tagged, apps in spill.devices():
@@ -150,7 +149,7 @@ def _first_byte(path: str) -> bytes:
 def _read_json(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
     # A single entity's response starts like a page ("@odata.context") but holds no "value".
     paging = () if _is_entity(path) else _PAGING
-    records = page_records(path, "value", paging)
+    records = json_records(path, list_keys=("value",), page_keys=paging, max_bytes=options.max_bytes)
     if not _mentions_detected_apps(path):
         for at, record in records:
             device = mapping(record, at)
@@ -160,16 +159,16 @@ def _read_json(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Ch
             yield None, _device_checkin(device, at, apps, options)
         return
     with _Spill() as spill:
-        _spill_json(path, spill)
+        _spill_json(path, spill, options.max_bytes)
         for fields, at, apps in spill.devices():
             yield None, _device_checkin(fields, at, apps, options)
 
 
-def _spill_json(path: str, spill: _Spill, tag: str = "") -> None:
+def _spill_json(path: str, spill: _Spill, max_bytes: int, tag: str = "") -> None:
     """Every device and detectedApp record of a Graph JSON file into ``spill``; each
     device's place in the file is kept as ``tag`` + its path."""
     paging = () if _is_entity(path) else _PAGING
-    for at, record in page_records(path, "value", paging):
+    for at, record in json_records(path, list_keys=("value",), page_keys=paging, max_bytes=max_bytes):
         r = mapping(record, at)
         if _kind(r, at) == "app":
             app = _graph_app(r, at)

@@ -17,15 +17,13 @@ A record without an applications section lists no apps at all (scope ``none``).
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
-import msgspec
 from defusedxml.ElementTree import iterparse
 
 from appban.clock import Micros
@@ -319,7 +317,9 @@ def _xml_bool(element: Element, key: str, at: str) -> bool | None:
 
 
 def _json_devices(path: str, options: ReadOptions) -> Iterator[_Device | None]:
-    for at, record in json_records(path, options.max_bytes, list_keys=("results",), page_keys=("totalCount",)):
+    for at, record in _vendor.json_records(
+        path, list_keys=("results",), page_keys=("totalCount",), max_bytes=options.max_bytes
+    ):
         try:
             yield _pro_device(at, _vendor.mapping(record, at), options)
         except BadInput as exc:
@@ -397,86 +397,3 @@ def _pro_app(item: Any, at: str) -> App:
     app = _vendor.mapping(item, at)
     version = _vendor.text(app, "shortVersion", at) or _vendor.text(app, "version", at)
     return App(id=_vendor.text(app, "identifier", at), name=_vendor.text(app, "name", at), version=version)
-
-
-# -- JSON documents one a line, read a line at a time ------------------------------------------
-
-
-def json_records(
-    path: str, max_bytes: int, *, list_keys: tuple[str, ...], page_keys: Iterable[str] = ()
-) -> Iterator[tuple[str, Any]]:
-    """``_vendor.json_records``, faster for a file of JSON documents one a line (pages
-    as JSON Lines, as exports are written), each line no longer than ``max_bytes``.
-
-    A line is decoded at once by msgspec, which reads every document ijson reads, and
-    refuses every other but integers beyond 64 bits (yajl's limit): lines that may hold
-    one are left to ijson. At the first line not read quickly the file is read again by
-    ``_vendor.json_records``, the records already given skipped, so the records, their
-    paths and the errors are always that function's. (Workspace ONE reads the same way.)
-    """
-    given = 0
-    try:
-        for record in _line_records(path, max_bytes, list_keys, frozenset(page_keys)):
-            yield record
-            given += 1
-        return
-    except _Unsure:
-        pass
-    records = _vendor.json_records(path, list_keys=list_keys, page_keys=page_keys)
-    yield from itertools.islice(records, given, None)
-
-
-class _Unsure(Exception):
-    """A line the quick reader cannot show it reads as ijson does."""
-
-
-# A number follows ":", "," or "[" (white space and a minus sign aside). Digits made
-# "0", those three ":", and the rest of a number's neighbours dropped, a number of 19
-# digits or more is ":" and 19 zeros; a string may look so too (it is then left to ijson).
-_NUMBERS = bytes.maketrans(b"123456789,[", b"000000000::")
-_LONG_NUMBER = b":" + b"0" * 19
-
-
-def _line_records(
-    path: str, max_bytes: int, list_keys: tuple[str, ...], page_keys: frozenset[str]
-) -> Iterator[tuple[str, Any]]:
-    if len(list_keys) != 1:
-        raise _Unsure  # _vendor reads each list of every page in turn
-    key = list_keys[0]
-    quoted = f'"{key}"'.encode()
-    decode = msgspec.json.decode
-    paged: bool | None = None  # the first document decides, as in _vendor
-    n = 0
-    with _vendor.open_binary(path) as f:
-        if f.read(3) != b"\xef\xbb\xbf":
-            f.seek(0)
-        while line := f.readline(max_bytes + 1):
-            if len(line) > max_bytes:
-                raise _Unsure
-            if not line.strip(b" \t\r\n"):
-                continue
-            if _LONG_NUMBER in line.translate(_NUMBERS, b" \t\r\n-"):
-                raise _Unsure
-            try:
-                doc = decode(line)
-            except (msgspec.DecodeError, RecursionError):
-                raise _Unsure from None
-            if type(doc) is not dict:
-                raise _Unsure
-            if paged is None:
-                first = next(iter(doc), None)
-                paged = first in list_keys or first in page_keys
-            if not paged:
-                yield f"[{n}]", doc
-                n += 1
-                continue
-            records = doc.get(key)
-            # Named once: counted in the bytes, where an escape could spell it unseen.
-            if type(records) is list and line.count(quoted) == 1 and b"\\u" not in line:
-                for record in records:
-                    yield f"{key}[{n}]", record
-                    n += 1
-            elif key in doc:
-                raise _Unsure  # not a list, or perhaps named twice: as ijson reads it
-        if paged and n == 0:
-            raise _Unsure  # _vendor says what is missing

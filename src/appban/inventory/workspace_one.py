@@ -24,7 +24,6 @@ from appban.errors import BadInput
 from appban.inventory import _vendor
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import App, Checkin, build
-from appban.inventory.jamf import json_records  # pages one a line, read quickly
 
 # Workspace ONE's Platform names (spaces and case aside) -> appban's platform. Other
 # platforms (Apple TV, Windows Phone, BlackBerry, QNX, ...) are no phone or computer a
@@ -56,7 +55,9 @@ class WorkspaceOneFormat:
 
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
         source = options.source or self.name
-        pages = json_records(path, options.max_bytes, list_keys=("Devices",), page_keys=("Page", "PageSize", "Total"))
+        pages = _vendor.json_records(
+            path, list_keys=("Devices",), page_keys=("Page", "PageSize", "Total"), max_bytes=options.max_bytes
+        )
         for at, record in pages:
             try:
                 checkin = _checkin(at, _vendor.mapping(record, at), source, options)
