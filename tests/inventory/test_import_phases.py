@@ -239,3 +239,18 @@ def test_check_ins_waiting_in_a_temporary_file_import_as_from_memory(
     other("import", "osquery", path, "--owners", other.file(".csv", "key,email\nh1,ann@example.com\n"), now=NOW)
     assert kept(mac) == kept(other)
     assert mac.sql("SELECT owner FROM devices WHERE owner != ''") == [("ann@example.com",)]
+
+
+def test_every_app_kept_waits_on_disk_past_a_bound_of_apps(
+    mac: Appban, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --keep-full-inventory nothing is cut down: the bound is on the apps held."""
+    path = mac.file(".log", fleet_lines(6))
+    monkeypatch.setattr(importer, "KEEP_PARSED_APPS", 1)
+    mac("import", "osquery", path, "--keep-full-inventory", now=NOW)
+    monkeypatch.setattr(importer, "KEEP_PARSED_APPS", 1_000)
+    other = Appban(tmp_path / "memory")
+    other.root.mkdir()
+    other.init()
+    other("import", "osquery", path, "--keep-full-inventory", now=NOW)
+    assert kept(mac) == kept(other)

@@ -15,6 +15,7 @@ import msgspec
 
 from appban import settings
 from appban.catalog import Catalog
+from appban.catalog.catalog import normalise_name
 from appban.clock import Micros
 from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
@@ -35,6 +36,7 @@ BATCH_CHECKINS = 2000
 # Check-ins held in memory between checking a file and applying it; past this many they
 # wait in a temporary file, so memory stays bounded whatever the size of the export.
 KEEP_PARSED = 50_000
+KEEP_PARSED_APPS = 200_000  # ... or holding this many apps (every app is kept: --keep-full-inventory)
 
 
 def import_inventory(
@@ -134,11 +136,13 @@ def import_inventory(
 
 class _Parsed:
     """The check-ins of an import between its two phases, in file order: in memory up to
-    KEEP_PARSED of them, then in a temporary file (MessagePack frames)."""
+    KEEP_PARSED of them (or KEEP_PARSED_APPS apps), then in a temporary file
+    (MessagePack frames)."""
 
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
         self.held: list[tuple[str, int | None, Checkin]] = []
+        self.apps = 0  # apps of the check-ins held
         self.spill: Any = None
         self.encoder = msgspec.msgpack.Encoder()
 
@@ -152,7 +156,8 @@ class _Parsed:
     def add(self, path: str, line: int | None, checkin: Checkin) -> None:
         if self.spill is None:
             self.held.append((path, line, checkin))
-            if len(self.held) > KEEP_PARSED:
+            self.apps += len(checkin.apps)
+            if len(self.held) > KEEP_PARSED or self.apps > KEEP_PARSED_APPS:
                 self.spill = tempfile.TemporaryFile(prefix="appban-import-")  # noqa: SIM115 - closed by __exit__
                 for item in self.held:
                     self._write(*item)
@@ -176,12 +181,17 @@ class _Parsed:
 
 
 def _minimise(checkin: Checkin, catalog: Catalog) -> None:
-    """Drop the apps no catalog entry can match (by id, certificate or name), as the
-    ingest would: what waits between the phases is what is kept."""
-    ids, _names, certs = catalog.index_for(checkin.device.platform)
+    """Drop the apps no catalog entry can match (by id, certificate, or by name when the
+    app has no id), as the ingest would: what waits between the phases is what is kept."""
+    ids, names, certs = catalog.index_for(checkin.device.platform)
 
     def kept(apps: list[App]) -> list[App]:
-        return [a for a in apps if a.id is None or a.id in ids or (certs and a.signing_sha256)]
+        return [
+            a
+            for a in apps
+            if (a.id in ids if a.id is not None else bool(a.name) and normalise_name(a.name or "") in names)
+            or (certs and a.signing_sha256)
+        ]
 
     checkin.apps = kept(checkin.apps)
     checkin.app_ids = [a.id for a in checkin.apps]
