@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appban.errors import BadInput
 from appban.text import (
@@ -16,7 +19,9 @@ from appban.text import (
     check_eas_device_id,
     check_identifier,
     check_text,
+    identifiers_clean,
     normalise_email,
+    text_clean,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "appban"
@@ -173,3 +178,28 @@ def test_a_lone_surrogate_is_not_text() -> None:
     """JSON may escape one ("\\ud800"): it decodes to no character, and nothing can store it."""
     with pytest.raises(BadInput, match="control character"):
         check_text("TikTok\ud800", "apps[0].name")
+
+
+def _passes(check: Any, value: str) -> bool:
+    try:
+        check(value, "f")
+    except BadInput:
+        return False
+    return True
+
+
+TEXTS = st.text(
+    alphabet=st.sampled_from(
+        ["a", "Z", " ", "<", "b", "/", "3", "\t", "\x7f", "é", "\u200b", "\u202e", "\ud800", "\u2800"]
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(TEXTS)
+def test_the_quick_whole_checks_agree_with_the_field_checks(value: str) -> None:
+    """text_clean and identifiers_clean decide a batch at once: exactly when the check of
+    each field would pass."""
+    assert text_clean(value) == _passes(check_text, value)
+    assert identifiers_clean(value) == _passes(check_identifier, value)

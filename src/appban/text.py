@@ -139,9 +139,15 @@ def _describe(ch: str) -> str:
 
 def identifiers_clean(joined: str) -> bool:
     """True when no identifier in ``joined`` (identifiers joined by spaces) fails check_identifier."""
-    return joined.isprintable() and (joined.isascii() or not _IGNORABLE.search(joined)) and not _MARKUP.search(joined)
+    return (
+        joined.isprintable()
+        and (joined.isascii() or not _IGNORABLE.search(joined))
+        and ("<" not in joined or not _MARKUP.search(joined))
+    )
 
 
 def text_clean(joined: str) -> bool:
     """True when no text in ``joined`` fails check_text."""
-    return not _CONTROL.search(joined) and not _MARKUP.search(joined)
+    # ASCII text is free of controls exactly when it is printable (the space is).
+    no_control = joined.isprintable() if joined.isascii() else not _CONTROL.search(joined)
+    return no_control and ("<" not in joined or not _MARKUP.search(joined))
