@@ -11,54 +11,28 @@ from collections.abc import Iterable
 from typing import Any
 
 from appban.clock import Micros
-from appban.store.records import DeviceRow, IdentifierRow, Observation, SourceRecord
+from appban.store._sqlite_rows import NEXT_ID, device_row, join_identifiers
+from appban.store.records import IdentifierRow, Observation, SourceRecord
 
 _RECORD_COLS = (
     "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
     "os_version, mail_reported, eas_ids, catalog_version, identifiers, epoch, counter, "
     "device_id, linked_by, linked_at"
 )
-# The next id of a table whose rows may be deleted (devices folded into another,
-# records unlinked): one past both the highest id there and the highest ever removed.
-NEXT_ID = (
-    "(SELECT max(coalesce((SELECT max(id) FROM {table}), 0), "
-    "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{table}_high'), 0)) + 1)"
+# A record read in a device row's layout (its device-only columns at their defaults),
+# then the link's own columns.
+_RECORD_READ = (
+    "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
+    "os_version, mail_reported, eas_ids, catalog_version, 0, 'allow', 'ok', 0, identifiers, epoch, "
+    "counter, 0, device_id, linked_by, linked_at"
 )
 _OBSERVATION_COLS = (
     "app_key, app_id, name, version, signing_sha256, family, match_kind, confidence, first_seen, last_seen, gone_at"
 )
 
 
-def join_identifiers(pairs: Iterable[tuple[str, str]]) -> str:
-    return "\n".join(f"{kind}:{value}" for kind, value in pairs)
-
-
-def split_identifiers(text: str) -> tuple[tuple[str, str], ...]:
-    if not text:
-        return ()
-    return tuple((kind, value) for kind, _, value in (line.partition(":") for line in text.split("\n")))
-
-
 def _record(row: tuple[Any, ...]) -> SourceRecord:
-    facts = DeviceRow(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        None if row[10] is None else bool(row[10]),
-        tuple(row[11].split()) if row[11] else (),
-        row[12],
-        identifiers=split_identifiers(row[13]),
-        epoch=row[14],
-        counter=row[15],
-    )
-    return SourceRecord(facts, row[16], row[17], row[18])
+    return SourceRecord(device_row(row), row[21], row[22], row[23])
 
 
 class SQLiteLinks:
@@ -68,23 +42,23 @@ class SQLiteLinks:
 
     def get_record(self, source: str, source_id: str) -> SourceRecord | None:
         row = self.db.execute(
-            f"SELECT {_RECORD_COLS} FROM device_records WHERE source = ? AND source_id = ?", (source, source_id)
+            f"SELECT {_RECORD_READ} FROM device_records WHERE source = ? AND source_id = ?", (source, source_id)
         ).fetchone()
         return _record(row) if row else None
 
     def get_record_by_id(self, record_id: int) -> SourceRecord | None:
-        row = self.db.execute(f"SELECT {_RECORD_COLS} FROM device_records WHERE id = ?", (record_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_RECORD_READ} FROM device_records WHERE id = ?", (record_id,)).fetchone()
         return _record(row) if row else None
 
     def records_by_source_id(self, source_id: str) -> list[SourceRecord]:
         rows = self.db.execute(
-            f"SELECT {_RECORD_COLS} FROM device_records WHERE source_id = ? ORDER BY id", (source_id,)
+            f"SELECT {_RECORD_READ} FROM device_records WHERE source_id = ? ORDER BY id", (source_id,)
         ).fetchall()
         return [_record(r) for r in rows]
 
     def records_of(self, device_id: int) -> list[SourceRecord]:
         rows = self.db.execute(
-            f"SELECT {_RECORD_COLS} FROM device_records WHERE device_id = ? ORDER BY id", (device_id,)
+            f"SELECT {_RECORD_READ} FROM device_records WHERE device_id = ? ORDER BY id", (device_id,)
         ).fetchall()
         return [_record(r) for r in rows]
 

@@ -17,7 +17,10 @@ from appban import settings
 from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
-from appban.store._sqlite_links import NEXT_ID, SQLiteLinks, join_identifiers, split_identifiers
+from appban.store._sqlite_links import SQLiteLinks
+from appban.store._sqlite_rows import DEVICE_COLS as _DEVICE_COLS
+from appban.store._sqlite_rows import NEXT_ID, join_identifiers
+from appban.store._sqlite_rows import device_row as _device
 from appban.store._sqlite_states import SQLiteStates
 from appban.store.records import (
     AuditEntry,
@@ -34,38 +37,6 @@ from appban.store.records import (
     StoredCatalog,
     Tombstone,
 )
-
-_DEVICE_COLS = (
-    "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
-    "os_version, mail_reported, eas_ids, catalog_version, credential, decision, reason, gate_seq, "
-    "identifiers, epoch, counter, linked"
-)
-
-
-def _device(row: tuple[Any, ...]) -> DeviceRow:
-    return DeviceRow(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        None if row[10] is None else bool(row[10]),
-        tuple(row[11].split()) if row[11] else (),
-        row[12],
-        bool(row[13]),
-        row[14],
-        row[15],
-        row[16],
-        split_identifiers(row[17]),
-        row[18],
-        row[19],
-        bool(row[20]),
-    )
 
 
 def migrations() -> list[tuple[int, str]]:
