@@ -34,12 +34,14 @@ from appban.store.records import (
     PolicyRow,
     RecordedState,
     SourceRecord,
+    SourceRow,
     StateListing,
     StateRow,
     StoredCatalog,
     SweepChange,
     SweepQuery,
     Tombstone,
+    TokenRow,
 )
 
 
@@ -488,4 +490,22 @@ class Store(Protocol):
         self, *, since: Micros | None = None, until: Micros | None = None, actions: tuple[str, ...] = ()
     ) -> Iterator[AuditEntry]:
         """Audit entries in sequence order with ``since <= at < until`` and, if given, one of ``actions``."""
+        ...
+
+    # -- sources: who may post check-ins (appban serve) ------------------------------
+
+    def add_source(self, name: str, at: Micros) -> bool:
+        """Add a source; False when it is already there."""
+        ...
+
+    def list_sources(self) -> list[SourceRow]: ...
+
+    def put_token(self, source: str, kind: str, digest: str, at: Micros) -> int:
+        """Keep a new token's digest (``kind`` 'token' or 'osquery-secret'); its id."""
+        ...
+
+    def token_by_digest(self, digest: str) -> TokenRow | None: ...
+
+    def revoke_tokens(self, source: str, kind: str, at: Micros) -> list[int]:
+        """Revoke every live token of that kind of ``source``; the ids revoked."""
         ...

@@ -316,3 +316,22 @@ class FleetSummary:
     reading_mail_by: dict[str, int]  # "ownership/inventory_scope" -> devices of the platforms asked
     banned_app_devices: int  # devices with a present app of the families asked
     banned_apps: dict[str, int]  # app id -> devices it is present on
+
+
+class SourceRow(NamedTuple):
+    """A source that may post check-ins, with how many live tokens and enroll secrets it has."""
+
+    name: str
+    created_at: Micros
+    tokens: int
+    osquery_secrets: int
+
+
+class TokenRow(NamedTuple):
+    """A source token or osquery enroll secret, found by its digest (never stored itself)."""
+
+    id: int
+    source: str
+    kind: str  # 'token' | 'osquery-secret'
+    created_at: Micros
+    revoked_at: Micros | None
