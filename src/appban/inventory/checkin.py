@@ -148,9 +148,9 @@ class DuplicateApp(BadInput):
         super().__init__(f"duplicate app (also apps[{first}])", field=f"apps[{index}].{key}")
 
 
-def decode_json(raw: bytes) -> Checkin:
-    """One check-in from its JSON text. Raises BadInput naming the field, and the line
-    within ``raw`` where it can be known."""
+def decode_json(raw: bytes, *, source: str = "agent") -> Checkin:
+    """One check-in from its JSON text (``source`` when it names none). Raises BadInput
+    naming the field, and the line within ``raw`` where it can be known."""
     try:
         body = _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
@@ -159,7 +159,7 @@ def decode_json(raw: bytes) -> Checkin:
         from appban.inventory import _json_text  # the slow path: loaded when first needed
 
         _json_text.parse(raw)  # raises, naming the field given twice, if one is
-    return finish(body, suspect=_suspect(raw))
+    return finish(body, suspect=_suspect(raw), source=source)
 
 
 def _explain(raw: bytes) -> BadInput:
@@ -240,7 +240,7 @@ def from_object(obj: object) -> Checkin:
     return finish(body, suspect=True)
 
 
-def finish(body: CheckinBody, *, suspect: bool) -> Checkin:
+def finish(body: CheckinBody, *, suspect: bool, source: str = "agent") -> Checkin:
     """The rules a type cannot say, then the check-in as the importer takes it."""
     d = body.device
     owner = normalise_email(d.owner, "device.owner")
@@ -267,7 +267,8 @@ def finish(body: CheckinBody, *, suspect: bool) -> Checkin:
     if len(set(eas)) != len(eas):
         raise BadInput("duplicate ActiveSync device id", field="device.eas_device_ids")
     observed = parse_time(body.observed_at, field="observed_at")
-    source = "agent" if isinstance(body.source, UnsetType) else body.source
+    if not isinstance(body.source, UnsetType):
+        source = body.source
     return Checkin(source, device, observed, apps, app_ids)
 
 
