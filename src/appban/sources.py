@@ -78,7 +78,12 @@ def revoke_tokens(ws: Workspace, name: str, kind: str = TOKEN) -> dict[str, Any]
 def list_sources(ws: Workspace) -> dict[str, Any]:
     return {
         "sources": [
-            {"name": s.name, "created_at": format_time(s.created_at), "tokens": s.tokens, "osquery_secrets": s.osquery_secrets}
+            {
+                "name": s.name,
+                "created_at": format_time(s.created_at),
+                "tokens": s.tokens,
+                "osquery_secrets": s.osquery_secrets,
+            }
             for s in ws.store.list_sources()
         ]
     }

@@ -18,10 +18,10 @@ from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
 from appban.store._sqlite_links import SQLiteLinks
-from appban.store._sqlite_sources import SQLiteSources
 from appban.store._sqlite_rows import DEVICE_COLS as _DEVICE_COLS
 from appban.store._sqlite_rows import NEXT_ID, join_identifiers
 from appban.store._sqlite_rows import device_row as _device
+from appban.store._sqlite_sources import SQLiteSources
 from appban.store._sqlite_states import SQLiteStates
 from appban.store.records import (
     AuditEntry,
