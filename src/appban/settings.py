@@ -260,6 +260,73 @@ SETTINGS: dict[str, Setting] = {
             "Seconds over which the mail failure limits drain completely (at most a day).",
             _seconds(zero=False),
         ),
+        # -- the gate: what it saw (sightings) ----------------------------------------------
+        Setting(
+            "gate_sightings_buffer",
+            20_000,
+            "Most distinct (DeviceId, user, DeviceType, protocol) the gate holds between flushes; "
+            "beyond it new ones are dropped and counted (repeats still count); 0: record nothing.",
+            _whole(0, 10_000_000),
+        ),
+        Setting(
+            "gate_sightings_interval",
+            1.0,
+            "Seconds between the gate's writes of what it saw to the store (one short transaction each).",
+            _seconds(60, zero=False),
+        ),
+        Setting(
+            "sightings_max_rows",
+            1_000_000,
+            "Most sightings the store keeps; past it new ones are refused and counted (old ones expire).",
+            _whole(1, 100_000_000),
+        ),
+        Setting(
+            "sightings_max_age",
+            "30d",
+            "How long a sighting is kept after it was last seen (a duration: 30d, 12h).",
+        ),
+        # -- appban serve: the check-in API ------------------------------------------------
+        Setting("serve_host", "127.0.0.1", "Address appban serve listens on."),
+        Setting("serve_port", 8080, "Port appban serve listens on (0: any free port).", _whole(0, 65535)),
+        Setting(
+            "serve_workers",
+            1,
+            "Worker processes of appban serve (each has its own rate limits: see APPBAN_SERVE_CHECKIN_RATE).",
+            _whole(1, 256),
+        ),
+        Setting("serve_tls_cert", "", "PEM certificate file appban serve presents (HTTPS); with APPBAN_SERVE_TLS_KEY."),
+        Setting("serve_tls_key", "", "PEM private key file of APPBAN_SERVE_TLS_CERT."),
+        Setting(
+            "serve_max_body_bytes",
+            32 * 1024 * 1024,
+            "Largest request body appban serve accepts, in bytes after gzip decompression (1 to 1073741824).",
+            _whole(1, 1 << 30),
+        ),
+        Setting(
+            "serve_max_items",
+            10_000,
+            "Most check-ins in one request to POST /api/v1/checkins (1 to 1000000).",
+            _whole(1, 1_000_000),
+        ),
+        Setting(
+            "serve_body_timeout",
+            30.0,
+            "Seconds a client has to send a whole request body to appban serve (a slow client gets 408).",
+            _seconds(3600, zero=False),
+        ),
+        Setting(
+            "serve_checkin_rate",
+            1000,
+            "Check-ins per second each source may post to appban serve, per worker process "
+            "(beyond it: 429 with Retry-After); 0: no limit.",
+            _whole(0, 1_000_000),
+        ),
+        Setting(
+            "serve_checkin_burst",
+            10_000,
+            "Check-ins a source may post at once above APPBAN_SERVE_CHECKIN_RATE before it is slowed.",
+            _whole(1, 10_000_000),
+        ),
         # -- operations ----------------------------------------------------------------
         Setting(
             "debug",
@@ -283,3 +350,8 @@ def get(name: str, flag: Any = None) -> Any:
         return setting.parse(raw)
     except ValueError as exc:
         raise BadInput(f"{exc}", field=setting.env) from None
+
+
+def export(name: str, value: Any) -> None:
+    """Set ``name`` in this process's environment, for the processes it starts (workers)."""
+    os.environ[SETTINGS[name].env] = str(value)

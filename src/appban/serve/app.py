@@ -1,0 +1,90 @@
+"""``appban serve``'s one ASGI application, assembled here from each area's routes.
+
+The check-in API (``checkins``), osquery's remote API (``osquery``) and MDM webhooks
+(``webhooks``) each give their routes; this module adds health, metrics and the
+OpenAPI document, the one error shape (``responses``), and the access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from appban import settings
+from appban.serve import checkins, metrics, openapi
+from appban.serve.responses import ApiError, error_response, json_response
+from appban.serve.service import Service
+
+
+def _area_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for name in ("appban.serve.osquery", "appban.serve.webhooks"):
+        # Written beside this module at the same time; until they exist, the app runs without them.
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        routes += module.routes()
+    return routes
+
+
+def create_app(service: Service | None = None, db: str | None = None) -> Starlette:
+    """The application. It opens its own Service on ``db`` (default: the ``db`` setting)
+    at start and closes it at stop, unless given one (which the caller closes)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = service is None
+        app.state.service = service if service is not None else Service(db or settings.get("db"))
+        try:
+            yield
+        finally:
+            if own:
+                await asyncio.to_thread(app.state.service.close)
+
+    routes: list[BaseRoute] = [
+        *checkins.routes(),
+        *_area_routes(),
+        Route("/healthz", healthz, methods=["GET"], include_in_schema=False),
+        Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False),
+        Route("/api/openapi.json", openapi.endpoint, methods=["GET"], include_in_schema=False),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(metrics.Observe)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.metrics = metrics.Metrics()
+    app.state.buckets = checkins.Buckets(settings.get("serve_checkin_rate"), settings.get("serve_checkin_burst"))
+    if service is not None:  # usable before the lifespan runs (in-process tests)
+        app.state.service = service
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.message, field=exc.field, index=exc.index, headers=exc.headers)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Logged with its traceback by the server; the client learns only that it failed.
+    return error_response(500, "internal error")

@@ -1,0 +1,234 @@
+"""``POST /api/v1/checkins``: check-ins from agents and scripts (SPEC: the check-in API).
+
+The body is SPEC's check-in format: one JSON object, a JSON array of them
+(``application/json``), or JSON Lines (``application/x-ndjson``), gzip allowed. Each
+item is decoded and checked alone, exactly as ``appban import appban`` does, so a bad
+item is rejected (naming its field) beside the good ones, which are applied; nothing of
+a rejected item is written. The token decides the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from appban import settings
+from appban.errors import BadInput
+from appban.inventory.checkin import Checkin, decode_json
+from appban.output import plural
+from appban.serve.auth import source_of
+from appban.serve.bodies import read_body
+from appban.serve.responses import ApiError, json_response
+from appban.serve.service import Service
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+# Other names JSON Lines goes by.
+_LINES = {NDJSON, "application/jsonl", "application/jsonlines", "application/x-jsonlines"}
+# Decoded off the event loop when larger: other requests are answered meanwhile.
+_INLINE_BYTES = 64 * 1024
+# A UTF-16 surrogate written as a JSON escape: valid JSON text that msgspec refuses.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/api/v1/checkins", post_checkins, methods=["POST"])]
+
+
+async def post_checkins(request: Request) -> Response:
+    """Post one check-in or a batch.
+
+    ---
+    summary: Post check-ins
+    description: >-
+      One check-in (a JSON object), a batch (a JSON array, or JSON Lines as
+      application/x-ndjson), optionally with Content-Encoding gzip. Each item is
+      applied, ignored (no newer than what is stored) or rejected (naming its
+      field) on its own; a rejected item writes nothing.
+    security: [{sourceToken: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            oneOf:
+            - $ref: '#/components/schemas/CheckinBody'
+            - type: array
+              items: {$ref: '#/components/schemas/CheckinBody'}
+        application/x-ndjson:
+          schema: {type: string, description: 'JSON Lines: one CheckinBody a line'}
+    responses:
+      '202':
+        description: One result per item, in order.
+        content: {application/json: {schema: {$ref: '#/components/schemas/CheckinResults'}}}
+      '400': &error
+        description: The body cannot be parsed (not JSON, not gzip, empty).
+        content: {application/json: {schema: {$ref: '#/components/schemas/Error'}}}
+      '401': {<<: *error, description: No live source token.}
+      '408': {<<: *error, description: The body did not arrive in time.}
+      '413': {<<: *error, description: Over the body size (decompressed) or the item count limit.}
+      '415': {<<: *error, description: Another Content-Type or Content-Encoding.}
+      '429':
+        <<: *error
+        description: The source posts faster than its limit.
+        headers: {Retry-After: {schema: {type: integer}, description: Seconds to wait.}}
+    """
+    service: Service = request.app.state.service
+    source = await source_of(request, service)
+    kind = _content_kind(request)
+    buckets: Buckets = request.app.state.buckets
+    buckets.check(source)
+    body = await read_body(request, limit=settings.get("serve_max_body_bytes"))
+    raws = _split(body, kind)
+    most = settings.get("serve_max_items")
+    if len(raws) > most:
+        raise ApiError(
+            413,
+            f"{plural(len(raws), 'check-in')} in one request, more than {most:,}",
+            field=settings.SETTINGS["serve_max_items"].env,
+            headers={"Connection": "close"},
+        )
+    buckets.take(source, len(raws))
+    if len(body) > _INLINE_BYTES:
+        items = await asyncio.to_thread(decode_items, raws, source)
+    else:
+        items = decode_items(raws, source)
+    results = await service.apply(f"api:{source}", items)
+    return json_response({"results": [r.as_dict() for r in results]}, status=202)
+
+
+def _content_kind(request: Request) -> str:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == JSON or media.endswith("+json"):
+        return JSON
+    if media in _LINES:
+        return NDJSON
+    raise ApiError(
+        415,
+        f"Content-Type must be {JSON} (one check-in or an array) or {NDJSON} (JSON Lines)",
+        field="Content-Type",
+    )
+
+
+def _split(body: bytes, kind: str) -> list[bytes]:
+    """The items of a body, as bytes each; ApiError 400 when the body cannot be parsed."""
+    if kind == NDJSON:
+        # A line that is not JSON is that item's rejection, not the body's.
+        return [line for line in body.split(b"\n") if line.strip()]
+    text = body.strip()
+    if not text:
+        raise ApiError(400, "the body is empty: send one check-in, an array of them, or JSON Lines")
+    if text[:1] != b"[":
+        _check_json(text)
+        return [text]
+    try:
+        return [bytes(raw) for raw in msgspec.json.decode(text, type=list[msgspec.Raw])]
+    except msgspec.DecodeError:
+        pass
+    # msgspec refuses a lone surrogate escape (\ud800) even where it only skips a value;
+    # JSON's grammar allows it, and the item holding it is rejected by its own decoding.
+    # The escape's hex digits are swapped for others of the same length to find where
+    # each item starts and ends, and the items are cut from the body as sent.
+    if not _SURROGATE_ESCAPE.search(text):
+        raise _unparsable()
+    masked = _SURROGATE_ESCAPE.sub(b"\\\\u0041", text)
+    try:
+        parts = msgspec.json.decode(masked, type=list[msgspec.Raw])
+    except msgspec.DecodeError:
+        raise _unparsable() from None
+    items = []
+    at = 0
+    for raw in parts:
+        piece = bytes(raw)
+        at = masked.index(piece, at)
+        items.append(text[at : at + len(piece)])
+        at += len(piece)
+    return items
+
+
+def _check_json(text: bytes) -> None:
+    try:
+        msgspec.json.decode(_SURROGATE_ESCAPE.sub(b"\\\\u0041", text), type=msgspec.Raw)
+    except msgspec.DecodeError:
+        raise _unparsable() from None
+
+
+def _unparsable() -> ApiError:
+    return ApiError(400, "the body is not JSON: send one check-in (an object) or an array of them")
+
+
+def decode_items(raws: list[bytes], source: str) -> list[Checkin | BadInput]:
+    """Each item decoded alone: a check-in, or the BadInput that says why it is rejected."""
+    max_bytes = settings.get("max_checkin_bytes")
+    max_apps = settings.get("max_apps")
+    items: list[Checkin | BadInput] = []
+    for raw in raws:
+        try:
+            items.append(decode_one(raw, source, max_bytes=max_bytes, max_apps=max_apps))
+        except BadInput as exc:
+            items.append(exc)
+    return items
+
+
+def decode_one(raw: bytes, source: str, *, max_bytes: int, max_apps: int) -> Checkin:
+    if len(raw) > max_bytes:
+        raise BadInput(f"{len(raw):,} bytes, more than {max_bytes:,} ({settings.SETTINGS['max_checkin_bytes'].env})")
+    checkin = decode_json(raw, source=source)
+    if checkin.source != source:
+        raise BadInput(
+            f"names source {checkin.source!r}, but the token is source {source!r}'s",
+            field="source",
+        )
+    if len(checkin.apps) > max_apps:
+        raise BadInput(
+            f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} ({settings.SETTINGS['max_apps'].env})",
+            field="apps",
+        )
+    return checkin
+
+
+class Buckets:
+    """A token bucket per source (check-ins per second, with a burst), in this process.
+
+    A request is let in while its source's bucket is not in debt, and then takes as
+    many tokens as it has check-ins, so a batch larger than the burst still passes,
+    and its source then waits for the debt to drain (``Retry-After``).
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._level: dict[str, tuple[float, float]] = {}  # source -> (tokens, when)
+
+    def _now_level(self, source: str) -> float:
+        now = time.monotonic()
+        tokens, when = self._level.get(source, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+        self._level[source] = (tokens, now)
+        return tokens
+
+    def check(self, source: str) -> None:
+        if not self.rate:
+            return
+        tokens = self._now_level(source)
+        if tokens < 1:
+            wait = max(1, math.ceil((1 - tokens) / self.rate))
+            raise ApiError(
+                429,
+                f"source {source!r} posts more than {self.rate:g} check-ins a second; retry in {wait} s",
+                field=settings.SETTINGS["serve_checkin_rate"].env,
+                headers={"Retry-After": str(wait)},
+            )
+
+    def take(self, source: str, count: int) -> None:
+        if not self.rate:
+            return
+        tokens = self._now_level(source)
+        self._level[source] = (tokens - count, time.monotonic())
