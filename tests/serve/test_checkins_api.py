@@ -1,0 +1,265 @@
+"""POST /api/v1/checkins over a real socket: every answer the issue names."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from helpers_serve import CHECKINS, NOTES, TIKTOK, Database, ThreadServer, bearer, checkin
+
+from appban.serve.schemas import CheckinResults, Error
+from helpers_cli import snapshot
+
+JSON = {"Content-Type": "application/json"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def post(client: httpx.Client, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(CHECKINS, content=content, headers={**JSON, **(headers or {})})
+
+
+def results(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 202, response.text
+    msgspec.json.decode(response.content, type=CheckinResults)  # the documented shape
+    return list(response.json()["results"])
+
+
+def error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    msgspec.json.decode(response.content, type=Error)
+    detail = response.json()["error"]
+    assert detail["status"] == status
+    return dict(detail)
+
+
+def show(database: Database, device_id: str) -> dict[str, Any]:
+    return dict(database.appban("device", "show", device_id))
+
+
+# -- accepted ------------------------------------------------------------------------------
+
+
+def test_one_checkin_is_applied_and_filed_under_the_tokens_source(client: httpx.Client, database: Database) -> None:
+    r = results(post(client, checkin("PHONE-1", apps=[TIKTOK, NOTES])))
+    assert r == [{"index": 0, "device": "PHONE-1", "status": "applied"}]
+    shown = show(database, "PHONE-1")
+    assert (shown["source"], shown["source_id"], shown["owner"]) == ("agent", "PHONE-1", "jane.doe@example.com")
+
+
+def test_the_same_snapshot_again_is_ignored(client: httpx.Client) -> None:
+    body = checkin("PHONE-2")
+    assert results(post(client, body))[0]["status"] == "applied"
+    assert results(post(client, body))[0]["status"] == "ignored"
+    older = checkin("PHONE-2", at="2020-07-09T15:00:00Z")
+    assert results(post(client, older))[0]["status"] == "ignored"
+
+
+def test_a_batch_of_good_and_bad_items(client: httpx.Client, database: Database) -> None:
+    batch = [
+        checkin("GOOD-1"),
+        checkin("BAD-1", platform="blackberry"),
+        {"device": {"id": "BAD-2", "platform": "ios", "owner": "not an address"}, "observed_at": "x", "apps": []},
+        checkin("GOOD-2", apps=[TIKTOK]),
+        42,
+        checkin("BAD-3", source="someone-else"),
+    ]
+    r = results(post(client, batch))
+    assert [x["index"] for x in r] == list(range(6))
+    assert [x["status"] for x in r] == ["applied", "rejected", "rejected", "applied", "rejected", "rejected"]
+    assert r[1]["error"]["field"] == "device.platform"
+    assert r[2]["error"]["field"] in ("device.owner", "observed_at")
+    assert r[5]["error"]["field"] == "source"
+    assert all(x["error"]["message"] for x in r if x["status"] == "rejected")
+    for good in ("GOOD-1", "GOOD-2"):
+        assert show(database, good)["id"]
+    for bad in ("BAD-1", "BAD-2", "BAD-3"):
+        assert run_show_fails(database, bad)
+
+
+def run_show_fails(database: Database, device_id: str) -> bool:
+    from helpers_cli import run
+
+    return run("--db", database.path, "device", "show", device_id).code == 2
+
+
+def test_a_rejected_item_writes_nothing(client: httpx.Client, database: Database) -> None:
+    assert results(post(client, checkin("KEEP-1", apps=[NOTES])))[0]["status"] == "applied"
+    before = snapshot(database.path)
+    bad_update = checkin("KEEP-1", apps=[TIKTOK, TIKTOK], at="2020-07-10T16:00:00Z")  # a duplicate app
+    new_bad = checkin("NEW-1", eas=["bad id with spaces"])
+    r = results(post(client, [bad_update, new_bad]))
+    assert [x["status"] for x in r] == ["rejected", "rejected"]
+    after = snapshot(database.path)
+    changed = {t for t in after if after[t] != before.get(t)}
+    # Only the audit log's note of what came in (and the store's clock) may change.
+    assert changed <= {"audit_log", "meta"}, changed
+
+
+def test_json_lines_a_bad_line_is_a_rejected_item(client: httpx.Client) -> None:
+    lines = [json.dumps(checkin("NL-1")).encode(), b"{not json", b"", json.dumps(checkin("NL-2")).encode()]
+    r = results(post(client, b"\n".join(lines) + b"\n", NDJSON))
+    assert [x["status"] for x in r] == ["applied", "rejected", "applied"]
+    assert [x["device"] for x in r] == ["NL-1", None, "NL-2"]
+
+
+def test_gzip_body(client: httpx.Client, database: Database) -> None:
+    body = gzip.compress(json.dumps([checkin("GZ-1"), checkin("GZ-2")]).encode())
+    r = results(post(client, body, {"Content-Encoding": "gzip"}))
+    assert [x["status"] for x in r] == ["applied", "applied"]
+    # Two gzip members in a row are one gzip stream.
+    body = gzip.compress(b"[") + gzip.compress(json.dumps(checkin("GZ-3")).encode() + b"]")
+    assert results(post(client, body, {"Content-Encoding": "gzip"}))[0]["device"] == "GZ-3"
+    assert show(database, "GZ-1")["source_id"] == "GZ-1"
+
+
+def test_a_lone_surrogate_rejects_its_item_only(client: httpx.Client) -> None:
+    good = json.dumps(checkin("SUR-1", apps=[{"id": "com.example.x", "name": "Smile \U0001f600"}]))
+    bad = json.dumps(checkin("SUR-2", apps=[{"id": "com.example.y", "name": "X"}])).replace('"X"', '"\\ud800"')
+    r = results(post(client, f"[{good}, {bad}]".encode()))
+    assert [x["status"] for x in r] == ["applied", "rejected"]
+    assert r[1]["error"]["field"] == "apps[0].name"
+
+
+def test_an_empty_array_is_no_items(client: httpx.Client) -> None:
+    assert results(post(client, b"[]")) == []
+
+
+# -- refused ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2", b'[{"a": 1}] trailing', b"", b"   ", b"[1,]"],
+)
+def test_a_body_that_cannot_be_parsed_is_400(client: httpx.Client, body: bytes) -> None:
+    error(post(client, body), 400)
+
+
+def test_bad_gzip_is_400(client: httpx.Client) -> None:
+    assert error(post(client, b"not gzip at all", {"Content-Encoding": "gzip"}), 400)["field"] == "Content-Encoding"
+    cut = gzip.compress(json.dumps(checkin("CUT")).encode())[:-6]
+    error(post(client, cut, {"Content-Encoding": "gzip"}), 400)
+
+
+def test_no_token_wrong_token_revoked_token_are_401(server: ThreadServer, database: Database) -> None:
+    body = json.dumps(checkin("AUTH-1")).encode()
+    with httpx.Client(base_url=server.url) as c:
+        for headers in (
+            {},
+            bearer("appban-src-nope"),
+            {"Authorization": "Basic dXNlcjpwYXNz"},
+            {"Authorization": "Bearer"},
+        ):
+            r = c.post(CHECKINS, content=body, headers={**JSON, **headers})
+            assert error(r, 401)["field"] == "Authorization"
+            assert r.headers["www-authenticate"].startswith("Bearer")
+        token = database.token_for("mdm")
+        assert c.post(CHECKINS, content=body, headers={**JSON, **bearer(token)}).status_code == 202
+        database.appban("source", "token", "revoke", "mdm")
+        error(c.post(CHECKINS, content=body, headers={**JSON, **bearer(token)}), 401)
+    assert run_show_fails(database, "AUTH-1") is False  # the one accepted post
+
+
+def test_another_sources_token_files_under_its_own_source(server: ThreadServer, database: Database) -> None:
+    token = database.token_for("mdm")
+    with httpx.Client(base_url=server.url, headers=bearer(token)) as c:
+        r = results(post(c, [checkin("SRC-1", source="agent"), checkin("SRC-2", source="mdm"), checkin("SRC-3")]))
+    assert [x["status"] for x in r] == ["rejected", "applied", "applied"]
+    assert r[0]["error"]["field"] == "source"
+    assert run_show_fails(database, "SRC-1")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "", "multipart/form-data"])
+def test_another_content_type_is_415(client: httpx.Client, content_type: str) -> None:
+    r = client.post(CHECKINS, content=json.dumps(checkin("CT")).encode(), headers={"Content-Type": content_type})
+    assert error(r, 415)["field"] == "Content-Type"
+
+
+def test_another_content_encoding_is_415(client: httpx.Client) -> None:
+    r = post(client, zlib.compress(b"[]"), {"Content-Encoding": "br"})
+    assert error(r, 415)["field"] == "Content-Encoding"
+
+
+def test_a_body_over_the_limit_is_413(monkeypatch: pytest.MonkeyPatch, database: Database) -> None:
+    monkeypatch.setenv("APPBAN_SERVE_MAX_BODY_BYTES", "10000")
+    with ThreadServer(database.path) as server, httpx.Client(base_url=server.url, headers=bearer(database.token)) as c:
+        big = json.dumps([checkin(f"BIG-{i}") for i in range(100)]).encode()
+        assert error(post(c, big), 413)["field"] == "APPBAN_SERVE_MAX_BODY_BYTES"
+
+        def chunks() -> Any:  # no Content-Length: counted as it streams
+            yield big[:5000]
+            yield big[5000:]
+
+        r = c.post(CHECKINS, content=chunks(), headers=JSON)
+        error(r, 413)
+        # The limit is on the decompressed size: small on the wire is not enough.
+        assert len(gzip.compress(big)) < 10000
+        error(post(c, gzip.compress(big), {"Content-Encoding": "gzip"}), 413)
+        assert results(post(c, [checkin("SMALL")]))[0]["status"] == "applied"
+    assert run_show_fails(database, "BIG-0")
+
+
+def gzip_bomb(megabytes: int) -> bytes:
+    """A JSON array of ``megabytes`` MB of spaces, gzipped (about 1,000 times smaller)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    spaces = b" " * (1 << 20)
+    return b"".join([packer.compress(b"["), *(packer.compress(spaces) for _ in range(megabytes)), packer.flush()])
+
+
+def test_a_gzip_bomb_is_413(client: httpx.Client) -> None:
+    bomb = gzip_bomb(256)  # 256 MB, 8 times the default limit, in 256 KB
+    assert len(bomb) < 1 << 20
+    r = post(client, bomb, {"Content-Encoding": "gzip"})
+    assert error(r, 413)["field"] == "APPBAN_SERVE_MAX_BODY_BYTES"
+    assert results(post(client, [checkin("AFTER-BOMB")]))[0]["status"] == "applied"
+
+
+def test_more_items_than_allowed_is_413(client: httpx.Client, database: Database) -> None:
+    # 100,000 check-ins: far more than the default 10,000 a request.
+    lines = b"\n".join(json.dumps(checkin(f"MANY-{i}", apps=[])).encode() for i in range(100_000))
+    r = post(client, lines, NDJSON)
+    detail = error(r, 413)
+    assert detail["field"] == "APPBAN_SERVE_MAX_ITEMS"
+    assert "100,000" in detail["message"]
+    assert run_show_fails(database, "MANY-0")
+
+
+def test_max_apps_rejects_the_item(monkeypatch: pytest.MonkeyPatch, database: Database) -> None:
+    monkeypatch.setenv("APPBAN_MAX_APPS", "2")
+    with ThreadServer(database.path) as server, httpx.Client(base_url=server.url, headers=bearer(database.token)) as c:
+        apps = [{"id": f"com.example.app{i}"} for i in range(3)]
+        r = results(post(c, [checkin("APPS-1", apps=apps), checkin("APPS-2", apps=apps[:2])]))
+    assert [x["status"] for x in r] == ["rejected", "applied"]
+    assert r[0]["error"]["field"] == "apps"
+    assert "APPBAN_MAX_APPS" in r[0]["error"]["message"]
+
+
+def test_a_source_over_its_rate_gets_429(monkeypatch: pytest.MonkeyPatch, database: Database) -> None:
+    monkeypatch.setenv("APPBAN_SERVE_CHECKIN_RATE", "1")
+    monkeypatch.setenv("APPBAN_SERVE_CHECKIN_BURST", "3")
+    other = database.token_for("mdm")
+    with ThreadServer(database.path) as server, httpx.Client(base_url=server.url) as c:
+        agent = {**JSON, **bearer(database.token)}
+        ok = c.post(CHECKINS, content=json.dumps([checkin(f"R-{i}") for i in range(3)]), headers=agent)
+        assert ok.status_code == 202
+        r = c.post(CHECKINS, content=json.dumps(checkin("R-9")), headers=agent)
+        detail = error(r, 429)
+        assert detail["field"] == "APPBAN_SERVE_CHECKIN_RATE"
+        assert int(r.headers["retry-after"]) >= 1
+        # Another source has its own bucket.
+        assert (
+            c.post(CHECKINS, content=json.dumps(checkin("M-1")), headers={**JSON, **bearer(other)}).status_code == 202
+        )
+    assert run_show_fails(database, "R-9")
+
+
+def test_unknown_path_and_method_use_the_error_shape(client: httpx.Client) -> None:
+    error(client.get("/nope"), 404)
+    error(client.get(CHECKINS), 405)
