@@ -57,6 +57,9 @@ def serve(
     count = settings.get("serve_workers", workers)
     cert, key = _tls(tls_cert, tls_key)
     db = env.db()
+    # Read now, so that a bad value is one line at start, not a refusal in every request.
+    for name in (*(n for n in settings.SETTINGS if n.startswith("serve_")), "max_apps", "max_checkin_bytes"):
+        settings.get(name)
     _check_database(env)
     # Each worker process makes its own app and reads the database from the settings.
     settings.export("db", db)
