@@ -197,8 +197,11 @@ def single_latency(template: str, tmp: str, token: str, items: list[bytes]) -> l
 def time_to_allow(template: str, tmp: str, token: str, trials: int) -> tuple[list[float], list[float]]:
     db = fresh_copy(template, tmp, "allow.db")
     rng = random.Random(7)
-    # Device 0 carries TikTok and is blocked: the policy's deadline is long past.
-    first = _fleet.checkin(0, rng, observed_at=OBSERVED, tiktok=True)
+    # Device 1 (an Android phone: every TikTok id _fleet picks is Android's) carries TikTok and is blocked: the policy's deadline is long past. Reported
+    # two hours ago: an inventory older than the policy's max_inventory_age is unverified
+    # (allowed), not blocked.
+    recent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
+    first = _fleet.checkin(1, rng, observed_at=recent, tiktok=True)
     path = os.path.join(tmp, "blocked.jsonl")
     Path(path).write_text(json.dumps(first) + "\n")
     appban(db, "import", "appban", path)
@@ -210,7 +213,7 @@ def time_to_allow(template: str, tmp: str, token: str, trials: int) -> tuple[lis
         stderr=subprocess.DEVNULL,
     )
     eas = first["device"]["eas_device_ids"][0]
-    uri = f"/Microsoft-Server-ActiveSync?Cmd=Sync&User=user0@example.com&DeviceId={eas}"
+    uri = f"/Microsoft-Server-ActiveSync?Cmd=Sync&User=user1@example.com&DeviceId={eas}"
     try:
         gate_conn = _wait_for_gate(gate, gate_port)
 
@@ -230,7 +233,7 @@ def time_to_allow(template: str, tmp: str, token: str, trials: int) -> tuple[lis
                 base = time.time()
                 for trial in range(trials):
                     for tiktok, want, into in ((False, 204, allow), (True, 403, deny)):
-                        body = dict(first, apps=_fleet.checkin(0, rng, observed_at=OBSERVED, tiktok=tiktok)["apps"])
+                        body = dict(first, apps=_fleet.checkin(1, rng, observed_at=OBSERVED, tiktok=tiktok)["apps"])
                         step = 2 * trial + (0 if not tiktok else 1)
                         body["observed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base - 3600 + step))
                         body["observed_at"] += "Z"

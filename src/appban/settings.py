@@ -316,16 +316,30 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "serve_checkin_rate",
-            1000,
+            5000,
             "Check-ins per second each source may post to appban serve, per worker process "
             "(beyond it: 429 with Retry-After); 0: no limit.",
             _whole(0, 1_000_000),
         ),
         Setting(
             "serve_checkin_burst",
-            10_000,
+            50_000,
             "Check-ins a source may post at once above APPBAN_SERVE_CHECKIN_RATE before it is slowed.",
             _whole(1, 10_000_000),
+        ),
+        # -- appban serve: osquery agents and MDM webhooks ---------------------------------
+        Setting(
+            "osquery_interval",
+            900,
+            "Seconds between runs of the installed-apps queries appban gives enrolled osquery agents "
+            "(60 to 86400).",
+            _whole(60, 86_400),
+        ),
+        Setting(
+            "mdm_hold_max_age",
+            "7d",
+            "How long an Apple MDM app list posted to the webhook waits for a DeviceInformation result "
+            "that tells its device's platform, then is dropped (a duration: 7d, 12h).",
         ),
         # -- operations ----------------------------------------------------------------
         Setting(
