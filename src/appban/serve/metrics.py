@@ -1,7 +1,8 @@
 """Prometheus metrics of ``appban serve`` and its access log, both fed by one middleware.
 
 The access log is one JSON line per request (logger ``appban.serve.access``): time,
-method, path (without the query, which may carry secrets), status, duration_ms,
+method, path (without the query, and as its route's template where the route takes a
+value from the path: either may carry a secret), status, duration_ms,
 source (the token's, when one was accepted) and bytes_in (as received, before any
 decompression).
 """
@@ -140,7 +141,8 @@ class Observe:
                         {
                             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                             "method": scope["method"],
-                            "path": scope["path"],
+                            # A path that carries a value (a token in /me/{token}) is logged as its template.
+                            "path": name if "{" in name else scope["path"],
                             "status": status,
                             "duration_ms": round(seconds * 1000, 3),
                             "source": state.get("source"),
