@@ -263,3 +263,18 @@ def test_a_source_over_its_rate_gets_429(monkeypatch: pytest.MonkeyPatch, databa
 def test_unknown_path_and_method_use_the_error_shape(client: httpx.Client) -> None:
     error(client.get("/nope"), 404)
     error(client.get(CHECKINS), 405)
+
+
+def test_a_busy_database_is_503_with_retry_after(
+    server: ThreadServer, client: httpx.Client, database: Database
+) -> None:
+    from appban.errors import Busy
+
+    async def busy(subject: str, items: list[Any]) -> list[Any]:
+        raise Busy("the database is busy: another writer held it too long")
+
+    server.app.state.service.apply = busy
+    r = post(client, checkin("BUSY-1"))
+    assert error(r, 503)["message"].startswith("the database is busy")
+    assert r.headers["retry-after"] == "1"
+    assert run_show_fails(database, "BUSY-1")

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from appban import settings
+from appban.errors import AppbanError, BadInput
 from appban.serve import checkins, metrics, openapi
 from appban.serve.responses import ApiError, error_response, json_response
 from appban.serve.service import Service
@@ -64,7 +65,7 @@ def create_app(service: Service | None = None, db: str | None = None) -> Starlet
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(metrics.Observe)],
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={HTTPException: _http_error, AppbanError: _appban_error, Exception: _internal_error},
     )
     app.state.metrics = metrics.Metrics()
     app.state.buckets = checkins.Buckets(settings.get("serve_checkin_rate"), settings.get("serve_checkin_burst"))
@@ -83,6 +84,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.message, field=exc.field, index=exc.index, headers=exc.headers)
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _appban_error(request: Request, exc: Exception) -> Response:
+    """appban's own errors carry their status: a busy database is 503, bad input 400."""
+    assert isinstance(exc, AppbanError)
+    field = exc.field if isinstance(exc, BadInput) else None
+    headers = {"Retry-After": "1"} if exc.http_status == 503 else None
+    return error_response(exc.http_status, str(exc), field=field, headers=headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

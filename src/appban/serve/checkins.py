@@ -79,6 +79,10 @@ async def post_checkins(request: Request) -> Response:
         <<: *error
         description: The source posts faster than its limit.
         headers: {Retry-After: {schema: {type: integer}, description: Seconds to wait.}}
+      '503':
+        <<: *error
+        description: The database is busy (another writer held it too long); retry.
+        headers: {Retry-After: {schema: {type: integer}, description: Seconds to wait.}}
     """
     service: Service = request.app.state.service
     source = await source_of(request, service)
