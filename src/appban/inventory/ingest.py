@@ -142,7 +142,7 @@ class Ingestor:
             existing: dict[str, Observation] = {}
             self.counts.new += 1
         else:
-            device.credential = old.credential
+            device.credential, device.mail_seen = old.credential, old.mail_seen
             device.decision, device.reason = old.decision, old.reason
             gate_facts_changed = old.owner != device.owner or old.eas_ids != device.eas_ids
             device.gate_seq = store.next_gate_seq() if gate_facts_changed else old.gate_seq

@@ -202,6 +202,7 @@ class Linker:
         merged, apps = union([r.facts for r in records], present)
         merged.id, merged.source, merged.source_id = device.id, device.source, device.source_id
         merged.credential, merged.decision, merged.reason = device.credential, device.decision, device.reason
+        merged.mail_seen = device.mail_seen
         merged.linked = True
         changed = (device.owner, device.eas_ids) != (merged.owner, merged.eas_ids)
         merged.gate_seq = store.next_gate_seq() if changed else device.gate_seq
@@ -292,6 +293,7 @@ class Linker:
             last.facts,
             id=device_id,
             credential=device.credential,
+            mail_seen=device.mail_seen,
             decision=device.decision,
             reason=device.reason,
             gate_seq=store.next_gate_seq(),

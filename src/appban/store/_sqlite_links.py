@@ -24,7 +24,7 @@ _RECORD_COLS = (
 _RECORD_READ = (
     "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
     "os_version, mail_reported, eas_ids, catalog_version, 0, 'allow', 'ok', 0, identifiers, epoch, "
-    "counter, 0, device_id, linked_by, linked_at"
+    "counter, 0, NULL, device_id, linked_by, linked_at"
 )
 _OBSERVATION_COLS = (
     "app_key, app_id, name, version, signing_sha256, family, match_kind, confidence, first_seen, last_seen, gone_at"
@@ -32,7 +32,7 @@ _OBSERVATION_COLS = (
 
 
 def _record(row: tuple[Any, ...]) -> SourceRecord:
-    return SourceRecord(device_row(row), row[21], row[22], row[23])
+    return SourceRecord(device_row(row), row[22], row[23], row[24])
 
 
 class SQLiteLinks:
@@ -235,6 +235,11 @@ class SQLiteLinks:
             )
         db.execute("UPDATE device_records SET device_id = ? WHERE device_id = ?", (into_id, from_id))
         db.execute("UPDATE device_identifiers SET device_id = ? WHERE device_id = ?", (into_id, from_id))
+        db.execute(
+            "UPDATE devices SET mail_seen = coalesce(mail_seen, (SELECT mail_seen FROM devices WHERE id = ?)) "
+            "WHERE id = ?",
+            (from_id, into_id),
+        )
         db.execute("DELETE FROM states WHERE device_id = ?", (from_id,))
         db.execute(
             "INSERT INTO gate_tombstones (seq, eas_id, device_id) SELECT ?, eas_id, device_id FROM device_eas "

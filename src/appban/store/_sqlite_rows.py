@@ -11,7 +11,7 @@ from appban.store.records import DeviceRow
 DEVICE_COLS = (
     "id, source, source_id, platform, ownership, owner, inventory_scope, observed_at, model, "
     "os_version, mail_reported, eas_ids, catalog_version, credential, decision, reason, gate_seq, "
-    "identifiers, epoch, counter, linked"
+    "identifiers, epoch, counter, linked, mail_seen"
 )
 
 
@@ -38,6 +38,7 @@ def device_row(row: tuple[Any, ...]) -> DeviceRow:
         row[18],
         row[19],
         bool(row[20]),
+        row[21],
     )
 
 

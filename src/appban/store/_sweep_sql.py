@@ -21,9 +21,10 @@ from appban.store.records import SweepQuery
 COMPLIANT, OUT_OF_SCOPE, MANAGED, CATALOG, STALE, NO_APPS = 4, 0, 1, 2, 3, 5
 
 # SPEC, Device: it "accesses mail" when it has an ActiveSync DeviceId, a mail password
-# issued by appban, or a source says so. The one SQL definition (DeviceRow.mail_access
-# is its Python twin); ``d`` is the devices table.
-READS_MAIL = "(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0))"
+# issued by appban, or a source says so (or the gate saw its owner use a DeviceId it
+# names: mail_seen). The one SQL definition (DeviceRow.mail_access is its Python twin);
+# ``d`` is the devices table.
+READS_MAIL = "(d.eas_ids != '' OR d.credential OR coalesce(d.mail_reported, 0) OR d.mail_seen IS NOT NULL)"
 
 # The columns of ``FactRow``, in its order.
 FACT_COLUMNS = f"""d.id, d.platform, d.ownership, d.owner, {READS_MAIL},

@@ -33,6 +33,9 @@ from appban.store.records import (
     Person,
     PolicyRow,
     RecordedState,
+    SightedDevice,
+    Sighting,
+    SightingsWritten,
     SourceRecord,
     SourceRow,
     StateListing,
@@ -40,8 +43,9 @@ from appban.store.records import (
     StoredCatalog,
     SweepChange,
     SweepQuery,
-    Tombstone,
     TokenRow,
+    Tombstone,
+    UnseenDevice,
 )
 
 
@@ -470,6 +474,41 @@ class Store(Protocol):
         """Device ``from_id`` is now part of ``into_id``: exemptions, attestations, mail
         passwords, records and identifiers move; its states and row go; the gate drops
         its DeviceIds at ``seq``."""
+        ...
+
+    # -- sightings: what the gate saw (written by its flusher, off the request path) ------
+
+    def record_sightings(self, rows: list[Sighting], now: Micros, max_rows: int) -> SightingsWritten:
+        """Add a flush's sightings, seen at ``now``: known keys get ``now`` as last seen and
+        their counts added; new ones are inserted while fewer than ``max_rows`` are held
+        (the most frequent first), the rest refused and counted."""
+        ...
+
+    def sightings_due(self, before: Micros) -> bool:
+        """Whether any sighting was last seen before ``before``."""
+        ...
+
+    def expire_sightings(self, before: Micros) -> int:
+        """Drop the sightings last seen before ``before``; returns how many."""
+        ...
+
+    def sightings_held(self) -> tuple[int, int]:
+        """Sightings held, and new ones refused at the cap since the database was made."""
+        ...
+
+    def unseen_devices(self, since: Micros) -> Iterator[UnseenDevice]:
+        """Sightings last seen at or after ``since`` of a DeviceId no device has (neither
+        as an ActiveSync DeviceId nor as an identifier), most recently seen first."""
+        ...
+
+    def sighted_devices(self, eas_ids: list[str]) -> list[SightedDevice]:
+        """Devices that name one of these DeviceIds as an identifier and that nothing yet
+        says read mail."""
+        ...
+
+    def mark_mail_seen(self, device_ids: list[int], at: Micros) -> int:
+        """The gate saw these devices' owners use them for mail at ``at`` (the first time
+        counts: SPEC, Device, "accesses mail"); returns how many were not marked before."""
         ...
 
     # -- audit -----------------------------------------------------------------------

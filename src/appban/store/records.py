@@ -40,6 +40,7 @@ class DeviceRow:
     epoch: int | None = None  # a differential stream's position (osquery)
     counter: int | None = None
     linked: bool = False  # several source records describe it (device_records)
+    mail_seen: Micros | None = None  # when the gate first saw its owner use it for mail
 
     @property
     def ref(self) -> str:
@@ -47,7 +48,7 @@ class DeviceRow:
 
     @property
     def mail_access(self) -> bool:
-        return bool(self.eas_ids) or self.credential or bool(self.mail_reported)
+        return bool(self.eas_ids) or self.credential or bool(self.mail_reported) or self.mail_seen is not None
 
 
 @dataclass(slots=True)
@@ -213,6 +214,48 @@ class Tombstone(NamedTuple):
     seq: int
     eas_id: str
     device_id: int
+
+
+# -- what the gate saw (sightings) ---------------------------------------------------------
+
+
+class Sighting(NamedTuple):
+    """A (DeviceId, user, DeviceType, protocol) the gate answered, ``times`` times since
+    the last flush; text as it is stored (``gate/sightings.py`` cleans it)."""
+
+    eas_id: str
+    user: str
+    device_type: str
+    protocol: str
+    times: int
+
+
+class SightingsWritten(NamedTuple):
+    """What one flush did: rows that were there, rows added, new keys refused at the cap."""
+
+    updated: int
+    inserted: int
+    refused: int
+
+
+class UnseenDevice(NamedTuple):
+    """A DeviceId the gate saw that no device has, with who used it and how often."""
+
+    eas_id: str
+    user: str
+    device_type: str
+    protocol: str
+    first_seen: Micros
+    last_seen: Micros
+    times: int
+
+
+class SightedDevice(NamedTuple):
+    """A device that names a sighted DeviceId, not yet known to read mail."""
+
+    eas_id: str
+    device_id: int
+    owner: str
 
 
 class Credential(NamedTuple):

@@ -21,6 +21,7 @@ from appban.store._sqlite_links import SQLiteLinks
 from appban.store._sqlite_rows import DEVICE_COLS as _DEVICE_COLS
 from appban.store._sqlite_rows import NEXT_ID, join_identifiers
 from appban.store._sqlite_rows import device_row as _device
+from appban.store._sqlite_sightings import SQLiteSightings
 from appban.store._sqlite_sources import SQLiteSources
 from appban.store._sqlite_states import SQLiteStates
 from appban.store.records import (
@@ -87,7 +88,7 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-class SQLiteStore(SQLiteStates, SQLiteLinks, SQLiteSources):
+class SQLiteStore(SQLiteStates, SQLiteLinks, SQLiteSources, SQLiteSightings):
     backend = "sqlite"
 
     def __init__(self, path: str) -> None:
