@@ -12,6 +12,12 @@ which app list of it is the newest; then that app list becomes the device's chec
 Memory holds a few identifiers per device, never a device's apps. A device with
 DeviceInformation and no app list in the file is a record that lists no apps.
 
+``webhook_reports`` reads one webhook request's body (bytes: one event or an array of
+them) for ``appban serve``, each event on its own: what it says about a device, nothing
+for an event that is not about apps or device facts, or why it is refused.
+``device_checkin`` makes a device's facts and an app list (of the same or of another
+request) one check-in.
+
 Property lists are bounded: a result at most ``max_bytes``, nested at most
 ``MAX_DEPTH`` levels. XML goes through defusedxml (no entity declarations, no
 external references) and is converted here; binary goes through plistlib and is then
@@ -32,6 +38,7 @@ from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as safe_xml
+import msgspec
 from defusedxml import DefusedXmlException
 
 from appban.clock import Micros
@@ -75,7 +82,7 @@ class AppleMdmFormat:
         """The devices of all ``paths`` together: a device's DeviceInformation and its
         app list may be results in different files (one file per command result)."""
         source = options.source or self.name
-        devices: dict[str, _Device] = {}
+        devices: dict[str, DeviceFacts] = {}
         first: dict[str, str] = {}  # device key -> the file that first named it
         for n, path in enumerate(paths):
             try:
@@ -134,7 +141,10 @@ class _Newest:
 
 
 @dataclass
-class _Device:
+class DeviceFacts:
+    """What results say about one device: its key (EnrollmentID or UDID), its facts
+    from DeviceInformation, and (reading files) which app list of it is the newest."""
+
     key: str
     at: str  # where the device's id was read, for errors
     user_enrollment: bool
@@ -211,7 +221,7 @@ def _acknowledged(result: _Result) -> Iterator[_Result]:
         yield result
 
 
-def _note(result: _Result, devices: dict[str, _Device]) -> None:
+def _note(result: _Result, devices: dict[str, DeviceFacts]) -> None:
     """Pass one: the device's DeviceInformation, and whether this app list is its newest."""
     payload, at = result.payload, result.at
     kind = _kind(payload, at)
@@ -244,7 +254,7 @@ def _kind(payload: dict[str, Any], at: str) -> str | None:
     return None
 
 
-def _device(result: _Result, devices: dict[str, _Device]) -> _Device:
+def _device(result: _Result, devices: dict[str, DeviceFacts]) -> DeviceFacts:
     payload, at = result.payload, result.at
     enrollment_id = text(payload, "EnrollmentID", at) or result.enrollment_id
     udid = text(payload, "UDID", at) or result.udid
@@ -257,12 +267,12 @@ def _device(result: _Result, devices: dict[str, _Device]) -> _Device:
     device = devices.get(key)
     if device is None:
         field_name = "EnrollmentID" if enrollment_id else "UDID"
-        device = devices[key] = _Device(key, _step(at, field_name), user_enrollment)
+        device = devices[key] = DeviceFacts(key, _step(at, field_name), user_enrollment)
         device.identifiers.append(("enrollment_id", key) if enrollment_id else ("udid", key))
     return device
 
 
-def _information(device: _Device, answers: dict[str, Any], at: str) -> None:
+def _information(device: DeviceFacts, answers: dict[str, Any], at: str) -> None:
     """DeviceInformation's QueryResponses: the later result in the file wins."""
     device.info_at = at
     product = text(answers, "ProductName", at) or text(answers, "Model", at) or text(answers, "ModelName", at)
@@ -300,7 +310,34 @@ def _platform(product: str) -> str | None:
     return None
 
 
-def _checkin(source: str, device: _Device, result: _Result | None, options: ReadOptions) -> Checkin:
+@dataclass
+class AppList:
+    """The apps one InstalledApplicationList or ManagedApplicationList result lists."""
+
+    apps: list[App]
+    scope: str  # full | managed
+    observed: Micros | None
+    at: str  # where the list was read, for errors
+
+
+def app_list(result: _Result, user_enrollment: bool) -> AppList:
+    if _kind(result.payload, result.at) == "InstalledApplicationList":
+        # User Enrollment: Apple answers with managed apps only, whatever was asked.
+        scope = "managed" if user_enrollment else "full"
+        apps = _installed(result.payload, result.at)
+        return AppList(apps, scope, result.observed, _step(result.at, "InstalledApplicationList"))
+    apps = _managed(result.payload, result.at)
+    return AppList(apps, "managed", result.observed, _step(result.at, "ManagedApplicationList"))
+
+
+def _checkin(source: str, device: DeviceFacts, result: _Result | None, options: ReadOptions) -> Checkin:
+    listed = None if result is None else app_list(result, device.user_enrollment)
+    return device_checkin(source, device, listed, options)
+
+
+def device_checkin(source: str, device: DeviceFacts, listed: AppList | None, options: ReadOptions) -> Checkin:
+    """The device's check-in: its facts with ``listed``'s apps, or (None) facts alone,
+    a record that lists no apps."""
     if device.platform is None:
         raise BadInput(
             "the device's platform is unknown: no DeviceInformation result with its ProductName in the files",
@@ -314,17 +351,9 @@ def _checkin(source: str, device: _Device, result: _Result | None, options: Read
     apps: list[App] = []
     scope = "none"
     observed = device.observed
-    if result is not None:
-        if _kind(result.payload, result.at) == "InstalledApplicationList":
-            apps = _installed(result.payload, result.at)
-            # User Enrollment: Apple answers with managed apps only, whatever was asked.
-            scope = "managed" if device.user_enrollment else "full"
-            where["apps"] = _step(result.at, "InstalledApplicationList")
-        else:
-            apps = _managed(result.payload, result.at)
-            scope = "managed"
-            where["apps"] = _step(result.at, "ManagedApplicationList")
-        observed = result.observed
+    if listed is not None:
+        apps, scope, observed = listed.apps, listed.scope, listed.observed
+        where["apps"] = listed.at
     ownership = "personal" if device.user_enrollment else "corporate" if device.supervised else "unknown"
     return build(
         source=source,
@@ -394,6 +423,62 @@ def _step(at: str, key: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", key):
         return f"{at}{key}" if not at or at.endswith(":") else f"{at}.{key}"
     return f"{at}[{key[:64]!r}]"
+
+
+# -- webhook requests (appban serve) ------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """One acknowledged result of a webhook event: the device it is about, with the facts
+    it gives (DeviceInformation), or the apps it lists (an app list)."""
+
+    index: int  # the event's place in the body
+    kind: str  # InstalledApplicationList | ManagedApplicationList | DeviceInformation
+    device: DeviceFacts
+    apps: AppList | None
+
+
+def webhook_reports(data: bytes, options: ReadOptions) -> list[Report | BadInput | None]:
+    """Each event of a webhook body (one event, or an array of them), read alone: its
+    report, None for an event about nothing appban keeps (a check-in message, another
+    command, a result not acknowledged, a user channel's), or the BadInput that refuses
+    it. Raises BadInput only when the body is not JSON."""
+    try:
+        value = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise BadInput("not JSON: an MDM webhook event, or an array of them") from None
+    events = value if isinstance(value, list) else [value]
+    reports: list[Report | BadInput | None] = []
+    for index, event in enumerate(events):
+        at = f"[{index}]" if isinstance(value, list) else ""
+        try:
+            reports.append(_report(index, at, event, options))
+        except BadInput as exc:
+            field = (exc.field or "").lstrip(".") or None
+            reports.append(BadInput(exc.detail, field=field))
+    return reports
+
+
+def _report(index: int, at: str, event: Any, options: ReadOptions) -> Report | None:
+    event = mapping(event, at)
+    ack = child(event, "acknowledge_event", at)
+    if not ack:
+        if "checkin_event" in event:
+            return None  # Authenticate, TokenUpdate, CheckOut: no inventory
+        raise BadInput("neither acknowledge_event nor checkin_event: not an MDM webhook event", field=at or None)
+    result = next(_acknowledged(_envelope(index, at, event, ack, options)), None)
+    if result is None:
+        return None
+    kind = _kind(result.payload, result.at)
+    if kind is None:
+        return None
+    device = _device(result, {})
+    if kind == "DeviceInformation":
+        _information(device, child(result.payload, "QueryResponses", result.at), _step(result.at, "QueryResponses"))
+        device.observed = result.observed
+        return Report(index, kind, device, None)
+    return Report(index, kind, device, app_list(result, device.user_enrollment))
 
 
 # -- property lists ---------------------------------------------------------------------

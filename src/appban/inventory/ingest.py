@@ -209,7 +209,7 @@ class Ingestor:
         facts = {
             "device.platform": (d.platform, old.platform),
             "device.ownership": (d.ownership, old.ownership),
-            "device.owner": (d.owner, old.owner),
+            "device.owner": (d.owner or "", old.owner),  # stored as "" when no one is named
             "device.inventory_scope": (d.inventory_scope, old.inventory_scope),
             "device.model": (d.model, old.model),
             "device.os_version": (d.os_version, old.os_version),

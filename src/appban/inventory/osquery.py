@@ -16,15 +16,23 @@ epoch), replace the record's apps; a later run adds and removes. Event-format ro
 one run (host, query, epoch, counter) are gathered into one differential, even when
 other hosts' lines come between them; a run still open after ``_IDLE_LINES`` lines
 is closed, and a row of it found later is refused rather than applied twice.
+
+A snapshot's ``epoch`` and ``counter`` are not kept: osquery counts the runs of
+differential queries only, and writes a snapshot query's counter as 0 every time
+(osquery/dispatcher/scheduler.cpp), so snapshots are ordered by their time alone.
+
+``read`` takes a path, ``read_stream`` an open binary file; ``tls_results`` reads the
+``data`` of one TLS logger body for ``appban serve``, where the node key, not the
+body, says which host the entries are about, and a bad entry is refused alone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -46,6 +54,15 @@ class OsqueryFormat:
     name = "osquery"
 
     def read(self, path: str, options: ReadOptions) -> Iterator[tuple[int | None, Checkin]]:
+        f = open_binary(path)
+        try:
+            yield from self.read_stream(f, options, name=path)
+        finally:
+            f.close()
+
+    def read_stream(self, f: BinaryIO, options: ReadOptions, *, name: str) -> Iterator[tuple[int | None, Checkin]]:
+        """The check-ins of a results log read from ``f``; errors name the file ``name``."""
+        path = name
         source = options.source or self.name
 
         def made(result: _Result, line: int) -> tuple[int, Checkin]:
@@ -55,7 +72,7 @@ class OsqueryFormat:
                 raise _placed(exc, path, line) from None
 
         runs = _Runs(path)
-        for number, at, entry in _entries(path, options.max_bytes):
+        for number, at, entry in _entries(f, path, options.max_bytes):
             try:
                 result = _result(entry, at, options)
             except BadInput as exc:
@@ -93,38 +110,82 @@ class _Result:
     where: dict[str, str] = field(default_factory=dict)
 
 
-def _entries(path: str, max_bytes: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
+def _entries(f: BinaryIO, path: str, max_bytes: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """(line, path within the line, entry) for every result log entry in the file."""
-    f = open_binary(path)
-    try:
-        number = 0
-        while True:
-            raw = f.readline(max_bytes + 1)
-            if not raw:
-                return
-            number += 1
-            if len(raw) > max_bytes and not raw.endswith(b"\n"):
-                raise BadInput(f"a line longer than {max_bytes} bytes", file=path, line=number)
-            if not raw.strip():
-                continue
-            try:
-                value = msgspec.json.decode(raw)
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-                raise BadInput("not a JSON object on one line", file=path, line=number) from None
-            if not isinstance(value, dict):
-                raise BadInput("expected a JSON object", file=path, line=number)
-            if "log_type" not in value:
-                yield number, "", value
-                continue
-            try:
-                if text(value, "log_type", "") != "result":
-                    raise BadInput("status logs, not query results", field="log_type")
-                for i, entry in enumerate(listed(value, "data", "")):
-                    yield number, f"data[{i}].", mapping(entry, f"data[{i}]")
-            except BadInput as exc:
-                raise _placed(exc, path, number) from None
-    finally:
-        f.close()
+    number = 0
+    while True:
+        raw = f.readline(max_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            raise BadInput(f"a line longer than {max_bytes} bytes", file=path, line=number)
+        if not raw.strip():
+            continue
+        try:
+            value = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            raise BadInput("not a JSON object on one line", file=path, line=number) from None
+        if not isinstance(value, dict):
+            raise BadInput("expected a JSON object", file=path, line=number)
+        if "log_type" not in value:
+            yield number, "", value
+            continue
+        try:
+            if text(value, "log_type", "") != "result":
+                raise BadInput("status logs, not query results", field="log_type")
+            for i, entry in enumerate(listed(value, "data", "")):
+                yield number, f"data[{i}].", mapping(entry, f"data[{i}]")
+        except BadInput as exc:
+            raise _placed(exc, path, number) from None
+
+
+def tls_results(
+    data: list[Any],
+    options: ReadOptions,
+    *,
+    host: str,
+    decorations: Mapping[str, str],
+) -> Iterator[tuple[int, Checkin | BadInput]]:
+    """The check-ins of a TLS logger body's result entries (its ``data``), each with the
+    index of its entry (of a run's first entry, for rows gathered into one), in no set
+    order. An entry that cannot be read, or a run that cannot be made a check-in, gives
+    its BadInput (fields named from ``data[i]``) and the others are read. Entries of
+    tables appban does not read give nothing.
+
+    Every entry is ``host``'s, whatever its ``hostIdentifier`` says, and ``decorations``
+    replace its own: the caller knows the host from its credentials, not from the body.
+    """
+    source = options.source or OsqueryFormat.name
+    runs = _Runs("")
+
+    def made(result: _Result, index: int) -> tuple[int, Checkin | BadInput]:
+        try:
+            return index, _checkin(source, result, options)
+        except BadInput as exc:
+            return index, BadInput(exc.detail, field=exc.field)
+
+    for i, raw in enumerate(data):
+        try:
+            entry = {**mapping(raw, f"data[{i}]"), "hostIdentifier": host, "decorations": dict(decorations)}
+            result = _result(entry, f"data[{i}].", options)
+        except BadInput as exc:
+            yield i, BadInput(exc.detail, field=exc.field or f"data[{i}]")
+            continue
+        if result is None:
+            continue
+        if result.rows is not None:
+            yield made(result, i)
+            continue
+        try:
+            closed = list(runs.add(result, i))
+        except BadInput:
+            yield i, BadInput("a row of a run whose other rows came before another run's", field=f"data[{i}]")
+            continue
+        for run in closed:
+            yield made(run.result, run.line)
+    for run in runs.close():
+        yield made(run.result, run.line)
 
 
 def _placed(exc: BadInput, path: str, line: int) -> BadInput:
@@ -162,12 +223,15 @@ def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | N
     if platform is None:
         return None  # a Chrome extension list from a host whose platform cannot be told
     counter = integer(entry, "counter", here)
+    epoch = integer(entry, "epoch", here)
+    if action == "snapshot":  # osquery does not count snapshot runs: ordered by time
+        epoch = counter = None
     result = _Result(
         host=host,
         query=query,
         table=table,
         platform=platform,
-        epoch=integer(entry, "epoch", here),
+        epoch=epoch,
         counter=counter,
         observed=_observed(entry, here, options),
         decorations=decorations,
