@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from appban.clock import Micros
+from appban.store.osquery_records import HeldApps, NodeFacts, OsqueryNode, OsqueryRefresh
 from appban.store.records import (
     AuditEntry,
     ChangeCount,
@@ -509,6 +510,61 @@ class Store(Protocol):
     def mark_mail_seen(self, device_ids: list[int], at: Micros) -> int:
         """The gate saw these devices' owners use them for mail at ``at`` (the first time
         counts: SPEC, Device, "accesses mail"); returns how many were not marked before."""
+        ...
+
+    # -- osquery agents enrolled with appban serve; MDM app lists held for their facts --
+
+    def add_osquery_node(self, source: str, digest: str, facts: NodeFacts, at: Micros) -> int:
+        """Keep a new node key's digest and its host's facts; the node's id."""
+        ...
+
+    def revoke_osquery_nodes(self, source: str, host: str, at: Micros) -> list[int]:
+        """Revoke every live node key of ``host`` (of ``source``); the ids revoked."""
+        ...
+
+    def osquery_node_by_digest(self, digest: str) -> OsqueryNode | None:
+        """The node whose key has this digest, revoked or not."""
+        ...
+
+    def osquery_nodes(self, *, source: str | None = None, live_only: bool = True) -> list[OsqueryNode]:
+        """Nodes by source and host; of one source if given; revoked ones too unless ``live_only``."""
+        ...
+
+    def osquery_nodes_of_hosts(self, hosts: Iterable[tuple[str, str]]) -> list[OsqueryNode]:
+        """The live nodes of these (source, host) pairs, by id."""
+        ...
+
+    def add_osquery_refresh(self, node_id: int, at: Micros) -> int:
+        """Ask a node for its apps now (``device refresh``); the request's id."""
+        ...
+
+    def open_osquery_refreshes(self, node_id: int, *, since: Micros) -> list[OsqueryRefresh]:
+        """A node's refresh requests made since ``since`` and not yet answered, by id."""
+        ...
+
+    def mark_osquery_refreshes_sent(self, ids: list[int], at: Micros) -> None:
+        """These requests were handed to their node at ``at``."""
+        ...
+
+    def finish_osquery_refresh(self, refresh_id: int, node_id: int, at: Micros) -> bool:
+        """The node answered request ``refresh_id`` at ``at``; False when it is not that
+        node's or was answered before."""
+        ...
+
+    def hold_mdm_apps(self, held: HeldApps) -> None:
+        """Hold an app list until its device's facts are known (replacing an older one)."""
+        ...
+
+    def held_mdm_apps(self, source: str, device_key: str) -> HeldApps | None:
+        """The app list held for this device, or None."""
+        ...
+
+    def drop_mdm_apps(self, source: str, device_key: str) -> None:
+        """Forget the app list held for this device (applied, or older than one applied)."""
+        ...
+
+    def expire_mdm_apps(self, before: Micros) -> int:
+        """Drop the app lists received before ``before``; returns how many."""
         ...
 
     # -- audit -----------------------------------------------------------------------
