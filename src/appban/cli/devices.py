@@ -113,6 +113,23 @@ def device_unlink(env: Env, record_id: str) -> None:
     emit(env, doc, lambda d: output.line(f"{d['record']} is {d['device']} again (no longer part of {d['from']})"))
 
 
+@device.command("refresh")
+@click.argument("device_id", metavar="ID")
+@common
+def device_refresh(env: Env, device_id: str) -> None:
+    """Ask the device's osquery agent for its apps now: the request waits for the agent's
+    next distributed read (appban serve), and its answer is applied as a snapshot."""
+    from appban.serve.osquery_nodes import request_refresh
+
+    doc = request_refresh(env.workspace(create=False), device_id)
+
+    def render(d: dict[str, Any]) -> None:
+        for r in d["requests"]:
+            output.line(f"{d['device']}: asked {r['source']} host {r['host']} for its apps (request {r['id']})")
+
+    emit(env, doc, render)
+
+
 @device.group("credential")
 def device_credential() -> None:
     """Per-device mail passwords for IMAP, POP3 and SMTP."""

@@ -105,3 +105,46 @@ def source_osquery_secret_revoke(env: Env, name: str) -> None:
     emit(
         env, doc, lambda d: output.line(f"{output.plural(len(d['revoked']), 'enroll secret')} of {d['source']} revoked")
     )
+
+
+@source.group("osquery-node")
+def source_osquery_node() -> None:
+    """osquery agents enrolled with appban serve, and their node keys."""
+
+
+@source_osquery_node.command("list")
+@click.option("--source", "name", default=None, help="Only the agents of this source.")
+@click.option("--revoked", is_flag=True, help="Also node keys that were revoked (or replaced).")
+@common
+def source_osquery_node_list(env: Env, name: str | None, revoked: bool) -> None:
+    """Enrolled osquery agents: host, hardware serial, platform, when they enrolled."""
+    from appban.serve.osquery_nodes import list_nodes
+
+    doc = list_nodes(env.workspace(create=False), name, revoked=revoked)
+
+    def render(d: dict[str, Any]) -> None:
+        if d["nodes"]:
+            output.table(
+                None,
+                ["node", "source", "host", "serial", "platform", "enrolled", "revoked"],
+                [
+                    (n["id"], n["source"], n["host"], n["serial"], n["platform"], n["enrolled_at"], n["revoked_at"])
+                    for n in d["nodes"]
+                ],
+                whole=("host",),
+            )
+        output.line(output.plural(len(d["nodes"]), "node"))
+
+    emit(env, doc, render)
+
+
+@source_osquery_node.command("revoke")
+@click.argument("host")
+@click.option("--source", "name", default="osquery", show_default=True)
+@common
+def source_osquery_node_revoke(env: Env, host: str, name: str) -> None:
+    """Revoke HOST's node key: its agent is told node_invalid and must enroll again."""
+    from appban.serve.osquery_nodes import revoke_nodes
+
+    doc = revoke_nodes(env.workspace(create=False), name, host)
+    emit(env, doc, lambda d: output.line(f"{output.plural(len(d['revoked']), 'node key')} of {d['host']} revoked"))
