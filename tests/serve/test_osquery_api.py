@@ -1,0 +1,469 @@
+"""osquery's remote API on a real socket: an osquery-shaped client enrolls, gets its
+config, posts snapshot and differential logs (and a batch again, as osquery resends
+after a failed send), and the device's state and the gate's decision follow.
+
+The client sends what osquery's tls plugins send (plugins/remote/enroll/tls_enroll.cpp,
+plugins/logger/tls_logger.cpp, plugins/distributed/tls_distributed.cpp): ``node_key``
+in the body and ``Authorization: NodeKey``, host_details from os_version, osquery_info,
+system_info and platform_info, log entries as osquery's logger writes them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers_serve import Database, ThreadServer, new_database
+
+from helpers_cli import run
+
+OSQUERY = "/api/v1/osquery"
+SERIAL = "C02XL0GYJGH5"
+UUID = "4740D59F-699E-5B29-960B-979AAF9BBEEB"
+EAS = "EASJANEMAC1"
+JANE = "jane.doe@example.com"
+TIKTOK = {
+    "name": "TikTok.app",
+    "display_name": "TikTok",
+    "bundle_name": "TikTok",
+    "bundle_identifier": "com.zhiliaoapp.musically",
+    "bundle_short_version": "16.5.0",
+    "bundle_version": "165010",
+}
+SAFARI = {
+    "name": "Safari.app",
+    "display_name": "Safari",
+    "bundle_name": "Safari",
+    "bundle_identifier": "com.apple.Safari",
+    "bundle_short_version": "13.1.1",
+    "bundle_version": "15609.2.9.1.2",
+}
+POLICY = """\
+id: tiktok-mac
+title: TikTok is not permitted on Macs that read company email
+reason: Security risks
+apps: ["macos:com.zhiliaoapp.musically"]
+scope:
+  platforms: [macos]
+  mail_access: required
+  ownership: any
+effective: 2020-07-10T16:00:00Z
+deadline: 2020-07-11T06:59:00Z
+mode: enforce
+on_unverified: allow
+max_inventory_age: 7d
+"""
+# Jane's Mac as Intune reports it: its ActiveSync DeviceId (Outlook reads her mail) and
+# the serial number that links it to the osquery agent's records.
+INTUNE = [
+    {
+        "id": "9f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+        "deviceName": "Jane's MacBook",
+        "managedDeviceOwnerType": "company",
+        "lastSyncDateTime": "2020-07-10T14:00:00Z",
+        "operatingSystem": "macOS",
+        "osVersion": "10.15.5",
+        "easActivated": True,
+        "easDeviceId": EAS,
+        "emailAddress": JANE,
+        "userPrincipalName": JANE,
+        "model": "MacBookPro16,1",
+        "manufacturer": "Apple",
+        "serialNumber": SERIAL,
+        "imei": "",
+        "meid": "",
+    }
+]
+
+
+def host_details(*, platform: str = "darwin", serial: str = SERIAL, uuid: str = UUID) -> dict[str, Any]:
+    """osquery's enroll host_details: a row of each table, every value a string."""
+    return {
+        "os_version": {
+            "name": "macOS",
+            "version": "10.15.5",
+            "major": "10",
+            "minor": "15",
+            "patch": "5",
+            "build": "19F101",
+            "platform": platform,
+            "platform_like": platform,
+            "codename": "",
+        },
+        "osquery_info": {"version": "5.12.1", "build_platform": platform, "config_valid": "0", "pid": "4242"},
+        "system_info": {
+            "hostname": "jane-mbp.local",
+            "uuid": uuid,
+            "cpu_brand": "Intel(R) Core(TM) i7-9750H CPU @ 2.60GHz",
+            "physical_memory": "17179869184",
+            "hardware_vendor": "Apple Inc.",
+            "hardware_model": "MacBookPro16,1",
+            "hardware_serial": serial,
+            "computer_name": "Jane's MacBook Pro",
+            "local_hostname": "jane-mbp",
+        },
+        "platform_info": {"vendor": "Apple Inc.", "version": "1554.120.19.0.0"},
+    }
+
+
+class Agent:
+    """What osquery's tls plugins post, against a running appban serve."""
+
+    def __init__(self, url: str, host: str = "jane-mbp.local") -> None:
+        self.http = httpx.Client(base_url=url, timeout=30, headers={"User-Agent": "osquery/5.12.1"})
+        self.host = host
+        self.node_key = ""
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(self, endpoint: str, body: dict[str, Any], *, compress: bool = False) -> httpx.Response:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.node_key:
+            headers["Authorization"] = f"NodeKey {self.node_key}"
+            body = {"node_key": self.node_key, **body}
+        data = json.dumps(body).encode()
+        if compress:  # --logger_tls_compress
+            data = gzip.compress(data)
+            headers["Content-Encoding"] = "gzip"
+        return self.http.post(OSQUERY + endpoint, content=data, headers=headers)
+
+    def enroll(self, secret: str, **details: Any) -> httpx.Response:
+        answer = self.http.post(
+            OSQUERY + "/enroll",
+            json={
+                "enroll_secret": secret + "\n",  # as read from --enroll_secret_path
+                "host_identifier": self.host,
+                "platform_type": "21",
+                "host_details": host_details(**details),
+            },
+        )
+        if answer.status_code == 200:
+            self.node_key = answer.json()["node_key"]
+        return answer
+
+    def log(self, *entries: dict[str, Any], compress: bool = False) -> httpx.Response:
+        return self.post("/log", {"log_type": "result", "data": list(entries)}, compress=compress)
+
+
+def entry(name: str, at: int, **fields: Any) -> dict[str, Any]:
+    """A result log entry as osquery's logger writes it (numerics false: strings)."""
+    return {
+        "name": name,
+        "hostIdentifier": "jane-mbp.local",
+        "calendarTime": time.strftime("%a %b %d %H:%M:%S %Y UTC", time.gmtime(at)),
+        "unixTime": at,
+        "epoch": 0,
+        "counter": 0,
+        "numerics": False,
+        **fields,
+    }
+
+
+def snapshot(name: str, at: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return entry(name, at, action="snapshot", snapshot=rows)
+
+
+def event(name: str, at: int, action: str, row: dict[str, Any], *, epoch: int, counter: int) -> dict[str, Any]:
+    return entry(name, at, action=action, columns=row, epoch=epoch, counter=counter)
+
+
+def batch(name: str, at: int, *, added: list[Any], removed: list[Any], epoch: int, counter: int) -> dict[str, Any]:
+    return entry(name, at, diffResults={"added": added, "removed": removed}, epoch=epoch, counter=counter)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Database:
+    """A database with Jane, a policy banning TikTok on Macs, Jane's Mac from Intune,
+    and an enroll secret of source osquery."""
+    database = new_database(tmp_path)
+    people = tmp_path / "people.csv"
+    people.write_text(f"email,name,org_unit,groups,timezone\n{JANE},Jane Doe,Sales,staff,Europe/London\n")
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    (tmp_path / "intune.json").write_text(json.dumps(INTUNE))
+    for args in (
+        ("people", "import", str(people)),
+        ("policy", "apply", str(tmp_path / "policy.yaml")),
+        ("import", "intune", str(tmp_path / "intune.json")),
+    ):
+        done = run("--db", database.path, *args)
+        assert done.code == 0, done.err
+    return database
+
+
+@pytest.fixture
+def secret(fleet: Database) -> str:
+    return str(fleet.appban("source", "osquery-secret", "create")["token"])
+
+
+@pytest.fixture
+def server(fleet: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadServer]:
+    monkeypatch.setenv("APPBAN_OSQUERY_INTERVAL", "120")
+    with ThreadServer(fleet.path) as running:
+        yield running
+
+
+@pytest.fixture
+def agent(server: ThreadServer) -> Iterator[Agent]:
+    client = Agent(server.url)
+    yield client
+    client.close()
+
+
+def decide(fleet: Database) -> str:
+    doc = fleet.appban("gate", "decide", "--eas-device-id", EAS, "--user", JANE)
+    return f"{doc['decision']}:{doc['reason']}"
+
+
+def state(fleet: Database) -> str:
+    return str(fleet.appban("device", "show", f"intune:{INTUNE[0]['id']}")["policies"]["tiktok-mac"]["state"])
+
+
+def statuses(answer: httpx.Response) -> list[tuple[int, str]]:
+    assert answer.status_code == 200, answer.text
+    doc = answer.json()
+    assert doc["node_invalid"] is False and "error" not in doc  # osquery: any "error" key is a failed send
+    return [(r["index"], r["status"]) for r in doc["results"]]
+
+
+def test_an_agent_enrolls_gets_its_config_and_its_logs_decide_the_gate(
+    fleet: Database, secret: str, agent: Agent
+) -> None:
+    enrolled = agent.enroll(secret)
+    assert enrolled.status_code == 200
+    assert enrolled.json()["node_invalid"] is False and agent.node_key.startswith("appban-node-")
+
+    config = agent.post("/config", {})
+    assert config.status_code == 200 and config.json()["node_invalid"] is False
+    schedule = config.json()["schedule"]
+    # A Mac: its apps (and Chrome's extensions), snapshots, at the interval the setting says.
+    assert set(schedule) == {"appban_apps", "appban_chrome_extensions"}
+    assert schedule["appban_apps"] == {
+        "query": schedule["appban_apps"]["query"],
+        "interval": 120,
+        "platform": "darwin",
+        "snapshot": True,
+    }
+    assert "FROM apps" in schedule["appban_apps"]["query"]
+    assert decide(fleet) == "allow:ok"  # Intune lists no apps: nothing is known yet
+
+    now = int(time.time())
+    # The scheduled snapshot finds TikTok (gzip, as --logger_tls_compress sends it).
+    assert statuses(agent.log(snapshot("appban_apps", now - 600, [SAFARI, TIKTOK]), compress=True)) == [(0, "applied")]
+    assert state(fleet) == "blocked"
+    assert decide(fleet) == "deny:blocked:tiktok-mac"
+
+    # An admin's own pack logs differential results too (osquery's default event format,
+    # then the batch format): a run with counter 0 is the whole set of its epoch.
+    pack = "pack_inventory_apps"
+    base = [
+        event(pack, now - 500, "added", SAFARI, epoch=7, counter=0),
+        event(pack, now - 500, "added", TIKTOK, epoch=7, counter=0),
+    ]
+    assert statuses(agent.log(*base)) == [(0, "applied")]
+    # TikTok is removed: the next snapshot no longer lists it, and the pack's run says so.
+    gone = batch(pack, now - 300, added=[], removed=[TIKTOK], epoch=7, counter=1)
+    assert statuses(agent.log(snapshot("appban_apps", now - 300, [SAFARI]), gone)) == [(0, "applied"), (1, "applied")]
+    assert state(fleet) == "compliant"
+    assert decide(fleet) == "allow:ok"
+
+    # The send failed on the agent's side: it posts the whole buffered batch again, with a
+    # new entry after it. What was seen is ignored, the new entry applied, all in a 200.
+    back = event(pack, now - 100, "added", TIKTOK, epoch=7, counter=2)
+    again = agent.log(*base, snapshot("appban_apps", now - 300, [SAFARI]), gone, back)
+    assert statuses(again) == [(0, "ignored"), (2, "ignored"), (3, "ignored"), (4, "applied")]
+    assert decide(fleet) == "deny:blocked:tiktok-mac"
+    # And the same batch a third time changes nothing.
+    assert {s for _, s in statuses(agent.log(*base, gone, back))} == {"ignored"}
+    assert decide(fleet) == "deny:blocked:tiktok-mac"
+
+    # Status logs are counted, not kept.
+    status = agent.post("/log", {"log_type": "status", "data": [{"severity": "0", "message": "osqueryd started"}]})
+    assert status.status_code == 200 and status.json()["status_logs"] == 1
+
+
+def test_the_node_key_decides_the_host(fleet: Database, secret: str, server: ThreadServer) -> None:
+    jane, bob = Agent(server.url, "jane-mbp.local"), Agent(server.url, "bob-mbp.local")
+    try:
+        jane.enroll(secret)
+        bob.enroll(secret, serial="C02BOB000001", uuid="11111111-2222-3333-4444-555555555555")
+        now = int(time.time())
+        # Bob's agent claims to be Jane's Mac, in the entry and in a decoration.
+        forged = snapshot("appban_apps", now - 60, [TIKTOK])
+        forged["hostIdentifier"] = "jane-mbp.local"
+        forged["decorations"] = {"hostname": "jane-mbp.local", "hardware_serial": SERIAL, "email": JANE}
+        answer = bob.log(forged)
+        assert statuses(answer) == [(0, "applied")]
+        assert answer.json()["results"][0]["device"] == "bob-mbp.local/appban_apps"
+        record = fleet.appban("device", "show", "bob-mbp.local/appban_apps")
+        assert record["owner"] is None  # the body's decorations are not the host's facts
+        serials = [i for r in record["records"] for i in r["identifiers"] if "serial" in i]
+        assert serials == ["serial:C02BOB000001"]
+        assert run("--db", fleet.path, "device", "show", "jane-mbp.local/appban_apps").code == 2
+        assert decide(fleet) == "allow:ok"
+    finally:
+        jane.close()
+        bob.close()
+
+
+def test_a_bad_or_revoked_enroll_secret_is_node_invalid(fleet: Database, secret: str, agent: Agent) -> None:
+    for wrong in ("", "appban-enroll-not-a-secret", secret + "x", fleet.token):
+        answer = agent.enroll(wrong)
+        assert answer.status_code == 401
+        assert answer.json() == {"node_invalid": True}
+    fleet.appban("source", "osquery-secret", "revoke")
+    assert agent.enroll(secret).json() == {"node_invalid": True}
+    assert fleet.appban("source", "osquery-node", "list")["nodes"] == []
+
+
+def test_a_revoked_node_key_is_node_invalid_and_the_agent_enrolls_again(
+    fleet: Database, secret: str, agent: Agent
+) -> None:
+    agent.enroll(secret)
+    old = agent.node_key
+    (node,) = fleet.appban("source", "osquery-node", "list")["nodes"]
+    assert node["host"] == "jane-mbp.local" and node["serial"] == SERIAL and node["platform"] == "darwin"
+    revoked = fleet.appban("source", "osquery-node", "revoke", "jane-mbp.local")
+    assert revoked["revoked"] == [node["id"]]
+    now = int(time.time())
+    for endpoint, body in (
+        ("/config", {}),
+        ("/log", {"log_type": "result", "data": [snapshot("appban_apps", now, [TIKTOK])]}),
+        ("/distributed/read", {}),
+        ("/distributed/write", {"queries": {}, "statuses": {}}),
+    ):
+        answer = agent.post(endpoint, body)
+        assert answer.status_code == 401, endpoint
+        assert answer.json() == {"node_invalid": True}, endpoint
+    assert run("--db", fleet.path, "device", "show", "jane-mbp.local/appban_apps").code == 2  # nothing written
+    # osquery drops its key and enrolls again: a new key, which works.
+    assert agent.enroll(secret).status_code == 200 and agent.node_key != old
+    assert agent.post("/config", {}).status_code == 200
+    # Enrolling once more replaces that key too: one live key per host.
+    first = agent.node_key
+    agent.enroll(secret)
+    agent.node_key, second = first, agent.node_key
+    assert agent.post("/config", {}).json() == {"node_invalid": True}
+    agent.node_key = second
+    assert agent.post("/config", {}).status_code == 200
+    listed = fleet.appban("source", "osquery-node", "list", "--revoked")["nodes"]
+    assert [n["revoked_at"] is None for n in listed] == [False, False, True]
+
+
+def test_a_key_only_in_the_header_or_only_in_the_body_is_read(fleet: Database, secret: str, agent: Agent) -> None:
+    agent.enroll(secret)
+    key, agent.node_key = agent.node_key, ""
+    header = agent.http.post(OSQUERY + "/config", json={}, headers={"Authorization": f"NodeKey {key}"})
+    body = agent.http.post(OSQUERY + "/config", json={"node_key": key})
+    assert header.status_code == body.status_code == 200
+    assert agent.http.post(OSQUERY + "/config", json={}).json() == {"node_invalid": True}
+
+
+def test_hostile_enrollments_are_refused_naming_the_field(fleet: Database, secret: str, agent: Agent) -> None:
+    for host, field in (
+        ("<script>alert(1)</script>", "host_identifier"),
+        ("jane\u202emacbook", "host_identifier"),
+        ("x" * 300, "host_identifier"),
+    ):
+        agent.host = host
+        answer = agent.enroll(secret)
+        assert answer.status_code == 400
+        assert answer.json()["error"]["field"] == field
+    agent.host = "jane-mbp.local"
+    answer = agent.enroll(secret, serial="C02\x00XL0")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["field"] == "host_details.system_info.hardware_serial"
+    assert fleet.appban("source", "osquery-node", "list")["nodes"] == []
+
+
+def test_a_bad_entry_is_rejected_alone_and_writes_nothing(fleet: Database, secret: str, agent: Agent) -> None:
+    agent.enroll(secret)
+    now = int(time.time())
+    hostile = {**TIKTOK, "display_name": "TikTok<img src=x onerror=alert(1)>"}
+    bidi = {**SAFARI, "display_name": "Safari\u202e"}
+    answer = agent.log(
+        snapshot("appban_apps", now - 60, [SAFARI, hostile]),
+        {"not": "a result"},
+        snapshot("appban_chrome_extensions", now - 60, [{"identifier": "x" * 300, "name": "X", "version": "1"}]),
+        snapshot("pack_apps_2", now - 60, [bidi]),
+        snapshot("pack_apps_3", now - 60, [SAFARI]),
+    )
+    results = answer.json()["results"]
+    assert statuses(answer) == [(0, "rejected"), (1, "rejected"), (2, "rejected"), (3, "rejected"), (4, "applied")]
+    # Fields as the importer names them: the app's place in the entry, then appban's name.
+    assert results[0]["error"]["field"] == "data[0].snapshot[1].name"
+    assert results[2]["error"]["field"] == "data[2].snapshot[0].id"
+    assert results[3]["error"]["field"] == "data[3].snapshot[0].name"
+    with sqlite3.connect(fleet.path) as db:
+        sources = sorted(r[0] for r in db.execute("SELECT source_id FROM device_records"))
+        devices = sorted(r[0] for r in db.execute("SELECT source_id FROM devices"))
+    assert not any("appban_apps" in s or "chrome" in s or "pack_apps_2" in s for s in sources + devices)
+
+
+def test_bodies_that_are_not_osquery_s_get_400(fleet: Database, secret: str, agent: Agent) -> None:
+    agent.enroll(secret)
+    key = agent.node_key
+    for data, field in ((b"{not json", None), (b"[1, 2]", None), (json.dumps({"node_key": key}).encode(), "data")):
+        answer = agent.http.post(OSQUERY + "/log", content=data, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400
+        assert answer.json()["error"]["field"] == field
+    odd = agent.post("/log", {"log_type": "snapshot", "data": []})
+    assert odd.status_code == 400 and odd.json()["error"]["field"] == "log_type"
+
+
+def test_device_refresh_round_trip(fleet: Database, secret: str, agent: Agent) -> None:
+    agent.enroll(secret)
+    # Intune's record alone has no osquery agent to ask.
+    refused = run("--db", fleet.path, "device", "refresh", f"intune:{INTUNE[0]['id']}")
+    assert refused.code == 2 and "no osquery agent" in refused.err and "Traceback" not in refused.err
+    now = int(time.time())
+    agent.log(snapshot("appban_apps", now - 60, [SAFARI]))
+    assert agent.post("/distributed/read", {}).json() == {"queries": {}, "node_invalid": False}
+
+    asked = fleet.appban("device", "refresh", f"intune:{INTUNE[0]['id']}")  # the linked device
+    (request,) = asked["requests"]
+    assert request["host"] == "jane-mbp.local"
+    queries = agent.post("/distributed/read", {}).json()["queries"]
+    assert set(queries) == {f"appban_refresh_{request['id']}_apps", f"appban_refresh_{request['id']}_chrome_extensions"}
+    assert agent.post("/distributed/read", {}).json()["queries"] == {}  # handed out once
+
+    apps = f"appban_refresh_{request['id']}_apps"
+    written = agent.post(
+        "/distributed/write",
+        {
+            "queries": {apps: [SAFARI, TIKTOK], "appban_refresh_999_apps": [], "something_else": [{"a": "b"}]},
+            "statuses": {apps: 0, "appban_refresh_999_apps": 0, "something_else": 0},
+            "messages": {},
+            "stats": {},
+        },
+    )
+    assert written.status_code == 200
+    assert written.json() == {
+        "node_invalid": False,
+        "results": [{"query": apps, "device": "jane-mbp.local/appban_apps", "status": "applied"}],
+    }
+    assert decide(fleet) == "deny:blocked:tiktok-mac"
+    # Answered: a repeat of the same write is not applied again, and nothing more is asked.
+    again = agent.post("/distributed/write", {"queries": {apps: []}, "statuses": {apps: 0}})
+    assert again.json()["results"] == []
+    assert decide(fleet) == "deny:blocked:tiktok-mac"
+    assert agent.post("/distributed/read", {}).json()["queries"] == {}
+
+
+def test_a_failed_refresh_query_applies_nothing(fleet: Database, secret: str, agent: Agent) -> None:
+    agent.enroll(secret)
+    now = int(time.time())
+    agent.log(snapshot("appban_apps", now - 60, [SAFARI]))
+    (asked,) = fleet.appban("device", "refresh", "jane-mbp.local/appban_apps")["requests"]
+    name = f"appban_refresh_{asked['id']}_apps"
+    assert name in agent.post("/distributed/read", {}).json()["queries"]
+    written = agent.post("/distributed/write", {"queries": {name: []}, "statuses": {name: 1}})
+    assert written.json()["results"] == []
+    assert decide(fleet) == "allow:ok"
