@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from helpers_serve import CHECKINS, Database, ThreadServer, bearer, checkin
+
+from helpers_cli import count as count_rows
 
 
 def head(token: str, length: int | None = None) -> bytes:
@@ -121,3 +125,46 @@ def test_many_concurrent_posts_are_all_answered(server: ThreadServer, database: 
     assert not errors, errors[:3]
     metrics = httpx.get(server.url + "/metrics").text
     assert 'appban_serve_checkins_total{status="applied"} 800' in metrics
+
+
+def test_a_batch_of_100000_is_applied_when_allowed(
+    monkeypatch: pytest.MonkeyPatch, database: Database, tmp_path: Path
+) -> None:
+    """With the item limit raised, 100,000 check-ins in one gzipped JSON Lines body: every
+    one answered in order, and a small request from another client answered meanwhile."""
+    monkeypatch.setenv("APPBAN_SERVE_MAX_ITEMS", "100000")
+    count = 100_000
+    lines = [json.dumps(checkin(f"H-{i}", apps=[])).encode() for i in range(count)]
+    lines[5] = b'{"device": 1}'  # one bad item among them
+    body = gzip.compress(b"\n".join(lines))
+    small: list[tuple[int, float]] = []
+    other_token = database.token_for("mdm")  # the agent source's own bucket is empty after 100,000
+    with ThreadServer(database.path) as server:
+        headers = {**bearer(database.token), "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+
+        def other() -> None:
+            time.sleep(0.2)  # while the big one is being read, decoded or applied
+            t0 = time.monotonic()
+            with httpx.Client(base_url=server.url, headers=bearer(other_token), timeout=60) as c:
+                r = c.post(CHECKINS, json=checkin("SMALL-1"))
+            small.append((r.status_code, time.monotonic() - t0))
+
+        side = threading.Thread(target=other)
+        side.start()
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            r = c.post(CHECKINS, content=body, headers=headers)
+        side.join(60)
+    assert r.status_code == 202, r.text[:300]
+    results = r.json()["results"]
+    assert len(results) == count
+    assert [x["index"] for x in results] == list(range(count))
+    assert sum(x["status"] == "applied" for x in results) == count - 1
+    assert results[5]["status"] == "rejected"
+    status, took = small[0]
+    assert status == 202
+    assert took < 10  # behind at most the transactions already started (about 0.2 s here)
+    assert count_devices(database.path) == count  # 99,999 and the small one
+
+
+def count_devices(db: str) -> int:
+    return count_rows(db, "devices")
