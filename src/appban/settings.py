@@ -331,8 +331,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "osquery_interval",
             900,
-            "Seconds between runs of the installed-apps queries appban gives enrolled osquery agents "
-            "(60 to 86400).",
+            "Seconds between runs of the installed-apps queries appban gives enrolled osquery agents (60 to 86400).",
             _whole(60, 86_400),
         ),
         Setting(
