@@ -22,11 +22,21 @@ def device() -> None:
 @click.option("--state", type=click.Choice(STATES), default=None)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=None, help="At most this many devices.")
 @click.option("--ownerless", is_flag=True, help="Only devices no source or mapping names an owner for.")
+@click.option(
+    "--unseen",
+    is_flag=True,
+    help="Instead: DeviceIds the gate saw that no inventory knows, with user, DeviceType, protocol and counts.",
+)
 @common
-def device_list(env: Env, policy_id: str | None, state: str | None, limit: int | None, ownerless: bool) -> None:
+def device_list(
+    env: Env, policy_id: str | None, state: str | None, limit: int | None, ownerless: bool, unseen: bool
+) -> None:
     """Devices, optionally those in one state under one policy."""
     from appban.report.devices import list_devices
 
+    if unseen:
+        _list_unseen(env, limit, policy_id is not None or state is not None or ownerless)
+        return
     ws = env.workspace(create=False)
     shown = limit if (limit or env.as_json) else 50
     doc = list_devices(ws, policy_id, state, shown, ownerless=ownerless)
@@ -65,6 +75,45 @@ def device_list(env: Env, policy_id: str | None, state: str | None, limit: int |
             )
         if d["count"] > len(d["devices"]):
             output.line(f"... {d['count'] - len(d['devices']):,} more (--limit, --json)")
+
+    emit(env, doc, render)
+
+
+def _list_unseen(env: Env, limit: int | None, filtered: bool) -> None:
+    """``device list --unseen``: the shadow fleet, from what the gate saw."""
+    from appban.errors import BadInput
+    from appban.report.unseen import unseen_devices
+
+    if filtered:
+        raise BadInput("cannot be combined with --policy, --state or --ownerless", field="--unseen")
+    ws = env.workspace(create=False)
+    doc = unseen_devices(ws, limit if (limit or env.as_json) else 50)
+
+    def render(d: dict[str, Any]) -> None:
+        if not d["devices"]:
+            output.line(f"no unseen DeviceIds (sightings of the last {d['max_age']})")
+        else:
+            output.table(
+                None,
+                ["DeviceId", "user", "DeviceType", "protocol", "first seen", "last seen", "count"],
+                [
+                    (
+                        x["eas_device_id"],
+                        x["user"] or "-",
+                        x["device_type"] or "-",
+                        x["protocol"],
+                        x["first_seen"],
+                        x["last_seen"],
+                        x["count"],
+                    )
+                    for x in d["devices"]
+                ],
+                whole=("DeviceId", "protocol"),
+            )
+            if d["count"] > len(d["devices"]):
+                output.line(f"... {d['count'] - len(d['devices']):,} more (--limit, --json)")
+        if d["sightings_refused"]:
+            output.line(f"{d['sightings_refused']:,} new sightings refused at the cap (APPBAN_SIGHTINGS_MAX_ROWS)")
 
     emit(env, doc, render)
 

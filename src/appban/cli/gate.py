@@ -103,6 +103,7 @@ def gate_serve(
     from appban.gate.follower import Follower
     from appban.gate.http import serve
     from appban.gate.server import Gate, Upstreams
+    from appban.gate.sightings import Sightings
     from appban.gate.table import DecisionTable
     from appban.gate.users import UserNames
 
@@ -127,6 +128,7 @@ def gate_serve(
     names = UserNames.from_settings()
     table = DecisionTable(unknown_device=settings.get("unknown_device", unknown_device), names=names)
     creds = CredentialCache(rehasher=Rehasher(db))
+    sightings = Sightings.from_settings()
     follower = Follower(
         db,
         table,
@@ -135,6 +137,7 @@ def gate_serve(
         evaluate_every=evaluate_every,
         # --now pins the clock the gate applies deadlines at (a replay); else real time.
         clock=functools.partial(int, env.now()) if env.now_text else now_micros,
+        sightings=sightings,
     )
     follower.load()
     follower.start()
@@ -145,6 +148,7 @@ def gate_serve(
         upstreams=upstreams,
         user_header=settings.get("gate_user_header", user_header),
         auth_wait=auth_wait,
+        sightings=sightings,
     )
 
     def ready(h: str, p: int) -> None:

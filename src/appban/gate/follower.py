@@ -1,6 +1,7 @@
 """Keeping the gate's table in step with the store, and the clock's changes applied.
 
-Two threads, each with its own connection to the store:
+Two threads, each with its own connection to the store (three with the sightings'
+flusher, ``sightings.py``, which the follower starts and stops with them):
 
 - ``Follower`` polls the store's change counter (``gate_seq``) every ``interval``
   seconds and folds in only what changed, so a check-in committed anywhere reaches
@@ -37,6 +38,7 @@ from appban import settings
 from appban.clock import now_micros
 from appban.errors import AppbanError, one_line
 from appban.gate.credentials import CredentialCache
+from appban.gate.sightings import Sightings, SightingsFlusher
 from appban.gate.table import DecisionTable
 from appban.store import Store, failure_kind, open_store
 
@@ -50,6 +52,8 @@ _CACHE_KIB = 4096
 # A poll is a read, which under WAL never waits for a writer; the wait only covers
 # the rare moments SQLite itself takes a lock (recovering a log after a crash).
 _READ_WAIT = 1.0
+# Seconds a stopping gate waits at most for the sightings' last flush.
+_LAST_FLUSH = 1.0
 
 
 def _message(exc: BaseException) -> str:
@@ -68,6 +72,7 @@ class Follower(threading.Thread):
         interval: float = 0.1,
         evaluate_every: float | None = 1.0,
         clock: Callable[[], int] = now_micros,
+        sightings: Sightings | None = None,
     ) -> None:
         super().__init__(name="appban-gate-follower", daemon=True)
         self.db = db
@@ -84,6 +89,9 @@ class Follower(threading.Thread):
         self.failures = {"busy": 0, "unavailable": 0, "error": 0}
         self.reloads = 0
         self.evaluation = Evaluation(db, clock=clock, interval=evaluate_every) if evaluate_every else None
+        self.flusher: SightingsFlusher | None = None
+        if sightings is not None and sightings.capacity:
+            self.flusher = SightingsFlusher(db, sightings, table.names, clock=clock)
         self._halt = threading.Event()
         self._store: Store | None = None
 
@@ -98,13 +106,21 @@ class Follower(threading.Thread):
         super().start()
         if self.evaluation is not None:
             self.evaluation.start()
+        if self.flusher is not None:
+            self.flusher.start()
 
     def stop(self, timeout: float = 0.0) -> None:
-        """Ask both threads to stop; wait up to ``timeout`` seconds for them."""
+        """Ask every thread to stop (the flusher writes what it holds first); wait up to
+        ``timeout`` seconds for them."""
         self._halt.set()
         if self.evaluation is not None:
             self.evaluation.stop()
+        if self.flusher is not None:
+            self.flusher.stop()
         deadline = time.monotonic() + timeout
+        if self.flusher is not None and self.flusher.is_alive():
+            # Its last flush writes what the gate saw last: a little longer, when it needs it.
+            self.flusher.join(max(timeout, _LAST_FLUSH))
         for thread in (self, self.evaluation):
             if thread is not None and thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))

@@ -504,7 +504,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
         elif path == b"/healthz":
             self._send(gate.health(), started, observe=False)
         else:  # /metrics
-            body = gate.metrics.render(gate.table, gate.follower, gate.creds, _connection_metrics(self.conns))
+            body = gate.metrics.render(
+                gate.table, gate.follower, gate.creds, _connection_metrics(self.conns), gate.sightings
+            )
             self._send(
                 response(200, "ok", body=body, ctype="text/plain; version=0.0.4"),
                 started,

@@ -22,6 +22,7 @@ from appban.gate.activesync import Garbage, parse_uri
 from appban.gate.authorization import read_authorization
 from appban.gate.credentials import CredentialCache
 from appban.gate.follower import Follower
+from appban.gate.sightings import MAIL_PROTOCOLS, Sightings
 from appban.gate.table import DecisionTable
 from appban.gate.throttle import LoginLimits
 
@@ -39,7 +40,6 @@ _STATUS = {
     408: b"Request Timeout",
     503: b"Service Unavailable",
 }
-_MAIL_PROTOCOLS = ("imap", "pop3", "smtp")
 
 
 @dataclass
@@ -60,8 +60,8 @@ class Upstreams:
         for spec in specs:
             proto, _, hostport = spec.strip().rpartition("=")
             host, _, port = hostport.rpartition(":")
-            if proto.lower() not in ("", *_MAIL_PROTOCOLS):
-                raise ValueError(f"{spec!r}: the protocol must be one of {', '.join(_MAIL_PROTOCOLS)}")
+            if proto.lower() not in ("", *MAIL_PROTOCOLS):
+                raise ValueError(f"{spec!r}: the protocol must be one of {', '.join(MAIL_PROTOCOLS)}")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{spec!r}: expected [imap|pop3|smtp=]IP:PORT")
             bracketed = host.startswith("[") and host.endswith("]")
@@ -111,6 +111,7 @@ class Metrics:
         follower: Follower | None,
         creds: CredentialCache,
         transport: Iterable[str] = (),
+        sightings: Sightings | None = None,
     ) -> bytes:
         lines = [
             "# HELP appban_gate_decisions_total Gate answers by endpoint and reason.",
@@ -134,6 +135,7 @@ class Metrics:
             f"appban_gate_store_up {1 if follower is None or follower.store_up else 0}",
             *_follower_metrics(follower),
             *transport,
+            *(sightings.metrics() if sightings is not None else ()),
             "# HELP appban_gate_mail_credentials Active per-device mail passwords known.",
             "# TYPE appban_gate_mail_credentials gauge",
             f"appban_gate_mail_credentials {len(creds.active)}",
@@ -224,6 +226,7 @@ class Gate:
         auth_wait: int | None = None,
         query_user: str | None = None,
         limits: LoginLimits | None = None,
+        sightings: Sightings | None = None,
     ) -> None:
         self.table = table
         self.creds = creds
@@ -234,6 +237,7 @@ class Gate:
         self.query_user = settings.get("query_user", query_user) == "allow"
         self.limits = limits or LoginLimits.from_settings()
         self.metrics = Metrics()
+        self.sightings = sightings if sightings is not None else Sightings(0)  # 0: records nothing
         self._cache: dict[tuple[str, str], bytes] = {}
         self.debug = log.isEnabledFor(logging.DEBUG)
 
@@ -260,6 +264,8 @@ class Gate:
         user = self._user(headers, request.user)
         reason = self.table.decide(request.device_id, user)
         self.count(endpoint, reason)
+        if request.device_id:
+            self.sightings.add(request.device_id, user or "", request.device_type, "activesync")
         if self.debug:
             log.debug("%s %s user=%s -> %s", endpoint, request.device_id, user, reason)
         return self._answer(endpoint, reason)
@@ -309,6 +315,9 @@ class Gate:
         attempt = int(attempt_text) if attempt_text.isdigit() and len(attempt_text) < 6 else 1
         client = headers.get(b"client-ip", b"").decode("latin-1")
         request = (user, password, protocol, attempt)
+        if user:
+            # No DeviceId in a mail login: who, and by which protocol (nginx sends one of three).
+            self.sightings.add("", user, "", protocol if protocol in MAIL_PROTOCOLS else "other")
         if not user or not password:
             return self.mail_answer(None, protocol, attempt=attempt), request
         found = self.creds.find(password)
@@ -394,5 +403,6 @@ class Gate:
                 doc["evaluation_error"] = evaluation.error
         if f is not None and f.error:
             doc["error"] = f.error
+        doc["sightings"] = self.sightings.detail()
         body = (json.dumps(doc) + "\n").encode()
         return response(200, problem or "ok", body=body, ctype="application/json")
