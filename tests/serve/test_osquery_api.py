@@ -467,3 +467,13 @@ def test_a_failed_refresh_query_applies_nothing(fleet: Database, secret: str, ag
     written = agent.post("/distributed/write", {"queries": {name: []}, "statuses": {name: 1}})
     assert written.json()["results"] == []
     assert decide(fleet) == "allow:ok"
+
+
+def test_entries_of_tables_appban_does_not_read_write_nothing(fleet: Database, secret: str, agent: Agent) -> None:
+    agent.enroll(secret)
+    with sqlite3.connect(fleet.path) as db:
+        before = db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+    uptime = snapshot("pack_uptime", int(time.time()) - 60, [{"days": "3", "hours": "1"}])
+    assert statuses(agent.log(uptime)) == []
+    with sqlite3.connect(fleet.path) as db:
+        assert db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == before

@@ -242,6 +242,8 @@ async def _apply(service: Service, node: OsqueryNode, data: list[Any], request: 
         found = await asyncio.to_thread(_checkins, node, data)
     else:
         found = _checkins(node, data)
+    if not found:  # nothing of a table appban reads: no transaction, no audit entry
+        return []
     results = await service.apply(f"osquery:{node.source}", [item for _, item in found])
     return [(found[r.index][0], r.as_dict() | {"index": found[r.index][0]}) for r in results]
 
@@ -337,7 +339,7 @@ async def distributed_write(request: Request) -> Response:
             # The agent's answer is its apps now. A scheduled snapshot dated after now by
             # the host's clock is older than this: the refresh goes after it.
             item.observed_at = max(now, stored.get(item.device.id, 0) + 1)
-    results = await service.apply(f"osquery:{node.source}", [item for _, item in found])
+    results = await service.apply(f"osquery:{node.source}", [item for _, item in found]) if found else []
     if answered:
         await service.call(lambda ws: nodes.finish_refresh(ws, node.id, max(answered)))
     answers = [_query_result(names[found[r.index][0]], r) for r in results]
