@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -21,23 +20,9 @@ from starlette.routing import BaseRoute, Route
 
 from appban import settings
 from appban.errors import AppbanError, BadInput
-from appban.serve import checkins, metrics, openapi
+from appban.serve import checkins, metrics, openapi, osquery, webhooks
 from appban.serve.responses import ApiError, error_response, json_response
 from appban.serve.service import Service
-
-
-def _area_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = []
-    for name in ("appban.serve.osquery", "appban.serve.webhooks"):
-        # Written beside this module at the same time; until they exist, the app runs without them.
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        routes += module.routes()
-    return routes
 
 
 def create_app(service: Service | None = None, db: str | None = None) -> Starlette:
@@ -56,7 +41,8 @@ def create_app(service: Service | None = None, db: str | None = None) -> Starlet
 
     routes: list[BaseRoute] = [
         *checkins.routes(),
-        *_area_routes(),
+        *osquery.routes(),
+        *webhooks.routes(),
         Route("/healthz", healthz, methods=["GET"], include_in_schema=False),
         Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False),
         Route("/api/openapi.json", openapi.endpoint, methods=["GET"], include_in_schema=False),
