@@ -477,3 +477,15 @@ def test_entries_of_tables_appban_does_not_read_write_nothing(fleet: Database, s
     assert statuses(agent.log(uptime)) == []
     with sqlite3.connect(fleet.path) as db:
         assert db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == before
+
+
+def test_a_long_buffered_batch_is_applied_in_order(fleet: Database, secret: str, agent: Agent) -> None:
+    """An agent that could not send for hours posts its whole buffer: every snapshot in
+    turn (the batch is read off the event loop), the newest one standing."""
+    agent.enroll(secret)
+    now = int(time.time())
+    runs = [snapshot("appban_apps", now - 3600 + 60 * i, [SAFARI, TIKTOK] if i % 2 else [SAFARI]) for i in range(40)]
+    assert statuses(agent.log(*runs)) == [(i, "applied") for i in range(40)]
+    assert decide(fleet) == "deny:blocked:tiktok-mac"  # the last run (39) lists TikTok
+    shown = fleet.appban("device", "show", "jane-mbp.local/appban_apps")
+    assert shown["observed_at"].startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(now - 3600 + 60 * 39)))

@@ -48,8 +48,8 @@ from appban.workspace import Workspace
 
 log = logging.getLogger("appban.serve.osquery")
 PREFIX = "/api/v1/osquery"
-# Parsed off the event loop when larger: other requests are answered meanwhile.
-_INLINE_BYTES = 64 * 1024
+# Read off the event loop when more: other requests are answered meanwhile.
+_INLINE_ENTRIES = 16
 
 
 def routes() -> list[BaseRoute]:
@@ -232,20 +232,20 @@ async def log_entries(request: Request) -> Response:
         return json_response({"node_invalid": False, "results": [], "status_logs": len(data)})
     if log_type != "result":
         raise ApiError(400, "log_type must be result or status", field="log_type")
-    entries = [{"index": i, **r} for i, r in await _apply(service, node, data, request)]
-    return json_response({"node_invalid": False, "results": entries, "status_logs": 0})
+    results = await _apply(service, node, data)
+    return json_response({"node_invalid": False, "results": results, "status_logs": 0})
 
 
-async def _apply(service: Service, node: OsqueryNode, data: list[Any], request: Request) -> list[tuple[int, Any]]:
-    """Apply the check-ins of result entries; (entry index, result) for each, in order."""
-    if int(request.headers.get("content-length") or 0) > _INLINE_BYTES or len(data) > 64:
+async def _apply(service: Service, node: OsqueryNode, data: list[Any]) -> list[dict[str, Any]]:
+    """Apply the check-ins of result entries; each one's result, with its entry's index."""
+    if len(data) > _INLINE_ENTRIES:
         found = await asyncio.to_thread(_checkins, node, data)
     else:
         found = _checkins(node, data)
     if not found:  # nothing of a table appban reads: no transaction, no audit entry
         return []
     results = await service.apply(f"osquery:{node.source}", [item for _, item in found])
-    return [(found[r.index][0], r.as_dict() | {"index": found[r.index][0]}) for r in results]
+    return [r.as_dict() | {"index": found[r.index][0]} for r in results]
 
 
 def _checkins(node: OsqueryNode, data: list[Any], now: Micros | None = None) -> list[tuple[int, Checkin | BadInput]]:
