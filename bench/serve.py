@@ -197,9 +197,9 @@ def single_latency(template: str, tmp: str, token: str, items: list[bytes]) -> l
 def time_to_allow(template: str, tmp: str, token: str, trials: int) -> tuple[list[float], list[float]]:
     db = fresh_copy(template, tmp, "allow.db")
     rng = random.Random(7)
-    # Device 1 (an Android phone: every TikTok id _fleet picks is Android's) carries TikTok and is blocked: the policy's deadline is long past. Reported
-    # two hours ago: an inventory older than the policy's max_inventory_age is unverified
-    # (allowed), not blocked.
+    # Device 1 carries TikTok (an Android phone: every TikTok id _fleet picks is Android's)
+    # and is blocked: the policy's deadline is long past. Reported two hours ago: an
+    # inventory older than the policy's max_inventory_age is unverified (allowed).
     recent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
     first = _fleet.checkin(1, rng, observed_at=recent, tiktok=True)
     path = os.path.join(tmp, "blocked.jsonl")
