@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers_serve import CHECKINS, Database, ThreadServer, bearer, checkin
+from helpers_serve import CHECKINS, Database, ServeProcess, ThreadServer, bearer, checkin
 
 from helpers_cli import count as count_rows
 
@@ -168,3 +168,33 @@ def test_a_batch_of_100000_is_applied_when_allowed(
 
 def count_devices(db: str) -> int:
     return count_rows(db, "devices")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to read a process's memory")
+def test_millions_of_tiny_items_are_refused_without_a_gigabyte(database: Database) -> None:
+    """32 MB of "[0,0,0,..." (16 million items) or of one item holding 10 million empty
+    lists: refused or rejected in seconds, in far less memory than decoding them all."""
+    tiny = gzip.compress(b"[" + b"0," * 15_999_999 + b"0]")
+    nested = gzip.compress(b'[{"apps":[' + b"[]," * 9_999_999 + b"[]]}]")
+    with ServeProcess(database.path, "--port", "0") as proc, httpx.Client(base_url=proc.url, timeout=60) as c:
+        before = peak_rss_mb(proc.proc.pid)
+        headers = {**bearer(database.token), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+        t0 = time.monotonic()
+        r = c.post(CHECKINS, content=tiny, headers=headers)
+        assert r.status_code == 413 and r.json()["error"]["field"] == "APPBAN_SERVE_MAX_ITEMS"
+        r = c.post(CHECKINS, content=nested, headers=headers)
+        assert r.status_code == 202 and r.json()["results"][0]["status"] == "rejected"
+        took = time.monotonic() - t0
+        grew = peak_rss_mb(proc.proc.pid) - before
+        assert c.post(CHECKINS, json=checkin("AFTER-TINY"), headers=bearer(database.token)).status_code == 202
+    assert took < 15
+    # The bodies themselves are 32 and 30 MB; decoding 16 million items would take about 1 GB.
+    assert grew < 300, grew

@@ -10,6 +10,7 @@ a rejected item is written. The token decides the source.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import re
 import time
@@ -36,6 +37,23 @@ _LINES = {NDJSON, "application/jsonl", "application/jsonlines", "application/x-j
 _INLINE_BYTES = 64 * 1024
 # A UTF-16 surrogate written as a JSON escape: valid JSON text that msgspec refuses.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# A line of JSON Lines that is not blank.
+_LINE = re.compile(rb"[^\n]*[^ \t\r\n\x0b\x0c][^\n]*")
+# One item of a JSON array, whole: scalars, strings and groups nested up to _ITEM_DEPTH
+# deep (a check-in is three: itself, its device or apps, an app or the device's list of
+# ActiveSync ids). Possessive throughout: no backtracking, linear in the item.
+_ITEM_DEPTH = 4
+
+
+def _item_pattern(depth: int) -> re.Pattern[bytes]:
+    scalar = rb'(?:[^\[\]{}",]++|"(?:[^"\\]++|\\.)*+")'
+    value = scalar
+    for _ in range(depth):
+        value = rb"(?:" + scalar + rb"|\[(?:" + value + rb"|,)*+\]|\{(?:" + value + rb"|,)*+\})"
+    return re.compile(value + rb"*+")
+
+
+_ITEM = _item_pattern(_ITEM_DEPTH)
 
 
 def routes() -> list[BaseRoute]:
@@ -90,20 +108,12 @@ async def post_checkins(request: Request) -> Response:
     buckets: Buckets = request.app.state.buckets
     buckets.check(source)
     body = await read_body(request, limit=settings.get("serve_max_body_bytes"))
-    raws = _split(body, kind)
     most = settings.get("serve_max_items")
-    if len(raws) > most:
-        raise ApiError(
-            413,
-            f"{plural(len(raws), 'check-in')} in one request, more than {most:,}",
-            field=settings.SETTINGS["serve_max_items"].env,
-            headers={"Connection": "close"},
-        )
-    buckets.take(source, len(raws))
     if len(body) > _INLINE_BYTES:
-        items = await asyncio.to_thread(decode_items, raws, source)
+        items = await asyncio.to_thread(read_items, body, kind, source, most)
     else:
-        items = decode_items(raws, source)
+        items = read_items(body, kind, source, most)
+    buckets.take(source, len(items))
     results = await service.apply(f"api:{source}", items)
     return json_response({"results": [r.as_dict() for r in results]}, status=202)
 
@@ -121,21 +131,36 @@ def _content_kind(request: Request) -> str:
     )
 
 
-def _split(body: bytes, kind: str) -> list[bytes]:
-    """The items of a body, as bytes each; ApiError 400 when the body cannot be parsed."""
+def _split(body: bytes, kind: str, *, most: int) -> list[bytes]:
+    """The items of a body, as bytes each; ApiError 400 when the body cannot be parsed,
+    413 when it holds more than ``most`` items (found before any item is kept)."""
     if kind == NDJSON:
         # A line that is not JSON is that item's rejection, not the body's.
-        return [line for line in body.split(b"\n") if line.strip()]
+        lines = list(itertools.islice(_LINE.finditer(body), most + 1))
+        if len(lines) > most:
+            count = body.count(b"\n") + (not body.endswith(b"\n"))
+            raise _too_many(most, f"{plural(count, 'line')} of JSON Lines")
+        return [m.group() for m in lines]
     text = body.strip()
     if not text:
         raise ApiError(400, "the body is empty: send one check-in, an array of them, or JSON Lines")
     if text[:1] != b"[":
         _check_json(text)
         return [text]
+    # Decoding keeps an object per item: count them first, so that half a million tiny
+    # items ("[0,0,0,...") never take a gigabyte before they are refused.
+    if _surely_more_items(text, most):
+        raise _too_many(most)
     try:
-        return [bytes(raw) for raw in msgspec.json.decode(text, type=list[msgspec.Raw])]
+        parts = msgspec.json.decode(text, type=list[msgspec.Raw])
     except msgspec.DecodeError:
-        pass
+        return _split_surrogates(text, most)
+    if len(parts) > most:
+        raise _too_many(most, plural(len(parts), "check-in"))
+    return [bytes(raw) for raw in parts]
+
+
+def _split_surrogates(text: bytes, most: int) -> list[bytes]:
     # msgspec refuses a lone surrogate escape (\ud800) even where it only skips a value;
     # JSON's grammar allows it, and the item holding it is rejected by its own decoding.
     # The escape's hex digits are swapped for others of the same length to find where
@@ -147,6 +172,8 @@ def _split(body: bytes, kind: str) -> list[bytes]:
         parts = msgspec.json.decode(masked, type=list[msgspec.Raw])
     except msgspec.DecodeError:
         raise _unparsable() from None
+    if len(parts) > most:
+        raise _too_many(most, plural(len(parts), "check-in"))
     items = []
     at = 0
     for raw in parts:
@@ -155,6 +182,45 @@ def _split(body: bytes, kind: str) -> list[bytes]:
         items.append(text[at : at + len(piece)])
         at += len(piece)
     return items
+
+
+def _surely_more_items(text: bytes, most: int) -> bool:
+    """Whether the JSON array ``text`` has more than ``most`` items, where decoding it to
+    find out could take far more memory than the body (decoding keeps about 60 bytes an
+    item, and "[0,0,0,..." is two bytes an item).
+
+    Each item but the last ends with a comma: few commas, or few per byte, and decoding
+    is safe (the caller counts what it decoded). Otherwise the items are matched one
+    by one, each whole by one regular expression, until item ``most + 1``.
+    """
+    commas = text.count(b",")
+    if commas < most or commas * 60 <= 4 * len(text):
+        return False
+    count = 0
+    at = 1
+    while True:
+        item = _ITEM.match(text, at)
+        assert item is not None  # the pattern matches the empty string too
+        at = item.end()
+        count += 1
+        if count > most:
+            return True
+        following = text[at : at + 1]
+        if following == b",":
+            at += 1
+        elif following == b"]":
+            return False
+        else:  # malformed, or an item nested deeper than any check-in
+            _check_json(text)
+            raise ApiError(400, f"item {count - 1} is nested deeper than a check-in can be", index=count - 1)
+
+
+def _too_many(most: int, found: str | None = None) -> ApiError:
+    return ApiError(
+        413,
+        f"more than {most:,} check-ins in one request" + (f" ({found})" if found else ""),
+        field=settings.SETTINGS["serve_max_items"].env,
+    )
 
 
 def _check_json(text: bytes) -> None:
@@ -166,6 +232,12 @@ def _check_json(text: bytes) -> None:
 
 def _unparsable() -> ApiError:
     return ApiError(400, "the body is not JSON: send one check-in (an object) or an array of them")
+
+
+def read_items(body: bytes, kind: str, source: str, most: int) -> list[Checkin | BadInput]:
+    """A body's items, each a check-in or the BadInput that rejects it; ApiError when
+    the body itself cannot be read (400) or holds too many (413)."""
+    return decode_items(_split(body, kind, most=most), source)
 
 
 def decode_items(raws: list[bytes], source: str) -> list[Checkin | BadInput]:

@@ -1,0 +1,67 @@
+"""How a body is cut into items: JSON arrays counted before they are decoded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appban.serve.checkins import JSON, NDJSON, _split
+from appban.serve.responses import ApiError
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet='ab,[]{}"\\ \u00e9', max_size=5))
+
+
+def nested(depth: int) -> st.SearchStrategy[object]:
+    """JSON values with groups nested at most ``depth`` deep (a check-in is 3)."""
+    value: st.SearchStrategy[object] = scalars
+    for _ in range(depth):
+        value = st.one_of(
+            scalars,
+            st.lists(value, max_size=4),
+            st.dictionaries(st.text(alphabet="ab,]", max_size=3), value, max_size=3),
+        )
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(nested(4), max_size=12), most=st.integers(0, 12), spaced=st.booleans())
+def test_an_array_is_cut_into_its_items_or_refused_when_longer(items: list[object], most: int, spaced: bool) -> None:
+    body = json.dumps(items, separators=(", ", ": ") if spaced else (",", ":")).encode()
+    if len(items) > most:
+        with pytest.raises(ApiError) as refused:
+            _split(body, JSON, most=most)
+        assert refused.value.status_code == 413
+        assert refused.value.field == "APPBAN_SERVE_MAX_ITEMS"
+    else:
+        assert [json.loads(x) for x in _split(body, JSON, most=most)] == items
+
+
+def test_an_item_nested_deeper_than_a_checkin_is_refused_naming_it() -> None:
+    # Enough commas that the items are counted before decoding.
+    body = b"[" + b",".join([b"0"] * 30 + [b"[[[[[[1]]]]]]"] + [b"0"] * 30) + b"]"
+    with pytest.raises(ApiError) as refused:
+        _split(body, JSON, most=50)
+    assert (refused.value.status_code, refused.value.index) == (400, 30)
+    # Few commas: decoded at once, and the deep item is that item's rejection.
+    assert len(_split(b"[0,[[[[[[1]]]]]]]", JSON, most=100)) == 2
+
+
+@pytest.mark.parametrize("body", [b"[0,0,0", b"[0,0,,0]", b'["a,b', b"[0 0]"])
+def test_a_malformed_array_is_400_however_it_is_counted(body: bytes) -> None:
+    for most in (0, 1, 100):
+        with pytest.raises(ApiError) as refused:
+            _split(body * 1000 if most == 0 else body, JSON, most=most)
+        assert refused.value.status_code in (400, 413)
+    with pytest.raises(ApiError) as refused:
+        _split(body, JSON, most=100)
+    assert refused.value.status_code == 400
+
+
+def test_json_lines_blank_lines_are_no_items() -> None:
+    assert _split(b'\n{"a":1}\r\n  \n\t\n2\n', NDJSON, most=2) == [b'{"a":1}\r', b"2"]
+    with pytest.raises(ApiError) as refused:
+        _split(b"1\n2\n3\n", NDJSON, most=2)
+    assert refused.value.status_code == 413 and "3 lines" in refused.value.message
