@@ -1,10 +1,12 @@
 """The gate's benchmarks, one command: ``python bench/gate.py`` (see --help).
 
 - throughput and added latency: wrk through nginx on loopback, in one run, nginx
-  answering directly, nginx asking the gate first (auth_request, keepalive), and
-  nginx asking a bare ASGI callable under uvicorn instead (the same tiny decision: a
-  dict lookup, 204 or 403), so the choice of a raw server over a framework's stays
-  measured. uvicorn is the ``bench`` extra: ``pip install -e '.[bench]'``;
+  answering directly, nginx asking the gate first (auth_request, keepalive), nginx
+  asking a second gate that records no sightings (``gate_sightings_buffer`` 0), so
+  that what recording costs the answers stays measured, and nginx asking a bare ASGI
+  callable under uvicorn instead (the same tiny decision: a dict lookup, 204 or 403),
+  so the choice of a raw server over a framework's stays measured. uvicorn is the
+  ``bench`` extra: ``pip install -e '.[bench]'``;
 - time to enforce: from a check-in committed to the store until the gate's answer
   changes, over many trials;
 - memory: the gate's resident size with a table of a million devices, and how long
@@ -54,6 +56,7 @@ http {{
     client_body_temp_path {prefix}/tmp;
     proxy_temp_path {prefix}/tmp;
     upstream appban_gate {{ server 127.0.0.1:{gate}; keepalive 32; }}
+    upstream appban_gate_off {{ server 127.0.0.1:{gate_off}; keepalive 32; }}
     upstream mail_backend {{ server 127.0.0.1:{backend}; keepalive 32; }}
     server {{
         listen 127.0.0.1:{backend};
@@ -72,6 +75,22 @@ http {{
         location = /_appban {{
             internal;
             proxy_pass http://appban_gate/auth/nginx;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{gated_off};
+        location / {{
+            auth_request /_appban;
+            proxy_pass http://mail_backend; proxy_http_version 1.1; proxy_set_header Connection "";
+        }}
+        location = /_appban {{
+            internal;
+            proxy_pass http://appban_gate_off/auth/nginx;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
@@ -228,7 +247,7 @@ def _wait_until_listening(proc: subprocess.Popen[bytes], port: int, path: str) -
     raise RuntimeError("server did not start")
 
 
-def start_gate(db: str, port: int) -> subprocess.Popen[bytes]:
+def start_gate(db: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -246,6 +265,7 @@ def start_gate(db: str, port: int) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -265,7 +285,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wrk(url: str, seconds: int, connections: int) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (user and system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int) -> tuple[float, float, int]:
+    """Requests per second, p99 latency in ms, and requests answered."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         check=True,
@@ -275,27 +302,30 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-    return rps, float(p99.group(1)) * scale[p99.group(2)]  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, float(p99.group(1)) * scale[p99.group(2)], done  # type: ignore[union-attr]
 
 
 def bench_wrk(db: str, seconds: int, rounds: int, devices: int) -> dict[str, float]:
-    ports = {name: free_port() for name in ("gate", "backend", "direct", "gated", "asgi", "asgi_gated")}
+    names = ("gate", "gate_off", "backend", "direct", "gated", "gated_off", "asgi", "asgi_gated")
+    ports = {name: free_port() for name in names}
     prefix = tempfile.mkdtemp()
     os.makedirs(f"{prefix}/tmp")
     conf = f"{prefix}/nginx.conf"
     Path(conf).write_text(NGINX_CONF.format(prefix=prefix, **ports))
     gate = start_gate(db, ports["gate"])
+    gate_off = start_gate(db, ports["gate_off"], {"APPBAN_GATE_SIGHTINGS_BUFFER": "0"})
     baseline = start_baseline(ports["asgi"], devices)
     nginx = subprocess.Popen(["nginx", "-p", prefix, "-c", conf, "-g", "daemon off;"])
     query = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=user1&DeviceId=EAS000000000001&DeviceType=Android"
     blocked = query.replace("User=user1&DeviceId=EAS000000000001", "User=user0&DeviceId=EAS000000000000")
-    kinds = ("direct", "gated", "asgi_gated")
+    kinds = ("direct", "gated", "gated_off", "asgi_gated")
     try:
         for kind in kinds:
             _wait_until_listening(nginx, ports[kind], query)
             check = urllib.request.urlopen(f"http://127.0.0.1:{ports[kind]}{query}", timeout=2)
             assert check.status == 200, f"{kind}: the compliant device must pass"
-        for kind in ("gated", "asgi_gated"):
+        for kind in ("gated", "gated_off", "asgi_gated"):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{ports[kind]}{blocked}", timeout=2)
                 raise AssertionError(f"{kind}: the blocked device passed")
@@ -304,18 +334,30 @@ def bench_wrk(db: str, seconds: int, rounds: int, devices: int) -> dict[str, flo
         # Throughput at saturation (32 connections) and latency below it (4 connections):
         # at saturation p99 is mostly queueing for the two cores, not the gate's hop.
         runs: dict[str, list[float]] = {}
+        # The gate's own CPU time per answer, at saturation: what the gate's code costs,
+        # far less moved by other work on a shared machine than requests per second.
+        serving = {"gated": gate.pid, "gated_off": gate_off.pid}
         for _ in range(rounds):  # interleave, so drift on a shared machine hits every kind
             for connections in (32, 4):
                 for kind in kinds:
-                    rps, p99 = wrk(f"http://127.0.0.1:{ports[kind]}{query}", seconds, connections)
+                    before = cpu_seconds(serving[kind]) if kind in serving else 0.0
+                    rps, p99, done = wrk(f"http://127.0.0.1:{ports[kind]}{query}", seconds, connections)
                     runs.setdefault(f"{kind}_rps_{connections}", []).append(rps)
                     runs.setdefault(f"{kind}_p99_{connections}", []).append(p99)
+                    if kind in serving and connections == 32:
+                        used = cpu_seconds(serving[kind]) - before
+                        runs.setdefault(f"{kind}_cpu_us", []).append(used / max(done, 1) * 1e6)
         med = {k: statistics.median(v) for k, v in runs.items()}
         return {
             "nginx direct, requests/s, 32 connections (median)": med["direct_rps_32"],
             "nginx + gate, requests/s, 32 connections (median)": med["gated_rps_32"],
+            "nginx + gate recording no sightings, requests/s, 32 connections (median)": med["gated_off_rps_32"],
             "nginx + uvicorn baseline, requests/s, 32 connections (median)": med["asgi_gated_rps_32"],
             "throughput ratio gate/direct": med["gated_rps_32"] / med["direct_rps_32"],
+            "throughput ratio gate recording no sightings/direct": med["gated_off_rps_32"] / med["direct_rps_32"],
+            "throughput ratio gate/gate recording no sightings": med["gated_rps_32"] / med["gated_off_rps_32"],
+            "gate CPU per answer, µs, 32 connections (median)": med["gated_cpu_us"],
+            "gate recording no sightings, CPU per answer, µs (median)": med["gated_off_cpu_us"],
             "throughput ratio uvicorn baseline/direct": med["asgi_gated_rps_32"] / med["direct_rps_32"],
             "throughput ratio gate/uvicorn baseline": med["gated_rps_32"] / med["asgi_gated_rps_32"],
             "nginx direct, p99 ms, 32 connections": med["direct_p99_32"],
@@ -334,7 +376,7 @@ def bench_wrk(db: str, seconds: int, rounds: int, devices: int) -> dict[str, flo
     finally:
         nginx.send_signal(signal.SIGQUIT)
         nginx.wait(10)
-        for proc in (gate, baseline):
+        for proc in (gate, gate_off, baseline):
             proc.terminate()
             proc.wait(10)
         shutil.rmtree(prefix, ignore_errors=True)
@@ -453,6 +495,10 @@ def main() -> None:
         "lookup, 204 or 403) under uvicorn with uvloop and httptools, behind the same nginx, "
         "measured in the same run with the same wrk settings: what a framework's server costs "
         "beside the gate's raw one, which also checks the user and keeps metrics.",
+        "",
+        "The gate recording no sightings is a second gate on the same database with "
+        "`gate_sightings_buffer` 0, in the same run: what recording every answer's (DeviceId, "
+        "user, DeviceType, protocol) costs the answers (docs/gate.md, sightings).",
         "",
     ]
     for section, figures in results.items():

@@ -305,6 +305,7 @@ def test_the_gate_adds_the_user_it_trusts_and_mail_logins_by_protocol(monkeypatc
         ("ev\x01il", 256, "ev%01il"),
         ("zero\u200bwidth", 256, "zero%E2%80%8Bwidth"),
         ("x" * 300, 256, "x" * 256),
+        ("<bb" + "\x01" * 200, 256, "%3Cbb" + "%01" * 83),  # cut before an escape, not into one
     ],
 )
 def test_stored_text(text: str, limit: int, kept: str) -> None:

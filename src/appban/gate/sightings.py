@@ -77,7 +77,9 @@ def stored_text(value: str, limit: int) -> str:
     percent-encoded in UTF-8. At most ``limit`` characters either way."""
     if len(value) <= limit and "%" not in value and identifiers_clean(value):
         return value
-    return quote(value, safe=_SAFE, errors="backslashreplace")[:limit]
+    encoded = quote(value, safe=_SAFE, errors="backslashreplace")[:limit]
+    cut = encoded.rfind("%", len(encoded) - 2)
+    return encoded[:cut] if cut >= 0 else encoded  # never half an escape
 
 
 class Sightings:
@@ -131,6 +133,11 @@ class Sightings:
         with self._lock:
             taken, self._pending = self._pending, {}
         return taken
+
+    def drop(self, keys: int) -> None:
+        """Count new keys dropped elsewhere (a failed flush's batch already full)."""
+        with self._lock:
+            self.dropped += keys
 
     def detail(self) -> dict[str, object]:
         """What /healthz says of the sightings."""
@@ -235,13 +242,16 @@ class SightingsFlusher(threading.Thread):
         if not self._retry:
             return taken
         batch, self._retry = self._retry, {}
+        dropped = 0
         for key, count in taken.items():
             if key in batch:
                 batch[key] += count
             elif len(batch) < self.sightings.capacity:
                 batch[key] = count
             else:
-                self.sightings.dropped += 1
+                dropped += 1
+        if dropped:
+            self.sightings.drop(dropped)
         return batch
 
     def _write(self, batch: dict[Key, int], now: Micros, expire: bool) -> None:
