@@ -151,3 +151,33 @@ def text_clean(joined: str) -> bool:
     # ASCII text is free of controls exactly when it is printable (the space is).
     no_control = joined.isprintable() if joined.isascii() else not _CONTROL.search(joined)
     return no_control and ("<" not in joined or not _MARKUP.search(joined))
+
+
+# -- text a third party chose, kept rather than refused -------------------------------------
+# An app's name, version and id are chosen by its maker or by the device's user, never by
+# an admin: refusing them would cost the device its whole inventory (and let a user name
+# an app to evade). They are made safe instead: what the checks above refuse becomes a
+# visible stand-in, so the value stays readable and can no longer be markup or hide.
+REPLACEMENT = "\ufffd"  # U+FFFD REPLACEMENT CHARACTER, for a character that cannot be shown
+_ANGLES = str.maketrans({"<": "\u2039", ">": "\u203a"})  # single angle quotation marks: ‹ ›
+
+
+def safe_text(value: str) -> str:
+    """``value`` made to pass ``check_text``: controls, bidi controls and lone surrogates
+    become U+FFFD; where markup would open, every ``<`` and ``>`` becomes ``‹`` and ``›``."""
+    if text_clean(value):
+        return value
+    made = _CONTROL.sub(REPLACEMENT, value)
+    return made.translate(_ANGLES) if _MARKUP.search(made) else made
+
+
+def safe_identifier(value: str) -> str:
+    """``value`` made to pass ``check_identifier``: every character a reader cannot see
+    (controls, format and default-ignorable characters, white space but the ASCII
+    space) becomes U+FFFD; markup as in ``safe_text``."""
+    if identifiers_clean(value):
+        return value
+    made = "".join(
+        REPLACEMENT if not ch.isprintable() or (not ch.isascii() and _IGNORABLE.match(ch)) else ch for ch in value
+    )
+    return made.translate(_ANGLES) if _MARKUP.search(made) else made

@@ -386,25 +386,53 @@ def test_hostile_enrollments_are_refused_naming_the_field(fleet: Database, secre
 def test_a_bad_entry_is_rejected_alone_and_writes_nothing(fleet: Database, secret: str, agent: Agent) -> None:
     agent.enroll(secret)
     now = int(time.time())
-    hostile = {**TIKTOK, "display_name": "TikTok<img src=x onerror=alert(1)>"}
-    bidi = {**SAFARI, "display_name": "Safari\u202e"}
     answer = agent.log(
-        snapshot("appban_apps", now - 60, [SAFARI, hostile]),
+        snapshot("appban_apps", now - 60, [SAFARI, {**TIKTOK, "display_name": ["a list"]}]),
         {"not": "a result"},
-        snapshot("appban_chrome_extensions", now - 60, [{"identifier": "x" * 300, "name": "X", "version": "1"}]),
-        snapshot("pack_apps_2", now - 60, [bidi]),
+        snapshot("appban_chrome_extensions", now - 60, [{"identifier": "abc", "name": "X", "version": ["1"]}]),
         snapshot("pack_apps_3", now - 60, [SAFARI]),
     )
     results = answer.json()["results"]
-    assert statuses(answer) == [(0, "rejected"), (1, "rejected"), (2, "rejected"), (3, "rejected"), (4, "applied")]
-    # Fields as the importer names them: the app's place in the entry, then appban's name.
-    assert results[0]["error"]["field"] == "data[0].snapshot[1].name"
-    assert results[2]["error"]["field"] == "data[2].snapshot[0].id"
-    assert results[3]["error"]["field"] == "data[3].snapshot[0].name"
+    assert statuses(answer) == [(0, "rejected"), (1, "rejected"), (2, "rejected"), (3, "applied")]
+    # Fields as the reader names them: the row's place in the entry, then its column.
+    assert results[0]["error"]["field"] == "data[0].snapshot[1].display_name"
+    assert results[2]["error"]["field"] == "data[2].snapshot[0].version"
     with sqlite3.connect(fleet.path) as db:
         sources = sorted(r[0] for r in db.execute("SELECT source_id FROM device_records"))
         devices = sorted(r[0] for r in db.execute("SELECT source_id FROM devices"))
-    assert not any("appban_apps" in s or "chrome" in s or "pack_apps_2" in s for s in sources + devices)
+    assert not any("appban_apps" in s or "chrome" in s for s in sources + devices)
+
+
+def test_an_app_s_hostile_name_costs_the_host_nothing(fleet: Database, secret: str, agent: Agent) -> None:
+    """An app's name is its maker's or the user's (a Mac app can be given any name): one
+    with markup, a control character or past the length limit is kept, made harmless,
+    and the snapshot still says what it says. Refusing it would let a user evade by
+    naming an app, and keep the host's inventory stale forever."""
+    agent.enroll(secret)
+    now = int(time.time())
+    editor = {**SAFARI, "bundle_identifier": "com.example.htmleditor", "display_name": "</> HTML Editor"}
+    bidi = {
+        **SAFARI,
+        "bundle_identifier": "com.example.notes",
+        "display_name": "Notes\u202e",
+        "bundle_short_version": "x" * 2000,
+    }
+    long_id = {"identifier": "x" * 300, "name": "<img src=x onerror=alert(1)>", "version": "1"}
+    answer = agent.log(
+        snapshot("appban_apps", now - 600, [SAFARI, TIKTOK, editor, bidi]),
+        snapshot("appban_chrome_extensions", now - 700, [long_id]),
+    )
+    assert statuses(answer) == [(0, "applied"), (1, "applied")]
+    assert decide(fleet) == "deny:blocked:tiktok-mac"
+    (evidence,) = [
+        e
+        for e in fleet.appban("device", "show", "jane-mbp.local/appban_apps")["policies"]["tiktok-mac"]["evidence"]
+        if e.get("app")
+    ]
+    assert evidence["app"] == TIKTOK["bundle_identifier"]
+    # TikTok removed: the snapshot with the hostile names clears the Mac.
+    assert statuses(agent.log(snapshot("appban_apps", now - 60, [SAFARI, editor, bidi]))) == [(0, "applied")]
+    assert decide(fleet) == "allow:ok"
 
 
 def test_bodies_that_are_not_osquery_s_get_400(fleet: Database, secret: str, agent: Agent) -> None:

@@ -262,14 +262,14 @@ def test_garbage_is_rejected_per_event_and_nothing_is_written(
     # A batch: the bad events beside a good one, each answered alone.
     bad_base64 = json.loads(micromdm(information(), now))
     bad_base64["acknowledge_event"]["raw_payload"] = "%%% not base64 %%%"
-    hostile = installed({**TIKTOK, "Name": "TikTok<script>"}, udid="00008030-00000000000000AA")
+    hostile = installed({**TIKTOK, "Identifier": ["com.zhiliaoapp.musically"]}, udid="00008030-00000000000000AA")
     events = [json.loads(micromdm(information(), now)), bad_base64, json.loads(micromdm(hostile, now)), "nope"]
     answer = post(server, json.dumps(events).encode(), mdm)
     assert [s for _, s in results(answer)] == ["applied", "rejected", "rejected", "rejected"]
     fields = [r.get("error", {}).get("field") for r in answer.json()["results"]]
     assert fields[1:] == [
         "[1].acknowledge_event.raw_payload",
-        "[2].acknowledge_event.raw_payload:InstalledApplicationList[0].name",
+        "[2].acknowledge_event.raw_payload:InstalledApplicationList[0].Identifier",
         "[3]",
     ]
     (device,) = database.appban("device", "list")["devices"]
@@ -278,6 +278,43 @@ def test_garbage_is_rejected_per_event_and_nothing_is_written(
     # A body that is not JSON at all: 400, the error shape.
     answer = post(server, b"<plist>", mdm)
     assert answer.status_code == 400 and answer.json()["error"]["status"] == 400
+
+
+def test_a_single_event_s_error_names_its_field_without_a_leading_dot(
+    server: ThreadServer, database: Database, mdm: str
+) -> None:
+    now = datetime.now(UTC)
+    post(server, micromdm(information(), now - timedelta(minutes=2)), mdm)
+    nameless = installed({"ShortVersion": "1.0"})
+    (result,) = post(server, micromdm(nameless, now), mdm).json()["results"]
+    assert result["status"] == "rejected"
+    assert result["error"]["field"] == "acknowledge_event.raw_payload:InstalledApplicationList[0]"
+    bad_time = json.loads(micromdm(installed(NOTES), now))
+    bad_time["created_at"] = "yesterday"
+    (result,) = post(server, json.dumps(bad_time).encode(), mdm).json()["results"]
+    assert result["error"]["field"] == "created_at"
+
+
+def test_an_app_s_hostile_name_costs_the_device_nothing(
+    server: ThreadServer, database: Database, mdm: str, policy: None
+) -> None:
+    """An app's name is its maker's or the user's: one with markup (a real App Store
+    name, "</> HTML Editor") is kept, made harmless, and the rest of the list applies.
+    Refusing it would keep the device blocked (or stale) forever, or let a user name an
+    app to evade."""
+    now = datetime.now(UTC)
+    editor = {"Identifier": "com.example.htmleditor", "Name": "</> HTML Editor", "ShortVersion": "2.1"}
+    post(server, micromdm(information(), now - timedelta(minutes=50)), mdm)
+    assert results(post(server, micromdm(installed(TIKTOK), now - timedelta(minutes=40)), mdm)) == [(UDID, "applied")]
+    assert kept(database, f"mdm:{UDID}")["policies"]["tiktok-mail"]["state"] == "blocked"
+    scripted = {**NOTES, "Name": "<script>alert(1)</script>", "ShortVersion": "1\u202e0"}
+    answer = post(server, micromdm(installed(TIKTOK, editor, scripted), now - timedelta(minutes=30)), mdm)
+    assert results(answer) == [(UDID, "applied")]
+    # The user removes TikTok; the list with the hostile names clears the device.
+    assert results(post(server, micromdm(installed(editor, scripted), now - timedelta(minutes=20)), mdm)) == [
+        (UDID, "applied")
+    ]
+    assert kept(database, f"mdm:{UDID}")["policies"]["tiktok-mail"]["state"] == "compliant"
 
 
 def test_a_held_list_waits_no_longer_than_its_setting(

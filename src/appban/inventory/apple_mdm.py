@@ -186,7 +186,7 @@ def _results(path: str, options: ReadOptions, only: set[int] | None = None) -> I
 
 
 def _envelope(index: int, at: str, event: dict[str, Any], ack: dict[str, Any], options: ReadOptions) -> _Result:
-    ev = f"{at}.acknowledge_event"
+    ev = _step(at, "acknowledge_event")
     raw = text(ack, "raw_payload", ev, required=True) or ""
     if len(raw) > options.max_bytes * 4 // 3 + 4:
         raise BadInput(f"a result larger than {options.max_bytes} bytes", field=f"{ev}.raw_payload")
@@ -197,7 +197,7 @@ def _envelope(index: int, at: str, event: dict[str, Any], ack: dict[str, Any], o
     created = text(event, "created_at", at)
     observed = None
     if created is not None and not created.startswith(_GO_ZERO_TIME):
-        observed = vendor_time(created, f"{at}.created_at", options.timezone)
+        observed = vendor_time(created, _step(at, "created_at"), options.timezone)
     ids = child(ack, "ids", ev)  # NanoMDM: the enrollment's type
     kind = text(ids, "type", f"{ev}.ids") or ""
     return _Result(

@@ -5,6 +5,13 @@ Decoded and validated by msgspec in one pass; the few rules a type cannot say
 checked after, only where the raw bytes show they could apply. When the fast
 decoder refuses a check-in, the check-in is read again exactly (``_json_text``,
 ``_schema``) to say, in appban's own words, which field on which line is wrong.
+
+What the admin's systems name (the device's id, owner, identifiers, model) is held
+strictly: a value with markup or an invisible character refuses the check-in. An app's
+id, name and version are chosen by its maker or the device's user: one hostile app
+name must not cost the device its inventory, so such a value is made safe instead
+(``appban.text.safe_text``, ``safe_identifier``) and the app is kept. Vendor records
+(``build``) also have an app's over-long values cut to the limits.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from appban.text import (
     check_text,
     identifiers_clean,
     normalise_email,
+    safe_identifier,
+    safe_text,
     text_clean,
 )
 
@@ -258,8 +267,8 @@ def finish(body: CheckinBody, *, suspect: bool, source: str = "agent") -> Checki
     )
     apps = body.apps
     app_ids = [a.id for a in apps]
-    if suspect:
-        _check_strings(device, apps, app_ids)
+    if suspect and not _check_strings(device, apps, app_ids):
+        app_ids = [a.id for a in apps]  # an id was made safe
     for i, e in enumerate(eas):
         check_eas_device_id(e, f"device.eas_device_ids[{i}]")
     if None in app_ids or len(set(app_ids)) != len(app_ids):
@@ -283,25 +292,37 @@ def _locate_app_problem(apps: list[App]) -> None:
             raise DuplicateApp(i, first, "id" if app.id is not None else "name")
 
 
-def _check_strings(device: Device, apps: list[App], app_ids: list[str | None]) -> None:
-    """Identifiers must be visible, text free of controls and markup: checked on the
-    whole at once, and field by field, in document order, only to name the first."""
+def _check_strings(device: Device, apps: list[App], app_ids: list[str | None]) -> bool:
+    """The device's identifiers must be visible and its text free of controls and
+    markup (checked field by field, in document order, only to name the first that is
+    not); the apps' ids, names and versions that are not are made safe. True when
+    every string was clean as sent (checked on the whole at once)."""
     ids = [device.id, device.owner or "", *device.eas_device_ids, *(i for i in app_ids if i is not None)]
     texts = [device.model or "", device.os_version or ""]
     for app in apps:
         texts += (app.name or "", app.version or "")
     if identifiers_clean(" ".join(ids)) and text_clean(" ".join(texts)):
-        return
+        return True
     check_identifier(device.id, "device.id")
     check_identifier(device.owner, "device.owner")
     check_text(device.model, "device.model")
     check_text(device.os_version, "device.os_version")
     for i, eas in enumerate(device.eas_device_ids):
         check_eas_device_id(eas, f"device.eas_device_ids[{i}]")
-    for i, app in enumerate(apps):
-        check_identifier(app.id, f"apps[{i}].id")
-        check_text(app.name, f"apps[{i}].name")
-        check_text(app.version, f"apps[{i}].version")
+    for app in apps:
+        _make_safe(app)
+    return False
+
+
+def _make_safe(app: App) -> None:
+    """The app's id, name and version as appban keeps them: what the text checks refuse
+    made visible and harmless (``appban.text.safe_identifier``, ``safe_text``)."""
+    if app.id is not None:
+        app.id = safe_identifier(app.id)
+    if app.name is not None:
+        app.name = safe_text(app.name)
+    if app.version is not None:
+        app.version = safe_text(app.version)
 
 
 _PLATFORMS = frozenset(Platform.__args__)  # type: ignore[attr-defined]
@@ -336,8 +357,9 @@ def build(
     ``where`` maps appban's field names (``device.id``, ``device.owner``,
     ``device.model``, ``device.os_version``, ``device.eas_device_ids``, ``apps``,
     ``removed``) to the vendor's path of that value (``value[3].serialNumber``), so
-    an error names the field as the file spells it. App errors name
-    ``<apps path>[i].id|name|version``.
+    an error names the field as the file spells it. An app with neither id nor name
+    is refused as ``<apps path>[i]``; an app's id, name or version that fails the text
+    checks is made safe, and one past the limits (MAX_IDENT, MAX_TEXT) cut, never refused.
 
     Two apps with the same id (or, without ids, the same name) in one record are
     kept once, the first: vendors list one app once per version or per user.
@@ -402,6 +424,26 @@ def build(
 
 
 def _unique_apps(apps: list[App], path: str) -> list[App]:
+    out = _first_of_each(apps)
+    if out is not None:
+        return out
+    # Something is wrong (checked on the whole at once): an app with neither id nor name
+    # is refused, naming it; ids, names and versions the checks refuse are made safe.
+    for i, app in enumerate(apps):
+        if app.id is None and not (app.name and app.name.strip()):
+            raise BadInput("an app needs an id or a name", field=f"{path}[{i}]")
+        _make_safe(app)
+        app.id = _cut(app.id, MAX_IDENT)
+        app.name = _cut(app.name, MAX_TEXT)
+        app.version = _cut(app.version, MAX_TEXT)
+    out = _first_of_each(apps)
+    assert out is not None  # every value now passes
+    return out
+
+
+def _first_of_each(apps: list[App]) -> list[App] | None:
+    """The apps, the first of each id (or name, without an id); None when an app has
+    neither, or an id, name or version fails the checks or the limits."""
     seen: set[str] = set()
     out: list[App] = []
     ids: list[str] = []
@@ -420,7 +462,6 @@ def _unique_apps(apps: list[App], path: str) -> list[App]:
         if key not in seen:
             seen.add(key)
             out.append(app)
-    # Checked on the whole at once; field by field only to name the first that fails.
     longest_id = max(map(len, ids), default=0)
     longest_text = max(map(len, texts), default=0)
     if (
@@ -430,13 +471,13 @@ def _unique_apps(apps: list[App], path: str) -> list[App]:
         or not identifiers_clean(" ".join(ids))
         or not text_clean(" ".join(texts))
     ):
-        for i, app in enumerate(apps):
-            if app.id is None and not (app.name and app.name.strip()):
-                raise BadInput("an app needs an id or a name", field=f"{path}[{i}]")
-            _ident(app.id, f"{path}[{i}].id")
-            _text(app.name, f"{path}[{i}].name")
-            _text(app.version, f"{path}[{i}].version")
+        return None
     return out
+
+
+def _cut(value: str | None, most: int) -> str | None:
+    """A value longer than ``most`` characters cut to them, its last an ellipsis."""
+    return value if value is None or len(value) <= most else value[: most - 1] + "\u2026"
 
 
 def _ident(value: str | None, field: str) -> None:
