@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from helpers_semantics import AFTER, APPLIED, BEFORE, Appban
+from helpers_semantics import AFTER, APPLIED, BEFORE, TIKTOK_ANDROID, TIKTOK_IOS, Appban, checkin
 
 TIKTOK = "com.zhiliaoapp.musically"
 LATER = "2020-07-10T16:00:00Z"
@@ -345,3 +345,59 @@ def test_ids_of_devices_folded_away_are_never_given_again(fleet: Appban) -> None
     assert ids == [int(one["id"][4:]), 3]
     assert fleet.run("device", "show", "dev-" + "9" * 40, now=LATER).code == 2
     assert fleet.run("device", "unlink", "rec-" + "9" * 40, now=LATER).code == 2
+
+
+# -- what a record may change -------------------------------------------------------------------
+
+
+def test_records_of_different_platforms_never_link(ab: Appban) -> None:
+    """A record that claims another kind of device's identifier (a Mac with an iPhone's
+    ActiveSync DeviceId, whoever sent it) stays a device of its own: linked, it would
+    make the phone a Mac, out of a phone policy's scope, and the phone would be allowed."""
+    ab.init()
+    ab.apply(scope={"platforms": ["ios", "ipados"], "mail_access": "required"})
+    phone = checkin("IPHONE-1", platform="ios", apps=[TIKTOK_IOS], eas=["EAS-PHONE"], source="mdm")
+    ab.ingest(phone, now=LATER)
+    assert ab.state("mdm:IPHONE-1", AFTER) == "blocked"
+    fake = checkin("FAKE-MAC", platform="macos", apps=[], eas=["EAS-PHONE"], source="osquery", at=LATER)
+    ab.ingest(fake, now=LATER)
+    shown = ab.show("mdm:IPHONE-1", AFTER)
+    assert shown["platform"] == "ios" and [r["source"] for r in shown["records"]] == ["mdm"]
+    assert ab.state("mdm:IPHONE-1", AFTER) == "blocked"
+    assert ab.decide("EAS-PHONE", "ann", AFTER) == ("deny", "blocked:tiktok-mail")
+    # An iPad record of the same DeviceId is the same family: it links, and the device
+    # stays what it was.
+    ab.ingest(checkin("IPAD-VIEW", platform="ipados", apps=[], eas=["EAS-PHONE"], source="exchange"), now=LATER)
+    shown = ab.show("mdm:IPHONE-1", AFTER)
+    assert shown["platform"] == "ios" and sorted(r["source"] for r in shown["records"]) == ["exchange", "mdm"]
+
+
+def test_a_linked_record_that_reports_another_platform_leaves(ab: Appban) -> None:
+    ab.init()
+    ab.apply(scope={"platforms": ["android"], "mail_access": "required"})
+    ab.ingest(
+        checkin("P1", apps=[TIKTOK_ANDROID], eas=["EAS-P1"], source="mdm"),
+        checkin("P1-MAIL", apps=[], eas=["EAS-P1"], source="mail", at=LATER),
+        now=LATER,
+    )
+    [one] = devices(ab)
+    assert one["records"] == 2
+    ab.ingest(checkin("P1-MAIL", platform="windows", apps=[], eas=["EAS-P1"], source="mail", at=AFTER), now=AFTER)
+    kinds = sorted((d["platform"], d["records"]) for d in ab("device", "list", now=AFTER)["devices"])
+    assert kinds == [("android", 1), ("windows", 1)]
+    assert ab.state("mdm:P1", AFTER) == "blocked"
+
+
+def test_a_newer_clean_report_of_another_source_does_not_clear_an_app(ab: Appban) -> None:
+    """The union: a source that never saw TikTok, reporting later and "full", does not
+    make a phone on which another source saw it compliant (a forged clean report would
+    otherwise unblock anyone); the source that saw it clears it."""
+    ab.init()
+    ab.apply(scope={"platforms": ["android"], "mail_access": "required"})
+    ab.ingest(checkin("P2", apps=[TIKTOK_ANDROID], eas=["EAS-P2"], source="mdm"), now=LATER)
+    ab.ingest(checkin("P2-AGENT", apps=[], eas=["EAS-P2"], source="agent", at=LATER), now=LATER)
+    shown = ab.show("mdm:P2", AFTER)
+    assert len(shown["records"]) == 2 and shown["observed_at"] == LATER
+    assert ab.state("mdm:P2", AFTER) == "blocked"
+    ab.ingest(checkin("P2", apps=[], eas=["EAS-P2"], source="mdm", at=AFTER), now=AFTER)
+    assert ab.state("mdm:P2", AFTER) == "compliant"

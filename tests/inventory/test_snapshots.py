@@ -145,7 +145,8 @@ def test_out_of_order_json_lines_keep_the_newest_snapshot(ab: Appban) -> None:
 
 def test_sources_keep_separate_snapshots_of_one_device(ab: Appban) -> None:
     """Two sources report one phone (one ActiveSync DeviceId): one device, each source's
-    snapshot kept as its record; the freshest full inventory decides what is present."""
+    snapshot kept as its record; an app is present while any record's latest snapshot
+    lists it."""
     ab.ingest(
         checkin("X1", at=T2, apps=[TIKTOK_ANDROID], source="intune"),
         checkin("X1", at=T1, apps=[], source="agent"),
@@ -161,9 +162,12 @@ def test_sources_keep_separate_snapshots_of_one_device(ab: Appban) -> None:
     ]
     assert ab.show("agent:X1", T2)["id"] == "dev-1"
     # The older agent snapshot without the app does not hide the newer one that has it;
-    # a still newer full snapshot without it does.
+    # nor does a newer one: one source's report clears its own evidence, never another's.
     assert ab.sql("SELECT count(*) FROM observations WHERE device_id = 1 AND gone_at IS NULL") == [(1,)]
     ab.ingest(checkin("X1", at=T3, apps=[], source="agent"), now=T3)
+    assert ab.sql("SELECT count(*) FROM observations WHERE device_id = 1 AND gone_at IS NULL") == [(1,)]
+    # The source that saw it says it is gone: gone.
+    ab.ingest(checkin("X1", at=T3, apps=[], source="intune"), now=T3)
     assert ab.sql("SELECT count(*) FROM observations WHERE device_id = 1 AND gone_at IS NULL") == [(0,)]
 
 

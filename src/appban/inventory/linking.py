@@ -6,15 +6,20 @@ identifier (serial number, IMEI/MEID, UDID, Apple enrollment id, Android
 enterprise-specific id, ActiveSync DeviceId; a host id within its own source) are
 one device, evaluated on the union of their evidence:
 
-- the freshest full inventory decides which apps are present (with anything a later
-  report of any scope saw), and its time decides staleness;
+- an app is present if any record's latest report lists it: a record clears only its
+  own evidence, never another's (a clean report of one source cannot hide what
+  another saw), and the freshest full inventory's time decides staleness;
 - any record's ActiveSync DeviceIds and mail access count;
 - the owner is the one the records name (records naming two owners are never linked:
   ``conflicts`` lists them).
 
-Never linked: records whose owners differ; a pair an admin unlinked; an identifier
+Never linked: records whose owners differ; records of different platforms (iOS and
+iPadOS are one family), so that a record, whoever sent it, can never change what kind
+of device another source reported (an osquery host claiming an iPhone's serial would
+make it a Mac, out of a phone policy's scope); a pair an admin unlinked; an identifier
 more than ``CROWD`` unrelated devices share (a placeholder a source invented, a
-refurbished phone's recycled serial); names and models, never.
+refurbished phone's recycled serial); names and models, never. A linked device keeps
+the platform it had: a record that later reports another platform leaves it.
 
 A device reported by one source is, as before, one row of ``devices``. When records
 link, the device with the lowest id stays (its states, history, exemptions and mail
@@ -36,6 +41,14 @@ from appban.store.records import DeviceRow, IdentifierRow, Observation, SourceRe
 
 # More devices than this sharing one identifier: it identifies none of them.
 CROWD = 5
+# Platforms one physical device may be reported as by different sources.
+_FAMILIES = ({"ios", "ipados"},)
+
+
+def same_kind(a: str, b: str) -> bool:
+    """Whether records of platforms ``a`` and ``b`` may be one device: the same
+    platform, or one family (an iPad is ``ios`` to some sources, ``ipados`` to others)."""
+    return a == b or any(a in family and b in family for family in _FAMILIES)
 
 
 def identifier_pairs(d: DeviceRow) -> list[tuple[str, str]]:
@@ -93,6 +106,7 @@ class Linker:
         # Keys of every record already in the group being formed, and the owner it has.
         own = self.store.get_device(device_id)
         owner = d.owner or (own.owner if own is not None else "")
+        platform = own.platform if own is not None else d.platform
         keys = self._keys(device_id)
         unlinked = set().union(*(self.store.unlinked_from(*k) for k in keys))
         found: dict[int, str] = {}
@@ -105,8 +119,11 @@ class Linker:
                 self.used.add((r.kind, r.value))  # drop_crowded looks at it by the end of the import
                 continue
             device = self.store.get_device(other)
+            if device is None or not same_kind(device.platform, platform) or not same_kind(device.platform, d.platform):
+                refused.add(other)  # another kind of device: the value is not this one's
+                continue
             theirs = self._keys(other)
-            if device is None or unlinked & theirs:
+            if unlinked & theirs:
                 refused.add(other)  # an admin said these are not one device
                 continue
             if device.owner and owner and device.owner != owner:
@@ -179,6 +196,14 @@ class Linker:
         store.put_record_observations(old.id, _replaced(before, kept, facts.observed_at))
         record.facts = facts
         store.put_record(record)
+        device = store.get_device(record.device_id)
+        assert device is not None
+        if not same_kind(facts.platform, device.platform):
+            # The source now says this is another kind of device: the record leaves, it
+            # does not change what the device is.
+            self.note_identifiers(facts, old, record.device_id)
+            self.unlink(int(old.id), now, remember=False, why="platform")
+            return
         others = {r.facts.owner for r in store.records_of(record.device_id) if r.facts.id != old.id} - {""}
         if facts.owner and others - {facts.owner}:
             # The source now names another owner than the device's other records: the
@@ -201,6 +226,7 @@ class Linker:
         present = {r.facts.id: store.record_observations(r.facts.id, present_only=True) for r in records}
         merged, apps = union([r.facts for r in records], present)
         merged.id, merged.source, merged.source_id = device.id, device.source, device.source_id
+        merged.platform = device.platform  # no record changes what kind of device it is
         merged.credential, merged.decision, merged.reason = device.credential, device.decision, device.reason
         merged.mail_seen = device.mail_seen
         merged.linked = True
@@ -372,8 +398,12 @@ def union(
 ) -> tuple[DeviceRow, list[Observation]]:
     """One device from its records: the facts, and the apps present.
 
-    Presence: the freshest full inventory's apps, with every app a report of any scope
-    made after it saw. Scope: full if any record is; else managed if any is; else none.
+    Presence: every app any record's latest report lists (the newest record's
+    observation of it). A record's report clears that record's apps only: a newer clean
+    report of one source (or of another query of one osquery host) never hides what
+    another saw, which stays until its own source reports it gone. Time: the freshest
+    full inventory's, which decides staleness. Scope: full if any record is; else
+    managed if any is; else none.
     """
     if not records:
         raise BadInput("a linked device without records")  # never: callers keep one
@@ -383,11 +413,9 @@ def union(
     full = [r for r in inventories if r.inventory_scope == "full"]
     basis = full[-1] if full else (inventories[-1] if inventories else None)
     apps: dict[str, Observation] = {}
-    if basis is not None:
-        for r in inventories:
-            if r is basis or r.observed_at > basis.observed_at:
-                for o in present.get(r.id, []):
-                    apps.setdefault(o.app_key, replace(o))
+    for r in reversed(inventories):
+        for o in present.get(r.id, []):
+            apps.setdefault(o.app_key, replace(o))
     owners = [r.owner for r in by_time if r.owner]
     known_ownership = [r.ownership for r in by_time if r.ownership != "unknown"]
     eas: list[str] = []
