@@ -221,6 +221,30 @@ def test_nanomdm_apps_before_information_are_held_then_applied(
     assert shown["policies"]["tiktok-mail"]["state"] == "blocked"
 
 
+@pytest.mark.parametrize("before", [timedelta(milliseconds=200), timedelta(0)], ids=["just-before", "same-time"])
+def test_an_app_list_dated_before_the_first_device_information_is_applied(
+    server: ThreadServer, database: Database, mdm: str, policy: None, before: timedelta
+) -> None:
+    """The device answered InstalledApplicationList, then DeviceInformation a moment
+    later; the webhooks arrive the other way round. Only facts were stored (no apps):
+    the app list is compared with the last app list (none), not with the facts."""
+    listed_at = datetime.now(UTC) - timedelta(minutes=11)
+    info = information()
+    assert results(post(server, micromdm(info, listed_at + before), mdm)) == [(UDID, "applied")]
+    assert results(post(server, micromdm(installed(TIKTOK, NOTES), listed_at), mdm)) == [(UDID, "applied")]
+    shown = kept(database, f"mdm:{UDID}")
+    assert (shown["inventory_scope"], shown["model"], shown["os_version"]) == ("full", "iPhone12,1", "13.5.1")
+    assert shown["observed_at"].startswith(listed_at.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert shown["policies"]["tiktok-mail"]["state"] == "blocked"
+    # Now a list is stored: an older one than it changes nothing.
+    older = micromdm(installed(NOTES), listed_at - timedelta(minutes=1))
+    assert results(post(server, older, mdm)) == [(UDID, "ignored")]
+    # A newer DeviceInformation keeps the apps, with their time.
+    assert results(post(server, micromdm(info, listed_at + timedelta(minutes=5)), mdm)) == [(UDID, "applied")]
+    shown = kept(database, f"mdm:{UDID}")
+    assert shown["inventory_scope"] == "full" and shown["policies"]["tiktok-mail"]["state"] == "blocked"
+
+
 def test_events_not_about_apps_are_ignored(server: ThreadServer, database: Database, mdm: str) -> None:
     now = datetime.now(UTC)
     profiles = plistlib.dumps({"CommandUUID": "p", "ProfileList": [], "Status": "Acknowledged", "UDID": UDID})

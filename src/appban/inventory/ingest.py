@@ -2,6 +2,8 @@
 
 - A snapshot no newer than the stored one for that device and source changes
   nothing (so importing a file twice, or reports arriving out of order, is safe).
+  A record that lists no apps (device facts only) is no snapshot of apps: an app
+  list older than it still brings its apps, and the record keeps the newer facts.
 - An app absent from a newer snapshot is gone (``gone_at`` keeps when it went).
 - Data minimisation: only apps the catalog or a policy names are kept, and the
   snapshot remembers the catalog version it was filtered against.
@@ -86,7 +88,17 @@ class Ingestor:
         record = store.get_record(c.source, d.id) if old is None or old.linked else None
         if record is not None:
             old = record.facts
-        if old is not None and not self._newer(c, old, record):
+        # An app list against a record that lists no apps (device facts only, such as an
+        # MDM's DeviceInformation): compared with the last app list, of which there is
+        # none, not with the facts. An older list still brings the apps; the newer facts stay.
+        behind_facts = (
+            old is not None
+            and old.inventory_scope == "none"
+            and d.inventory_scope != "none"
+            and c.removed is None
+            and c.observed_at <= old.observed_at
+        )
+        if old is not None and not behind_facts and not self._newer(c, old, record):
             self.counts.unchanged += 1
             return
         kept = self._kept_apps(c)
@@ -132,6 +144,12 @@ class Ingestor:
             epoch=c.epoch,
             counter=c.counter,
         )
+        if behind_facts:
+            assert old is not None
+            device.platform, device.ownership, device.owner = old.platform, old.ownership, old.owner
+            device.model, device.os_version, device.mail_reported = old.model, old.os_version, old.mail_reported
+            device.eas_ids = old.eas_ids
+            device.identifiers = tuple(dict.fromkeys([*old.identifiers, *d.identifiers]))
         if record is not None:
             self.counts.updated += 1
             self.linker.record_changed(record, device, kept, now)
