@@ -131,6 +131,36 @@ def test_an_empty_array_is_no_items(client: httpx.Client) -> None:
     assert results(post(client, b"[]")) == []
 
 
+def deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [1000, 20_000])
+def test_nesting_deeper_than_any_checkin_is_that_items_rejection(client: httpx.Client, depth: int) -> None:
+    """Nesting deeper than the decoder follows (about 1,000 levels) is no server error:
+    as an item of an array, as the body's one object, or inside a device."""
+    good = json.dumps(checkin(f"DEEP-{depth}")).encode()
+    for body in (b"[" + deep(depth) + b"," + good + b"]", deep(depth), b'{"device":' + deep(depth) + b"}"):
+        r = results(post(client, body))
+        assert r[0]["status"] == "rejected" and r[0]["error"]["message"], r[0]
+        assert r[-1]["status"] in ("applied", "ignored", "rejected")
+    assert results(post(client, b"[" + deep(depth) + b"," + good + b"]"))[1]["device"] == f"DEEP-{depth}"
+
+
+def test_an_over_nested_item_among_many_commas_is_rejected_alone(client: httpx.Client, database: Database) -> None:
+    """A batch dense in commas is cut before it is decoded: an item nested deeper than a
+    check-in there is that item's rejection, and the items beside it are applied."""
+    items = [checkin(f"DENSE-{i}", apps=[{"id": f"a{j}"} for j in range(1500)]) for i in range(10)]
+    items[5]["device"]["model"] = [[[[[[[1]]]]]]]
+    body = json.dumps(items, separators=(",", ":")).encode()
+    assert body.count(b",") * 60 > 4 * len(body)  # the dense path: items counted before decoding
+    r = results(post(client, body))
+    assert [x["status"] for x in r] == ["applied"] * 5 + ["rejected"] + ["applied"] * 4
+    assert r[5]["error"]["field"] == "device.model"
+    assert show(database, "DENSE-9")["id"]
+    assert run_show_fails(database, "DENSE-5")
+
+
 # -- refused ------------------------------------------------------------------------------
 
 

@@ -27,8 +27,9 @@ def nested(depth: int) -> st.SearchStrategy[object]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(items=st.lists(nested(4), max_size=12), most=st.integers(0, 12), spaced=st.booleans())
+@given(items=st.lists(nested(9), max_size=12), most=st.integers(0, 12), spaced=st.booleans())
 def test_an_array_is_cut_into_its_items_or_refused_when_longer(items: list[object], most: int, spaced: bool) -> None:
+    """However deep an item (deeper ones than a check-in are followed bracket by bracket)."""
     body = json.dumps(items, separators=(", ", ": ") if spaced else (",", ":")).encode()
     if len(items) > most:
         with pytest.raises(ApiError) as refused:
@@ -39,14 +40,41 @@ def test_an_array_is_cut_into_its_items_or_refused_when_longer(items: list[objec
         assert [json.loads(x) for x in _split(body, JSON, most=most)] == items
 
 
-def test_an_item_nested_deeper_than_a_checkin_is_refused_naming_it() -> None:
+def deep(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+def test_an_item_nested_deeper_than_a_checkin_is_an_item_all_the_same() -> None:
+    """Its own decoding rejects it; the items beside it are cut as usual."""
     # Enough commas that the items are counted before decoding.
-    body = b"[" + b",".join([b"0"] * 30 + [b"[[[[[[1]]]]]]"] + [b"0"] * 30) + b"]"
+    body = b"[" + b",".join([b"0"] * 30 + [deep(7)] + [b"0"] * 30) + b"]"
+    assert _split(body, JSON, most=61) == [b"0"] * 30 + [deep(7)] + [b"0"] * 30
     with pytest.raises(ApiError) as refused:
-        _split(body, JSON, most=50)
-    assert (refused.value.status_code, refused.value.index) == (400, 30)
-    # Few commas: decoded at once, and the deep item is that item's rejection.
-    assert len(_split(b"[0,[[[[[[1]]]]]]]", JSON, most=100)) == 2
+        _split(body, JSON, most=60)
+    assert refused.value.status_code == 413
+    # Few commas: decoded at once.
+    assert _split(b"[0," + deep(7) + b"]", JSON, most=100) == [b"0", deep(7)]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_nesting_deeper_than_the_decoder_follows_is_an_item(depth: int, dense: bool) -> None:
+    """msgspec gives up (RecursionError) past about a thousand levels: the item is cut all the
+    same, and one object alone is the body's one item."""
+    others = [b"0"] * (200 if dense else 1)
+    body = b"[" + b",".join([*others, deep(depth), *others]) + b"]"
+    assert _split(body, JSON, most=1000) == [*others, deep(depth), *others]
+    one = b'{"device":' + deep(depth) + b"}"
+    assert _split(one, JSON, most=1) == [one]
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b"[" + b"[" * 5000 + b'"' + b"]" * 5001, b"[" + deep(2000) + b"}", b"{" * 100_000]
+)
+def test_a_deep_group_that_never_closes_is_400(body: bytes) -> None:
+    with pytest.raises(ApiError) as refused:
+        _split(body, JSON, most=100)
+    assert refused.value.status_code == 400
 
 
 @pytest.mark.parametrize("body", [b"[0,0,0", b"[0,0,,0]", b'["a,b', b"[0 0]"])

@@ -41,19 +41,26 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LINE = re.compile(rb"[^\n]*[^ \t\r\n\x0b\x0c][^\n]*")
 # One item of a JSON array, whole: scalars, strings and groups nested up to _ITEM_DEPTH
 # deep (a check-in is three: itself, its device or apps, an app or the device's list of
-# ActiveSync ids). Possessive throughout: no backtracking, linear in the item.
-_ITEM_DEPTH = 4
+# ActiveSync ids; deeper groups are followed by _group_end, step by step, so the depth
+# here also sets how few bytes such a step can take). Possessive throughout: no
+# backtracking, linear in the item.
+_ITEM_DEPTH = 6
+_SCALAR = rb'(?:[^\[\]{}",]++|"(?:[^"\\]++|\\.)*+")'
 
 
-def _item_pattern(depth: int) -> re.Pattern[bytes]:
-    scalar = rb'(?:[^\[\]{}",]++|"(?:[^"\\]++|\\.)*+")'
-    value = scalar
+def _value_pattern(depth: int) -> bytes:
+    value = _SCALAR
     for _ in range(depth):
-        value = rb"(?:" + scalar + rb"|\[(?:" + value + rb"|,)*+\]|\{(?:" + value + rb"|,)*+\})"
-    return re.compile(value + rb"*+")
+        value = rb"(?:" + _SCALAR + rb"|\[(?:" + value + rb"|,)*+\]|\{(?:" + value + rb"|,)*+\})"
+    return value
 
 
-_ITEM = _item_pattern(_ITEM_DEPTH)
+_ITEM = re.compile(_value_pattern(_ITEM_DEPTH) + rb"*+")
+# Inside a group: values and commas (a key's colon is one of the scalar's bytes).
+_INSIDE = re.compile(rb"(?:" + _value_pattern(_ITEM_DEPTH) + rb"|,)*+")
+_OPENERS = re.compile(rb"[\[{]++")
+_CLOSERS = re.compile(rb"[\]}]++")
+_COMMA, _CLOSE = ord(","), ord("]")
 
 
 def routes() -> list[BaseRoute]:
@@ -143,76 +150,122 @@ def _split(body: bytes, kind: str, *, most: int) -> list[bytes]:
         return [m.group() for m in lines]
     text = body.strip()
     if not text:
-        raise ApiError(400, "the body is empty: send one check-in, an array of them, or JSON Lines")
+        raise _empty()
     if text[:1] != b"[":
         _check_json(text)
         return [text]
-    # Decoding keeps an object per item: count them first, so that half a million tiny
-    # items ("[0,0,0,...") never take a gigabyte before they are refused.
-    if _surely_more_items(text, most):
-        raise _too_many(most)
+    # Decoding keeps an object per item: when there could be a great many, they are
+    # cut and counted first, so that half a million tiny items ("[0,0,0,...") never
+    # take a gigabyte before they are refused.
+    if _many_items_possible(text, most):
+        return _checked(_cut_array(text, most))
     try:
         parts = msgspec.json.decode(text, type=list[msgspec.Raw])
     except msgspec.DecodeError:
-        return _split_surrogates(text, most)
+        # msgspec refuses a lone surrogate escape (\ud800) even where it only skips a
+        # value; JSON's grammar allows it, and the item holding it is rejected by its own
+        # decoding.
+        if not _SURROGATE_ESCAPE.search(text):
+            raise _unparsable() from None
+        return _checked(_cut_array(text, most))
+    except RecursionError:  # an item nested deeper than msgspec follows: that item's rejection
+        return _checked(_cut_array(text, most))
     if len(parts) > most:
         raise _too_many(most, plural(len(parts), "check-in"))
     return [bytes(raw) for raw in parts]
 
 
-def _split_surrogates(text: bytes, most: int) -> list[bytes]:
-    # msgspec refuses a lone surrogate escape (\ud800) even where it only skips a value;
-    # JSON's grammar allows it, and the item holding it is rejected by its own decoding.
-    # The escape's hex digits are swapped for others of the same length to find where
-    # each item starts and ends, and the items are cut from the body as sent.
-    if not _SURROGATE_ESCAPE.search(text):
-        raise _unparsable()
-    masked = _SURROGATE_ESCAPE.sub(b"\\\\u0041", text)
-    try:
-        parts = msgspec.json.decode(masked, type=list[msgspec.Raw])
-    except msgspec.DecodeError:
-        raise _unparsable() from None
-    if len(parts) > most:
-        raise _too_many(most, plural(len(parts), "check-in"))
-    items = []
-    at = 0
-    for raw in parts:
-        piece = bytes(raw)
-        at = masked.index(piece, at)
-        items.append(text[at : at + len(piece)])
-        at += len(piece)
-    return items
-
-
-def _surely_more_items(text: bytes, most: int) -> bool:
-    """Whether the JSON array ``text`` has more than ``most`` items, where decoding it to
-    find out could take far more memory than the body (decoding keeps about 60 bytes an
-    item, and "[0,0,0,..." is two bytes an item).
+def _many_items_possible(text: bytes, most: int) -> bool:
+    """Whether the JSON array ``text`` could have more than ``most`` items where decoding
+    it to find out could take far more memory than the body (decoding keeps about 60
+    bytes an item, and "[0,0,0,..." is two bytes an item).
 
     Each item but the last ends with a comma: few commas, or few per byte, and decoding
-    is safe (the caller counts what it decoded). Otherwise the items are matched one
-    by one, each whole by one regular expression, until item ``most + 1``.
+    is safe (the caller counts what it decoded).
     """
     commas = text.count(b",")
-    if commas < most or commas * 60 <= 4 * len(text):
-        return False
-    count = 0
+    return commas >= most and commas * 60 > 4 * len(text)
+
+
+def _cut_array(text: bytes, most: int) -> list[bytes]:
+    """The items of the JSON array ``text`` (stripped), cut without decoding them; 413
+    at item ``most + 1``, 400 when the array itself is malformed.
+
+    Each item is matched whole by one regular expression while it is nested no deeper
+    than a check-in; a deeper group is followed by counting its brackets
+    (``_group_end``), so it is cut out as one item, to be rejected by its own decoding.
+    Whether each item is JSON is checked after (``_checked``).
+    """
+    spans: list[tuple[int, int]] = []
+    last = len(text) - 1
     at = 1
     while True:
-        item = _ITEM.match(text, at)
-        assert item is not None  # the pattern matches the empty string too
-        at = item.end()
-        count += 1
-        if count > most:
-            return True
-        following = text[at : at + 1]
-        if following == b",":
+        start = at
+        at = _skip_values(text, at)
+        spans.append((start, at))
+        if len(spans) > most:
+            raise _too_many(most)
+        if at < last and text[at] == _COMMA:
             at += 1
-        elif following == b"]":
-            return False
-        else:  # malformed, or an item nested deeper than any check-in
-            _check_json(text)
-            raise ApiError(400, f"item {count - 1} is nested deeper than a check-in can be", index=count - 1)
+        elif at == last and text[at] == _CLOSE:
+            break
+        else:
+            raise _unparsable(len(spans) - 1)
+    if len(spans) == 1 and not text[1:last].strip():
+        return []  # "[]"
+    return [text[s:e] for s, e in spans]
+
+
+def _skip_values(text: bytes, at: int) -> int:
+    """The end of the values from ``at`` up to the next comma or bracket at this level."""
+    while True:
+        at = _ITEM.match(text, at).end()  # type: ignore[union-attr]  # matches the empty string too
+        if text[at : at + 1] not in (b"[", b"{"):
+            return at
+        at = _group_end(text, at)
+
+
+def _group_end(text: bytes, at: int) -> int:
+    """Where the group opening at ``at`` ends, however deep: runs of brackets are counted
+    and what lies between them, when shallow, is skipped by one match, so that
+    "[[[[...]]]]" takes two steps, not one per bracket."""
+    depth = 0
+    while True:
+        opened = _OPENERS.match(text, at)
+        if opened is not None:
+            depth += opened.end() - at
+            at = opened.end()
+        at = _INSIDE.match(text, at).end()  # type: ignore[union-attr]  # matches the empty string too
+        closed = _CLOSERS.match(text, at)
+        if closed is None:
+            if text[at : at + 1] in (b"[", b"{"):
+                continue
+            raise _unparsable()  # the body ends inside the group, or a string never closes
+        run = closed.end() - at
+        if run >= depth:
+            return at + depth
+        depth -= run
+        at = closed.end()
+
+
+def _checked(items: list[bytes]) -> list[bytes]:
+    """The items, once each is known to be JSON (400 naming the first that is not); an
+    item nested too deep to check is left to its own decoding, which rejects it."""
+    for index, item in enumerate(items):
+        try:
+            msgspec.json.decode(item, type=msgspec.Raw)
+        except msgspec.DecodeError:
+            if not _SURROGATE_ESCAPE.search(item):
+                raise _unparsable(index) from None
+            try:
+                msgspec.json.decode(_SURROGATE_ESCAPE.sub(b"\\\\u0041", item), type=msgspec.Raw)
+            except msgspec.DecodeError:
+                raise _unparsable(index) from None
+            except RecursionError:
+                pass
+        except RecursionError:
+            pass
+    return items
 
 
 def _too_many(most: int, found: str | None = None) -> ApiError:
@@ -228,10 +281,17 @@ def _check_json(text: bytes) -> None:
         msgspec.json.decode(_SURROGATE_ESCAPE.sub(b"\\\\u0041", text), type=msgspec.Raw)
     except msgspec.DecodeError:
         raise _unparsable() from None
+    except RecursionError:
+        pass  # nested deeper than msgspec follows: the item's own decoding rejects it
 
 
-def _unparsable() -> ApiError:
-    return ApiError(400, "the body is not JSON: send one check-in (an object) or an array of them")
+def _empty() -> ApiError:
+    return ApiError(400, "the body is empty: send one check-in, an array of them, or JSON Lines")
+
+
+def _unparsable(index: int | None = None) -> ApiError:
+    where = "" if index is None else f" (at item {index})"
+    return ApiError(400, f"the body is not JSON{where}: send one check-in (an object) or an array of them", index=index)
 
 
 def read_items(body: bytes, kind: str, source: str, most: int) -> list[Checkin | BadInput]:
