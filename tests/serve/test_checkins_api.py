@@ -172,6 +172,13 @@ def test_a_body_that_cannot_be_parsed_is_400(client: httpx.Client, body: bytes) 
     error(post(client, body), 400)
 
 
+@pytest.mark.parametrize("body", [b"", b"\n\n", b" \r\n\t\n"])
+def test_json_lines_without_a_line_is_400(client: httpx.Client, body: bytes) -> None:
+    """Like an empty JSON body: there is nothing to answer item by item."""
+    assert "empty" in error(post(client, body, NDJSON), 400)["message"]
+    assert "empty" in error(post(client, gzip.compress(body), {**NDJSON, "Content-Encoding": "gzip"}), 400)["message"]
+
+
 def test_bad_gzip_is_400(client: httpx.Client) -> None:
     assert error(post(client, b"not gzip at all", {"Content-Encoding": "gzip"}), 400)["field"] == "Content-Encoding"
     cut = gzip.compress(json.dumps(checkin("CUT")).encode())[:-6]

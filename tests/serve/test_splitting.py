@@ -93,3 +93,11 @@ def test_json_lines_blank_lines_are_no_items() -> None:
     with pytest.raises(ApiError) as refused:
         _split(b"1\n2\n3\n", NDJSON, most=2)
     assert refused.value.status_code == 413 and "3 lines" in refused.value.message
+
+
+@pytest.mark.parametrize("body", [b"", b"\n", b" \r\n\t\n\n"])
+def test_json_lines_with_no_line_is_400_like_an_empty_json_body(body: bytes) -> None:
+    for kind in (NDJSON, JSON):
+        with pytest.raises(ApiError) as refused:
+            _split(body, kind, most=10)
+        assert refused.value.status_code == 400 and "empty" in refused.value.message

@@ -147,6 +147,8 @@ def _split(body: bytes, kind: str, *, most: int) -> list[bytes]:
         if len(lines) > most:
             count = body.count(b"\n") + (not body.endswith(b"\n"))
             raise _too_many(most, f"{plural(count, 'line')} of JSON Lines")
+        if not lines:
+            raise _empty()
         return [m.group() for m in lines]
     text = body.strip()
     if not text:
