@@ -210,13 +210,42 @@ def test_another_sources_token_files_under_its_own_source(server: ThreadServer, 
         r = results(post(c, [checkin("SRC-1", source="agent"), checkin("SRC-2", source="mdm"), checkin("SRC-3")]))
     assert [x["status"] for x in r] == ["rejected", "applied", "applied"]
     assert r[0]["error"]["field"] == "source"
+    assert r[0]["device"] == "SRC-1"  # read, then refused: its id is known
     assert run_show_fails(database, "SRC-1")
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/xml",
+        "",
+        "multipart/form-data",
+        # Only the two types the OpenAPI document lists: no other JSON-ish name.
+        "application/problem+json",
+        "application/vnd.example+json",
+        "application/jsonl",
+        "application/jsonlines",
+        "application/x-jsonlines",
+        "application/json-seq",
+        # JSON is UTF-8: a body said to be in another charset is not read as if it were.
+        "application/json; charset=latin-1",
+        "application/json;charset=utf-16",
+        "application/x-ndjson; charset=iso-8859-1",
+    ],
+)
 def test_another_content_type_is_415(client: httpx.Client, content_type: str) -> None:
     r = client.post(CHECKINS, content=json.dumps(checkin("CT")).encode(), headers={"Content-Type": content_type})
     assert error(r, 415)["field"] == "Content-Type"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "APPLICATION/JSON;CHARSET=UTF-8", 'application/json; charset="utf-8"'],
+)
+def test_a_utf8_charset_is_accepted(client: httpx.Client, content_type: str) -> None:
+    r = client.post(CHECKINS, content=json.dumps(checkin("CT-UTF8")).encode(), headers={"Content-Type": content_type})
+    assert results(r)[0]["device"] == "CT-UTF8"
 
 
 def test_another_content_encoding_is_415(client: httpx.Client) -> None:
@@ -274,6 +303,7 @@ def test_max_apps_rejects_the_item(monkeypatch: pytest.MonkeyPatch, database: Da
         apps = [{"id": f"com.example.app{i}"} for i in range(3)]
         r = results(post(c, [checkin("APPS-1", apps=apps), checkin("APPS-2", apps=apps[:2])]))
     assert [x["status"] for x in r] == ["rejected", "applied"]
+    assert r[0]["device"] == "APPS-1"
     assert r[0]["error"]["field"] == "apps"
     assert "APPBAN_MAX_APPS" in r[0]["error"]["message"]
 

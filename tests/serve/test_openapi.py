@@ -42,6 +42,10 @@ def test_the_document_is_served_and_its_checkin_body_is_checkinbody(api: tuple[T
     for name, schema in generated.items():
         assert doc["components"]["schemas"][name] == schema
     assert {"202", "400", "401", "413", "415", "429"} <= set(post["responses"])
+    # What the server reads besides the body is described too.
+    encoding = [p for p in post["parameters"] if p["in"] == "header" and p["name"] == "Content-Encoding"]
+    assert encoding and "gzip" in encoding[0]["schema"]["enum"]
+    assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
     # Health, metrics and the document itself are not API operations.
     assert not {"/healthz", "/metrics", "/api/openapi.json"} & set(doc["paths"])
 

@@ -27,12 +27,10 @@ from appban.output import plural
 from appban.serve.auth import source_of
 from appban.serve.bodies import read_body
 from appban.serve.responses import ApiError, json_response
-from appban.serve.service import Service
+from appban.serve.service import Refused, Service
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
-# Other names JSON Lines goes by.
-_LINES = {NDJSON, "application/jsonl", "application/jsonlines", "application/x-jsonlines"}
 # Decoded off the event loop when larger: other requests are answered meanwhile.
 _INLINE_BYTES = 64 * 1024
 # A UTF-16 surrogate written as a JSON escape: valid JSON text that msgspec refuses.
@@ -78,6 +76,14 @@ async def post_checkins(request: Request) -> Response:
       applied, ignored (no newer than what is stored) or rejected (naming its
       field) on its own; a rejected item writes nothing.
     security: [{sourceToken: []}]
+    parameters:
+    - name: Content-Encoding
+      in: header
+      required: false
+      description: >-
+        gzip (or its alias x-gzip) when the body is gzipped; the size limit applies to
+        the decompressed body.
+      schema: {type: string, enum: [gzip, x-gzip, identity]}
     requestBody:
       required: true
       content:
@@ -89,6 +95,8 @@ async def post_checkins(request: Request) -> Response:
               items: {$ref: '#/components/schemas/CheckinBody'}
         application/x-ndjson:
           schema: {type: string, description: 'JSON Lines: one CheckinBody a line'}
+      description: >-
+        UTF-8: a Content-Type may say charset=utf-8, and any other charset is refused (415).
     responses:
       '202':
         description: One result per item, in order.
@@ -99,7 +107,7 @@ async def post_checkins(request: Request) -> Response:
       '401': {<<: *error, description: No live source token.}
       '408': {<<: *error, description: The body did not arrive in time.}
       '413': {<<: *error, description: Over the body size (decompressed) or the item count limit.}
-      '415': {<<: *error, description: Another Content-Type or Content-Encoding.}
+      '415': {<<: *error, description: 'Another Content-Type (or charset), or another Content-Encoding.'}
       '429':
         <<: *error
         description: The source posts faster than its limit.
@@ -126,16 +134,23 @@ async def post_checkins(request: Request) -> Response:
 
 
 def _content_kind(request: Request) -> str:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media == JSON or media.endswith("+json"):
-        return JSON
-    if media in _LINES:
-        return NDJSON
-    raise ApiError(
-        415,
-        f"Content-Type must be {JSON} (one check-in or an array) or {NDJSON} (JSON Lines)",
-        field="Content-Type",
-    )
+    """JSON or NDJSON, from the Content-Type; 415 for another type, or a charset other
+    than UTF-8 (JSON exchanged between systems is UTF-8: RFC 8259, section 8.1)."""
+    media, _, parameters = request.headers.get("content-type", "").partition(";")
+    kind = media.strip().lower()
+    if kind not in (JSON, NDJSON):
+        raise ApiError(
+            415,
+            f"Content-Type must be {JSON} (one check-in or an array) or {NDJSON} (JSON Lines)",
+            field="Content-Type",
+        )
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(
+                415, "the body must be UTF-8: Content-Type's charset, when given, is utf-8", field="Content-Type"
+            )
+    return kind
 
 
 def _split(body: bytes, kind: str, *, most: int) -> list[bytes]:
@@ -296,39 +311,35 @@ def _unparsable(index: int | None = None) -> ApiError:
     return ApiError(400, f"the body is not JSON{where}: send one check-in (an object) or an array of them", index=index)
 
 
-def read_items(body: bytes, kind: str, source: str, most: int) -> list[Checkin | BadInput]:
-    """A body's items, each a check-in or the BadInput that rejects it; ApiError when
-    the body itself cannot be read (400) or holds too many (413)."""
+def read_items(body: bytes, kind: str, source: str, most: int) -> list[Checkin | Refused]:
+    """A body's items, each a check-in or what refuses it; ApiError when the body itself
+    cannot be read (400) or holds too many (413)."""
     return decode_items(_split(body, kind, most=most), source)
 
 
-def decode_items(raws: list[bytes], source: str) -> list[Checkin | BadInput]:
-    """Each item decoded alone: a check-in, or the BadInput that says why it is rejected."""
+def decode_items(raws: list[bytes], source: str) -> list[Checkin | Refused]:
+    """Each item decoded alone: a check-in, or what refuses it."""
     max_bytes = settings.get("max_checkin_bytes")
     max_apps = settings.get("max_apps")
-    items: list[Checkin | BadInput] = []
-    for raw in raws:
-        try:
-            items.append(decode_one(raw, source, max_bytes=max_bytes, max_apps=max_apps))
-        except BadInput as exc:
-            items.append(exc)
-    return items
+    return [decode_one(raw, source, max_bytes=max_bytes, max_apps=max_apps) for raw in raws]
 
 
-def decode_one(raw: bytes, source: str, *, max_bytes: int, max_apps: int) -> Checkin:
+def decode_one(raw: bytes, source: str, *, max_bytes: int, max_apps: int) -> Checkin | Refused:
+    """A check-in, or the refusal of it, with its device's id once the check-in was read."""
     if len(raw) > max_bytes:
-        raise BadInput(f"{len(raw):,} bytes, more than {max_bytes:,} ({settings.SETTINGS['max_checkin_bytes'].env})")
-    checkin = decode_json(raw, source=source)
+        env = settings.SETTINGS["max_checkin_bytes"].env
+        return Refused(BadInput(f"{len(raw):,} bytes, more than {max_bytes:,} ({env})"))
+    try:
+        checkin = decode_json(raw, source=source)
+    except BadInput as exc:
+        return Refused(exc)
     if checkin.source != source:
-        raise BadInput(
-            f"names source {checkin.source!r}, but the token is source {source!r}'s",
-            field="source",
-        )
+        why = f"names source {checkin.source!r}, but the token is source {source!r}'s"
+        return Refused(BadInput(why, field="source"), checkin.device.id)
     if len(checkin.apps) > max_apps:
-        raise BadInput(
-            f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} ({settings.SETTINGS['max_apps'].env})",
-            field="apps",
-        )
+        env = settings.SETTINGS["max_apps"].env
+        why = f"{plural(len(checkin.apps), 'app')}, more than {max_apps:,} ({env})"
+        return Refused(BadInput(why, field="apps"), checkin.device.id)
     return checkin
 
 

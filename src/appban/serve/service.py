@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,9 +59,18 @@ class ItemResult:
 
 
 @dataclass
+class Refused:
+    """An item refused before it reaches the store: why, and its device's id when the
+    item was read far enough to know it (it names another source, it has too many apps)."""
+
+    error: BadInput
+    device: str | None = None
+
+
+@dataclass
 class _Job:
     subject: str  # who sent it, for the audit log: "api:<source>", "osquery:<source>" ...
-    items: list[Checkin | BadInput]
+    items: Sequence[Checkin | BadInput | Refused]
     future: Future[list[ItemResult]] = field(default_factory=Future)
 
 
@@ -96,7 +105,7 @@ class Service:
 
     # -- for request handlers ------------------------------------------------------------
 
-    async def apply(self, subject: str, items: list[Checkin | BadInput]) -> list[ItemResult]:
+    async def apply(self, subject: str, items: Sequence[Checkin | BadInput | Refused]) -> list[ItemResult]:
         """Apply check-ins (an item may be the error its decoding gave: it is rejected)."""
         job = _Job(subject, items)
         self._queue.put(job)
@@ -195,6 +204,9 @@ class Service:
         for index, item in enumerate(job.items):
             if isinstance(item, BadInput):
                 results.append(ItemResult(index, None, "rejected", item))
+                continue
+            if isinstance(item, Refused):
+                results.append(ItemResult(index, item.device, "rejected", item.error))
                 continue
             unchanged = counts.unchanged
             try:
