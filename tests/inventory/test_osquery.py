@@ -34,6 +34,7 @@ def read(path: Path, options: ReadOptions = OPTIONS) -> list[dict[str, Any]]:
     for line, checkin in OsqueryFormat().read(str(path), options):
         record = json.loads(msgspec.json.encode(checkin))
         record.pop("app_ids")
+        assert not checkin.partial  # a file holds every row of a run together
         out.append({"line": line, "checkin": record})
     return out
 

@@ -144,7 +144,7 @@ def test_an_agent_enrolls_gets_its_config_and_its_logs_decide_the_gate(
     assert decide(fleet) == "deny:blocked:tiktok-mac"
 
     # An admin's own pack logs differential results too (osquery's default event format,
-    # then the batch format): a run with counter 0 is the whole set of its epoch.
+    # then the batch format): the rows of run 0, logged one an entry, add to its record.
     pack = "pack_inventory_apps"
     base = [
         event(pack, now - 500, "added", SAFARI, epoch=7, counter=0),

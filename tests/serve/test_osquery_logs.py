@@ -72,3 +72,21 @@ def test_bad_entries_are_refused_alone_and_event_rows_gathered() -> None:
     ]
     assert isinstance(found[1], BadInput) and found[1].field == "data[1]"
     assert isinstance(found[3], BadInput) and found[3].field == "data[3].snapshot[0].display_name"
+
+
+def test_a_snapshot_logged_one_row_a_line_is_one_partial_report() -> None:
+    """--logger_snapshot_event_type: every row its own entry, "action": "snapshot" and
+    "columns", no "snapshot" list. Gathered by run (query, time); over TLS a request may
+    hold part of the run, so the report is partial, never the host's whole set."""
+    rows = [
+        {"action": "snapshot", "columns": row, "name": "appban_apps", "unixTime": 1594393200, "epoch": 0, "counter": 0}
+        for row in (SAFARI, TIKTOK)
+    ]
+    later = {**rows[0], "unixTime": 1594393800}
+    found = results([*rows, later])
+    assert set(found) == {0, 2}
+    first, second = found[0], found[2]
+    assert isinstance(first, Checkin) and isinstance(second, Checkin)
+    assert [a.id for a in first.apps] == [SAFARI["bundle_identifier"], TIKTOK["bundle_identifier"]]
+    assert first.removed is None and first.partial and second.partial
+    assert (first.epoch, first.counter) == (None, None)

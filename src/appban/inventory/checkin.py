@@ -140,6 +140,26 @@ class Checkin(msgspec.Struct):
     epoch: int | None = None
     counter: int | None = None
 
+    @property
+    def partial(self) -> bool:
+        """Whether this may be part of its run only (``PartialCheckin``)."""
+        return False
+
+
+class PartialCheckin(Checkin):
+    """Rows of one run that may have come in parts (osquery's rows logged one a line, cut
+    across TLS requests): never taken as a whole set (scope managed), so it adds its
+    apps to what is stored (and removes those ``removed`` names), never replaces it; a
+    later part of the same run (epoch, counter and time) is applied too."""
+
+    @property
+    def partial(self) -> bool:
+        return True
+
+    @classmethod
+    def of(cls, checkin: Checkin) -> PartialCheckin:
+        return cls(*(getattr(checkin, name) for name in Checkin.__struct_fields__))
+
 
 _decoder = msgspec.json.Decoder(CheckinBody)
 

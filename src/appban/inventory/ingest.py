@@ -98,7 +98,13 @@ class Ingestor:
             and c.removed is None
             and c.observed_at <= old.observed_at
         )
-        if old is not None and not behind_facts and not self._newer(c, old, record):
+        # More rows of the run stored last (a run that came in parts): they add to it.
+        same_run = (
+            c.partial
+            and old is not None
+            and (c.epoch, c.counter, c.observed_at) == (old.epoch, old.counter, old.observed_at)
+        )
+        if old is not None and not behind_facts and not same_run and not self._newer(c, old, record):
             self.counts.unchanged += 1
             return
         kept = self._kept_apps(c)
@@ -106,10 +112,19 @@ class Ingestor:
         if catalog_version is not None and self.filtered_with is not None:
             # Filtered when the file was read: a catalog that grew since did not see it.
             catalog_version = min(catalog_version, self.filtered_with)
-        if c.removed is not None and old is not None:
-            # A differential report: what was there, less what went, with what came.
+        if (c.removed is not None or c.partial) and old is not None:
+            # A differential report: what was there, less what went, with what came. So
+            # is a report that may be partial: the absence of an app from part of a run
+            # proves nothing, so it only adds (and removes what it says went).
             kept, catalog_version = self._applied_difference(c, old, record, kept, catalog_version)
+            if same_run and {(o.app_key, o.version) for o in kept} == {
+                (o.app_key, o.version) for o in self._present(old, record)
+            }:
+                self.counts.unchanged += 1  # the same rows again (a resent batch)
+                return
         scope, observed_at = d.inventory_scope, c.observed_at
+        if c.partial:
+            scope = "managed"  # maybe not every row of its run: never a whole set
         if c.removed is not None and (
             old is None
             or old.inventory_scope != "full"
@@ -177,6 +192,10 @@ class Ingestor:
         """Whether ``c`` changes what is stored: it is newer (and, in a differential
         stream, not from an older epoch nor an earlier count of the same one)."""
         if c.epoch is not None and old.epoch is not None:
+            if c.counter == 0 and c.removed is None and c.observed_at > old.observed_at:
+                # A whole set again, newer in time: an agent reinstalled restarts its
+                # counters at 0 within the same epoch.
+                return True
             if c.epoch < old.epoch or (c.epoch == old.epoch and (c.counter or 0) <= (old.counter or 0)):
                 return False
             if c.observed_at < old.observed_at:

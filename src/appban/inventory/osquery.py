@@ -1,10 +1,11 @@
 """osquery result logs: the filesystem logger's JSON Lines, or the TLS logger's bodies.
 
 Each line is one result log entry (or a TLS body, ``{"log_type": "result", "data":
-[...]}``, one a line). Three shapes, as osquery's logging documentation gives them:
-a snapshot (``"action": "snapshot"``, ``"snapshot": [rows]``), the batch format
-(``"diffResults": {"added": [...], "removed": [...]}``) and the event format (one row
-a line, ``"action": "added"|"removed"``, ``"columns": {...}``).
+[...]}``, one a line). Four shapes, as osquery's logging documentation gives them:
+a snapshot (``"action": "snapshot"``, ``"snapshot": [rows]``), a snapshot one row a
+line (``--logger_snapshot_event_type``: ``"action": "snapshot"``, ``"columns": {...}``),
+the batch format (``"diffResults": {"added": [...], "removed": [...]}``) and the event
+format (one row a line, ``"action": "added"|"removed"``, ``"columns": {...}``).
 
 One record per host and query: ``<hostIdentifier>/<query name>``, so that a host's
 ``apps`` snapshot never erases its ``chrome_extensions``. Which table a query reads is
@@ -12,10 +13,18 @@ told by its name (``apps``, ``pack_inventory_apps``), else by its columns
 (``bundle_identifier`` is ``apps``); queries of other tables are skipped.
 
 A snapshot, and a differential run with ``counter`` 0 (osquery's "all records" of an
-epoch), replace the record's apps; a later run adds and removes. Event-format rows of
-one run (host, query, epoch, counter) are gathered into one differential, even when
-other hosts' lines come between them; a run still open after ``_IDLE_LINES`` lines
-is closed, and a row of it found later is refused rather than applied twice.
+epoch), replace the record's apps; a later run adds and removes. Rows logged one a
+line, of one run (host, query, epoch, counter, time), are gathered into one report,
+even when other hosts' lines come between them; a run still open after
+``_IDLE_LINES`` lines is closed, and a row of it found later is refused rather than
+applied twice.
+
+Over TLS (``tls_results``), osquery sends at most ``--logger_tls_max_lines`` lines a
+request, so a run logged one row a line may be cut across requests: such a report is
+``partial`` (a ``PartialCheckin``). It adds its rows to the record (and the rest of
+its run, in a later request, too), and it is never taken for the host's whole set
+(scope ``managed``): only a snapshot, or a batch-format run with counter 0, is one
+entry that cannot be cut.
 
 A snapshot's ``epoch`` and ``counter`` are not kept: osquery counts the runs of
 differential queries only, and writes a snapshot query's counter as 0 every time
@@ -40,7 +49,7 @@ from appban.clock import Micros, parse_time
 from appban.errors import BadInput
 from appban.inventory._vendor import child, integer, listed, mapping, open_binary, text
 from appban.inventory.base import ReadOptions
-from appban.inventory.checkin import App, Checkin, build
+from appban.inventory.checkin import App, Checkin, PartialCheckin, build
 
 _TABLES = ("chrome_extensions", "deb_packages", "rpm_packages", "programs", "apps")
 _NAMED = re.compile(r"(?<![a-z0-9])(" + "|".join(_TABLES) + r")(?![a-z0-9])")
@@ -165,6 +174,11 @@ def tls_results(
         except BadInput as exc:
             return index, BadInput(exc.detail, field=exc.field)
 
+    def made_partial(result: _Result, index: int) -> tuple[int, Checkin | BadInput]:
+        # Rows logged one a line: the request may hold only part of their run.
+        index, item = made(result, index)
+        return index, PartialCheckin.of(item) if isinstance(item, Checkin) else item
+
     for i, raw in enumerate(data):
         try:
             entry = {**mapping(raw, f"data[{i}]"), "hostIdentifier": host, "decorations": dict(decorations)}
@@ -183,9 +197,9 @@ def tls_results(
             yield i, BadInput("a row of a run whose other rows came before another run's", field=f"data[{i}]")
             continue
         for run in closed:
-            yield made(run.result, run.line)
+            yield made_partial(run.result, run.line)
     for run in runs.close():
-        yield made(run.result, run.line)
+        yield made_partial(run.result, run.line)
 
 
 def _placed(exc: BadInput, path: str, line: int) -> BadInput:
@@ -206,9 +220,12 @@ def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | N
     if host is None:
         raise BadInput("missing", field=f"{at}hostIdentifier")
     removed_rows = None
-    if action == "snapshot":
+    one_row = action in ("added", "removed") or (action == "snapshot" and "columns" in entry)
+    if action == "snapshot" and not one_row:
+        if "snapshot" not in entry:  # never read as a host without apps
+            raise BadInput("a snapshot with neither snapshot rows nor columns", field=f"{at}snapshot")
         rows, rows_at = listed(entry, "snapshot", here), f"{at}snapshot"
-    elif action in ("added", "removed"):
+    elif one_row:
         rows, rows_at = [mapping(entry.get("columns"), f"{at}columns")], f"{at}columns"
     elif action is None:
         rows, rows_at = listed(diff, "added", f"{at}diffResults"), f"{at}diffResults.added"
@@ -238,8 +255,8 @@ def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | N
         at=at,
         rows=None,
     )
-    apps = _apps(table, rows, rows_at, listed_rows=action != "added")
-    if action == "snapshot":
+    apps = _apps(table, rows, rows_at, listed_rows=not one_row)
+    if action == "snapshot" and not one_row:
         result.rows, result.snapshot = apps, True
         result.where["apps"] = rows_at
     elif action is None:
@@ -250,18 +267,24 @@ def _result(entry: dict[str, Any], at: str, options: ReadOptions) -> _Result | N
         if not result.snapshot:
             result.removed = _apps(table, removed_rows or [], f"{at}diffResults.removed")
             result.where["removed"] = f"{at}diffResults.removed"
-    else:  # one event: gathered with the other rows of its run by _Runs
-        result.snapshot = counter == 0
-        result.added = apps if action == "added" else []
+    else:  # one row: gathered with the other rows of its run by _Runs
+        result.snapshot = action == "snapshot" or counter == 0
+        result.added = apps if action in ("added", "snapshot") else []
         result.removed = apps if action == "removed" else []
         result.where["apps"] = result.where["removed"] = "columns (rows of the run, in order)"
     return result
 
 
-def _table(query: str, rows: list[Any]) -> str | None:
+def query_table(query: str) -> str | None:
+    """The table a query reads, as its name tells it (``pack_inventory_apps``: apps), or None."""
     found = _NAMED.search(query.lower())
-    if found:
-        return found.group(1)
+    return found.group(1) if found else None
+
+
+def _table(query: str, rows: list[Any]) -> str | None:
+    named = query_table(query)
+    if named is not None:
+        return named
     columns = rows[0] if rows and isinstance(rows[0], dict) else {}
     if "bundle_identifier" in columns:
         return "apps"

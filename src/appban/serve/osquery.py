@@ -35,8 +35,9 @@ from appban import settings, sources
 from appban.clock import Micros, now_micros
 from appban.errors import BadInput
 from appban.inventory.base import ReadOptions
-from appban.inventory.checkin import Checkin
-from appban.inventory.osquery import tls_results
+from appban.inventory.checkin import App, Checkin, Device, PartialCheckin
+from appban.inventory.ingest import Ingestor
+from appban.inventory.osquery import query_table, tls_results
 from appban.serve import osquery_nodes as nodes
 from appban.serve._operations import operation
 from appban.serve.bodies import read_body
@@ -244,8 +245,45 @@ async def _apply(service: Service, node: OsqueryNode, data: list[Any]) -> list[d
         found = _checkins(node, data)
     if not found:  # nothing of a table appban reads: no transaction, no audit entry
         return []
-    results = await service.apply(f"osquery:{node.source}", [item for _, item in found])
+    items = [item for _, item in found]
+    ask = await service.read(lambda store: _not_whole(store, node.source, items))
+    results = await service.apply(f"osquery:{node.source}", items)
+    if ask:
+        asked = await service.call(lambda ws: nodes.ask_for_apps(ws, node.id))
+        if asked is not None:
+            log.info("osquery node %d asked for its apps (refresh %d): %s", node.id, asked, ask)
     return [r.as_dict() | {"index": found[r.index][0]} for r in results]
+
+
+def _not_whole(store: Any, source: str, items: list[Checkin | BadInput]) -> str:
+    """Why the stored set of a record these check-ins apply to will not be known whole
+    (so that the node is asked for its apps), or "": a run logged one row a line (a
+    request may hold part of it), or a differential run after a lost one (its counter
+    not the next of its epoch's), or one with nothing before it."""
+    counters: dict[str, tuple[int | None, int]] = {}
+    for item in items:
+        if not isinstance(item, Checkin):
+            continue
+        if item.partial and item.removed is None:
+            return f"{item.device.id}: a whole set logged one row a line"
+        key = item.device.id
+        if item.removed is None or item.counter is None:  # a whole set (or no counter to follow)
+            counters[key] = (item.epoch, item.counter or 0)
+            continue
+        if key not in counters:
+            row = store.get_device_by_key(source, key)
+            record = store.get_record(source, key) if row is None or row.linked else None
+            stored = record.facts if record is not None else row
+            if stored is None or stored.counter is None:
+                return f"{key}: a differential run with nothing stored before it"
+            counters[key] = (stored.epoch, stored.counter)
+        epoch, counter = counters[key]
+        if item.epoch == epoch and item.counter <= counter:
+            continue  # sent again, or more rows of the run stored last
+        if item.epoch != epoch or item.counter != counter + 1:
+            return f"{key}: run {item.epoch}/{item.counter} after {epoch}/{counter}"
+        counters[key] = (epoch, item.counter)
+    return ""
 
 
 def _checkins(node: OsqueryNode, data: list[Any], now: Micros | None = None) -> list[tuple[int, Checkin | BadInput]]:
@@ -326,10 +364,11 @@ async def distributed_write(request: Request) -> Response:
         asked = nodes.refresh_of(name)
         if asked is None or asked[0] not in open_ids:
             continue  # not a query appban asked this agent (or asked and answered already)
-        answered.append(asked[0])
         if statuses.get(name, 0) not in (0, "0"):
+            # Not answered: the request stays open, and is handed out again.
             log.info("osquery refresh query %s failed on node %d", name, node.id)
             continue
+        answered.append(asked[0])
         names.append(name)
         entries.append({"name": nodes.query_name(asked[1]), "action": "snapshot", "snapshot": rows})
     found = _checkins(node, entries, now)
@@ -342,8 +381,65 @@ async def distributed_write(request: Request) -> Response:
     results = await service.apply(f"osquery:{node.source}", [item for _, item in found]) if found else []
     if answered:
         await service.call(lambda ws: nodes.finish_refresh(ws, node.id, max(answered)))
+    wholes: list[tuple[str, set[str]]] = []
+    for r in results:
+        item = found[r.index][1]
+        asked = nodes.refresh_of(names[found[r.index][0]])
+        if r.status != "rejected" and isinstance(item, Checkin) and asked is not None:
+            wholes.append((asked[1], {a.id if a.id is not None else "name:" + (a.name or "") for a in item.apps}))
+    if wholes:
+        await service.call(lambda ws: [_prune(ws, node, table, whole) for table, whole in wholes])
     answers = [_query_result(names[found[r.index][0]], r) for r in results]
     return json_response({"node_invalid": False, "results": answers})
+
+
+def _prune(ws: Workspace, node: OsqueryNode, table: str, whole: set[str]) -> list[str]:
+    """A refresh brought the host's whole ``table``: apps its other records of that table
+    (an admin's own queries, differential ones whose runs may have been lost or come in
+    parts) still list and the whole set does not are gone from them too. Nothing is
+    added to them: such a query may read a part of the table only. The records pruned."""
+    store, source, host = ws.store, node.source, node.facts.host
+    prefix = host + "/"
+    ingestor = Ingestor(store, ws.evaluator, keep_full=settings.get("keep_full_inventory"))
+    pruned: list[str] = []
+    with ws.writing():
+        rows = store.identifier_rows([("host", f"{source}/{host}")])
+        for key in sorted({r.source_id for r in rows if r.source == source and r.source_id.startswith(prefix)}):
+            query = key[len(prefix) :]
+            if query == nodes.query_name(table) or query_table(query) != table:
+                continue
+            row = store.get_device_by_key(source, key)
+            record = store.get_record(source, key) if row is None or row.linked else None
+            stored = record.facts if record is not None else row
+            if stored is None or stored.id is None or stored.inventory_scope == "none":
+                continue
+            present = (
+                store.record_observations(stored.id, present_only=True)
+                if record is not None
+                else store.observations(stored.id, present_only=True)
+            )
+            gone = [App(id=o.app_id, name=o.name) for o in present if o.app_key not in whole]
+            if not gone:
+                continue
+            device = Device(
+                id=key,
+                platform=stored.platform,  # type: ignore[arg-type]
+                owner=stored.owner or None,
+                ownership=stored.ownership,  # type: ignore[arg-type]
+                model=stored.model,
+                os_version=stored.os_version,
+                eas_device_ids=list(stored.eas_ids),
+                inventory_scope=stored.inventory_scope,  # type: ignore[arg-type]
+                mail_access=stored.mail_reported,
+                identifiers=list(stored.identifiers),
+            )
+            # More of the stored run (its epoch, counter and time): only what went.
+            checkin = PartialCheckin(source, device, stored.observed_at, [], [], gone, stored.epoch, stored.counter)
+            ingestor.ingest(checkin, ws.now)
+            pruned.append(key)
+        if pruned:
+            ws.audit.append(ws.now, "osquery-prune", source, {"host": host, "table": table, "records": pruned})
+    return pruned
 
 
 def _query_result(name: str, result: ItemResult) -> dict[str, Any]:

@@ -176,6 +176,18 @@ def refresh_of(name: str) -> tuple[int, str] | None:
     return int(found.group(1)), found.group(2)
 
 
+def ask_for_apps(ws: Workspace, node_id: int) -> int | None:
+    """Ask a node for its apps at its next distributed/read, as ``device refresh`` does,
+    unless a request of it is open: its logs said something that is not a whole set
+    (a run logged one row a line, a differential after a lost run). The node's requests
+    older than a day are forgotten. The new request's id, or None."""
+    with ws.writing(evaluates=False):
+        if ws.store.open_osquery_refreshes(node_id, since=ws.now - REFRESH_EXPIRY):
+            return None
+        ws.store.prune_osquery_refreshes(node_id, ws.now - REFRESH_EXPIRY)
+        return int(ws.store.add_osquery_refresh(node_id, ws.now))
+
+
 def due(refreshes: list[OsqueryRefresh], now: Micros) -> list[OsqueryRefresh]:
     """The refreshes to hand out now: never handed out, or not answered for a while."""
     return [r for r in refreshes if r.sent_at is None or r.sent_at <= now - REFRESH_RESEND]

@@ -100,6 +100,11 @@ class SQLiteOsquery:
     def mark_osquery_refreshes_sent(self, ids: list[int], at: Micros) -> None:
         self.db.executemany("UPDATE osquery_refreshes SET sent_at = ? WHERE id = ?", [(at, i) for i in ids])
 
+    def prune_osquery_refreshes(self, node_id: int, before: Micros) -> int:
+        return self.db.execute(
+            "DELETE FROM osquery_refreshes WHERE node = ? AND requested_at < ?", (node_id, before)
+        ).rowcount
+
     def finish_osquery_refresh(self, refresh_id: int, node_id: int, at: Micros) -> bool:
         cur = self.db.execute(
             "UPDATE osquery_refreshes SET done_at = ? WHERE id = ? AND node = ? AND done_at IS NULL",

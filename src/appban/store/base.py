@@ -551,6 +551,10 @@ class Store(Protocol):
         node's or was answered before."""
         ...
 
+    def prune_osquery_refreshes(self, node_id: int, before: Micros) -> int:
+        """Forget a node's requests made before ``before``, answered or not; how many."""
+        ...
+
     def hold_mdm_apps(self, held: HeldApps) -> None:
         """Hold an app list until its device's facts are known (replacing an older one)."""
         ...
