@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
+import threading
+import time
 import zlib
 from typing import Any
 
@@ -338,10 +341,63 @@ def test_a_busy_database_is_503_with_retry_after(
     from appban.errors import Busy
 
     async def busy(subject: str, items: list[Any]) -> list[Any]:
-        raise Busy("the database is busy: another writer held it too long")
+        raise Busy(f"{database.path} is busy: another command held it for more than 60 s")
 
     server.app.state.service.apply = busy
     r = post(client, checkin("BUSY-1"))
     assert error(r, 503)["message"].startswith("the database is busy")
-    assert r.headers["retry-after"] == "1"
+    assert r.headers["retry-after"] == "60"  # the busy timeout: a writer held the lock that long already
+    assert database.path not in r.text and "appban.db" not in r.text
     assert run_show_fails(database, "BUSY-1")
+
+
+def test_a_server_failure_names_nothing_of_the_server(
+    server: ThreadServer, client: httpx.Client, database: Database
+) -> None:
+    from appban.errors import AppbanError
+
+    async def broken(subject: str, items: list[Any]) -> list[Any]:
+        raise AppbanError(f"cannot write {database.path}: disk I/O error")
+
+    server.app.state.service.apply = broken
+    r = post(client, checkin("BROKEN-1"))
+    assert error(r, 500)["message"] == "internal error"
+    assert database.path not in r.text and "appban.db" not in r.text
+
+
+def test_a_locked_database_fails_a_whole_group_at_once(monkeypatch: pytest.MonkeyPatch, database: Database) -> None:
+    """Another process holds the write lock past the busy timeout: the group of
+    check-ins that waited for it is answered 503 together, not each run again alone
+    (which made each wait the busy timeout anew: 503s after 2, 6, 8 s)."""
+    monkeypatch.setenv("APPBAN_BUSY_TIMEOUT", "2")
+    lock = sqlite3.connect(database.path, isolation_level=None)
+    answers: list[httpx.Response] = []
+
+    def post_one(n: int) -> None:
+        with httpx.Client(base_url=server.url, headers=bearer(database.token), timeout=60) as c:
+            answers.append(post(c, checkin(f"LOCKED-{n}")))
+
+    with ThreadServer(database.path) as server:
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            first = threading.Thread(target=post_one, args=(0,))
+            first.start()
+            time.sleep(0.5)  # the writer now waits for the lock with the first; the rest queue behind
+            rest = [threading.Thread(target=post_one, args=(n,)) for n in range(1, 6)]
+            for t in rest:
+                t.start()
+            for t in [first, *rest]:
+                t.join(60)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        metrics = httpx.get(server.url + "/metrics").text
+        with httpx.Client(base_url=server.url, headers=bearer(database.token)) as c:
+            assert results(post(c, checkin("LOCKED-AFTER")))[0]["status"] == "applied"
+    assert len(answers) == 6
+    for r in answers:
+        assert error(r, 503)["message"].startswith("the database is busy")
+        assert r.headers["retry-after"] == "2"
+        assert database.path not in r.text
+    # Two transactions failed (the first alone, then the five queued behind it), none run again.
+    assert "appban_serve_transaction_failures_total 2" in metrics, metrics

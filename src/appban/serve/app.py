@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -19,10 +21,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from appban import settings
-from appban.errors import AppbanError, BadInput
+from appban.errors import AppbanError, BadInput, Busy
 from appban.serve import checkins, metrics, openapi, osquery, webhooks
 from appban.serve.responses import ApiError, error_response, json_response
 from appban.serve.service import Service
+
+log = logging.getLogger("appban.serve")
 
 
 def create_app(service: Service | None = None, db: str | None = None) -> Starlette:
@@ -73,11 +77,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _appban_error(request: Request, exc: Exception) -> Response:
-    """appban's own errors carry their status: a busy database is 503, bad input 400."""
+    """appban's own errors carry their status: a busy database is 503, bad input 400.
+
+    A server-side failure is told in a few fixed words: its own message names the
+    database's file or other things of the server's, which are no client's business.
+    """
     assert isinstance(exc, AppbanError)
-    field = exc.field if isinstance(exc, BadInput) else None
-    headers = {"Retry-After": "1"} if exc.http_status == 503 else None
-    return error_response(exc.http_status, str(exc), field=field, headers=headers)
+    if isinstance(exc, BadInput):
+        return error_response(exc.http_status, str(exc), field=exc.field)
+    log.error("%s: %s", type(exc).__name__, exc)
+    if isinstance(exc, Busy):
+        wait = settings.get("busy_timeout")
+        return error_response(
+            503,
+            f"the database is busy: another writer held it for more than {wait:g} s; retry later",
+            headers={"Retry-After": str(min(60, max(1, math.ceil(wait))))},
+        )
+    return error_response(500, "internal error")
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -71,7 +71,8 @@ class Metrics:
                 "# HELP appban_serve_transactions_total Write transactions (each applies a group of check-ins).",
                 "# TYPE appban_serve_transactions_total counter",
                 f"appban_serve_transactions_total {c.transactions}",
-                "# HELP appban_serve_transaction_failures_total Write transactions that failed and were retried alone.",
+                "# HELP appban_serve_transaction_failures_total Write transactions that failed "
+                "(each job run again alone, unless the database was busy).",
                 "# TYPE appban_serve_transaction_failures_total counter",
                 f"appban_serve_transaction_failures_total {c.failures}",
                 "# HELP appban_serve_writer_queue Jobs waiting for the writer.",

@@ -8,7 +8,9 @@ one commit, not sixteen, and the write lock is held at most ``BATCH_SECONDS``.
 Each item is applied or refused alone. ``Ingestor.ingest`` refuses (BadInput) before
 it writes anything, so a refused item leaves nothing behind and the items beside it
 are applied. An unexpected failure rolls the whole transaction back; the jobs in it
-are then run again one by one, so only the request at fault fails.
+are then run again one by one, so only the request at fault fails. A busy database
+(another process held the write lock past the busy timeout) fails the whole group at
+once: run again, each job would wait the busy timeout anew.
 
 Reads that must not wait behind writes (a token's source, an osquery node key) use
 a second connection on a reader thread.
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 
 from appban import settings
 from appban.clock import now_micros
-from appban.errors import BadInput
+from appban.errors import BadInput, Busy
 from appban.inventory.checkin import Checkin
 from appban.inventory.ingest import Ingestor
 from appban.store import open_store
@@ -182,6 +184,11 @@ class Service:
                 results = [self._apply(job) for job in jobs]
                 self._ingestor.linker.drop_crowded(self._ws.now)
                 self._audit(jobs, results)
+        except Busy as exc:
+            self.counters.failures += 1
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
         except Exception as exc:
             self.counters.failures += 1
             if len(jobs) > 1:
