@@ -152,6 +152,49 @@ def test_a_time_out_of_range_says_which_part_in_appbans_words(text: str, problem
     assert "timedelta" not in caught.value.detail
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-28T10:00:009Z",  # Python 3.11's fromisoformat read it as 10:00:00
+        "2026-11-28T10:00:00.Z",  # a decimal point without a digit
+        "2020-07-10T16:00:00+02:00:30",  # an offset with seconds
+        "2020-07-10T16:00:00.5+02:00:30.5",
+        "2020-07-10T16Z",  # an hour alone
+        "2020-07-10T1600Z",
+        "20200710T160000Z",  # ISO-8601's basic format: no system appban reads writes it
+        "2020-W28-5T16:00:00Z",  # a week date
+        "2020-07-10T16:00:00UTC",
+        "2020-07-10T16:00:00  Z",
+        "2020-07-10T16:0:00Z",
+        "\uff12\uff10\uff12\uff10-07-10T16:00:00Z",  # digits, but not ASCII ones
+        "2020-07-10T16:00:00Z trailing",
+    ],
+)
+def test_a_time_not_written_as_appban_reads_times_is_refused(text: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        parse_time(text, field="observed_at")
+    assert caught.value.field == "observed_at"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2020-07-10T16:00Z", "2020-07-10T16:00:00Z"),  # no seconds
+        ("2020-07-10t16:00:00z", "2020-07-10T16:00:00Z"),  # RFC 3339 allows lower case
+        ("2020-07-10T16:00:00,5Z", "2020-07-10T16:00:00.500000Z"),
+        ("2020-07-10T16:00:00.1234567Z", "2020-07-10T16:00:00.123456Z"),  # .NET's seven digits, cut
+        ("2020-07-10T16:00:00.123456789Z", "2020-07-10T16:00:00.123456Z"),
+        ("2020-07-10T18:00:00+0200", "2020-07-10T16:00:00Z"),
+        ("2020-07-10T18:00:00+02", "2020-07-10T16:00:00Z"),
+        ("2020-07-10T16:00:00-00:00", "2020-07-10T16:00:00Z"),
+        ("2020-07-10 16:00:00 +00:00", "2020-07-10T16:00:00Z"),
+        ("2020-07-10T16:00:00 Z", "2020-07-10T16:00:00Z"),
+    ],
+)
+def test_the_forms_of_a_time_appban_reads(text: str, expected: str) -> None:
+    assert format_time(parse_time(text)) == expected
+
+
 # -- durations have an upper bound ------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ and index cheaply on every backend, and keep sub-second order between snapshots.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from appban.errors import BadInput
 
@@ -29,6 +29,18 @@ MAX_DURATION_DAYS = 36525
 MAX_DURATION: Micros = MAX_DURATION_DAYS * 86400 * _SECOND
 _EXAMPLE = "2020-07-10T16:00:00Z"
 _DATE_ONLY = re.compile(r"[0-9W-]+")  # what fromisoformat reads as a date: 2020-07-10, 20200710, 2020-W28-5
+# The times appban reads: RFC 3339's date-time (ISO-8601's extended format), with a
+# space allowed for the "T", the seconds optional, any number of digits of a second
+# (past six, cut: times are kept to the microsecond), and an offset written Z,
+# +HH:MM, +HHMM or +HH, optionally after a space. Nothing else: Python's fromisoformat
+# alone also takes "10:00:009" (as 10:00:00), "10:00:00.Z", week dates and offsets
+# with seconds, which no system appban reads writes, and a typo must not pass for a time.
+_TIME = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d\d)-(?P<day>\d\d)[Tt ]"
+    r"(?P<hour>\d\d):(?P<minute>\d\d)(?::(?P<second>\d\d)(?:[.,](?P<fraction>\d+))?)?"
+    r"(?: ?(?P<zone>[Zz]|(?P<sign>[+-])(?P<oh>\d\d)(?::?(?P<om>\d\d))?))?",
+    re.ASCII,
+)
 # The parts of a time that looks like ISO-8601, to say which one is out of range
 # when fromisoformat refuses it (30 February, hour 24, offset +25:00).
 _PARTS = re.compile(
@@ -44,7 +56,8 @@ def now_micros() -> Micros:
 
 
 def parse_time(text: object, *, field: str = "time", naive_is_utc: bool = False) -> Micros:
-    """An ISO-8601 time with an offset (``2020-07-10T16:00:00Z``, ``...+02:00``).
+    """An ISO-8601 time with an offset (``2020-07-10T16:00:00Z``, ``...+02:00``), in
+    one of the forms ``_TIME`` describes (RFC 3339's, and a little more).
 
     A time without an offset, or a date without a time, is refused: which zone it
     meant cannot be known, and a guess moves a deadline by hours. Vendor formats that
@@ -57,23 +70,47 @@ def parse_time(text: object, *, field: str = "time", naive_is_utc: bool = False)
     elif isinstance(text, date):
         raise BadInput(f"{text.isoformat()!r} is a date: give a time with an offset, e.g. {_EXAMPLE}", field=field)
     elif isinstance(text, str) and 0 < len(text) <= 64:
-        try:
-            value = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise BadInput(_why_not_a_time(text.strip()), field=field) from None
+        value = _read_time(text.strip(), field)
     else:
         raise BadInput(f"expected an ISO-8601 time, got {_kind(text)}", field=field)
     if value.utcoffset() is None:
         if not naive_is_utc:
             shown = text.strip() if isinstance(text, str) else value.isoformat()
-            if _DATE_ONLY.fullmatch(shown):
-                raise BadInput(f"{shown!r} is a date: give a time with an offset, e.g. {_EXAMPLE}", field=field)
             raise BadInput(f"{shown!r} has no offset: add Z (UTC) or +HH:MM, e.g. {_EXAMPLE}", field=field)
         value = value.replace(tzinfo=UTC)
     micros = (value - _EPOCH) // _MICRO
     if not _FIRST <= micros <= _LAST:
         raise BadInput(f"time outside the years 1-9999 in UTC: {value.isoformat()!r}", field=field)
     return micros
+
+
+def _read_time(text: str, field: str) -> datetime:
+    """``text`` as a datetime, aware when it has an offset; BadInput unless it is a time
+    of the forms _TIME describes, with every part in range."""
+    m = _TIME.fullmatch(text)
+    if m is None:
+        if _DATE_ONLY.fullmatch(text):
+            raise BadInput(f"{text!r} is a date: give a time with an offset, e.g. {_EXAMPLE}", field=field)
+        raise BadInput(_why_not_a_time(text), field=field)
+    try:
+        zone = None
+        if m["sign"] is not None:
+            offset = timedelta(hours=int(m["oh"]), minutes=int(m["om"] or 0))
+            zone = timezone(-offset if m["sign"] == "-" else offset)
+        elif m["zone"] is not None:
+            zone = UTC
+        return datetime(
+            int(m["year"]),
+            int(m["month"]),
+            int(m["day"]),
+            int(m["hour"]),
+            int(m["minute"]),
+            int(m["second"] or 0),
+            int((m["fraction"] or "")[:6].ljust(6, "0")),
+            tzinfo=zone,
+        )
+    except ValueError:  # a part out of range: 30 February, hour 24, offset +24:00
+        raise BadInput(_why_not_a_time(text), field=field) from None
 
 
 def _why_not_a_time(text: str) -> str:

@@ -92,6 +92,17 @@ def run_show_fails(database: Database, device_id: str) -> bool:
     return run("--db", database.path, "device", "show", device_id).code == 2
 
 
+def test_a_time_with_a_typo_is_rejected_not_read_as_another(client: httpx.Client, database: Database) -> None:
+    """Python 3.11's fromisoformat read "10:00:009" as 10:00:00: the typo must not store a
+    snapshot under a time nobody sent."""
+    r = results(
+        post(client, [checkin("TYPO-1", at="2026-11-28T10:00:009Z"), checkin("TYPO-2", at="2026-11-28T10:00:09Z")])
+    )
+    assert [x["status"] for x in r] == ["rejected", "applied"]
+    assert r[0]["error"]["field"] == "observed_at"
+    assert run_show_fails(database, "TYPO-1")
+
+
 def test_a_rejected_item_writes_nothing(client: httpx.Client, database: Database) -> None:
     assert results(post(client, checkin("KEEP-1", apps=[NOTES])))[0]["status"] == "applied"
     before = snapshot(database.path)
