@@ -327,6 +327,14 @@ SETTINGS: dict[str, Setting] = {
             "Check-ins a source may post at once above APPBAN_SERVE_CHECKIN_RATE before it is slowed.",
             _whole(1, 10_000_000),
         ),
+        # -- appban serve: bounds on connections and requests, before any handler ----------
+        Setting(
+            "serve_small_body_bytes",
+            64 * 1024,
+            "Largest body of osquery's enroll, config and distributed/read requests to appban serve, in "
+            "bytes after gzip decompression; checked before the request reaches its handler (1 to 1073741824).",
+            _whole(1, 1 << 30),
+        ),
         # -- appban serve: osquery agents and MDM webhooks ---------------------------------
         Setting(
             "osquery_interval",

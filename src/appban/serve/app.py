@@ -2,7 +2,8 @@
 
 The check-in API (``checkins``), osquery's remote API (``osquery``) and MDM webhooks
 (``webhooks``) each give their routes; this module adds health, metrics and the
-OpenAPI document, the one error shape (``responses``), and the access log.
+OpenAPI document, the one error shape (``responses``), the access log, and the bounds
+applied before any handler runs (``bodies.Guard``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from appban import settings
 from appban.errors import AppbanError, BadInput, Busy
-from appban.serve import checkins, metrics, openapi, osquery, webhooks
+from appban.serve import bodies, checkins, metrics, openapi, osquery, webhooks
 from appban.serve.responses import ApiError, error_response, json_response
 from appban.serve.service import Service
 
@@ -54,7 +55,8 @@ def create_app(service: Service | None = None, db: str | None = None) -> Starlet
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(metrics.Observe)],
+        # Observe first, to time and count what Guard refuses too.
+        middleware=[Middleware(metrics.Observe), Middleware(bodies.Guard)],
         exception_handlers={HTTPException: _http_error, AppbanError: _appban_error, Exception: _internal_error},
     )
     app.state.metrics = metrics.Metrics()
