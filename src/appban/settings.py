@@ -335,6 +335,27 @@ SETTINGS: dict[str, Setting] = {
             "bytes after gzip decompression; checked before the request reaches its handler (1 to 1073741824).",
             _whole(1, 1 << 30),
         ),
+        Setting(
+            "serve_max_connections",
+            1000,
+            "Most connections each appban serve process holds at once; beyond it a new one is answered "
+            "503 and closed.",
+            _whole(1, 1_000_000),
+        ),
+        Setting(
+            "serve_header_timeout",
+            10.0,
+            "Seconds a client of appban serve has to send a request's line and headers, from its connection "
+            "or the request's first byte; then the connection is closed.",
+            _seconds(3600, zero=False),
+        ),
+        Setting(
+            "serve_max_header_bytes",
+            64 * 1024,
+            "Largest request line and headers appban serve reads, in bytes; a longer one is refused (431) "
+            "and its connection closed.",
+            _whole(4096, 1024 * 1024),
+        ),
         # -- appban serve: osquery agents and MDM webhooks ---------------------------------
         Setting(
             "osquery_interval",

@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from appban.serve import protocol
 from appban.serve.app import create_app
 from helpers_cli import run
 
@@ -82,8 +83,10 @@ class ThreadServer:
 
     def __init__(self, db: str, **config: Any) -> None:
         self.app = create_app(db=db)
+        # appban serve's own bounds (protocol.options), as the command runs it, unless a test says otherwise.
+        options = {**protocol.options(), **config}
         cfg = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", **config
+            self.app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", **options
         )
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -183,3 +183,121 @@ def test_an_answer_after_the_whole_body_keeps_the_connection(server: ThreadServe
             assert r.status_code == 202 and "connection" not in r.headers
         r = c.post(CHECKINS, content=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and "connection" not in r.headers
+
+
+# -- connections: a deadline and a size for a request's head, a cap on their number -------------
+
+
+@pytest.fixture
+def strict(monkeypatch: pytest.MonkeyPatch, database: Database) -> Iterator[ThreadServer]:
+    monkeypatch.setenv("APPBAN_SERVE_HEADER_TIMEOUT", "1")
+    monkeypatch.setenv("APPBAN_SERVE_MAX_HEADER_BYTES", "8192")
+    with ThreadServer(database.path) as server:
+        yield server
+
+
+def answer_or_close(sock: socket.socket, within: float = 10.0) -> bytes:
+    """What the server sends until it closes ``sock``; fails if it keeps it open ``within`` s."""
+    sock.settimeout(within)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open {within} s") from None
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_a_connection_that_sends_nothing_is_closed(strict: ThreadServer) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        assert answer_or_close(sock) == b""
+
+
+def test_headers_sent_a_line_at_a_time_are_cut_off_at_the_deadline(strict: ThreadServer) -> None:
+    """Slowloris: a header line every 0.2 s keeps bytes coming, never the end of the head."""
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        sock.sendall(b"POST /api/v1/checkins HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        try:
+            for n in range(100):
+                sock.sendall(b"X-%d: y\r\n" % n)
+                time.sleep(0.2)
+        except OSError:
+            pass  # closed by the server
+        answer = answer_or_close(sock)
+        assert time.monotonic() - started < 10
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_new_request_on_a_kept_connection_has_its_deadline_too(strict: ThreadServer) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = read_head(sock)
+        assert status == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert b"HTTP/1.1 408 " in answer_or_close(sock)
+
+
+def test_an_idle_kept_connection_is_closed(server: ThreadServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_head(sock)[0] == 200
+        answer_or_close(sock, within=15)
+
+
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_a_head_larger_than_the_limit_is_431_and_never_held(strict: ThreadServer, where: str) -> None:
+    """A 16 MB header line, or request line, is not buffered: answered once the limit is
+    passed, and the connection closed."""
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " if where == "header" else b"GET /healthz?q="
+        sock.sendall(start)
+        try:
+            for _ in range(256):
+                sock.sendall(b"a" * 65536)
+        except OSError:
+            pass  # closed by the server
+        answer = answer_or_close(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_head_within_the_limit_is_served(strict: ThreadServer) -> None:
+    with httpx.Client(base_url=strict.url) as c:
+        assert c.get("/healthz", headers={"X-Long": "a" * 6000}).status_code == 200
+
+
+def test_connections_beyond_the_limit_are_refused_at_once(monkeypatch: pytest.MonkeyPatch, database: Database) -> None:
+    """Idle connections cannot use up the process's file descriptors: past the limit a new
+    one is answered 503 and closed; once the idle ones time out, the server answers again."""
+    monkeypatch.setenv("APPBAN_SERVE_MAX_CONNECTIONS", "20")
+    monkeypatch.setenv("APPBAN_SERVE_HEADER_TIMEOUT", "3")
+    with ThreadServer(database.path) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+        try:
+            extra = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(10)]
+            for sock in extra:
+                assert answer_or_close(sock, within=2).startswith(b"HTTP/1.1 503 ")
+                sock.close()
+            for sock in idle:
+                answer_or_close(sock)  # closed at the header deadline
+        finally:
+            for sock in idle:
+                sock.close()
+        with httpx.Client(base_url=server.url) as c:
+            assert c.get("/healthz").status_code == 200
+
+
+def test_the_command_runs_with_these_bounds(database: Database) -> None:
+    env = {"APPBAN_SERVE_HEADER_TIMEOUT": "1", "APPBAN_SERVE_MAX_CONNECTIONS": "5"}
+    with ServeProcess(database.path, "--port", "0", env=env) as proc:
+        with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            assert answer_or_close(sock).startswith(b"HTTP/1.1 408 ")
+        socks = [socket.create_connection(("127.0.0.1", proc.port)) for _ in range(6)]
+        try:
+            assert answer_or_close(socks[-1], within=5).startswith(b"HTTP/1.1 503 ")
+        finally:
+            for sock in socks:
+                sock.close()

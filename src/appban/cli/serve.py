@@ -48,6 +48,8 @@ def serve(
     """The web process: check-in API, osquery's remote API and webhooks (stop with SIGTERM)."""
     import uvicorn
 
+    from appban.serve import protocol
+
     if env.now_text is not None:
         raise BadInput("appban serve runs on the real clock; --now is for commands that replay", field="--now")
     address = settings.get("serve_host", host).strip()
@@ -76,6 +78,7 @@ def serve(
         timeout_graceful_shutdown=_GRACE,
         ssl_certfile=cert,
         ssl_keyfile=key,
+        **protocol.options(),  # header deadline and size, connection limit, keep-alive
     )
     if count > 1:
         from uvicorn.supervisors import Multiprocess
