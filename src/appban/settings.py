@@ -338,8 +338,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "serve_max_connections",
             1000,
-            "Most connections each appban serve process holds at once; beyond it a new one is answered "
-            "503 and closed.",
+            "Most connections each appban serve process holds at once; beyond it a new one is answered 503 and closed.",
             _whole(1, 1_000_000),
         ),
         Setting(
@@ -355,6 +354,19 @@ SETTINGS: dict[str, Setting] = {
             "Largest request line and headers appban serve reads, in bytes; a longer one is refused (431) "
             "and its connection closed.",
             _whole(4096, 1024 * 1024),
+        ),
+        Setting(
+            "serve_decode_bytes",
+            64 * 1024 * 1024,
+            "Decompressed request bytes each appban serve process decodes and applies at once, all "
+            "requests together; others wait their turn (1 to 1073741824).",
+            _whole(1, 1 << 30),
+        ),
+        Setting(
+            "serve_max_request_apps",
+            500_000,
+            "Most apps in all the check-ins of one request to POST /api/v1/checkins (beyond it: 413) (1 to 100000000).",
+            _whole(1, 100_000_000),
         ),
         # -- appban serve: osquery agents and MDM webhooks ---------------------------------
         Setting(

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from appban import settings
 from appban.errors import AppbanError, BadInput, Busy
 from appban.serve import bodies, checkins, metrics, openapi, osquery, webhooks
+from appban.serve.budget import ByteBudget
 from appban.serve.responses import ApiError, error_response, json_response
 from appban.serve.service import Service
 
@@ -61,6 +62,7 @@ def create_app(service: Service | None = None, db: str | None = None) -> Starlet
     )
     app.state.metrics = metrics.Metrics()
     app.state.buckets = checkins.Buckets(settings.get("serve_checkin_rate"), settings.get("serve_checkin_burst"))
+    app.state.decode_budget = ByteBudget(settings.get("serve_decode_bytes"))
     if service is not None:  # usable before the lifespan runs (in-process tests)
         app.state.service = service
     return app
