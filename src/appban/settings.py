@@ -381,6 +381,66 @@ SETTINGS: dict[str, Setting] = {
             "How long an Apple MDM app list posted to the webhook waits for a DeviceInformation result "
             "that tells its device's platform, then is dropped (a duration: 7d, 12h).",
         ),
+        Setting(
+            "osquery_max_log_bytes",
+            128 * 1024 * 1024,
+            "Largest osquery log body appban serve reads, in bytes after gzip decompression (an agent cut off "
+            "for days sends its whole buffer); a larger one is dropped, answered so the agent moves on.",
+            _whole(1, 1 << 31),
+        ),
+        Setting(
+            "osquery_log_timeout",
+            120.0,
+            "Seconds an osquery agent has to send a whole log body (a slower one is dropped, answered so "
+            "the agent moves on).",
+            _seconds(3600, zero=False),
+        ),
+        Setting(
+            "osquery_log_rate",
+            5000,
+            "osquery result log entries per second each source's agents may post, per worker process "
+            "(beyond it: 429, and osquery sends the batch again later); 0: no limit.",
+            _whole(0, 1_000_000),
+        ),
+        Setting(
+            "osquery_log_burst",
+            50_000,
+            "osquery result log entries a source's agents may post at once above APPBAN_OSQUERY_LOG_RATE.",
+            _whole(1, 10_000_000),
+        ),
+        Setting(
+            "osquery_enroll_rate",
+            20,
+            "osquery enrollments per second each enroll secret's source may make, per worker process "
+            "(beyond it: 429, and the agent enrolls again later); 0: no limit.",
+            _whole(0, 100_000),
+        ),
+        Setting(
+            "osquery_enroll_burst",
+            2000,
+            "osquery enrollments a source may make at once above APPBAN_OSQUERY_ENROLL_RATE (a fleet's rollout).",
+            _whole(1, 1_000_000),
+        ),
+        Setting(
+            "osquery_max_queries",
+            4,
+            "Queries of their own (not appban's) whose app results appban keeps per osquery host, each one "
+            "record of the host; results of more are refused (0 to 64).",
+            _whole(0, 64),
+        ),
+        Setting(
+            "osquery_revoked_max_age",
+            "30d",
+            "How long a revoked osquery node key's row is kept (a duration: 30d, 12h); older ones are "
+            "deleted when an agent enrolls.",
+        ),
+        Setting(
+            "mdm_hold_max_lists",
+            10_000,
+            "Most Apple MDM app lists held per source, waiting for their device's DeviceInformation; "
+            "past it, an app list of another unknown device is refused (1 to 10000000).",
+            _whole(1, 10_000_000),
+        ),
         # -- operations ----------------------------------------------------------------
         Setting(
             "debug",

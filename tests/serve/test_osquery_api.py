@@ -21,6 +21,7 @@ from helpers_osquery import (
     SAFARI,
     SERIAL,
     TIKTOK,
+    UUID,
     Agent,
     batch,
     event,
@@ -240,6 +241,26 @@ def test_a_revoked_node_key_is_node_invalid_and_the_agent_enrolls_again(
     assert [n["revoked_at"] is None for n in listed] == [False, False, True]
 
 
+def test_only_what_links_is_kept_of_a_host(fleet: Database, secret: str, server: ThreadServer) -> None:
+    """Of host_details appban keeps the serial number, the platform and a Mac's hardware
+    UUID (its MDM's UDID): not the hostname, nor another machine's UUID, which link nothing."""
+    mac, pc = Agent(server.url, "mac-host"), Agent(server.url, "pc-host")
+    try:
+        mac.enroll(secret)
+        pc.enroll(secret, platform="windows", serial="PF1WIN01", uuid="7D0E4A1B-0000-0000-0000-000000000001")
+    finally:
+        mac.close()
+        pc.close()
+    with sqlite3.connect(fleet.path) as db:
+        rows = db.execute("SELECT host, hostname, serial, uuid, platform FROM osquery_nodes ORDER BY host").fetchall()
+    assert rows == [
+        ("mac-host", None, SERIAL, UUID, "darwin"),
+        ("pc-host", None, "PF1WIN01", None, "windows"),
+    ]
+    listed = fleet.appban("source", "osquery-node", "list")["nodes"]
+    assert all("hostname" not in n for n in listed)
+
+
 def test_a_key_only_in_the_header_or_only_in_the_body_is_read(fleet: Database, secret: str, agent: Agent) -> None:
     agent.enroll(secret)
     key, agent.node_key = agent.node_key, ""
@@ -390,13 +411,16 @@ def test_entries_of_tables_appban_does_not_read_write_nothing(fleet: Database, s
         assert db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == before
 
 
-def test_a_long_buffered_batch_is_applied_in_order(fleet: Database, secret: str, agent: Agent) -> None:
-    """An agent that could not send for hours posts its whole buffer: every snapshot in
-    turn (the batch is read off the event loop), the newest one standing."""
+def test_a_long_buffered_batch_applies_its_newest_snapshot(fleet: Database, secret: str, agent: Agent) -> None:
+    """An agent that could not send for hours posts its whole buffer. A snapshot replaces
+    the one before it: only the newest of each query is read and applied, the others are
+    answered ignored (so the body's rows are never all decoded at once)."""
     agent.enroll(secret)
     now = int(time.time())
     runs = [snapshot("appban_apps", now - 3600 + 60 * i, [SAFARI, TIKTOK] if i % 2 else [SAFARI]) for i in range(40)]
-    assert statuses(agent.log(*runs)) == [(i, "applied") for i in range(40)]
-    assert decide(fleet) == "deny:blocked:tiktok-mac"  # the last run (39) lists TikTok
+    runs.insert(10, runs.pop(39))  # the newest need not be the last
+    answer = statuses(agent.log(*runs))
+    assert answer == [(i, "applied" if i == 10 else "ignored") for i in range(40)]
+    assert decide(fleet) == "deny:blocked:tiktok-mac"  # the newest run (39) lists TikTok
     shown = fleet.appban("device", "show", "jane-mbp.local/appban_apps")
     assert shown["observed_at"].startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(now - 3600 + 60 * 39)))

@@ -356,6 +356,23 @@ def test_a_held_list_waits_no_longer_than_its_setting(
         assert kept(database, f"mdm:{other}")["inventory_scope"] == "none"
 
 
+def test_held_lists_are_capped_per_source(database: Database, mdm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token's holder cannot make appban keep app lists for any number of devices it
+    may never describe: past APPBAN_MDM_HOLD_MAX_LISTS, a list of another unknown device
+    is rejected; a newer list of a device already waiting still replaces its own."""
+    monkeypatch.setenv("APPBAN_MDM_HOLD_MAX_LISTS", "2")
+    udids = [f"00008030-0000000000000{i:03d}" for i in range(3)]
+    with ThreadServer(database.path) as server:
+        now = datetime.now(UTC)
+        events = [json.loads(micromdm(installed(TIKTOK, udid=u), now - timedelta(minutes=5), udid=u)) for u in udids]
+        answer = post(server, json.dumps(events).encode(), mdm)
+        assert results(answer) == [(udids[0], "held"), (udids[1], "held"), (udids[2], "rejected")]
+        assert "APPBAN_MDM_HOLD_MAX_LISTS" in answer.json()["results"][2]["error"]["message"]
+        newer = micromdm(installed(NOTES, udid=udids[0]), now, udid=udids[0])
+        assert results(post(server, newer, mdm)) == [(udids[0], "held")]
+    assert [k for _, k, _ in held(database)] == udids[:2]
+
+
 def test_the_webhook_is_in_the_openapi_document(server: ThreadServer) -> None:
     doc = httpx.get(server.url + "/api/openapi.json").json()
     post_op = doc["paths"][WEBHOOK]["post"]

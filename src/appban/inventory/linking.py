@@ -18,7 +18,8 @@ iPadOS are one family), so that a record, whoever sent it, can never change what
 of device another source reported (an osquery host claiming an iPhone's serial would
 make it a Mac, out of a phone policy's scope); a pair an admin unlinked; an identifier
 more than ``CROWD`` unrelated devices share (a placeholder a source invented, a
-refurbished phone's recycled serial); names and models, never. A linked device keeps
+refurbished phone's recycled serial; the records of one host of one source, an osquery
+host's queries, count as one); names and models, never. A linked device keeps
 the platform it had: a record that later reports another platform leaves it.
 
 A device reported by one source is, as before, one row of ``devices``. When records
@@ -111,11 +112,15 @@ class Linker:
         unlinked = set().union(*(self.store.unlinked_from(*k) for k in keys))
         found: dict[int, str] = {}
         refused: set[int] = set()
+        crowded: dict[tuple[str, str], bool] = {}
         for r in rows:
             other = r.device_id
             if other == device_id or other in refused or other in found:
                 continue
-            if len(by_value[(r.kind, r.value)]) > CROWD:
+            value = (r.kind, r.value)
+            if value not in crowded:
+                crowded[value] = self._crowded(by_value[value])
+            if crowded[value]:
                 self.used.add((r.kind, r.value))  # drop_crowded looks at it by the end of the import
                 continue
             device = self.store.get_device(other)
@@ -136,6 +141,23 @@ class Linker:
             keys |= theirs
             unlinked |= set().union(*(self.store.unlinked_from(*k) for k in theirs))
         return found
+
+    def _crowded(self, keys: set[tuple[str, str]]) -> bool:
+        """Whether more than CROWD machines' records share a value. The records of one
+        host of one source (an osquery host's queries, each a record) are one machine:
+        counted once, they never make its own serial number look like a placeholder."""
+        if len(keys) <= CROWD:
+            return False
+        machines = set()
+        for source, source_id in keys:
+            row = self.store.get_device_by_key(source, source_id)
+            record = self.store.get_record(source, source_id) if row is None or row.linked else None
+            facts = record.facts if record is not None else row
+            host = next((v for k, v in facts.identifiers if k == "host"), None) if facts is not None else None
+            machines.add((source, "host", host) if host is not None else (source, "id", source_id))
+            if len(machines) > CROWD:
+                return True
+        return False
 
     @staticmethod
     def _without(found: dict[int, str], refused: set[int]) -> dict[int, str]:
@@ -244,7 +266,7 @@ class Linker:
         split = 0
         for kind, value in sorted(self.used):
             rows = self.store.identifier_rows([(kind, value)])
-            if len({(r.source, r.source_id) for r in rows}) <= CROWD:
+            if not self._crowded({(r.source, r.source_id) for r in rows}):
                 continue
             shown = f"{kind}:{_shown_value(rows[0])}"
             for device_id in sorted({r.device_id for r in rows}):

@@ -155,6 +155,7 @@ def tls_results(
     *,
     host: str,
     decorations: Mapping[str, str],
+    skip: set[int] | None = None,
 ) -> Iterator[tuple[int, Checkin | BadInput]]:
     """The check-ins of a TLS logger body's result entries (its ``data``), each with the
     index of its entry (of a run's first entry, for rows gathered into one), in no set
@@ -164,6 +165,7 @@ def tls_results(
 
     Every entry is ``host``'s, whatever its ``hostIdentifier`` says, and ``decorations``
     replace its own: the caller knows the host from its credentials, not from the body.
+    Entries at the indexes in ``skip`` are not read (the caller answered them).
     """
     source = options.source or OsqueryFormat.name
     runs = _Runs("")
@@ -180,6 +182,8 @@ def tls_results(
         return index, PartialCheckin.of(item) if isinstance(item, Checkin) else item
 
     for i, raw in enumerate(data):
+        if skip and i in skip:
+            continue
         try:
             entry = {**mapping(raw, f"data[{i}]"), "hostIdentifier": host, "decorations": dict(decorations)}
             result = _result(entry, f"data[{i}].", options)

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appban.serve import osquery
+
 access_log = logging.getLogger("appban.serve.access")
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -97,6 +99,7 @@ async def endpoint(request: Request) -> Response:
     """Prometheus text exposition."""
     app = request.app
     body = app.state.metrics.render(getattr(app.state, "service", None))
+    body += ("\n".join(osquery.counters_of(app.state).render()) + "\n").encode()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -41,6 +42,7 @@ from appban.inventory.osquery import query_table, tls_results
 from appban.serve import osquery_nodes as nodes
 from appban.serve._operations import operation
 from appban.serve.bodies import read_body
+from appban.serve.checkins import Buckets
 from appban.serve.responses import ApiError, json_response
 from appban.serve.schemas import Error
 from appban.serve.service import ItemResult, Service
@@ -125,10 +127,11 @@ class EntryResult(msgspec.Struct, omit_defaults=True):
     error: EntryError | None = None
 
 
-class Logged(msgspec.Struct):
+class Logged(msgspec.Struct, omit_defaults=True):
     node_invalid: bool
     results: list[EntryResult]
     status_logs: int
+    dropped: str | None = None  # why the body was not read (too large, too slow): the agent moves on
 
 
 class Queries(msgspec.Struct):
@@ -148,6 +151,11 @@ class Written(msgspec.Struct):
     results: list[QueryResult]
 
 
+_THROTTLED = (
+    "The source's agents post faster than its limit (Retry-After): an answer with an error, "
+    "so that osquery keeps the batch, or the enrollment, and tries again later.",
+    Error,
+)
 _REFUSED = {
     400: ("The body is not a JSON object of this endpoint's shape.", Error),
     401: ("The node key is not live (unknown or revoked): node_invalid.", Invalid),
@@ -163,7 +171,7 @@ _REFUSED = {
     "osquery's tls enroll plugin: an enroll secret (appban source osquery-secret create) "
     "for a node key. A secret that is not live gets node_invalid.",
     body=EnrollBody,
-    answers={200: ("The node key.", Enrolled), **_REFUSED},
+    answers={200: ("The node key.", Enrolled), **_REFUSED, 429: _THROTTLED},
 )
 async def enroll(request: Request) -> Response:
     service: Service = request.app.state.service
@@ -177,10 +185,13 @@ async def enroll(request: Request) -> Response:
         log.info("osquery enrollment refused: not a live enroll secret")
         return _invalid()
     request.state.source = source
+    limit = _limit(request, "enroll")
+    limit.check(source)
     try:
         facts = nodes.node_facts(doc)
     except BadInput as exc:
         raise ApiError(400, exc.detail, field=exc.field) from None
+    limit.take(source, 1)
     key = await service.call(lambda ws: nodes.enroll(ws, source, facts))
     return json_response({"node_key": key, "node_invalid": False})
 
@@ -207,52 +218,245 @@ async def config(request: Request) -> Response:
 @operation(
     "Post an osquery agent's logs",
     "osquery's tls logger plugin: result logs (snapshot, batch and event formats) are "
-    "applied as check-ins, each entry on its own; status logs are counted, not kept.",
+    "applied as check-ins, each entry on its own; status logs are counted, not kept. A body "
+    "larger than osquery_max_log_bytes, or slower than osquery_log_timeout, is dropped: "
+    "answered 200 with dropped, so that the agent moves on.",
     body=LogBody,
-    answers={200: ("What became of each result entry appban reads.", Logged), **_REFUSED},
+    answers={
+        200: ("What became of each result entry appban reads.", Logged),
+        400: _REFUSED[400],
+        401: _REFUSED[401],
+        429: _THROTTLED,
+    },
 )
 async def log_entries(request: Request) -> Response:
     service: Service = request.app.state.service
-    doc = await _json_object(request)
-    node = await _node(request, doc)
-    if node is None:
+    node = await _node(request, {})  # the header's key, if any: known before the body is read
+    if node is None and _header_key(request) is not None:
         return _invalid()
-    data = doc.get("data")
-    if not isinstance(data, list):
-        raise ApiError(400, "data must be a list of log entries", field="data")
-    most = settings.get("serve_max_items")
-    if len(data) > most:
-        raise ApiError(
-            413,
-            f"{len(data):,} log entries in one request, more than {most:,}",
-            field=settings.SETTINGS["serve_max_items"].env,
+    limit = _limit(request, "log")
+    if node is not None:
+        limit.check(node.source)
+    try:
+        body = await read_body(
+            request, limit=settings.get("osquery_max_log_bytes"), timeout=settings.get("osquery_log_timeout")
         )
-    log_type = doc.get("log_type")
-    if log_type == "status":
-        counters(request).status_logs += len(data)
-        return json_response({"node_invalid": False, "results": [], "status_logs": len(data)})
-    if log_type != "result":
+    except ApiError as exc:
+        if exc.status_code not in (408, 413):
+            raise
+        return await _dropped(request, service, node, exc)
+    doc = await _log_body(body) if len(body) > _INLINE_BYTES else _log_body_now(body)
+    if node is None:
+        node = await _node(request, {"node_key": doc.node_key})
+        if node is None:
+            return _invalid()
+        limit.check(node.source)
+    if doc.log_type == "status":
+        counters(request).status_logs += len(doc.data)
+        return json_response({"node_invalid": False, "results": [], "status_logs": len(doc.data)})
+    if doc.log_type != "result":
         raise ApiError(400, "log_type must be result or status", field="log_type")
-    results = await _apply(service, node, data)
+    most = settings.get("serve_max_items")
+    if len(doc.data) > most:
+        why = f"{len(doc.data):,} log entries in one request, more than {most:,} (APPBAN_SERVE_MAX_ITEMS)"
+        return await _dropped(request, service, node, ApiError(413, why))
+    limit.take(node.source, len(doc.data))
+    results = await _apply(service, node, doc.data)
     return json_response({"node_invalid": False, "results": results, "status_logs": 0})
 
 
-async def _apply(service: Service, node: OsqueryNode, data: list[Any]) -> list[dict[str, Any]]:
+async def _dropped(request: Request, service: Service, node: OsqueryNode | None, exc: ApiError) -> Response:
+    """A log body appban will not read (too large, too slow, too many entries): answered
+    200 without an ``error`` key, so that the agent drops it and sends what follows
+    (osquery resends a batch it failed to send, forever). Its snapshots are superseded by
+    the next ones; the node is asked for its apps, in case it held a differential run."""
+    counters(request).dropped += 1
+    log.warning("osquery log body dropped (node %s): %s", node.id if node is not None else "unknown", exc.message)
+    if exc.status_code == 413 and node is not None:
+        await _drain(request)  # the rest of the body, unread: the agent sends it whole
+    if node is not None:
+        await service.call(lambda ws: nodes.ask_for_apps(ws, node.id))
+    answer = {"node_invalid": False, "results": [], "status_logs": 0, "dropped": exc.message}
+    return json_response(answer, headers={"Connection": "close"})
+
+
+async def _drain(request: Request) -> None:
+    """Read and discard what is left of the body, within osquery_log_timeout, so that the
+    agent, which writes its whole request before it reads the answer, gets to read it."""
+    try:
+        async with asyncio.timeout(settings.get("osquery_log_timeout")):
+            while True:
+                message = await request.receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
+
+
+class _LogDoc(msgspec.Struct):
+    """A log body with its entries kept as raw JSON, each decoded when it is read."""
+
+    data: list[msgspec.Raw]
+    log_type: Any = None
+    node_key: Any = None
+
+
+class _EntryHead(msgspec.Struct):
+    """What tells whether a result entry is a snapshot superseded by a later one."""
+
+    name: Any = None
+    action: Any = None
+    unixTime: Any = None  # noqa: N815 (osquery's name)
+    snapshot: msgspec.Raw = msgspec.Raw(b"")  # empty: no "snapshot" key (one row a line)
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_INLINE_BYTES = 64 * 1024
+
+
+async def _log_body(body: bytes) -> _LogDoc:
+    return await asyncio.to_thread(_log_body_now, body)
+
+
+def _log_body_now(body: bytes) -> _LogDoc:
+    """The body's fields, its entries undecoded. A body that is not UTF-8, or holds an
+    escaped lone surrogate (a Windows program's name can), is read with U+FFFD in their
+    place: osquery would send it again forever, and one app name must not cost a host
+    its logs."""
+    try:
+        return _decode_log(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass
+    mended = _SURROGATE.sub(rb"\\ufffd", body.decode("utf-8", "replace").encode())
+    try:
+        return _decode_log(mended)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "the body is not a JSON object of osquery's log shape (data: a list)") from None
+
+
+def _decode_log(body: bytes) -> _LogDoc:
+    if body.lstrip()[:1] != b"{":
+        raise ApiError(400, "the body is not a JSON object, as osquery's remote API posts")
+    try:
+        return msgspec.json.decode(body, type=_LogDoc)
+    except msgspec.ValidationError:
+        raise ApiError(400, "data must be a list of log entries", field="data") from None
+
+
+async def _apply(service: Service, node: OsqueryNode, data: list[msgspec.Raw]) -> list[dict[str, Any]]:
     """Apply the check-ins of result entries; each one's result, with its entry's index."""
     if len(data) > _INLINE_ENTRIES:
-        found = await asyncio.to_thread(_checkins, node, data)
+        read = await asyncio.to_thread(_read_entries, node, data)
     else:
-        found = _checkins(node, data)
-    if not found:  # nothing of a table appban reads: no transaction, no audit entry
+        read = _read_entries(node, data)
+    superseded, found = read
+    if not found and not superseded:  # nothing of a table appban reads: no transaction, no audit entry
         return []
+    results: list[dict[str, Any]] = [
+        {"index": i, "device": device, "status": "ignored"} for i, device in superseded.items()
+    ]
+    if found:
+        found = await service.read(lambda store: _within_queries(store, node, found))
     items = [item for _, item in found]
-    ask = await service.read(lambda store: _not_whole(store, node.source, items))
-    results = await service.apply(f"osquery:{node.source}", items)
-    if ask:
-        asked = await service.call(lambda ws: nodes.ask_for_apps(ws, node.id))
-        if asked is not None:
-            log.info("osquery node %d asked for its apps (refresh %d): %s", node.id, asked, ask)
-    return [r.as_dict() | {"index": found[r.index][0]} for r in results]
+    if items:
+        ask = await service.read(lambda store: _not_whole(store, node.source, items))
+        applied = await service.apply(f"osquery:{node.source}", items)
+        results += [r.as_dict() | {"index": found[r.index][0]} for r in applied]
+        if ask:
+            asked = await service.call(lambda ws: nodes.ask_for_apps(ws, node.id))
+            if asked is not None:
+                log.info("osquery node %d asked for its apps (refresh %d): %s", node.id, asked, ask)
+    return sorted(results, key=lambda r: int(r["index"]))
+
+
+def _read_entries(
+    node: OsqueryNode, data: list[msgspec.Raw]
+) -> tuple[dict[int, str], list[tuple[int, Checkin | BadInput]]]:
+    """(the snapshots a later one of the same query supersedes in this body, by index,
+    with their record; the check-ins of the others). An agent cut off for days sends
+    every snapshot it took: only the newest of each query is decoded and applied (a
+    snapshot replaces the one before it), so memory and time follow the body's size,
+    not the rows in it."""
+    newest: dict[str, tuple[int, int]] = {}  # query -> (unixTime, index)
+    heads: dict[int, str] = {}
+    for i, raw in enumerate(data):
+        try:
+            head = msgspec.json.decode(raw, type=_EntryHead)
+        except msgspec.DecodeError:
+            continue  # read in full below, to say what is wrong with it
+        at = _seconds(head.unixTime)
+        if head.action != "snapshot" or not head.snapshot or not isinstance(head.name, str) or at is None:
+            continue
+        if query_table(head.name) is None:
+            continue
+        heads[i] = head.name
+        if head.name not in newest or at >= newest[head.name][0]:
+            newest[head.name] = (at, i)
+    keep = {i for _, i in newest.values()}
+    superseded = {i: f"{node.facts.host}/{name}" for i, name in heads.items() if i not in keep}
+    entries = [None if i in superseded else msgspec.json.decode(raw) for i, raw in enumerate(data)]
+    return superseded, _checkins(node, entries, skip=set(superseded))
+
+
+def _seconds(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
+def _checkins(
+    node: OsqueryNode, data: list[Any], now: Micros | None = None, *, skip: set[int] | None = None
+) -> list[tuple[int, Checkin | BadInput]]:
+    options = ReadOptions(
+        now=now_micros() if now is None else now,
+        max_bytes=settings.get("max_checkin_bytes"),
+        source=node.source,
+    )
+    found = sorted(
+        tls_results(data, options, host=node.facts.host, decorations=nodes.decorations(node), skip=skip),
+        key=lambda pair: pair[0],
+    )
+    most = settings.get("max_apps")
+    return [(i, _bounded(item, most)) for i, item in found]
+
+
+def _bounded(item: Checkin | BadInput, most: int) -> Checkin | BadInput:
+    if isinstance(item, Checkin) and len(item.apps) > most:
+        return BadInput(f"{len(item.apps):,} apps, more than {most:,}", field="snapshot")
+    return item
+
+
+def _within_queries(
+    store: Any, node: OsqueryNode, found: list[tuple[int, Checkin | BadInput]]
+) -> list[tuple[int, Checkin | BadInput]]:
+    """The check-ins, those of queries past osquery_max_queries refused. Each query an
+    agent logs is a record of its host (a device, until it links): appban's own queries
+    always, at most osquery_max_queries others a host, so that one node (or one holder
+    of the enroll secret) cannot make thousands of devices with as many query names."""
+    source, prefix = node.source, node.facts.host + "/"
+    mine = {nodes.query_name(t) for t in nodes.TABLES}
+    rows = store.identifier_rows([("host", f"{source}/{node.facts.host}")])
+    known = {r.source_id[len(prefix) :] for r in rows if r.source == source and r.source_id.startswith(prefix)}
+    others = known - mine
+    most = settings.get("osquery_max_queries")
+    out: list[tuple[int, Checkin | BadInput]] = []
+    for i, item in found:
+        if isinstance(item, Checkin):
+            query = item.device.id[len(prefix) :]
+            if query not in mine and query not in others:
+                if len(others) >= most:
+                    env = settings.SETTINGS["osquery_max_queries"].env
+                    item = BadInput(
+                        f"host {node.facts.host[:64]!r} already logs {most} queries of its own that appban "
+                        f"keeps ({env}): not another",
+                        field=f"data[{i}].name",
+                    )
+                else:
+                    others.add(query)
+        out.append((i, item))
+    return out
 
 
 def _not_whole(store: Any, source: str, items: list[Checkin | BadInput]) -> str:
@@ -284,26 +488,6 @@ def _not_whole(store: Any, source: str, items: list[Checkin | BadInput]) -> str:
             return f"{key}: run {item.epoch}/{item.counter} after {epoch}/{counter}"
         counters[key] = (epoch, item.counter)
     return ""
-
-
-def _checkins(node: OsqueryNode, data: list[Any], now: Micros | None = None) -> list[tuple[int, Checkin | BadInput]]:
-    options = ReadOptions(
-        now=now_micros() if now is None else now,
-        max_bytes=settings.get("max_checkin_bytes"),
-        source=node.source,
-    )
-    found = sorted(
-        tls_results(data, options, host=node.facts.host, decorations=nodes.decorations(node)),
-        key=lambda pair: pair[0],
-    )
-    most = settings.get("max_apps")
-    return [(i, _bounded(item, most)) for i, item in found]
-
-
-def _bounded(item: Checkin | BadInput, most: int) -> Checkin | BadInput:
-    if isinstance(item, Checkin) and len(item.apps) > most:
-        return BadInput(f"{len(item.apps):,} apps, more than {most:,}", field="snapshot")
-    return item
 
 
 # -- distributed queries: appban device refresh ---------------------------------------------
@@ -464,15 +648,62 @@ def _observed(store: Any, source: str, items: list[Checkin | BadInput]) -> dict[
 # -- the node key -----------------------------------------------------------------------
 
 
+class _Limit:
+    """A token bucket per source (the check-in API's), for enrollments or log entries,
+    refusing with osquery's own words and setting."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.rate = settings.SETTINGS[f"osquery_{what}_rate"]
+        self.buckets = Buckets(settings.get(self.rate.name), settings.get(f"osquery_{what}_burst"))
+
+    def check(self, source: str) -> None:
+        try:
+            self.buckets.check(source)
+        except ApiError as exc:
+            nouns = "enrollments" if self.what == "enroll" else "log entries"
+            message = f"source {source!r} posts more than {self.buckets.rate:g} osquery {nouns} a second"
+            raise ApiError(429, message, field=self.rate.env, headers=exc.headers) from None
+
+    def take(self, source: str, count: int) -> None:
+        self.buckets.take(source, count)
+
+
+def _limit(request: Request, what: str) -> _Limit:
+    state = request.app.state
+    limits = getattr(state, "osquery_limits", None)
+    if limits is None:
+        limits = state.osquery_limits = {w: _Limit(w) for w in ("enroll", "log")}
+    found = limits[what]
+    assert isinstance(found, _Limit)
+    return found
+
+
 class Counters:
     """What the osquery endpoints saw that no store keeps."""
 
     def __init__(self) -> None:
         self.status_logs = 0
+        self.dropped = 0  # log bodies too large or too slow, answered so the agent moves on
+
+    def render(self) -> list[str]:
+        """Prometheus lines."""
+        return [
+            "# HELP appban_osquery_status_logs_total osquery status log entries received (counted, not kept).",
+            "# TYPE appban_osquery_status_logs_total counter",
+            f"appban_osquery_status_logs_total {self.status_logs}",
+            "# HELP appban_osquery_log_dropped_total osquery log bodies dropped: larger than "
+            "APPBAN_OSQUERY_MAX_LOG_BYTES, slower than APPBAN_OSQUERY_LOG_TIMEOUT, or too many entries.",
+            "# TYPE appban_osquery_log_dropped_total counter",
+            f"appban_osquery_log_dropped_total {self.dropped}",
+        ]
 
 
 def counters(request: Request) -> Counters:
-    state = request.app.state
+    return counters_of(request.app.state)
+
+
+def counters_of(state: Any) -> Counters:
     found = getattr(state, "osquery", None)
     if found is None:
         found = state.osquery = Counters()
@@ -491,10 +722,16 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return doc
 
 
+def _header_key(request: Request) -> str | None:
+    """The node key of ``Authorization: NodeKey <key>``, or None."""
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    return value.strip() if scheme.lower() == "nodekey" else None
+
+
 async def _node(request: Request, doc: dict[str, Any]) -> OsqueryNode | None:
     """The live node of the request's node key (header, else body), or None."""
-    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
-    key = value.strip() if scheme.lower() == "nodekey" else doc.get("node_key")
+    header = _header_key(request)
+    key = header if header is not None else doc.get("node_key")
     if not isinstance(key, str) or not key:
         return None
     service: Service = request.app.state.service

@@ -12,8 +12,10 @@ host_identifier (a hostname is not unique) would take turns: agents should enrol
 
 Of what an agent tells at enrollment (osquery's ``host_details``: os_version,
 osquery_info, system_info, platform_info) appban keeps what links its records to other
-sources' and what decides its queries: hostname, hardware serial, hardware UUID,
-platform.
+sources' and what decides its queries: the hardware serial, a Mac's hardware UUID (the
+UDID its MDM knows it by; another machine's UUID links nothing), the platform. Not the
+hostname: nothing links by it. Rows of node keys revoked longer ago than
+``osquery_revoked_max_age`` are deleted when an agent enrolls.
 
 appban asks for installed apps only, as snapshot queries (``"snapshot": true``): each
 run logs the whole list in one entry, which a buffered batch cannot split and a replay
@@ -26,7 +28,8 @@ import re
 import secrets
 from typing import Any
 
-from appban.clock import Micros, format_time
+from appban import settings
+from appban.clock import Micros, format_time, parse_duration
 from appban.errors import BadInput, NotFound
 from appban.inventory._vendor import child, text
 from appban.policy.lifecycle import find_device
@@ -47,6 +50,7 @@ _SQL = {
     "rpm_packages": "SELECT name, version FROM rpm_packages;",
     "chrome_extensions": "SELECT identifier, name, version FROM chrome_extensions;",
 }
+TABLES = tuple(_SQL)  # the tables appban asks for, each its own query (query_name)
 # A schedule's "platform" (osquery's checkPlatform: a list of names, matched by substring).
 _RUNS_ON = {
     "apps": "darwin",
@@ -85,7 +89,6 @@ def _node_facts(body: dict[str, Any]) -> NodeFacts:
     os_version = child(details, "os_version", ".host_details")
     kept: dict[str, str | None] = {}
     for key, table, column in (
-        ("hostname", system, "system_info.hostname"),
         ("serial", system, "system_info.hardware_serial"),
         ("uuid", system, "system_info.uuid"),
         ("platform", os_version, "os_version.platform"),
@@ -96,6 +99,8 @@ def _node_facts(body: dict[str, Any]) -> NodeFacts:
         if value is not None:
             _check(value, f"host_details.{column}")
         kept[key] = value
+    if (kept["platform"] or "").lower() != "darwin":
+        kept["uuid"] = None  # only a Mac's hardware UUID is a UDID another source knows
     return NodeFacts(host=host, **kept)
 
 
@@ -108,7 +113,10 @@ def _check(value: str, field: str) -> None:
 def enroll(ws: Workspace, source: str, facts: NodeFacts) -> str:
     """A new node key for ``facts.host`` (the host's earlier keys are revoked)."""
     key = new_key()
+    setting = settings.SETTINGS["osquery_revoked_max_age"]
+    keep_revoked = parse_duration(settings.get(setting.name), field=setting.env)
     with ws.writing(evaluates=False):
+        ws.store.prune_osquery_nodes(ws.now - keep_revoked)
         replaced = ws.store.revoke_osquery_nodes(source, facts.host, ws.now)
         node_id = ws.store.add_osquery_node(source, digest(key), facts, ws.now)
         ws.audit.append(ws.now, "osquery-enroll", source, {"node": node_id, "host": facts.host, "replaced": replaced})
@@ -238,7 +246,6 @@ def list_nodes(ws: Workspace, source: str | None, *, revoked: bool) -> dict[str,
                 "id": n.id,
                 "source": n.source,
                 "host": n.facts.host,
-                "hostname": n.facts.hostname,
                 "serial": n.facts.serial,
                 "platform": n.facts.platform,
                 "enrolled_at": format_time(n.enrolled_at),

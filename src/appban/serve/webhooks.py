@@ -15,7 +15,9 @@ An app list does not say which kind of device it came from; DeviceInformation do
 DeviceInformation, by webhook or by import) is applied with the device's stored facts.
 One of a device not yet known is held (``mdm_held_apps``: only the apps the catalog
 may name, the newest list per device) and applied when the device's DeviceInformation
-arrives; a list held longer than ``mdm_hold_max_age`` is dropped. All of this runs on
+arrives; a list held longer than ``mdm_hold_max_age`` is dropped, and no more than
+``mdm_hold_max_lists`` lists of one source are held (past it, a list of another
+unknown device is rejected). All of this runs on
 the service's writer thread, one request at a time, so an app list and the
 DeviceInformation that tells its platform never miss each other.
 
@@ -229,6 +231,12 @@ class _Apply:
         # Checked now as it will be applied (any Apple platform checks alike): a list
         # refused then would make its device's DeviceInformation refused with it.
         device_checkin(self.source, replace(device, platform="ios"), listed, self.options)
+        store = self.ws.store
+        most = settings.get("mdm_hold_max_lists")
+        if store.held_mdm_apps(self.source, device.key) is None and store.count_mdm_apps(self.source) >= most:
+            # A bound on what one token can make appban keep for devices it may never see.
+            env = settings.SETTINGS["mdm_hold_max_lists"].env
+            raise BadInput(f"{most:,} app lists already wait for their devices' DeviceInformation ({env})")
         catalog = self.ws.catalog
         apps = listed.apps if self.keep_full else _may_name(listed.apps, catalog)
         self.ws.store.hold_mdm_apps(

@@ -61,6 +61,13 @@ class SQLiteOsquery:
         self.db.executemany("UPDATE osquery_nodes SET revoked_at = ? WHERE id = ?", [(at, i) for i in ids])
         return ids
 
+    def prune_osquery_nodes(self, revoked_before: Micros) -> int:
+        old = "SELECT id FROM osquery_nodes WHERE revoked_at IS NOT NULL AND revoked_at < ?"
+        self.db.execute(f"DELETE FROM osquery_refreshes WHERE node IN ({old})", (revoked_before,))
+        return self.db.execute(
+            "DELETE FROM osquery_nodes WHERE revoked_at IS NOT NULL AND revoked_at < ?", (revoked_before,)
+        ).rowcount
+
     def osquery_node_by_digest(self, digest: str) -> OsqueryNode | None:
         row = self.db.execute(f"SELECT {_NODE_COLS} FROM osquery_nodes WHERE digest = ?", (digest,)).fetchone()
         return None if row is None else _node(row)
@@ -138,6 +145,10 @@ class SQLiteOsquery:
             f"SELECT {_HELD_COLS} FROM mdm_held_apps WHERE source = ? AND device_key = ?", (source, device_key)
         ).fetchone()
         return None if row is None else _held(row)
+
+    def count_mdm_apps(self, source: str) -> int:
+        row = self.db.execute("SELECT count(*) FROM mdm_held_apps WHERE source = ?", (source,)).fetchone()
+        return int(row[0])
 
     def drop_mdm_apps(self, source: str, device_key: str) -> None:
         self.db.execute("DELETE FROM mdm_held_apps WHERE source = ? AND device_key = ?", (source, device_key))

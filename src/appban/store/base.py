@@ -522,6 +522,10 @@ class Store(Protocol):
         """Revoke every live node key of ``host`` (of ``source``); the ids revoked."""
         ...
 
+    def prune_osquery_nodes(self, revoked_before: Micros) -> int:
+        """Forget the nodes revoked before ``revoked_before``, with their requests; how many."""
+        ...
+
     def osquery_node_by_digest(self, digest: str) -> OsqueryNode | None:
         """The node whose key has this digest, revoked or not."""
         ...
@@ -561,6 +565,10 @@ class Store(Protocol):
 
     def held_mdm_apps(self, source: str, device_key: str) -> HeldApps | None:
         """The app list held for this device, or None."""
+        ...
+
+    def count_mdm_apps(self, source: str) -> int:
+        """How many app lists of ``source`` are held."""
         ...
 
     def drop_mdm_apps(self, source: str, device_key: str) -> None:
