@@ -383,7 +383,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "osquery_max_log_bytes",
-            128 * 1024 * 1024,
+            64 * 1024 * 1024,
             "Largest osquery log body appban serve reads, in bytes after gzip decompression (an agent cut off "
             "for days sends its whole buffer); a larger one is dropped, answered so the agent moves on.",
             _whole(1, 1 << 31),

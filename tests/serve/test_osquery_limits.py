@@ -160,6 +160,19 @@ def test_a_body_that_is_not_utf8_or_holds_a_lone_surrogate_is_read(fleet: Databa
         "/api/v1/osquery/log", content=gzip.compress(raw), headers={**headers, "Content-Encoding": "gzip"}
     )
     assert statuses(gzipped) == [(0, "ignored")]  # the same snapshot again
+    # Bytes that are not UTF-8 alone (no surrogate), in one entry of two; and an entry
+    # with a number no integer holds: that entry is refused alone, never a 500.
+    log["data"] = [snapshot("appban_apps", now - 30, [SAFARI, TIKTOK]), snapshot("q_apps", now - 30, [SAFARI])]
+    raw = json.dumps(log).encode().replace(b'"TikTok"', b'"Tik\xffTok"', 1)
+    raw = raw.replace(b'"unixTime": %d' % (now - 30), b'"unixTime": 1' + b"0" * 5000, 1)
+    answer = agent.http.post("/api/v1/osquery/log", content=raw, headers=headers)
+    assert statuses(answer) == [(0, "rejected"), (1, "applied")]
+    assert answer.json()["results"][0]["error"]["field"] == "data[0]"
+    raw = json.dumps(log).encode().replace(b'"TikTok"', b'"Tik\xffTok"', 1)
+    assert statuses(agent.http.post("/api/v1/osquery/log", content=raw, headers=headers)) == [
+        (0, "applied"),
+        (1, "ignored"),
+    ]
 
 
 def test_a_revoked_key_in_the_header_is_node_invalid_before_the_body_is_read(fleet: Database, agent: Agent) -> None:

@@ -310,7 +310,11 @@ class _EntryHead(msgspec.Struct):
     snapshot: msgspec.Raw = msgspec.Raw(b"")  # empty: no "snapshot" key (one row a line)
 
 
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# An escaped surrogate that is not half of a pair: JSON's grammar allows it, no string can hold it.
+_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 _INLINE_BYTES = 64 * 1024
 
 
@@ -325,13 +329,25 @@ def _log_body_now(body: bytes) -> _LogDoc:
     its logs."""
     try:
         return _decode_log(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
         pass
-    mended = _SURROGATE.sub(rb"\\ufffd", body.decode("utf-8", "replace").encode())
     try:
-        return _decode_log(mended)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return _decode_log(_mended(body))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
         raise ApiError(400, "the body is not a JSON object of osquery's log shape (data: a list)") from None
+
+
+def _mended(data: bytes) -> bytes:
+    """``data`` with U+FFFD for each byte that is not UTF-8 and each escaped lone surrogate."""
+    return _SURROGATE.sub(rb"\\ufffd", data.decode("utf-8", "replace").encode())
+
+
+def _decode_entry(raw: msgspec.Raw) -> Any:
+    """One entry (decoding the body skipped over its strings without reading them)."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return msgspec.json.decode(_mended(bytes(raw)))
 
 
 def _decode_log(body: bytes) -> _LogDoc:
@@ -394,8 +410,20 @@ def _read_entries(
             newest[head.name] = (at, i)
     keep = {i for _, i in newest.values()}
     superseded = {i: f"{node.facts.host}/{name}" for i, name in heads.items() if i not in keep}
-    entries = [None if i in superseded else msgspec.json.decode(raw) for i, raw in enumerate(data)]
-    return superseded, _checkins(node, entries, skip=set(superseded))
+    entries: list[Any] = []
+    unread: list[tuple[int, Checkin | BadInput]] = []
+    for i, raw in enumerate(data):
+        entry = None
+        if i not in superseded:
+            try:
+                entry = _decode_entry(raw)
+            except (msgspec.DecodeError, ValueError):  # a number out of any range
+                unread.append(
+                    (i, BadInput("not a log entry appban can read (a number out of range?)", field=f"data[{i}]"))
+                )
+        entries.append(entry)
+    skip = set(superseded) | {i for i, _ in unread}
+    return superseded, sorted(unread + _checkins(node, entries, skip=skip), key=lambda pair: pair[0])
 
 
 def _seconds(value: Any) -> int | None:
