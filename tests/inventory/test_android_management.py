@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from test_google_directory import FUZZ, assert_reads_or_refuses, mutated, read
+from test_google_directory import FUZZ, assert_reads_or_refuses, mutated, options, read
 
 from appban.errors import BadInput
 from appban.inventory.android_management import AndroidManagementFormat, signing_sha256
@@ -126,11 +126,6 @@ def _device(change: dict[str, Any]) -> dict[str, Any]:
         ({"hardwareInfo": ["Pixel"]}, "devices[0].hardwareInfo", "expected an object"),
         ({"applicationReports": {"packageName": "x"}}, "devices[0].applicationReports", "expected a list"),
         (
-            {"applicationReports": [{"state": "REMOVED"}, {"displayName": "<b>x</b>"}]},
-            "devices[0].applicationReports[1].displayName",
-            "markup",
-        ),
-        (
             {"applicationReports": [{"packageName": "a.b", "signingKeyCertFingerprints": ["xyz"]}]},
             "devices[0].applicationReports[0].signingKeyCertFingerprints[0]",
             "fingerprint",
@@ -148,3 +143,13 @@ def test_bad_devices_name_file_record_and_field(fleet: Fleet, change: dict[str, 
 @given(mutated(pages()[0]))
 def test_fuzzed_devices_read_or_are_refused(data: bytes) -> None:
     assert_reads_or_refuses(AndroidManagementFormat(), data)
+
+
+def test_an_app_named_with_markup_is_kept_made_safe(tmp_path: Path) -> None:
+    """An app's name is its maker's: markup in it costs the device nothing."""
+    page = _device({"applicationReports": [{"packageName": "com.example.htmleditor", "displayName": "<b>x</b>"}]})
+    path = tmp_path / "page.json"
+    path.write_text(json.dumps(page), encoding="utf-8")
+    checkins = [c for _line, c in AndroidManagementFormat().read(str(path), options())]
+    apps = [(a.id, a.name) for a in checkins[0].apps]
+    assert apps == [("com.example.htmleditor", "\u2039b\u203ax\u2039/b\u203a")]

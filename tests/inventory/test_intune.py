@@ -338,3 +338,17 @@ def test_detected_apps_and_managed_devices_in_separate_files_are_joined(fleet: F
             con.close()
 
     assert imported(tmp_path / "apart.db", *files) == imported(tmp_path / "whole.db", GOLDEN / "detected-apps.json")
+
+
+def test_an_app_named_with_markup_or_controls_is_kept_made_safe(tmp_path: Path) -> None:
+    """An app's name is its maker's or the user's: one with markup or a control character
+    costs the device nothing (the app is kept, made safe), in both of Intune's shapes."""
+    apps = [{"displayName": "</> HTML Editor", "version": "2\x00"}, {"displayName": "TikTok", "version": "16.5.0"}]
+    got = read(_write(tmp_path, {"value": [_device(detectedApps=apps)]}))
+    names = [(a["name"], a["version"]) for a in got[0]["checkin"]["apps"]]
+    assert names == [("\u2039/\u203a HTML Editor", "2\ufffd"), ("TikTok", "16.5.0")]
+    csv_text = (GOLDEN / "AppInvRawData.csv").read_text("utf-8-sig").replace('"TikTok"', '"<b>TikTok</b>"', 1)
+    path = tmp_path / "raw.csv"
+    path.write_text(csv_text, encoding="utf-8")
+    names_csv = {a["name"] for c in read(path) for a in c["checkin"]["apps"]}
+    assert "\u2039b\u203aTikTok\u2039/b\u203a" in names_csv and "<b>TikTok</b>" not in names_csv

@@ -40,7 +40,7 @@ from appban.inventory._vendor import (
 )
 from appban.inventory.base import ReadOptions
 from appban.inventory.checkin import MAX_IDENT, MAX_TEXT, App, Checkin, build
-from appban.text import check_identifier, check_text, identifiers_clean, text_clean
+from appban.text import identifiers_clean, safe_identifier, safe_text, text_clean
 
 LIST_KEY = "mobiledevices"
 PAGE_KINDS = ("admin#directory#mobiledevices", "directory#mobiledevices")
@@ -222,16 +222,12 @@ def checked(record: dict[str, Any], key: str, at: str, *, identifier: bool = Fal
     value = text(record, key, at)
     if value is None:
         return None
-    field = f"{at}.{key}"
-    limit = MAX_IDENT if identifier else MAX_TEXT
-    if len(value) > limit:
-        raise BadInput(f"longer than {limit:,} characters", field=field)
+    # An app's values are chosen by its maker or the device's user, not the admin: one
+    # that fails the checks is made safe, never refused (build cuts one too long), so
+    # that no app can cost a device its inventory (docs/formats.md, Text).
     if identifier:
-        value = value.strip()
-        check_identifier(value, field)
-        return value or None
-    check_text(value, field)
-    return value
+        return safe_identifier(value.strip()) or None
+    return safe_text(value)
 
 
 def first_is_page(path: str, list_key: str, kinds: tuple[str, ...]) -> bool:

@@ -45,8 +45,8 @@ from appban.errors import BadInput
 from appban.inventory._lines import CsvReader, open_text
 from appban.inventory._vendor import boolean, json_records, listed, mapping, open_binary, text, vendor_time
 from appban.inventory.base import ReadOptions
-from appban.inventory.checkin import MAX_TEXT, App, Checkin, build, check_text
-from appban.text import text_clean
+from appban.inventory.checkin import MAX_TEXT, App, Checkin, build
+from appban.text import safe_text, text_clean
 
 _PAGING = ("@odata.context", "@odata.nextLink", "@odata.count", "@odata.deltaLink")
 
@@ -264,17 +264,17 @@ def _graph_app(record: Any, at: str) -> App:
 
 def _check_apps(apps: list[App], at: str, key: str) -> None:
     """Every app's name and version within bounds and free of controls and markup:
-    checked at once, and one by one only to name the first that is not
-    (``<at>.<key>[i].displayName``; ``key`` empty: ``at`` is the app itself)."""
+    checked at once, and one by one only where they are not. An app's values are its
+    maker's or the user's, not the admin's: one that fails is made safe, never refused
+    (build cuts one too long) (docs/formats.md, Text)."""
     texts = [t for a in apps for t in (a.name, a.version) if t is not None]
     if text_clean(" ".join(texts)) and max(map(len, texts), default=0) <= MAX_TEXT:
         return
-    for i, app in enumerate(apps):
-        where = f"{at}.{key}[{i}]" if key else at
-        for field, value in (("displayName", app.name), ("version", app.version)):
-            if value is not None and len(value) > MAX_TEXT:
-                raise BadInput(f"longer than {MAX_TEXT} characters", field=f"{where}.{field}")
-            check_text(value, f"{where}.{field}")
+    for app in apps:
+        if app.name is not None:
+            app.name = safe_text(app.name)
+        if app.version is not None:
+            app.version = safe_text(app.version)
 
 
 def _device_checkin(device: dict[str, Any], at: str, apps: list[App] | None, options: ReadOptions) -> Checkin:
@@ -398,9 +398,10 @@ def _read_csv(path: str, options: ReadOptions) -> Iterator[tuple[int | None, Che
                     if not any(cell.strip() for cell in row):
                         continue
                     try:
-                        _csv_app({column: row[i].strip() for column, i in columns.items()})
+                        app = _csv_app({column: row[i].strip() for column, i in columns.items()})
                     except BadInput as exc:
                         raise exc.at(line=line) from None
+                    name, version = app.name or name, app.version
                 seq = spill.known(device)
                 if seq is None:
                     cells = {column: row[i].strip() for column, i in columns.items()}
@@ -436,11 +437,8 @@ def _csv_app(cells: dict[str, str]) -> App:
         raise BadInput("an app needs a name", field="ApplicationName")
     version_column = "ApplicationVersion" if cells.get("ApplicationVersion") else "ApplicationShortVersion"
     version = cells.get(version_column) or None
-    for column, value in (("ApplicationName", name), (version_column, version)):
-        if value is not None and len(value) > MAX_TEXT:
-            raise BadInput(f"longer than {MAX_TEXT} characters", field=column)
-        check_text(value, column)
-    return App(name=name, version=version)
+    # An app's values are made safe, never refused (see _check_apps).
+    return App(name=safe_text(name), version=None if version is None else safe_text(version))
 
 
 def _csv_checkin(cells: dict[str, str], apps: list[App], options: ReadOptions) -> Checkin:
