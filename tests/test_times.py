@@ -195,6 +195,20 @@ def test_the_forms_of_a_time_appban_reads(text: str, expected: str) -> None:
     assert format_time(parse_time(text)) == expected
 
 
+def test_vendor_formats_read_times_as_strictly() -> None:
+    """Vendor readers know the zone of their naive times, but take no other form either."""
+    from zoneinfo import ZoneInfo
+
+    from appban.inventory._vendor import vendor_time
+
+    with pytest.raises(BadInput) as caught:
+        vendor_time("2026-11-28T10:00:009Z", "lastSyncDateTime")
+    assert caught.value.field == "lastSyncDateTime"
+    assert vendor_time("2020-07-10T16:00:00.1234567Z", "t") == JULY_10_16H + 123456
+    assert vendor_time("2020-07-10T11:00:00.000-0500", "t") == JULY_10_16H
+    assert vendor_time("2020-07-10T18:00:00", "t", ZoneInfo("Europe/Paris")) == JULY_10_16H
+
+
 # -- durations have an upper bound ------------------------------------------------------------------
 
 

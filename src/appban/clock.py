@@ -70,7 +70,7 @@ def parse_time(text: object, *, field: str = "time", naive_is_utc: bool = False)
     elif isinstance(text, date):
         raise BadInput(f"{text.isoformat()!r} is a date: give a time with an offset, e.g. {_EXAMPLE}", field=field)
     elif isinstance(text, str) and 0 < len(text) <= 64:
-        value = _read_time(text.strip(), field)
+        value = read_time(text.strip(), field)
     else:
         raise BadInput(f"expected an ISO-8601 time, got {_kind(text)}", field=field)
     if value.utcoffset() is None:
@@ -84,9 +84,10 @@ def parse_time(text: object, *, field: str = "time", naive_is_utc: bool = False)
     return micros
 
 
-def _read_time(text: str, field: str) -> datetime:
-    """``text`` as a datetime, aware when it has an offset; BadInput unless it is a time
-    of the forms _TIME describes, with every part in range."""
+def read_time(text: str, field: str = "time") -> datetime:
+    """``text`` as a datetime, aware when it has an offset, naive when not (for readers
+    that know the zone of naive times); BadInput unless it is a time of the forms
+    ``_TIME`` describes, with every part in range."""
     m = _TIME.fullmatch(text)
     if m is None:
         if _DATE_ONLY.fullmatch(text):

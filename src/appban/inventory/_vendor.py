@@ -16,14 +16,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from typing import Any, BinaryIO
 
 import ijson
 import msgspec
 
-from appban.clock import Micros, parse_time
+from appban.clock import Micros, parse_time, read_time
 from appban.errors import BadInput
 
 _SPACE = b" \t\r\n\xef\xbb\xbf"
@@ -197,10 +197,7 @@ def vendor_time(value: str, field: str, zone: tzinfo = UTC) -> Micros:
     cleaned = _FRACTION.sub(lambda m: m.group(1)[:7], value.strip())
     if _DATE_ONLY.fullmatch(cleaned):
         raise BadInput(f"{cleaned[:40]!r} is a date: a time is needed", field=field)
-    try:
-        parsed = datetime.fromisoformat(cleaned)
-    except ValueError:
-        return parse_time(cleaned, field=field)  # its own words for what is wrong
+    parsed = read_time(cleaned, field=field)  # strict: fromisoformat took "10:00:009" as 10:00:00
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     return parse_time(parsed, field=field)
