@@ -51,6 +51,16 @@ def operation(
         op: dict[str, Any] = {
             "summary": summary,
             "description": description,
+            # Agents gzip what they send (osquery with --logger_tls_compress).
+            "parameters": [
+                {
+                    "name": "Content-Encoding",
+                    "in": "header",
+                    "required": False,
+                    "description": "gzip when the body is gzipped; size limits apply to the decompressed body.",
+                    "schema": {"type": "string", "enum": ["gzip", "x-gzip", "identity"]},
+                }
+            ],
             "requestBody": {"required": True, "content": {"application/json": {"schema": schema(body)}}},
             "responses": {
                 str(status): {"description": what, "content": {"application/json": {"schema": schema(t)}}}
