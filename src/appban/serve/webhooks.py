@@ -85,7 +85,7 @@ class Event(msgspec.Struct):
     """One MicroMDM or NanoMDM webhook event (a request may also hold an array of them)."""
 
     topic: str
-    created_at: str
+    created_at: str | None = None  # absent (or Go's zero time): the time it is received
     event_id: str | None = None
     acknowledge_event: AcknowledgeEvent | None = None
     checkin_event: CheckinEvent | None = None
