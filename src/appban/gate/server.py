@@ -12,7 +12,6 @@ import ipaddress
 import json
 import logging
 import time
-from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -25,6 +24,7 @@ from appban.gate.follower import Follower
 from appban.gate.sightings import MAIL_PROTOCOLS, Sightings
 from appban.gate.table import DecisionTable
 from appban.gate.throttle import LoginLimits
+from appban.histogram import Histogram
 
 log = logging.getLogger("appban.gate")
 
@@ -96,14 +96,8 @@ class Upstreams:
 class Metrics:
     def __init__(self) -> None:
         self.decisions: dict[tuple[str, str], int] = {}
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.total = 0.0
-        self.requests = 0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.requests += 1
+        self.latency = Histogram(BUCKETS)
+        self.observe = self.latency.observe
 
     def render(
         self,
@@ -139,16 +133,8 @@ class Metrics:
             "# HELP appban_gate_mail_credentials Active per-device mail passwords known.",
             "# TYPE appban_gate_mail_credentials gauge",
             f"appban_gate_mail_credentials {len(creds.active)}",
-            "# HELP appban_gate_request_seconds Time to answer a request.",
-            "# TYPE appban_gate_request_seconds histogram",
+            *self.latency.lines("appban_gate_request_seconds", "Time to answer a request."),
         ]
-        cumulative = 0
-        for bound, n in zip(BUCKETS, self.counts, strict=False):
-            cumulative += n
-            lines.append(f'appban_gate_request_seconds_bucket{{le="{bound}"}} {cumulative}')
-        lines.append(f'appban_gate_request_seconds_bucket{{le="+Inf"}} {self.requests}')
-        lines.append(f"appban_gate_request_seconds_sum {self.total:.6f}")
-        lines.append(f"appban_gate_request_seconds_count {self.requests}")
         return ("\n".join(lines) + "\n").encode()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from bisect import bisect_left
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appban.histogram import Histogram
 from appban.serve import osquery
 
 access_log = logging.getLogger("appban.serve.access")
@@ -30,18 +30,14 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 class Metrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], int] = {}
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.total = 0.0
-        self.observed = 0
+        self.latency = Histogram(BUCKETS)
         self.throttled = 0
         self.bytes_in = 0
 
     def observe(self, route: str, status: int, seconds: float, bytes_in: int) -> None:
         key = (route, status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.observed += 1
+        self.latency.observe(seconds)
         self.bytes_in += bytes_in
         if status == 429:
             self.throttled += 1
@@ -81,17 +77,7 @@ class Metrics:
                 "# TYPE appban_serve_writer_queue gauge",
                 f"appban_serve_writer_queue {service.waiting}",
             ]
-        lines += [
-            "# HELP appban_serve_request_seconds Time to answer a request.",
-            "# TYPE appban_serve_request_seconds histogram",
-        ]
-        cumulative = 0
-        for bound, n in zip(BUCKETS, self.counts, strict=False):
-            cumulative += n
-            lines.append(f'appban_serve_request_seconds_bucket{{le="{bound}"}} {cumulative}')
-        lines.append(f'appban_serve_request_seconds_bucket{{le="+Inf"}} {self.observed}')
-        lines.append(f"appban_serve_request_seconds_sum {self.total:.6f}")
-        lines.append(f"appban_serve_request_seconds_count {self.observed}")
+        lines += self.latency.lines("appban_serve_request_seconds", "Time to answer a request.")
         return ("\n".join(lines) + "\n").encode()
 
 
