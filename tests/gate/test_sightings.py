@@ -90,12 +90,12 @@ def test_what_the_gate_answers_is_in_the_store_after_a_flush(live: tuple[Appban,
     assert gate.nginx(f"{PATH}?Cmd=Sync&DeviceId=A&DeviceId=B&User=x").reason == "ambiguous_device_id"
     assert gate.nginx(f"{PATH}?Cmd=Options&User=carol").reason == "no_device_id"
 
-    rows = stored(ab, ("EASSHADOW1", "carol", "iPhone", "activesync"), count=3)
+    rows = stored(ab, ("EASSHADOW1", "carol", "iPhone", "activesync-query"), count=3)
     rows = stored(ab, ("", "jane.doe", "", "imap"))
     assert rows == {
-        ("EASBOB1", "bob.roe", "iPhone", "activesync"): 1,
-        ("EASSHADOW1", "carol", "iPhone", "activesync"): 3,
-        ("EASB64", "dave", "SAMSUNGSMG991B", "activesync"): 1,
+        ("EASBOB1", "bob.roe", "iPhone", "activesync-query"): 1,
+        ("EASSHADOW1", "carol", "iPhone", "activesync-query"): 3,
+        ("EASB64", "dave", "SAMSUNGSMG991B", "activesync-query"): 1,
         ("", "jane.doe", "", "imap"): 1,
     }
     first, last = ab.sql("SELECT first_seen, last_seen FROM sightings WHERE eas_id = 'EASSHADOW1'")[0]
@@ -113,14 +113,14 @@ def test_device_list_unseen_shows_device_ids_no_inventory_knows(live: tuple[Appb
     gate.nginx(sync_uri("EASSHADOW1", "carol"))
     gate.nginx(sync_uri("EASSHADOW2", "", device_type="Android"))
     stored(ab, ("EASSHADOW2", "", "Android", "activesync"))
-    stored(ab, ("EASSHADOW1", "carol", "iPhone", "activesync"))
-    stored(ab, ("EASJANE1", "jane.doe", "iPhone", "activesync"))
+    stored(ab, ("EASSHADOW1", "carol", "iPhone", "activesync-query"))
+    stored(ab, ("EASJANE1", "jane.doe", "iPhone", "activesync-query"))
     doc = ab("device", "list", "--unseen", now=wall())
     listed = {d["eas_device_id"]: d for d in doc["devices"]}
     assert set(listed) == {"EASSHADOW1", "EASSHADOW2"}
     assert doc["count"] == 2 and doc["sightings_refused"] == 0
     assert listed["EASSHADOW1"]["user"] == "carol"
-    assert listed["EASSHADOW1"]["protocol"] == "activesync"
+    assert listed["EASSHADOW1"]["protocol"] == "activesync-query"
     assert listed["EASSHADOW1"]["count"] == 1
     assert listed["EASSHADOW2"]["user"] is None and listed["EASSHADOW2"]["device_type"] == "Android"
     assert parse_time(listed["EASSHADOW1"]["first_seen"]) <= parse_time(doc["now"])
@@ -160,9 +160,9 @@ def test_a_full_buffer_drops_new_keys_counts_them_and_the_rest_is_written_at_sto
     # SIGTERM: the gate writes what it holds before it exits.
     assert gate.proc.returncode == 0
     assert sightings(ab) == {
-        ("EASFLOOD0", "mallory", "iPhone", "activesync"): 2,
-        ("EASFLOOD1", "mallory", "iPhone", "activesync"): 1,
-        ("EASFLOOD2", "mallory", "iPhone", "activesync"): 1,
+        ("EASFLOOD0", "mallory", "iPhone", "activesync-query"): 2,
+        ("EASFLOOD1", "mallory", "iPhone", "activesync-query"): 1,
+        ("EASFLOOD2", "mallory", "iPhone", "activesync-query"): 1,
     }
 
 
@@ -195,9 +195,9 @@ def test_hostile_device_ids_and_users_are_stored_so_they_can_be_shown(live: tupl
         answer = gate.nginx(sync_uri("EASHOSTILE", ""), Authorization=basic(user + b":pw").decode())
         assert answer.reason == "unknown_device"
     rows = stored(ab, ("EASHOSTILE", "u" * 256, "iPhone", "activesync"))
-    rows = stored(ab, ("%3Cscript%3Ealert(1)%3C/script%3E", "carol", "%3Cb%3Ex%3C/b%3E", "activesync"))
-    assert ("ÉAS1", "carol", "iPhone", "activesync") in rows
-    assert ("100%25SURE", "carol", "iPhone", "activesync") in rows
+    rows = stored(ab, ("%3Cscript%3Ealert(1)%3C/script%3E", "carol", "%3Cb%3Ex%3C/b%3E", "activesync-query"))
+    assert ("ÉAS1", "carol", "iPhone", "activesync-query") in rows
+    assert ("100%25SURE", "carol", "iPhone", "activesync-query") in rows
     assert ("EASHOSTILE", "ev%01il", "iPhone", "activesync") in rows
     assert ("EASHOSTILE", "%3Ci%3Ex%3C/i%3E", "iPhone", "activesync") in rows
     assert not any("EAS\x01" in k[0] or k[0].startswith("AAAA") for k in rows)
@@ -230,15 +230,18 @@ def test_a_sighting_by_the_owner_makes_a_device_read_mail_by_anyone_else_not(
     jamf_phone(ab, "EASANNJAMF", [TIKTOK])
     assert ab.state("jamf-ann", now=wall()) == "out_of_scope"  # nothing says it reads mail
     # Someone else's user with Ann's DeviceId proves nothing.
-    gate.nginx(sync_uri("EASANNJAMF", "bob.roe"))
+    gate.nginx(sync_uri("EASANNJAMF", ""), Authorization=basic(b"bob.roe:pw").decode())
     stored(ab, ("EASANNJAMF", "bob.roe", "iPhone", "activesync"))
+    # Nor does Ann's name in the query alone, without credentials: anyone can write it.
+    gate.nginx(sync_uri("EASANNJAMF", "ann.lee"))
+    stored(ab, ("EASANNJAMF", "ann.lee", "iPhone", "activesync-query"))
     assert ab.sql("SELECT mail_seen FROM devices WHERE source_id = 'jamf-ann'") == [(None,)]
     assert ab.state("jamf-ann", now=wall()) == "out_of_scope"
     assert gate.metrics()["appban_gate_sightings_mail_seen_total"] == 0
     # A DeviceId a device names is not unseen, whoever used it.
     assert ab("device", "list", "--unseen", now=wall())["devices"] == []
-    # Ann, as the gate reads her (a bare name completes to her address): evidence.
-    gate.nginx(sync_uri("EASANNJAMF", "ann.lee"))
+    # Ann, as the gate reads her credentials (a bare name completes to her address): evidence.
+    gate.nginx(sync_uri("EASANNJAMF", ""), Authorization=basic(b"ann.lee:pw").decode())
     wait_for(lambda: ab.sql("SELECT mail_seen FROM devices WHERE source_id = 'jamf-ann'") != [(None,)], timeout=15)
     shown = ab.show("jamf-ann", now=wall())
     assert shown["mail_access"] is True
@@ -282,12 +285,16 @@ def test_the_gate_adds_the_user_it_trusts_and_mail_logins_by_protocol(monkeypatc
     gate = Gate(table, CredentialCache(), None, sightings=buffer)
     assert gate.activesync("nginx", sync_uri("EAS1", "ann"), {}) == gate._answer("nginx", "user_unverified")
     gate.activesync("nginx", sync_uri("EAS1", "ann"), {b"authorization": basic(b"ann@example.com:pw")})
+    monkeypatch.setenv("APPBAN_QUERY_USER", "allow")
+    trusting = Gate(table, CredentialCache(), None, sightings=buffer)
+    trusting.activesync("nginx", sync_uri("EAS1", "ann"), {})  # the query alone names her
     gate.mail_quick({b"auth-user": b"ann", b"auth-pass": b"pw", b"auth-protocol": b"pop3"})
     gate.mail_quick({b"auth-user": b"ann", b"auth-pass": b"pw", b"auth-protocol": b"gopher"})
     gate.mail_quick({b"auth-pass": b"pw"})  # no user: nothing to record
     assert buffer.take() == {
         ("EAS1", "", "iPhone", "activesync"): 1,  # the query's User= is not trusted here
         ("EAS1", "ann@example.com", "iPhone", "activesync"): 1,
+        ("EAS1", "ann", "iPhone", "activesync-query"): 1,  # listed, never evidence
         ("", "ann", "", "pop3"): 1,
         ("", "ann", "", "other"): 1,
     }
@@ -364,6 +371,25 @@ def test_rows_not_seen_for_the_max_age_expire(tmp_path: Path) -> None:
         flusher._close()
     assert sightings(ab) == {("KEPT", "ann", "iPhone", "activesync"): 2}
     assert ab.sql("SELECT value FROM meta WHERE key = 'sightings_rows'") == [("1",)]
+
+
+def test_rows_that_expire_make_room_under_the_cap_in_the_same_flush(tmp_path: Path) -> None:
+    ab = flusher_db(tmp_path)
+    clock = [parse_time("2020-07-10T12:00:00Z")]
+    buffer = Sightings(10)
+    flusher = SightingsFlusher(
+        ab.db, buffer, UserNames(), clock=lambda: clock[0], interval=1.0, max_rows=1, max_age=parse_duration("30d")
+    )
+    try:
+        buffer.add("OLD", "ann", "iPhone", "activesync")
+        flusher.flush()
+        clock[0] += parse_duration("31d")  # OLD expires in the flush that brings NEW
+        buffer.add("NEW", "ann", "iPhone", "activesync")
+        flusher.flush()
+    finally:
+        flusher._close()
+    assert sightings(ab) == {("NEW", "ann", "iPhone", "activesync"): 1}
+    assert buffer.refused == 0
 
 
 def test_a_gate_with_nothing_seen_writes_nothing(tmp_path: Path) -> None:

@@ -251,7 +251,11 @@ class Gate:
         reason = self.table.decide(request.device_id, user)
         self.count(endpoint, reason)
         if request.device_id:
-            self.sightings.add(request.device_id, user or "", request.device_type, "activesync")
+            # A user only the query's User= names is anyone's claim: recorded apart, so
+            # that it is listed but never taken as evidence that the device reads mail.
+            credentialed = (self.user_header and headers.get(self.user_header)) or b"authorization" in headers
+            protocol = "activesync" if credentialed or not user else "activesync-query"
+            self.sightings.add(request.device_id, user or "", request.device_type, protocol)
         if self.debug:
             log.debug("%s %s user=%s -> %s", endpoint, request.device_id, user, reason)
         return self._answer(endpoint, reason)

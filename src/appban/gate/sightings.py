@@ -215,6 +215,12 @@ class SightingsFlusher(threading.Thread):
             while not self._halt.wait(self.interval):
                 self.flush()
             self.flush()  # what the last moments saw, before the gate stops
+            if self._retry:
+                log.warning(
+                    "sightings: %d not written before the gate stopped (the store was %s)",
+                    len(self._retry),
+                    self.sightings.state,
+                )
         finally:
             self._close()
 
@@ -269,11 +275,11 @@ class SightingsFlusher(threading.Thread):
         due = expire and ws.store.sightings_due(now - self.max_age)  # a read: no write for nothing
         if rows or due:
             with ws.writing(evaluates=False):
-                written = ws.store.record_sightings([Sighting(*k, n) for k, n in rows.items()], now, self.max_rows)
-                if due:
+                if due:  # first: rows that expire make room for this batch under the cap
                     gone = ws.store.expire_sightings(now - self.max_age)
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug("sightings: %d expired", gone)
+                written = ws.store.record_sightings([Sighting(*k, n) for k, n in rows.items()], now, self.max_rows)
                 marked = self._evidence(ws, batch, now)
             self._counted(written, marked)
         if expire:
