@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from appban.clock import Micros, parse_duration
 from appban.errors import BadInput
 from appban.text import ascii_lower
 
@@ -464,6 +465,11 @@ def get(name: str, flag: Any = None) -> Any:
         return setting.parse(raw)
     except ValueError as exc:
         raise BadInput(f"{exc}", field=setting.env) from None
+
+
+def duration(name: str, *, allow_zero: bool = False) -> Micros:
+    """The value of duration setting ``name`` (text such as ``30d``), in microseconds."""
+    return parse_duration(get(name), field=SETTINGS[name].env, allow_zero=allow_zero)
 
 
 def export(name: str, value: Any) -> None:

@@ -9,7 +9,7 @@ from appban import settings
 from appban.audit import AuditLog
 from appban.catalog import Catalog
 from appban.catalog import sync as catalog_sync
-from appban.clock import Micros, format_time, now_micros, parse_duration
+from appban.clock import Micros, format_time, now_micros
 from appban.errors import BadInput
 from appban.policy.evaluator import Evaluator
 from appban.store import open_store
@@ -108,7 +108,7 @@ class Workspace:
                 "are as of: a write cannot go back in time (reports can: status, device show)",
                 field="--now",
             )
-        skew = parse_duration(settings.get("clock_skew"), field=settings.SETTINGS["clock_skew"].env, allow_zero=True)
+        skew = settings.duration("clock_skew", allow_zero=True)
         if self.now > now_micros() + skew:
             raise BadInput(
                 f"{format_time(self.now)} is ahead of the real clock: a write happens now or replays "

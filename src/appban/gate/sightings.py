@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from appban import settings
-from appban.clock import Micros, now_micros, parse_duration
+from appban.clock import Micros, now_micros
 from appban.errors import AppbanError, one_line
 from appban.gate.users import UserNames
 from appban.store import failure_kind
@@ -201,7 +201,7 @@ class SightingsFlusher(threading.Thread):
         self.clock = clock
         self.interval: float = settings.get("gate_sightings_interval", interval)
         self.max_rows: int = settings.get("sightings_max_rows", max_rows)
-        self.max_age = max_age if max_age is not None else read_max_age()
+        self.max_age = max_age if max_age is not None else settings.duration("sightings_max_age")
         self._retry: dict[Key, int] = {}  # taken, but a flush failed: written with the next
         self._expired_at: Micros | None = None
         self._halt = threading.Event()
@@ -370,8 +370,3 @@ class SightingsFlusher(threading.Thread):
             with contextlib.suppress(Exception):
                 self._ws.close()
             self._ws = None
-
-
-def read_max_age() -> Micros:
-    """The ``sightings_max_age`` setting, as a duration."""
-    return parse_duration(settings.get("sightings_max_age"), field=settings.SETTINGS["sightings_max_age"].env)

@@ -21,7 +21,7 @@ from typing import Any
 from appban import settings
 from appban.catalog import Catalog
 from appban.catalog.catalog import normalise_name
-from appban.clock import Micros, format_duration, format_time, parse_duration
+from appban.clock import Micros, format_duration, format_time
 from appban.errors import BadInput
 from appban.inventory.checkin import Checkin
 from appban.inventory.linking import Linker
@@ -318,4 +318,4 @@ class Ingestor:
 
 def read_clock_skew() -> Micros:
     """The ``clock_skew`` setting: how far ahead of the clock an observed_at may be."""
-    return parse_duration(settings.get("clock_skew"), field=settings.SETTINGS["clock_skew"].env, allow_zero=True)
+    return settings.duration("clock_skew", allow_zero=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from appban import settings
 from appban.clock import format_duration, format_time
-from appban.gate.sightings import read_max_age
 from appban.workspace import Workspace
 
 
 def unseen_devices(ws: Workspace, limit: int | None) -> dict[str, Any]:
-    max_age = read_max_age()
+    max_age = settings.duration("sightings_max_age")
     items: list[dict[str, Any]] = []
     total = 0
     for row in ws.store.unseen_devices(ws.now - max_age):

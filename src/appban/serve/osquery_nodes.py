@@ -29,7 +29,7 @@ import secrets
 from typing import Any
 
 from appban import settings
-from appban.clock import Micros, format_time, parse_duration
+from appban.clock import Micros, format_time
 from appban.errors import BadInput, NotFound
 from appban.inventory._vendor import child, text
 from appban.policy.lifecycle import find_device
@@ -113,8 +113,7 @@ def _check(value: str, field: str) -> None:
 def enroll(ws: Workspace, source: str, facts: NodeFacts) -> str:
     """A new node key for ``facts.host`` (the host's earlier keys are revoked)."""
     key = new_key()
-    setting = settings.SETTINGS["osquery_revoked_max_age"]
-    keep_revoked = parse_duration(settings.get(setting.name), field=setting.env)
+    keep_revoked = settings.duration("osquery_revoked_max_age")
     with ws.writing(evaluates=False):
         ws.store.prune_osquery_nodes(ws.now - keep_revoked)
         replaced = ws.store.revoke_osquery_nodes(source, facts.host, ws.now)

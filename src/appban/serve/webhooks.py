@@ -40,7 +40,7 @@ from starlette.routing import BaseRoute, Route
 from appban import settings
 from appban.catalog import Catalog
 from appban.catalog.catalog import normalise_name
-from appban.clock import now_micros, parse_duration
+from appban.clock import now_micros
 from appban.errors import BadInput
 from appban.inventory.apple_mdm import AppList, DeviceFacts, Report, device_checkin, webhook_reports
 from appban.inventory.base import ReadOptions
@@ -151,8 +151,7 @@ class _Apply:
         self.options = options
         self.keep_full: bool = settings.get("keep_full_inventory")
         self.ingestor = Ingestor(ws.store, ws.evaluator, keep_full=self.keep_full)
-        setting = settings.SETTINGS["mdm_hold_max_age"]
-        self.hold_for = parse_duration(settings.get("mdm_hold_max_age"), field=setting.env)
+        self.hold_for = settings.duration("mdm_hold_max_age")
 
     def all(self, reports: list[Report | BadInput | None]) -> list[dict[str, Any]]:
         ws = self.ws
