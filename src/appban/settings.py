@@ -442,6 +442,84 @@ SETTINGS: dict[str, Setting] = {
             "past it, an app list of another unknown device is refused (1 to 10000000).",
             _whole(1, 10_000_000),
         ),
+        # -- notices -------------------------------------------------------------------
+        Setting(
+            "smtp_url",
+            "",
+            "Where notices are sent: smtp://[user:password@]host:port (STARTTLS when the server offers it) "
+            "or smtps://... (TLS from the start); empty: no mail server (see APPBAN_NOTIFY_FILE).",
+        ),
+        Setting("mail_from", "appban@localhost", "The sender of notices, unless a policy's notices: names one."),
+        Setting(
+            "public_url",
+            "http://localhost:8080",
+            "The base of the personal links in notices: where employees reach appban serve.",
+        ),
+        Setting(
+            "notify_file",
+            "",
+            "An mbox file notices are appended to instead of being sent (dry runs, or a site that "
+            "hands mail to another system); wins over APPBAN_SMTP_URL.",
+        ),
+        Setting(
+            "smtp_connections",
+            4,
+            "Connections to the mail server the notice sender uses at once (1 to 64).",
+            _whole(1, 64),
+        ),
+        Setting(
+            "smtp_timeout",
+            30.0,
+            "Seconds the notice sender waits for the mail server or a webhook before counting a try as failed.",
+            _seconds(3600.0, zero=False),
+        ),
+        Setting(
+            "notify_max_attempts",
+            8,
+            "Tries of a notice that fails temporarily before it is marked failed (1 to 100).",
+            _whole(1, 100),
+        ),
+        Setting(
+            "notify_retry",
+            "1m",
+            "The wait before a notice's second try after a temporary failure; it doubles with each "
+            "further try, up to six hours (a duration: 30s, 1m).",
+        ),
+        Setting(
+            "notify_lease",
+            "5m",
+            "How long a sender holds the notices it is sending; after it (a sender that died), another "
+            "sends them again with the same Message-ID (a duration).",
+        ),
+        Setting(
+            "notify_interval",
+            5.0,
+            "Seconds between looks at the outbox by the sender inside appban serve and notify run "
+            "(0.1 to 3600).",
+            _seconds(3600.0, zero=False),
+        ),
+        Setting(
+            "waking_hours",
+            "08:00-20:00",
+            "When reminders are delivered, in each person's own time zone (HH:MM-HH:MM); a reminder "
+            "due outside it waits for the next window unless the deadline comes first.",
+        ),
+        Setting(
+            "exemption_warning",
+            "3d",
+            "How long before an exemption ends its holder is sent exemption_expiring (a duration).",
+        ),
+        Setting(
+            "link_ttl",
+            "30d",
+            "How long a personal page link in a notice or from people link stays valid (a duration).",
+        ),
+        Setting(
+            "webhook_secret",
+            "",
+            "The key that signs notices posted to a policy's webhook (HMAC-SHA256 in X-Appban-Signature); "
+            "a policy with a webhook needs it.",
+        ),
         # -- operations ----------------------------------------------------------------
         Setting(
             "debug",

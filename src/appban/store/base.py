@@ -23,6 +23,7 @@ from appban.store.records import (
     Decision,
     DeviceRow,
     Exemption,
+    ExemptionRequest,
     FactRow,
     FleetSummary,
     GateRow,
@@ -30,6 +31,8 @@ from appban.store.records import (
     Identifier,
     IdentifierRow,
     KeptName,
+    NewNotice,
+    Notice,
     Observation,
     Person,
     PolicyRow,
@@ -615,4 +618,97 @@ class Store(Protocol):
 
     def revoke_tokens(self, source: str, kind: str, at: Micros) -> list[int]:
         """Revoke every live token of that kind of ``source``; the ids revoked."""
+        ...
+
+    # -- notices -----------------------------------------------------------------------
+
+    def add_notices(self, rows: list[NewNotice]) -> None:
+        """Plan notices; one already planned (same policy, person, kind, occasion,
+        channel) is kept, a pending one taking the new devices too."""
+        ...
+
+    def audience(self, policy_id: str, states: tuple[str, ...] | None) -> Iterator[tuple[str, str]]:
+        """(email, time zone) of owners of a device in ``states`` under the policy; None: everyone imported."""
+        ...
+
+    def devices_in_states(self, policy_id: str, people: list[str], states: tuple[str, ...]) -> dict[str, list[int]]:
+        """Person -> their devices in one of ``states`` under the policy."""
+        ...
+
+    def notified_people(
+        self, policy_id: str, *, kinds: tuple[str, ...] | None = None, states: tuple[str, ...] = ("sent", "sending")
+    ) -> list[tuple[str, str]]:
+        """(email, time zone) of everyone with a notice under the policy in ``states``."""
+        ...
+
+    def cancel_notices(
+        self,
+        policy_id: str,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        occasion: str | None = None,
+        person: str | None = None,
+        at: Micros = 0,
+        why: str = "",
+    ) -> int:
+        """Pending notices matching these are cancelled; how many."""
+        ...
+
+    def notice_marks(self, policy_id: str) -> dict[str, Micros]:
+        """The policy-wide moments already planned: mark -> when."""
+        ...
+
+    def add_notice_mark(self, policy_id: str, mark: str, at: Micros) -> bool:
+        """Record a moment as planned; False when it already was."""
+        ...
+
+    def claim_notices(self, now: Micros, limit: int, lease_until: Micros) -> list[Notice]:
+        """Due pending notices, and ones whose sender's lease ran out, become ``sending``."""
+        ...
+
+    def finish_notice(
+        self, notice_id: int, state: str, at: Micros, *, error: str = "", next_try: Micros | None = None
+    ) -> bool:
+        """Record a send's result: sent, failed, or pending again."""
+        ...
+
+    def next_notice_due(self) -> Micros | None:
+        """When the earliest pending notice may go; None when none waits."""
+        ...
+
+    def retry_notices(self, *, policy_id: str | None = None, ids: list[int] | None = None) -> int:
+        """Failed notices are pending again; how many."""
+        ...
+
+    def get_notice(self, notice_id: int) -> Notice | None: ...
+
+    def list_notices(
+        self,
+        *,
+        policy_id: str | None = None,
+        state: str | None = None,
+        kind: str | None = None,
+        person: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Notice]:
+        """Notices in id order, filtered."""
+        ...
+
+    def notice_counts(self, policy_id: str | None = None) -> dict[tuple[str, str, str], int]:
+        """(policy, kind, state) -> count."""
+        ...
+
+    def add_exemption_request(self, r: ExemptionRequest) -> int:
+        """An employee's request from their page; its id."""
+        ...
+
+    def exemption_requests(self, *, state: str | None = None, person: str | None = None) -> list[ExemptionRequest]: ...
+
+    def get_exemption_request(self, request_id: int) -> ExemptionRequest | None: ...
+
+    def decide_exemption_request(
+        self, request_id: int, state: str, at: Micros, by: str, *, answer: str = "", exemption_id: int | None = None
+    ) -> bool:
+        """Grant or refuse a pending request; False when it was not pending."""
         ...

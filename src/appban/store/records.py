@@ -378,3 +378,63 @@ class TokenRow(NamedTuple):
     kind: str  # 'token' | 'osquery-secret'
     created_at: Micros
     revoked_at: Micros | None
+
+
+NOTICE_KINDS = (
+    "memo",
+    "reminder",
+    "policy_changed",
+    "blocked",
+    "restored",
+    "correction",
+    "exemption",
+    "exemption_expiring",
+)
+NOTICE_STATES = ("pending", "sending", "sent", "failed", "cancelled")
+
+
+class NewNotice(NamedTuple):
+    """A notice to plan: what it is about, not its text (rendered when sent)."""
+
+    policy_id: str
+    person: str
+    kind: str
+    occasion: str
+    channel: str
+    devices: str  # device ids, comma-separated
+    created_at: Micros
+    due_at: Micros
+
+
+@dataclass(slots=True)
+class Notice:
+    id: int
+    policy_id: str
+    person: str
+    kind: str
+    occasion: str
+    channel: str
+    devices: tuple[int, ...]
+    created_at: Micros
+    due_at: Micros
+    state: str
+    attempts: int
+    next_try: Micros | None
+    claimed_until: Micros | None
+    sent_at: Micros | None
+    last_error: str
+
+
+@dataclass(slots=True)
+class ExemptionRequest:
+    id: int
+    policy_id: str
+    person: str
+    device_id: int | None
+    reason: str
+    created_at: Micros
+    state: str  # pending | granted | refused
+    decided_at: Micros | None = None
+    decided_by: str = ""
+    answer: str = ""
+    exemption_id: int | None = None

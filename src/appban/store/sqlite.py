@@ -18,6 +18,7 @@ from appban.clock import Micros
 from appban.errors import AppbanError, Busy
 from appban.store import _sweep_sql
 from appban.store._sqlite_links import SQLiteLinks
+from appban.store._sqlite_notices import SQLiteNotices
 from appban.store._sqlite_osquery import SQLiteOsquery
 from appban.store._sqlite_rows import DEVICE_COLS as _DEVICE_COLS
 from appban.store._sqlite_rows import NEXT_ID, join_identifiers
@@ -89,7 +90,7 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-class SQLiteStore(SQLiteOsquery, SQLiteStates, SQLiteLinks, SQLiteSources, SQLiteSightings):
+class SQLiteStore(SQLiteOsquery, SQLiteStates, SQLiteLinks, SQLiteSources, SQLiteSightings, SQLiteNotices):
     backend = "sqlite"
 
     def __init__(self, path: str) -> None:
