@@ -55,6 +55,29 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class NoticeTemplate:
+    """A policy's own template for one notice kind: Jinja2 source, "" for the shipped one."""
+
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+
+
+@dataclass(frozen=True)
+class Notices:
+    """A policy's ``notices:`` section: who is told, by whom, where else, in what words."""
+
+    audience: str = "affected"  # affected | in_scope | all
+    sender: str = ""  # "" : APPBAN_MAIL_FROM
+    reply_to: str = ""
+    webhook: str = ""  # a URL each notice is also posted to (signed), "" for none
+    templates: tuple[tuple[str, NoticeTemplate], ...] = ()  # (kind, template), by kind
+
+    def template(self, kind: str) -> NoticeTemplate:
+        return dict(self.templates).get(kind, NoticeTemplate())
+
+
+@dataclass(frozen=True)
 class Policy:
     id: str
     title: str
@@ -79,6 +102,7 @@ class Policy:
     # The families of each catalog list the policy names (``list:NAME``), as the
     # catalog had them when the policy was applied or the list last changed.
     list_members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    notices: Notices = field(default_factory=Notices)
 
     @property
     def families(self) -> frozenset[str]:
@@ -102,6 +126,13 @@ class Policy:
         del body["max_inventory_age_text"], body["reminders_text"]
         body["apps"] = list(self.apps)
         body["list_members"] = {name: list(members) for name, members in self.list_members}
+        body["notices"] = {
+            "audience": self.notices.audience,
+            "sender": self.notices.sender,
+            "reply_to": self.notices.reply_to,
+            "webhook": self.notices.webhook,
+            "templates": {kind: asdict(t) for kind, t in self.notices.templates},
+        }
         body["scope"] = {k: list(v) if isinstance(v, tuple) else v for k, v in body["scope"].items()}
         body["effective"] = format_time(self.effective)
         body["deadline"] = format_time(self.deadline)
@@ -137,6 +168,7 @@ class Policy:
             revision=body.get("revision", 1),
             name_matches=body.get("name_matches", "count"),
             list_members=tuple((n, tuple(m)) for n, m in (body.get("list_members") or {}).items()),
+            notices=_notices_from_json(body.get("notices") or {}),
             # Stored as written since durations kept their text; before, in appban's
             # notation, which reads back the same way.
             max_inventory_age_text=body["max_inventory_age"],
@@ -149,6 +181,16 @@ class Policy:
         for key in ("status", "revision"):
             a.pop(key), b.pop(key)
         return a == b
+
+
+def _notices_from_json(body: dict[str, Any]) -> Notices:
+    return Notices(
+        audience=body.get("audience", "affected"),
+        sender=body.get("sender", ""),
+        reply_to=body.get("reply_to", ""),
+        webhook=body.get("webhook", ""),
+        templates=tuple((k, NoticeTemplate(**t)) for k, t in sorted((body.get("templates") or {}).items())),
+    )
 
 
 _STR = "tag:yaml.org,2002:str"

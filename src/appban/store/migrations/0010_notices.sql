@@ -54,3 +54,7 @@ CREATE TABLE exemption_requests (
     exemption_id INTEGER
 );
 CREATE INDEX exemption_requests_state ON exemption_requests (state, id);
+
+-- The key that signs employees' personal page links (appban.notify.links): 256
+-- random bits, made with the database.
+INSERT INTO meta (key, value) VALUES ('link_key', lower(hex(randomblob(32))));

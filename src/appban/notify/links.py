@@ -1,0 +1,69 @@
+"""Personal page links: ``<APPBAN_PUBLIC_URL>/me/<token>``, signed and expiring.
+
+A token is ``<email, base64url>.<expiry, seconds since the epoch>.<signature>``; the
+signature is HMAC-SHA256 under the database's ``link_key`` (made with the schema),
+cut to 128 bits. Whoever holds a link sees that person's page until it expires;
+nothing is stored per link, so ``appban people link`` can print a fresh one any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+from appban import settings
+from appban.clock import Micros
+from appban.store import Store
+
+_MAX_TOKEN = 600  # an email of at most 320 characters, base64url, and the rest
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _key(store: Store) -> bytes:
+    key = store.get_meta("link_key")
+    if not key:
+        raise RuntimeError("this database has no link_key (schema 10 makes one)")
+    return bytes.fromhex(key)
+
+
+def _signature(key: bytes, email: str, expires: int) -> str:
+    mac = hmac.new(key, f"{email}\n{expires}".encode(), hashlib.sha256).digest()[:16]
+    return _b64(mac)
+
+
+def token(store: Store, email: str, now: Micros, ttl: Micros | None = None) -> str:
+    """A fresh token for ``email``'s page, valid for ``ttl`` (APPBAN_LINK_TTL) from ``now``."""
+    if ttl is None:
+        ttl = settings.duration("link_ttl")
+    expires = (now + ttl) // 1_000_000
+    return f"{_b64(email.encode())}.{expires}.{_signature(_key(store), email, expires)}"
+
+
+def url(store: Store, email: str, now: Micros, ttl: Micros | None = None) -> str:
+    """The full link: APPBAN_PUBLIC_URL + /me/ + a fresh token."""
+    base = str(settings.get("public_url")).rstrip("/")
+    return f"{base}/me/{token(store, email, now, ttl)}"
+
+
+def read(store: Store, text: str, now: Micros) -> str | None:
+    """The email a token was made for, or None: malformed, forged, or expired."""
+    if len(text) > _MAX_TOKEN or text.count(".") != 2:
+        return None
+    who, expiry, mac = text.split(".")
+    if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= 12):
+        return None
+    try:
+        email = base64.urlsafe_b64decode(who + "=" * (-len(who) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    expires = int(expiry)
+    if not hmac.compare_digest(mac, _signature(_key(store), email, expires)):
+        return None
+    if expires * 1_000_000 <= now:
+        return None
+    return email
