@@ -74,6 +74,7 @@ class Workspace:
                 if self._moves_clock:
                     self._check_clock()
                 yield
+                self.evaluator.notices.flush()
                 self.audit.flush()
                 if self._moves_clock and self.now > self.clock():
                     self.store.set_meta("clock", str(self.now))

@@ -370,8 +370,11 @@ def _put_people(ws: Workspace, path: str, people: list[Person]) -> dict[str, Any
     regroup: list[str] = []
     with ws.writing():
         changed = []
+        known: set[str] = set()
         for person in people:
             old = ws.store.get_person(person.email)
+            if old is not None:
+                known.add(person.email)
             if old is None:
                 created += 1
             elif old == person:
@@ -384,6 +387,7 @@ def _put_people(ws: Workspace, path: str, people: list[Person]) -> dict[str, Any
             changed.append(person)
         ws.store.put_people(changed, ws.now)
         ws.evaluator.forget_groups(p.email for p in changed)
+        ws.evaluator.notices.people_joined([p.email for p in changed if p.email not in known], ws.now)
         # Groups decide scope: re-evaluate the devices of people whose groups changed,
         # and of new people who already own devices.
         for email in regroup + [p.email for p in changed if p.email not in regroup]:

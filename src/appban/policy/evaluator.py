@@ -21,6 +21,7 @@ from appban.audit import AuditLog
 from appban.catalog import Catalog
 from appban.clock import Micros
 from appban.policy.model import Policy
+from appban.policy.notices import Planner
 from appban.policy.states import (
     DETAIL_CATALOG,
     DETAIL_FULL,
@@ -68,6 +69,7 @@ class Evaluator:
         self.audit = audit
         self.catalog = catalog
         self._groups: dict[str, frozenset[str]] = {}
+        self.notices = Planner(store)
         self.reload()
 
     # -- what evaluation reads -----------------------------------------------------
@@ -87,6 +89,7 @@ class Evaluator:
                 self.by_device.setdefault((e.policy_id, e.device_id), []).append(e)
             if e.person is not None:
                 self.by_person.setdefault((e.policy_id, e.person), []).append(e)
+        self.notices.reload(self.policies)
 
     def forget_groups(self, emails: Iterable[str]) -> None:
         for email in emails:
@@ -216,12 +219,14 @@ class Evaluator:
         if writes:
             self.store.put_states(writes)
             self.store.add_history(history)
+            self._tell(history)
         # The device's states under every active policy are at hand: derive its
         # decision here rather than reading them back.
         decision, reason = decision_from(denies)
         if (decision, reason) != (device.decision, device.reason):
-            self._set_decision(device.id, decision, reason, now, cause)
+            self._set_decision(device.id, decision, reason, now, cause, old=(device.decision, device.reason))
             device.decision, device.reason = decision, reason
+            self.notices.flush()
 
     def _next_row(
         self,
@@ -295,12 +300,18 @@ class Evaluator:
         changed = 0
         for device_id in device_ids:
             decision, reason = decision_from(denies.get(device_id, []))
-            if current.get(device_id) != (decision, reason):
-                self._set_decision(device_id, decision, reason, now, cause)
+            old = current.get(device_id)
+            if old != (decision, reason):
+                self._set_decision(device_id, decision, reason, now, cause, old=old)
                 changed += 1
+        self.notices.flush()
         return changed
 
-    def _set_decision(self, device_id: int, decision: str, reason: str, now: Micros, cause: str) -> None:
+    def _set_decision(
+        self, device_id: int, decision: str, reason: str, now: Micros, cause: str, *, old: tuple[str, str] | None
+    ) -> None:
+        if old is not None:
+            self.notices.decision_changed(device_id, old, (decision, reason), now)
         seq = self.store.next_gate_seq()
         self.store.set_decision(device_id, decision, reason, seq)
         self.audit.append(
@@ -332,6 +343,9 @@ class Evaluator:
                     changes += self._sweep(policy, moment - 1, "time", due=True)
                     changes += self._sweep(policy, moment, "time", due=False)
             changes += self._sweep(policy, now, "time", due=True)
+        # The policies' own moments (the memo, reminders) come with time too.
+        self.notices.tick(now)
+        self.notices.flush()
         return changes
 
     def _sweep(self, policy: Policy, now: Micros, cause: str, *, due: bool) -> int:
@@ -350,6 +364,7 @@ class Evaluator:
             simple = store.sweep_simple(policy.id, query, cause)
             changed = [c for c in simple if c.old_state != c.new_state]
             changes += len(changed)
+            self.notices.states_changed(policy.id, [(c.device_id, c.old_state, c.new_state) for c in changed], now)
             deny_changed += [c.device_id for c in simple if c.deny_changed]
             for start in range(0, len(changed), _BATCH):
                 self.audit.append(
@@ -437,6 +452,7 @@ class Evaluator:
             writes.clear()
         if history:
             self.store.add_history(history)
+            self._tell(history)
             policy_id, cause = history[0].policy_id, history[0].cause
             self.audit.append(
                 now,
@@ -446,6 +462,14 @@ class Evaluator:
             )
             history.clear()
         self.audit.flush()
+
+    def _tell(self, history: list[HistoryRow]) -> None:
+        """The notice planner hears of each state change as it is written."""
+        by_policy: dict[str, list[tuple[int, str | None, str]]] = {}
+        for h in history:
+            by_policy.setdefault(h.policy_id, []).append((h.device_id, h.old_state, h.new_state))
+        for policy_id, changes in by_policy.items():
+            self.notices.states_changed(policy_id, changes, history[-1].at)
 
     # -- withdrawal ----------------------------------------------------------------
 

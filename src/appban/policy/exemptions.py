@@ -1,20 +1,22 @@
-"""Revoking an exemption: audited, and the devices it covered re-evaluated at once."""
+"""Revoking an exemption (audited, and the devices it covered re-evaluated at once), and
+employees' requests for one: made on their page, granted or refused by an admin."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from appban.clock import format_time
+from appban.clock import Micros, format_time
 from appban.errors import BadInput, NotFound
-from appban.store.records import DeviceRow
+from appban.store import Store
+from appban.store.records import DeviceRow, ExemptionRequest
 from appban.text import check_text
 from appban.workspace import Workspace
 
 
-def parse_id(text: str) -> int:
-    """An exemption id as ``exempt add`` printed it."""
+def parse_id(text: str, what: str = "an exemption id") -> int:
+    """An exemption id as ``exempt add`` printed it (or a request's, as ``exempt requests`` does)."""
     if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise BadInput(f"not an exemption id: {text[:40]!r}", field="ID")
+        raise BadInput(f"not {what}: {text[:40]!r}", field="ID")
     return int(text)
 
 
@@ -47,6 +49,7 @@ def revoke(ws: Workspace, exemption_id: int, reason: str | None) -> dict[str, An
             {"id": exemption_id, "reason": reason, "until": format_time(found.until)},
         )
         ws.evaluator.reload()
+        ws.evaluator.notices.exemption_revoked(found, ws.now)
         devices: list[DeviceRow]
         if found.device_id is not None:
             one = ws.store.get_device(found.device_id)
@@ -68,3 +71,150 @@ def revoke(ws: Workspace, exemption_id: int, reason: str | None) -> dict[str, An
         "devices": len(devices),
         "states": states,
     }
+
+
+# -- employees' requests (their page) and admins' answers (the command line) --------------
+
+REQUEST_STATES = ("pending", "granted", "refused")
+# Pending requests one person may have at once: their page is theirs, not a way to fill
+# the admins' queue (the token is the credential; whoever holds it is that person).
+MAX_PENDING = 20
+
+
+def check_reason(reason: str, field: str) -> str:
+    """A reason as appban keeps one: 1 to 500 characters of text, stripped."""
+    reason = reason.strip()
+    if not reason:
+        raise BadInput("a reason is needed", field=field)
+    if len(reason) > 500:
+        raise BadInput(f"a reason is at most 500 characters, not {len(reason):,}", field=field)
+    check_text(reason, field)
+    return reason
+
+
+def request(ws: Workspace, policy_id: str, person: str, device_id: int | None, reason: str) -> dict[str, Any]:
+    """An employee asks, from their page, to be exempted from a policy (for one device of
+    theirs, or for all). Checked again under the write lock; audited."""
+    reason = check_reason(reason, "reason")
+    with ws.writing(evaluates=False):
+        row = ws.store.get_policy(policy_id)
+        if row is None or row.status != "active" or not concerns(ws.store, policy_id, person):
+            raise BadInput("that policy is not in force for you", field="policy")
+        if device_id is not None:
+            device = ws.store.get_device(device_id)
+            if device is None or device.owner != person:
+                raise BadInput("that device is not one of yours", field="device")
+        pending = ws.store.exemption_requests(state="pending", person=person)
+        if any(r.policy_id == policy_id and r.device_id == device_id for r in pending):
+            raise BadInput("you already asked for this exemption: it waits for an answer", field="policy")
+        if len(pending) >= MAX_PENDING:
+            raise BadInput(f"you have {len(pending)} requests waiting for an answer already", field="policy")
+        created = ExemptionRequest(0, policy_id, person, device_id, reason, ws.now, "pending")
+        created.id = ws.store.add_exemption_request(created)
+        ws.audit.append(
+            ws.now,
+            "exemption.request",
+            f"{policy_id}/{person}",
+            {"id": created.id, "device": _device_ref(device_id), "reason": reason},
+        )
+    return describe_request(created)
+
+
+def concerns(store: Store, policy_id: str, person: str) -> bool:
+    """Whether a policy concerns a person: a device of theirs is in its scope, or they
+    were sent a notice under it."""
+    for device in store.devices_of_owner(person):
+        state = store.device_states(device.id or 0).get(policy_id)
+        if state is not None and state.state != "out_of_scope":
+            return True
+    return any(n.state in ("sent", "sending") for n in store.list_notices(policy_id=policy_id, person=person))
+
+
+def describe_request(r: ExemptionRequest) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "policy": r.policy_id,
+        "person": r.person,
+        "device": _device_ref(r.device_id),
+        "reason": r.reason,
+        "created_at": format_time(r.created_at),
+        "state": r.state,
+        "decided_at": format_time(r.decided_at),
+        "decided_by": r.decided_by or None,
+        "answer": r.answer or None,
+        "exemption": r.exemption_id,
+    }
+
+
+def list_requests(ws: Workspace, state: str) -> dict[str, Any]:
+    """``exempt requests``: the requests in ``state`` (or ``all``), oldest first."""
+    if state != "all" and state not in REQUEST_STATES:
+        raise BadInput(f"unknown state {state[:40]!r} (known: {', '.join(REQUEST_STATES)}, all)", field="--state")
+    rows = ws.store.exemption_requests(state=None if state == "all" else state)
+    return {"now": format_time(ws.now), "state": state, "requests": [describe_request(r) for r in rows]}
+
+
+def _pending(ws: Workspace, request_id: int) -> ExemptionRequest:
+    found = ws.store.get_exemption_request(request_id)
+    if found is None:
+        raise NotFound(f"no exemption request {request_id}", field="ID")
+    if found.state != "pending":
+        raise BadInput(f"request {request_id} was already {found.state} at {format_time(found.decided_at)}", field="ID")
+    if ws.now < found.created_at:
+        raise BadInput(f"request {request_id} was made at {format_time(found.created_at)}, after --now", field="ID")
+    return found
+
+
+def grant(ws: Workspace, request_id: int, until: Micros, reason: str | None) -> dict[str, Any]:
+    """Grant a request: the exemption ``exempt add`` would make (for its device, or for
+    its person), and the request marked granted with it, in one transaction."""
+    if reason is not None:
+        reason = check_reason(reason, "--reason")
+    from appban.policy.lifecycle import add_exemption
+
+    with ws.writing():
+        found = _pending(ws, request_id)
+        made = add_exemption(
+            ws,
+            found.policy_id,
+            person=found.person if found.device_id is None else None,
+            device_ref=_device_ref(found.device_id),
+            until=until,
+            reason=reason or found.reason,
+        )
+        if not ws.store.decide_exemption_request(
+            request_id, "granted", ws.now, "cli", exemption_id=made["exemption"]
+        ):  # pragma: no cover - read under the same write lock just above
+            raise BadInput(f"request {request_id} is no longer pending", field="ID")
+        ws.audit.append(
+            ws.now,
+            "exemption.grant",
+            f"{found.policy_id}/{found.person}",
+            {"request": request_id, "exemption": made["exemption"], "until": format_time(until)},
+        )
+    return {"request": request_id, "state": "granted", **made}
+
+
+def refuse(ws: Workspace, request_id: int, reason: str) -> dict[str, Any]:
+    """Refuse a request, saying why: the employee's page shows the answer."""
+    reason = check_reason(reason, "--reason")
+    with ws.writing(evaluates=False):
+        found = _pending(ws, request_id)
+        if not ws.store.decide_exemption_request(
+            request_id, "refused", ws.now, "cli", answer=reason
+        ):  # pragma: no cover - read under the same write lock just above
+            raise BadInput(f"request {request_id} is no longer pending", field="ID")
+        ws.audit.append(
+            ws.now, "exemption.refuse", f"{found.policy_id}/{found.person}", {"request": request_id, "answer": reason}
+        )
+    return {
+        "request": request_id,
+        "state": "refused",
+        "policy": found.policy_id,
+        "person": found.person,
+        "answer": reason,
+    }
+
+
+def _device_ref(device_id: int | None) -> str | None:
+    return None if device_id is None else f"dev-{device_id}"

@@ -80,8 +80,12 @@ def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> di
         )
         ws.evaluator.reload()
         changes = 0
+        told = 0
         if status == "active":
             changes = ws.evaluator.evaluate_policy(stored, now, "policy")
+            told = ws.evaluator.notices.applied(load_policy(existing) if existing else None, stored, now)
+            ws.evaluator.notices.tick(now)
+            ws.evaluator.notices.flush()
         elif existing is not None and existing.status == "active":
             ws.evaluator.lift(policy.id, now, "policy")
     return {
@@ -91,6 +95,7 @@ def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> di
         "status": status,
         "changed": changed,
         "state_changes": changes,
+        "policy_changed_notices": told,
     }
 
 
@@ -220,12 +225,15 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
         )
         ws.store.save_policy(row)
         ws.audit.append(ws.now, "policy.withdraw", policy_id, {"reason": reason, "revision": row.revision})
+        corrections, cancelled = ws.evaluator.notices.withdrawn(_policy, ws.now)
         lifted = ws.evaluator.lift(policy_id, ws.now, "withdrawn")
     return {
         "policy": policy_id,
         "action": "withdrawn",
         "status": "withdrawn",
         "decisions_changed": lifted,
+        "corrections": corrections,
+        "notices_cancelled": cancelled,
     }
 
 
@@ -313,6 +321,9 @@ def add_exemption(
             {"until": format_time(until), "reason": reason, "id": exemption.id},
         )
         ws.evaluator.reload()
+        policy, _row = get_policy(ws, policy_id)
+        if policy.status != "withdrawn":
+            ws.evaluator.notices.exemption_granted(policy, exemption, ws.now)
         devices = [device] if device else ws.store.devices_of_owner(person or "")
         for d in devices:
             ws.evaluator.evaluate_device(d, ws.now, "exemption", only=policy_id)

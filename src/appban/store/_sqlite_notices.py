@@ -24,7 +24,10 @@ _REQUEST_COLS = (
 
 def _notice(row: tuple[Any, ...]) -> Notice:
     devices = tuple(dict.fromkeys(int(d) for d in row[6].split(",") if d)) if row[6] else ()
-    return Notice(*row[:6], devices, *row[7:])  # type: ignore[arg-type]
+    (nid, policy_id, person, kind, occasion, channel, _devices, created, due, state, tries, nxt, claim, sent, err) = row
+    return Notice(
+        nid, policy_id, person, kind, occasion, channel, devices, created, due, state, tries, nxt, claim, sent, err
+    )
 
 
 def _marks(params: list[Any], values: Iterable[str]) -> str:
@@ -66,6 +69,15 @@ class SQLiteNotices:
                 params,
             )
         )
+
+    def owners_of(self, device_ids: list[int]) -> dict[int, str]:
+        """Device id -> its owner ('' for none)."""
+        out: dict[int, str] = {}
+        for start in range(0, len(device_ids), 500):
+            chunk = device_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            out.update(self.db.execute(f"SELECT id, owner FROM devices WHERE id IN ({marks})", chunk))
+        return out
 
     def devices_in_states(self, policy_id: str, people: list[str], states: tuple[str, ...]) -> dict[str, list[int]]:
         """Person -> their devices in one of ``states`` under the policy."""
@@ -265,9 +277,7 @@ class SQLiteNotices:
         return [ExemptionRequest(*r) for r in rows]
 
     def get_exemption_request(self, request_id: int) -> ExemptionRequest | None:
-        row = self.db.execute(
-            f"SELECT {_REQUEST_COLS} FROM exemption_requests WHERE id = ?", (request_id,)
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_REQUEST_COLS} FROM exemption_requests WHERE id = ?", (request_id,)).fetchone()
         return None if row is None else ExemptionRequest(*row)
 
     def decide_exemption_request(

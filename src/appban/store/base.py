@@ -631,6 +631,10 @@ class Store(Protocol):
         """(email, time zone) of owners of a device in ``states`` under the policy; None: everyone imported."""
         ...
 
+    def owners_of(self, device_ids: list[int]) -> dict[int, str]:
+        """Device id -> its owner ('' for none)."""
+        ...
+
     def devices_in_states(self, policy_id: str, people: list[str], states: tuple[str, ...]) -> dict[str, list[int]]:
         """Person -> their devices in one of ``states`` under the policy."""
         ...

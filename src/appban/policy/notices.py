@@ -1,0 +1,294 @@
+"""Planning notices: which person is told what, and when, written to the outbox in the
+same transaction as the change that causes it.
+
+The evaluator tells the planner of every state change and gate decision change it
+writes; the policy lifecycle of applies, withdrawals and exemptions; time
+(``tick``, run by every time-driven evaluation) of the moments a policy names. Each
+notice is a row (``Store.add_notices``) saying what it is about, unique per (policy,
+person, kind, occasion, channel), so planning one twice keeps one. A crash before the
+commit loses the change and its notices together; after it, both are there.
+
+- memo: to the policy's audience; at the first tick at or after ``effective`` (the
+  wave), and to each person who joins the audience later.
+- reminder: to people with a device violating or unverified; at each reminder moment
+  at or after the wave and before the deadline, due in the person's waking hours.
+- policy_changed: to people sent the memo; at an apply that moves the deadline or
+  switches between monitor and enforce.
+- blocked / restored: to the device's owner; when the gate decision turns deny (or
+  back to allow) because of the policy.
+- correction: to people sent any notice; at withdrawal, pending ones being cancelled.
+- exemption / exemption_expiring: to the exemption's person (or device owner); at
+  grant, and ``APPBAN_EXEMPTION_WARNING`` before it ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from appban import settings
+from appban.clock import Micros
+from appban.errors import BadInput
+from appban.policy.model import Policy
+from appban.store import Store
+from appban.store.records import Exemption, NewNotice
+
+AUDIENCE_STATES: dict[str, tuple[str, ...] | None] = {
+    "affected": ("violating", "unverified", "blocked"),
+    "in_scope": ("compliant", "violating", "blocked", "unverified", "exempt"),
+    "all": None,
+}
+# Who a reminder is for: a device still to act on before the deadline.
+REMIND_STATES = ("violating", "unverified")
+MEMO_MARK = "memo"
+_FLUSH_AT = 20_000
+
+
+def reminder_mark(at: Micros) -> str:
+    return f"reminder:{at}"
+
+
+def channels(policy: Policy) -> tuple[str, ...]:
+    return ("mail", "webhook") if policy.notices.webhook else ("mail",)
+
+
+def waking_hours() -> tuple[dt.time, dt.time]:
+    text = str(settings.get("waking_hours"))
+    try:
+        start, end = (dt.time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        start = end = dt.time(0)
+    if start >= end or len(text) > 20:
+        raise BadInput(f"expected HH:MM-HH:MM with the start first, got {text[:40]!r}", field="APPBAN_WAKING_HOURS")
+    return start, end
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(name) if name else dt.UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def in_waking_hours(at: Micros, timezone: str, deadline: Micros, hours: tuple[dt.time, dt.time]) -> Micros:
+    """When a reminder due ``at`` goes: then, if it is within the person's waking hours;
+    else at the start of the next window, unless the deadline comes first."""
+    zone = _zone(timezone)
+    local = dt.datetime.fromtimestamp(at / 1_000_000, dt.UTC).astimezone(zone)
+    start, end = hours
+    if start <= local.time() < end:
+        return at
+    day = local.date() if local.time() < start else local.date() + dt.timedelta(days=1)
+    opens = dt.datetime.combine(day, start, tzinfo=zone)
+    opens_at = int(opens.timestamp()) * 1_000_000
+    return at if opens_at >= deadline else opens_at
+
+
+class Planner:
+    """Writes notices into the outbox; owned by one ``Evaluator`` (one connection)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.active: dict[str, Policy] = {}
+        self._marks: dict[str, dict[str, Micros]] = {}
+        self._decisions: list[tuple[int, str, str, Micros]] = []  # device, policy, kind, at
+
+    def reload(self, policies: Iterable[Policy]) -> None:
+        self.active = {p.id: p for p in policies}
+        self._marks.clear()
+
+    def marks(self, policy_id: str) -> dict[str, Micros]:
+        found = self._marks.get(policy_id)
+        if found is None:
+            found = self._marks[policy_id] = self.store.notice_marks(policy_id)
+        return found
+
+    def _mark(self, policy_id: str, mark: str, at: Micros) -> bool:
+        self.marks(policy_id)[mark] = at
+        return self.store.add_notice_mark(policy_id, mark, at)
+
+    def _add(
+        self,
+        policy: Policy,
+        people: Iterable[str],
+        kind: str,
+        occasion: str,
+        at: Micros,
+        *,
+        due: Micros | None = None,
+        devices: dict[str, str] | None = None,
+    ) -> int:
+        rows: list[NewNotice] = []
+        count = 0
+        for person in people:
+            count += 1
+            device_text = devices.get(person, "") if devices else ""
+            for channel in channels(policy):
+                rows.append(
+                    NewNotice(policy.id, person, kind, occasion, channel, device_text, at, at if due is None else due)
+                )
+            if len(rows) >= _FLUSH_AT:
+                self.store.add_notices(rows)
+                rows = []
+        if rows:
+            self.store.add_notices(rows)
+        return count
+
+    # -- time ------------------------------------------------------------------------
+
+    def tick(self, now: Micros) -> int:
+        """Plan what the policies' own moments bring by ``now``: the memo wave, reminders."""
+        planned = 0
+        for policy in self.active.values():
+            if now < policy.effective:
+                continue
+            marks = self.marks(policy.id)
+            if MEMO_MARK not in marks:
+                self._mark(policy.id, MEMO_MARK, now)
+                audience = self.store.audience(policy.id, AUDIENCE_STATES[policy.notices.audience])
+                planned += self._add(policy, (email for email, _tz in audience), "memo", "", now)
+            wave = marks[MEMO_MARK]
+            for offset in policy.reminders:
+                at = policy.deadline - offset
+                if at > now or reminder_mark(at) in marks:
+                    continue
+                self._mark(policy.id, reminder_mark(at), now)
+                # None that would fall before the memo, and none once the deadline passed.
+                if at < wave or now >= policy.deadline:
+                    continue
+                planned += self._remind(policy, at, now)
+        return planned
+
+    def _remind(self, policy: Policy, at: Micros, now: Micros) -> int:
+        hours = waking_hours()
+        due_by_zone: dict[str, Micros] = {}
+        rows: list[NewNotice] = []
+        count = 0
+        for email, zone in self.store.audience(policy.id, REMIND_STATES):
+            due = due_by_zone.get(zone)
+            if due is None:
+                due = due_by_zone[zone] = in_waking_hours(now, zone, policy.deadline, hours)
+            count += 1
+            for channel in channels(policy):
+                rows.append(NewNotice(policy.id, email, "reminder", str(at), channel, "", now, due))
+            if len(rows) >= _FLUSH_AT:
+                self.store.add_notices(rows)
+                rows = []
+        if rows:
+            self.store.add_notices(rows)
+        return count
+
+    # -- states and decisions ----------------------------------------------------------
+
+    def states_changed(self, policy_id: str, changes: list[tuple[int, str | None, str]], at: Micros) -> None:
+        """Devices' states changed under a policy: (device id, old state, new state).
+
+        Owners who joined the audience after the memo wave are sent the memo; owners
+        left with no device to act on have their pending reminders cancelled.
+        """
+        policy = self.active.get(policy_id)
+        if policy is None or not changes or MEMO_MARK not in self.marks(policy_id):
+            return
+        audience = AUDIENCE_STATES[policy.notices.audience]
+        joined = [d for d, old, new in changes if audience is not None and new in audience and old not in audience]
+        cleared = [d for d, old, new in changes if old in REMIND_STATES and new not in REMIND_STATES]
+        if joined:
+            owners = self.store.owners_of(joined)
+            self._add(policy, sorted({o for o in owners.values() if o}), "memo", "", at)
+        if cleared:
+            left = sorted({o for o in self.store.owners_of(cleared).values() if o})
+            still = self.store.devices_in_states(policy_id, left, REMIND_STATES)
+            for owner in left:
+                if owner not in still:
+                    self.store.cancel_notices(
+                        policy_id, kinds=("reminder",), person=owner, at=at, why="nothing left to act on"
+                    )
+
+    def decision_changed(self, device_id: int, old: tuple[str, str], new: tuple[str, str], at: Micros) -> None:
+        """A device's gate decision changed: mail cut (blocked) or given back (restored)
+        because of an active policy. A withdrawal's lifting is the correction's to tell."""
+        (old_decision, old_reason), (new_decision, new_reason) = old, new
+        if old_decision != "deny" and new_decision == "deny":
+            policy_id = new_reason.partition(":")[2]
+            if policy_id in self.active:
+                self._decisions.append((device_id, policy_id, "blocked", at))
+        elif old_decision == "deny" and new_decision != "deny":
+            policy_id = old_reason.partition(":")[2]
+            if policy_id in self.active:
+                self._decisions.append((device_id, policy_id, "restored", at))
+        if len(self._decisions) >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the blocked and restored notices gathered: one per person, policy and
+        moment, naming each of their devices it concerns."""
+        if not self._decisions:
+            return
+        gathered, self._decisions = self._decisions, []
+        owners = self.store.owners_of(sorted({d for d, *_ in gathered}))
+        grouped: dict[tuple[str, str, Micros], dict[str, list[int]]] = {}
+        for device_id, policy_id, kind, at in gathered:
+            owner = owners.get(device_id, "")
+            if owner:
+                grouped.setdefault((policy_id, kind, at), {}).setdefault(owner, []).append(device_id)
+        for (policy_id, kind, at), people in grouped.items():
+            policy = self.active[policy_id]
+            devices = {p: ",".join(str(d) for d in sorted(set(ids))) for p, ids in people.items()}
+            self._add(policy, sorted(people), kind, str(at), at, devices=devices)
+
+    # -- the policy's life ---------------------------------------------------------------
+
+    def applied(self, old: Policy | None, new: Policy, now: Micros) -> int:
+        """An apply: tell everyone sent the memo when the deadline moved or the mode switched."""
+        if old is None or old.status != "active" or new.status != "active":
+            return 0
+        if (old.deadline, old.mode) == (new.deadline, new.mode):
+            return 0
+        if MEMO_MARK not in self.store.notice_marks(new.id):
+            return 0
+        people = [email for email, _tz in self.store.notified_people(new.id, kinds=("memo",))]
+        return self._add(new, people, "policy_changed", f"rev-{new.revision}", now)
+
+    def withdrawn(self, policy: Policy, now: Micros) -> tuple[int, int]:
+        """A withdrawal: pending notices are cancelled; everyone sent one gets the correction.
+
+        Returns (corrections planned, notices cancelled)."""
+        people = [email for email, _tz in self.store.notified_people(policy.id)]
+        cancelled = self.store.cancel_notices(policy.id, at=now, why="policy withdrawn")
+        return self._add(policy, people, "correction", "", now), cancelled
+
+    def exemption_granted(self, policy: Policy, exemption: Exemption, now: Micros) -> int:
+        person = exemption.person
+        devices: dict[str, str] = {}
+        if person is None and exemption.device_id is not None:
+            person = self.store.owners_of([exemption.device_id]).get(exemption.device_id, "")
+            if person:
+                devices[person] = str(exemption.device_id)
+        if not person:
+            return 0
+        occasion = f"ex-{exemption.id}"
+        self._add(policy, [person], "exemption", occasion, now, devices=devices)
+        warn_at = exemption.until - settings.duration("exemption_warning")
+        if warn_at > now:
+            self._add(policy, [person], "exemption_expiring", occasion, now, due=warn_at, devices=devices)
+        return 1
+
+    def exemption_revoked(self, exemption: Exemption, now: Micros) -> int:
+        return self.store.cancel_notices(
+            exemption.policy_id,
+            kinds=("exemption_expiring",),
+            occasion=f"ex-{exemption.id}",
+            at=now,
+            why="exemption revoked",
+        )
+
+    def people_joined(self, emails: list[str], now: Micros) -> int:
+        """People imported after a memo wave whose audience is everyone get the memo."""
+        planned = 0
+        for policy in self.active.values():
+            if policy.notices.audience == "all" and MEMO_MARK in self.marks(policy.id):
+                planned += self._add(policy, emails, "memo", "", now)
+        return planned
