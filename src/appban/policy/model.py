@@ -9,7 +9,11 @@ shown as the file wrote it, with the advice to quote it.
 
 from __future__ import annotations
 
+import email.utils
+import os
 import re
+import stat
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -20,7 +24,8 @@ from appban.catalog import PLATFORMS, Catalog
 from appban.catalog.catalog import id_kind
 from appban.clock import FIRST_TIME, Micros, format_duration, format_time, parse_duration, parse_time
 from appban.errors import BadInput, one_line
-from appban.text import NotUtf8, check_identifier
+from appban.store.records import NOTICE_KINDS
+from appban.text import EMAIL, NotUtf8, check_identifier
 
 LIST_PREFIX = "list:"
 POLICY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -40,9 +45,17 @@ _TOP = {
     "max_inventory_age",
     "reminders",
     "name_matches",
+    "notices",
 }
 _SCOPE = {"platforms", "mail_access", "ownership", "include_groups", "exclude_groups"}
 _REQUIRED = ("id", "title", "apps", "effective", "deadline")
+_NOTICES = {"audience", "sender", "reply_to", "webhook", "templates"}
+_TEMPLATE_PARTS = ("subject", "text", "html")
+AUDIENCES = ("affected", "in_scope", "all")
+MAX_TEMPLATE_BYTES = 64 * 1024
+MAX_SUBJECT_TEMPLATE = 300
+MAX_WEBHOOK = 2000
+TEXT_POLICY = "<policy>"  # parse_policy's file when the policy was given as text
 
 
 @dataclass(frozen=True)
@@ -402,12 +415,12 @@ def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>")
     except RecursionError:
         raise BadInput("malformed YAML: nested too deeply", file=file) from None
     try:
-        return _build(data, catalog, lines)
+        return _build(data, catalog, lines, file)
     except BadInput as exc:
         raise exc.at(file=file, line=lines.of(exc.field or "")) from None
 
 
-def _build(data: Any, catalog: Catalog, src: _Lines) -> Policy:
+def _build(data: Any, catalog: Catalog, src: _Lines, file: str = TEXT_POLICY) -> Policy:
     if not isinstance(data, dict):
         raise BadInput("a policy is a YAML mapping of fields")
     for key in data:
@@ -449,6 +462,7 @@ def _build(data: Any, catalog: Catalog, src: _Lines) -> Policy:
         reminders=_reminders(reminders, deadline),
         max_inventory_age_text=max_age.strip(),
         reminders_text=tuple(r.strip() for r in reminders),
+        notices=_notices(data.get("notices"), src, file),
     )
 
 
@@ -578,3 +592,168 @@ def _scope(value: Any, src: _Lines) -> Scope:
         include_groups=groups["include_groups"],
         exclude_groups=groups["exclude_groups"],
     )
+
+
+# -- notices: ---------------------------------------------------------------------------
+
+
+def split_address(text: str) -> tuple[str, str]:
+    """``("IT Security", "security@example.com")`` from ``IT Security <security@example.com>``
+    or a bare address. ValueError, saying why, for anything but one address."""
+    if len(text) > 500:
+        raise ValueError("longer than 500 characters")
+    if any(not ch.isprintable() for ch in text):
+        raise ValueError("control character in an address")
+    found = email.utils.getaddresses([text])
+    if len(found) != 1 or not found[0][1]:
+        raise ValueError("expected one address, e.g. IT Security <security@example.com>")
+    name, addr = found[0]
+    if not EMAIL.match(addr) or len(addr) > 254:
+        raise ValueError(f"not an e-mail address: {addr[:80]!r}")
+    return name, addr
+
+
+def _notices(value: Any, src: _Lines, file: str) -> Notices:
+    if value is None:
+        return Notices()
+    if not isinstance(value, dict):
+        raise src.misread("notices", value, "a mapping")
+    for key in value:
+        if key not in _NOTICES:
+            raise BadInput(
+                f"unknown field (known: {', '.join(sorted(_NOTICES))})",
+                field=f"notices.{one_line(src.key('notices', key), 60)}",
+            )
+    return Notices(
+        audience=_choice(value.get("audience", "affected"), "notices.audience", AUDIENCES, src),
+        sender=_address(value.get("sender"), "notices.sender", src),
+        reply_to=_address(value.get("reply_to"), "notices.reply_to", src),
+        webhook=_webhook(value.get("webhook"), "notices.webhook", src),
+        templates=_templates(value.get("templates"), src, file),
+    )
+
+
+def _address(value: Any, field: str, src: _Lines) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise src.misread(field, value, "an e-mail address")
+    try:
+        split_address(value.strip())
+    except ValueError as exc:
+        raise BadInput(str(exc), field=field) from None
+    return value.strip()
+
+
+def _webhook(value: Any, field: str, src: _Lines) -> str:
+    """An http(s) URL with a host and no credentials: the secret is APPBAN_WEBHOOK_SECRET,
+    never in the policy, which anyone who may read policies sees."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise src.misread(field, value, "an http:// or https:// URL")
+    url = value.strip()
+    if len(url) > MAX_WEBHOOK:
+        raise BadInput(f"a URL of at most {MAX_WEBHOOK} characters", field=field)
+    if not url.isascii() or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise BadInput("a URL is printable ASCII without spaces (percent-encode the rest)", field=field)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput("expected an http:// or https:// URL with a host", field=field)
+    if "@" in parts.netloc:
+        raise BadInput("no credentials in a webhook URL: appban signs each post (APPBAN_WEBHOOK_SECRET)", field=field)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise BadInput("bad port in the URL", field=field) from None
+    return url
+
+
+def _templates(value: Any, src: _Lines, file: str) -> tuple[tuple[str, NoticeTemplate], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise src.misread("notices.templates", value, "a mapping of notice kinds")
+    out: list[tuple[str, NoticeTemplate]] = []
+    for kind, parts in value.items():
+        where = f"notices.templates.{one_line(src.key('notices.templates', kind), 60)}"
+        if kind not in NOTICE_KINDS:
+            raise BadInput(f"unknown notice kind (known: {', '.join(NOTICE_KINDS)})", field=where)
+        if not isinstance(parts, dict):
+            raise src.misread(where, parts, "a mapping of subject, text and html")
+        for key in parts:
+            if key not in _TEMPLATE_PARTS:
+                raise BadInput(
+                    f"unknown field (known: {', '.join(_TEMPLATE_PARTS)})",
+                    field=f"{where}.{one_line(src.key(where, key), 60)}",
+                )
+        made = NoticeTemplate(
+            subject=_subject(parts.get("subject"), kind, f"{where}.subject", src),
+            text=_template_file(parts.get("text"), kind, "text", f"{where}.text", src, file),
+            html=_template_file(parts.get("html"), kind, "html", f"{where}.html", src, file),
+        )
+        if made != NoticeTemplate():
+            out.append((kind, made))
+    return tuple(sorted(out))
+
+
+def _subject(value: Any, kind: str, field: str, src: _Lines) -> str:
+    from appban.notify.render import check_template  # rendering imports this module
+
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise src.misread(field, value, "a one-line template")
+    if len(value) > MAX_SUBJECT_TEMPLATE:
+        raise BadInput(f"a subject template is at most {MAX_SUBJECT_TEMPLATE} characters", field=field)
+    if any(not ch.isprintable() for ch in value):
+        raise BadInput("a subject template is one line, without control characters", field=field)
+    if not value.strip():
+        raise BadInput("must not be empty (leave it out for the shipped subject)", field=field)
+    try:
+        check_template(value, "subject", kind)
+    except BadInput as exc:
+        raise BadInput(exc.detail, field=field) from None  # its line is the policy's
+    return value
+
+
+def _template_file(value: Any, kind: str, part: str, field: str, src: _Lines, file: str) -> str:
+    """A template file's text, read now and kept in the policy: the server never reads
+    files when it sends, and a revision keeps its words."""
+    from appban.notify.render import check_template  # rendering imports this module
+
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise src.misread(field, value, "a template file's path")
+    if not value or len(value) > 4096 or "\0" in value:
+        raise BadInput("expected a path of 1-4096 characters", field=field)
+    if not os.path.isabs(value) and file == TEXT_POLICY:
+        raise BadInput("a relative template path needs the policy's own file (it was given as text)", field=field)
+    path = os.path.join(os.path.dirname(file), value) if file != TEXT_POLICY else value
+    raw = _read_template(path, field)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8(exc.start, file=path, line=raw.count(b"\n", 0, exc.start) + 1) from None
+    if not text.strip():
+        raise BadInput("the template file is empty", file=path, field=field)
+    try:
+        check_template(text, part, kind)
+    except BadInput as exc:
+        raise BadInput(exc.detail, file=path, line=exc.line, field=field) from None
+    return text
+
+
+def _read_template(path: str, field: str) -> bytes:
+    try:
+        # A FIFO or a device would block or never end: only a regular file is read.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BadInput(f"cannot read template {one_line(path, 200)!r}: not a regular file", field=field)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as exc:
+        raise BadInput(f"cannot read template {one_line(path, 200)!r}: {exc.strerror}", field=field) from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise BadInput(f"template {one_line(path, 200)!r} is larger than {MAX_TEMPLATE_BYTES} bytes", field=field)
+    return raw
