@@ -269,3 +269,23 @@ def test_before_apply_nothing_is_planned(ab: Appban) -> None:
     fleet(ab)
     ab("evaluate", now=BEFORE)
     assert outbox(ab) == []
+
+
+def test_dry_run_says_how_many_notices_of_each_kind_would_go_and_when(ab: Appban) -> None:
+    fleet(ab)
+    before = ab.dump()
+    doc = ab.apply(dry_run=True)
+    assert ab.dump() == before
+    notices = doc["notices"]
+    assert notices["memo"] == {"people": 1, "at": APPLIED}
+    # 24h before the deadline falls before the memo: only the 2h reminder would go.
+    assert notices["reminder"] == [{"at": "2020-07-11T04:59:00Z", "people": 1}]
+    assert notices["blocked"] == {"people": 1, "at": DEADLINE}
+    ab.apply()
+    assert len(outbox(ab, "memo")) == notices["memo"]["people"]
+    ab("evaluate", now="2020-07-11T05:00:00Z")
+    assert len(outbox(ab, "reminder")) == 1
+    ab("evaluate", now=AFTER)
+    assert len(outbox(ab, "blocked")) == notices["blocked"]["people"]
+    # Applying it again would plan no second memo.
+    assert ab.apply(dry_run=True, now="2020-07-11T08:00:00Z")["notices"]["memo"]["people"] == 0

@@ -65,6 +65,18 @@ def _render_apply(d: dict[str, Any]) -> None:
             f"denied at the deadline ({d['deadline']}): {d['would_be_denied_at_deadline']}"
         )
         output.line(f"people with a banned app: {d['people_affected']}")
+        n = d["notices"]
+        rows = [("memo", n["memo"]["people"], n["memo"]["at"])]
+        rows += [("reminder", r["people"], r["at"]) for r in n["reminder"]]
+        if "policy_changed" in n:
+            rows.append(("policy_changed", n["policy_changed"]["people"], n["policy_changed"]["at"]))
+        rows.append(("blocked", n["blocked"]["people"], n["blocked"]["at"]))
+        output.table(
+            "notices that would go (people, by " + " and ".join(n["channels"]) + ")",
+            ["notice", "people", "at"],
+            rows,
+            whole=("notice",),
+        )
         return
     output.line(f"policy {d['policy']}: {d['action']} (revision {d['revision']}, {d['status']})")
 

@@ -10,6 +10,7 @@ from appban.catalog import Identifier
 from appban.catalog import sync as catalog_sync
 from appban.clock import Micros, format_time
 from appban.errors import BadInput, NotFound
+from appban.policy import notices
 from appban.policy.evaluator import load_policy
 from appban.policy.model import Policy, parse_policy
 from appban.policy.states import STATES, compute
@@ -167,6 +168,8 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     states_deadline = dict.fromkeys(STATES, 0)
     people_scope: set[str] = set()
     people_hit: set[str] = set()
+    people_to_act: set[str] = set()  # a device violating or unverified: reminders
+    people_cut: set[str] = set()
     blocked_at_deadline: list[dict[str, Any]] = []
     for row in store.policy_facts(policy.id):
         device_id, platform, owner = row.device_id, row.platform, row.owner
@@ -179,6 +182,10 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
             people_scope.add(owner)
         if now_out.state in ("violating", "blocked"):
             people_hit.add(owner)
+        if now_out.state in notices.REMIND_STATES:
+            people_to_act.add(owner)
+        if later.deny and owner:
+            people_cut.add(owner)
         if later.deny:
             blocked_at_deadline.append(
                 {
@@ -203,7 +210,55 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
         "people_affected": len(people_hit),
         "people": sorted(people_hit),
         "denied_at_deadline": blocked_at_deadline,
+        "notices": _notices_preview(
+            ws,
+            policy,
+            at_start,
+            {"affected": people_hit | people_to_act, "in_scope": people_scope},
+            people_to_act,
+            people_cut,
+        ),
     }
+
+
+def _notices_preview(
+    ws: Workspace,
+    policy: Policy,
+    at_start: Micros,
+    audiences: dict[str, set[str]],
+    to_act: set[str],
+    cut: set[str],
+) -> dict[str, Any]:
+    """How many notices of each kind applying ``policy`` would plan, and when (the
+    reminders and blocks as if no one acted before them)."""
+    store = ws.store
+    discard = {""}
+    marks = store.notice_marks(policy.id)
+    audience = policy.notices.audience
+    wanted = audiences.get(audience)
+    if wanted is None:
+        wanted = {p.email for p in store.list_people()} | audiences["in_scope"]
+    memo_sent = {email for email, _tz in store.notified_people(policy.id, kinds=("memo",))}
+    memo_planned = {
+        email for email, _tz in store.notified_people(policy.id, kinds=("memo",), states=("pending", "sending", "sent"))
+    }
+    wave = marks.get(notices.MEMO_MARK, at_start)
+    out: dict[str, Any] = {
+        "memo": {"people": len(wanted - memo_planned - discard), "at": format_time(max(at_start, ws.now))},
+        "reminder": [
+            {"at": format_time(at), "people": len(to_act - discard)}
+            for at in sorted(policy.deadline - r for r in policy.reminders)
+            if at >= wave and notices.reminder_mark(at) not in marks and at < policy.deadline
+        ],
+        "blocked": {"people": len(cut - discard), "at": format_time(max(policy.deadline, ws.now))},
+        "channels": list(notices.channels(policy)),
+    }
+    existing = store.get_policy(policy.id)
+    if existing is not None and existing.status == "active" and notices.MEMO_MARK in marks:
+        old = load_policy(existing)
+        if (old.deadline, old.mode) != (policy.deadline, policy.mode):
+            out["policy_changed"] = {"people": len(memo_sent), "at": format_time(ws.now)}
+    return out
 
 
 def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
