@@ -114,3 +114,75 @@ def attest(env: Env, policy_id: str, device_ref: str, person: str) -> None:
         doc,
         lambda d: output.line(f"{d['device']}: {d['person']} attested removal under {d['policy']}; state {d['state']}"),
     )
+
+
+# -- employees' requests for an exemption (made on their page) ------------------------------
+
+
+@exempt.command("requests")
+@click.option(
+    "--state",
+    type=click.Choice(["pending", "granted", "refused", "all"]),
+    default="pending",
+    show_default=True,
+    help="Only requests in this state.",
+)
+@common
+def exempt_requests(env: Env, state: str) -> None:
+    """Employees' requests for an exemption, made on their own page, oldest first."""
+    from appban.policy.exemptions import list_requests
+
+    ws = env.workspace(create=False)
+    doc = list_requests(ws, state)
+
+    def render(d: dict[str, Any]) -> None:
+        if d["requests"]:
+            output.table(
+                None,
+                ["id", "policy", "person", "device", "reason", "created", "state"],
+                [
+                    (r["id"], r["policy"], r["person"], r["device"] or "all", r["reason"], r["created_at"], r["state"])
+                    for r in d["requests"]
+                ],
+                whole=("policy", "person", "device", "state"),
+            )
+        what = "request" if d["state"] == "all" else f"{d['state']} request"
+        output.line(output.plural(len(d["requests"]), what))
+
+    emit(env, doc, render)
+
+
+@exempt.command("grant")
+@click.argument("request_id", metavar="ID")
+@click.option("--until", required=True, metavar="TIME", help="When the exemption ends.")
+@click.option("--reason", default=None, help="The exemption's reason (default: the request's).")
+@common
+def exempt_grant(env: Env, request_id: str, until: str, reason: str | None) -> None:
+    """Grant a request: the exemption `exempt add` would make, for its device or person."""
+    from appban.policy.exemptions import grant, parse_id
+
+    number = parse_id(request_id, "a request id")
+    ws = env.workspace(create=False)
+    doc = grant(ws, number, parse_time(until, field="--until"), reason)
+    emit(
+        env,
+        doc,
+        lambda d: output.line(
+            f"request {d['request']} granted: exemption {d['exemption']} from {d['policy']} for "
+            f"{d['person'] or d['device']} until {output.human(d['until'])}"
+        ),
+    )
+
+
+@exempt.command("refuse")
+@click.argument("request_id", metavar="ID")
+@click.option("--reason", required=True, help="Why; the employee's page shows it.")
+@common
+def exempt_refuse(env: Env, request_id: str, reason: str) -> None:
+    """Refuse a request, saying why."""
+    from appban.policy.exemptions import parse_id, refuse
+
+    number = parse_id(request_id, "a request id")
+    ws = env.workspace(create=False)
+    doc = refuse(ws, number, reason)
+    emit(env, doc, lambda d: output.line(f"request {d['request']} from {d['person']} under {d['policy']} refused"))

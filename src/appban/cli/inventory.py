@@ -79,6 +79,26 @@ def people_list(env: Env, org_unit: str | None, group: str | None, limit: int | 
     emit(env, doc, render)
 
 
+@people.command("link")
+@click.argument("email", metavar="EMAIL")
+@common
+def people_link(env: Env, email: str) -> None:
+    """Print a fresh link to EMAIL's own page (valid for APPBAN_LINK_TTL)."""
+    from appban.clock import format_time
+    from appban.errors import BadInput
+    from appban.notify import links
+    from appban.text import normalise_email
+
+    address = normalise_email(email, "EMAIL")
+    ws = env.workspace(create=False)
+    if ws.store.get_person(address) is None and not ws.store.devices_of_owner(address):
+        raise BadInput(f"{address[:80]!r} is neither a person nor a device owner", field="EMAIL")
+    ttl = settings.duration("link_ttl")
+    expires = (ws.now + ttl) // 1_000_000 * 1_000_000  # the token says whole seconds
+    doc = {"email": address, "link": links.url(ws.store, address, ws.now, ttl), "expires": format_time(expires)}
+    emit(env, doc, lambda d: output.line(d["link"]))
+
+
 @cli.command("import")
 @click.argument("format", metavar="FORMAT")
 @click.argument("files", nargs=-1, required=True)

@@ -4,6 +4,10 @@ A token is ``<email, base64url>.<expiry, seconds since the epoch>.<signature>``;
 signature is HMAC-SHA256 under the database's ``link_key`` (made with the schema),
 cut to 128 bits. Whoever holds a link sees that person's page until it expires;
 nothing is stored per link, so ``appban people link`` can print a fresh one any time.
+
+The page's forms carry ``form_token(store, token)``, an HMAC of the link's token
+under the same key with its own label: a page from another site cannot make it
+without the link, and a link is never a form token (the label differs).
 """
 
 from __future__ import annotations
@@ -67,3 +71,9 @@ def read(store: Store, text: str, now: Micros) -> str | None:
     if expires * 1_000_000 <= now:
         return None
     return email
+
+
+def form_token(store: Store, token_text: str) -> str:
+    """The hidden field of the forms on the page ``token_text`` opens (the page's CSRF guard)."""
+    mac = hmac.new(_key(store), f"form\n{token_text}".encode(), hashlib.sha256).digest()[:16]
+    return _b64(mac)

@@ -1,9 +1,9 @@
 """``appban serve``'s one ASGI application, assembled here from each area's routes.
 
-The check-in API (``checkins``), osquery's remote API (``osquery``) and MDM webhooks
-(``webhooks``) each give their routes; this module adds health, metrics and the
-OpenAPI document, the one error shape (``responses``), the access log, and the bounds
-applied before any handler runs (``bodies.Guard``).
+The check-in API (``checkins``), osquery's remote API (``osquery``), MDM webhooks
+(``webhooks``) and employees' own pages (``me``) each give their routes; this module
+adds health, metrics and the OpenAPI document, the one error shape (``responses``),
+the access log, and the bounds applied before any handler runs (``bodies.Guard``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from appban import settings
 from appban.errors import AppbanError, BadInput, Busy
-from appban.serve import bodies, checkins, metrics, openapi, osquery, webhooks
+from appban.serve import bodies, checkins, me, metrics, openapi, osquery, webhooks
 from appban.serve.budget import ByteBudget
 from appban.serve.responses import ApiError, error_response, json_response
 from appban.serve.service import Service
@@ -49,6 +49,7 @@ def create_app(service: Service | None = None, db: str | None = None) -> Starlet
         *checkins.routes(),
         *osquery.routes(),
         *webhooks.routes(),
+        *me.routes(),
         Route("/healthz", healthz, methods=["GET"], include_in_schema=False),
         Route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False),
         Route("/api/openapi.json", openapi.endpoint, methods=["GET"], include_in_schema=False),
