@@ -616,10 +616,12 @@ def _joined(names: list[str]) -> str:
 
 def clean_subject(text: str) -> str:
     """One line: every control character (CR, LF, tab and the others), line separator
-    and bidi control becomes a space; at most MAX_SUBJECT characters."""
+    and bidi control becomes a space, runs of spaces one; at most MAX_SUBJECT characters."""
     made = "".join(
         " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") or _UNSAFE.match(ch) else ch for ch in text
-    ).strip()
+    )
+    # Runs of spaces as one: mail readers fold and unfold them away anyway.
+    made = " ".join(made.split())
     return made if len(made) <= MAX_SUBJECT else made[: MAX_SUBJECT - 1] + _CUT
 
 
