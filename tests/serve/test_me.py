@@ -417,7 +417,8 @@ def test_an_answer_shows_on_the_page(site: httpx.Client, people: PeopleDatabase)
         ({}, {"Sec-Fetch-Site": "cross-site"}, 403),
         ({}, {"Sec-Fetch-Site": "same-site"}, 403),
         ({}, {"Origin": "https://evil.example.com"}, 403),
-        ({}, {"Origin": "null"}, 403),
+        ({}, {"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({}, {"Origin": "http://127.0.0.1:1"}, 403),  # another port is another origin
         ({}, {"Content-Type": "multipart/form-data; boundary=x"}, 415),
         ({}, {"Content-Type": "application/json"}, 415),
         ({"reason": "x" * 9000}, {}, 413),

@@ -231,12 +231,17 @@ async def _post(request: Request, service: Service, token: str, now: Micros) -> 
 
 def _same_origin(request: Request) -> bool:
     """A browser says where a post comes from; another site's is refused (the form token
-    would refuse it too: this is the second lock)."""
+    would refuse it too: this is the second lock).
+
+    ``Origin: null`` is what a browser sends for the page's own forms: under
+    ``Referrer-Policy: no-referrer`` the Fetch standard serialises a post's origin as
+    null. ``Sec-Fetch-Site`` still tells same-origin from cross-site then.
+    """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     own = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
     public = urlsplit(str(settings.get("public_url")))
