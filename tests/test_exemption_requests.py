@@ -1,0 +1,237 @@
+"""Employees' requests for an exemption (made on their page) and the admins' answers on
+the command line: ``exempt requests``, ``exempt grant``, ``exempt refuse``; and
+``people link``, the personal page link a helpdesk hands out."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from appban.clock import format_time, parse_time
+from appban.errors import BadInput
+from appban.notify import links
+from appban.policy import exemptions
+from appban.store import open_store
+from appban.workspace import Workspace
+from helpers_cli import NOW, Fleet, assert_bad_input, count
+
+JANE = "jane.doe@example.com"
+BOB = "bob.roe@example.com"
+LATER = "2020-07-19T12:00:00Z"
+
+
+def _ask(fleet: Fleet, person: str, reason: str, *, device: str | None = None, at: str = NOW) -> int:
+    """A request as the page makes it: ``exemptions.request`` on a workspace."""
+    ws = Workspace(str(fleet.db), parse_time(at), create=False)
+    try:
+        device_id = None if device is None else ws.store.get_device_by_key("agent", device).id  # type: ignore[union-attr]
+        return int(exemptions.request(ws, "tiktok-mail", person, device_id, reason)["id"])
+    finally:
+        ws.close()
+
+
+def _json(fleet: Fleet, *args: str) -> dict:  # type: ignore[type-arg]
+    result = fleet.run(*args, "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)  # type: ignore[no-any-return]
+
+
+def _device_id(fleet: Fleet, source_id: str) -> int:
+    store = open_store(str(fleet.db), create=False)
+    try:
+        found = store.get_device_by_key("agent", source_id)
+        assert found is not None and found.id is not None
+        return found.id
+    finally:
+        store.close()
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def test_a_request_is_audited_and_listed(fleet: Fleet) -> None:
+    first = _ask(fleet, JANE, "I run the company account", device="JANE-IPHONE")
+    second = _ask(fleet, JANE, "Any device of mine")
+    assert count(fleet.db, "audit_log", "action = 'exemption.request'") == 2
+    doc = _json(fleet, "exempt", "requests")
+    assert doc["state"] == "pending"
+    assert [r["id"] for r in doc["requests"]] == [first, second]
+    one = doc["requests"][0]
+    assert one["policy"] == "tiktok-mail" and one["person"] == JANE
+    assert one["device"] == f"dev-{_device_id(fleet, 'JANE-IPHONE')}"
+    assert one["reason"] == "I run the company account" and one["created_at"] == NOW
+    assert doc["requests"][1]["device"] is None
+    text = fleet.run("exempt", "requests")
+    assert text.code == 0
+    assert "I run the company account" in text.out and "all" in text.out and "2 pending requests" in text.out
+
+
+def test_grant_makes_the_exemption_exempt_add_makes(fleet: Fleet) -> None:
+    asked = _ask(fleet, JANE, "Marketing needs it", device="JANE-IPHONE")
+    doc = _json(fleet, "exempt", "grant", str(asked), "--until", LATER)
+    device = _device_id(fleet, "JANE-IPHONE")
+    assert doc["request"] == asked and doc["state"] == "granted"
+    assert doc["device"] == f"dev-{device}" and doc["person"] is None and doc["until"] == LATER
+    rows = fleet.snapshot()
+    assert [(r[1], r[2], r[3], r[6]) for r in rows["exemptions"]] == [
+        ("tiktok-mail", None, device, "Marketing needs it")
+    ]
+    request = _json(fleet, "exempt", "requests", "--state", "granted")["requests"]
+    assert [(r["id"], r["exemption"], r["decided_at"], r["decided_by"]) for r in request] == [
+        (asked, doc["exemption"], NOW, "cli")
+    ]
+    assert count(fleet.db, "audit_log", "action = 'exemption.grant'") == 1
+    assert count(fleet.db, "audit_log", "action = 'exemption'") == 1
+    shown = _json(fleet, "device", "show", "JANE-IPHONE")
+    assert shown["policies"]["tiktok-mail"]["state"] == "exempt" and shown["decision"] == "allow"
+
+
+def test_a_person_wide_request_grants_the_person(fleet: Fleet) -> None:
+    asked = _ask(fleet, JANE, "All of mine")
+    doc = _json(fleet, "exempt", "grant", str(asked), "--until", LATER, "--reason", "Approved by the CISO")
+    assert doc["person"] == JANE and doc["device"] is None
+    assert [(r[2], r[3], r[6]) for r in fleet.snapshot()["exemptions"]] == [(JANE, None, "Approved by the CISO")]
+
+
+def test_refuse_records_the_answer(fleet: Fleet) -> None:
+    asked = _ask(fleet, JANE, "Please")
+    doc = _json(fleet, "exempt", "refuse", str(asked), "--reason", "Use a company phone")
+    assert doc == {
+        "request": asked,
+        "state": "refused",
+        "policy": "tiktok-mail",
+        "person": JANE,
+        "answer": "Use a company phone",
+    }
+    listed = _json(fleet, "exempt", "requests", "--state", "all")["requests"]
+    assert [(r["state"], r["answer"]) for r in listed] == [("refused", "Use a company phone")]
+    assert _json(fleet, "exempt", "requests")["requests"] == []
+    assert count(fleet.db, "audit_log", "action = 'exemption.refuse'") == 1
+    assert count(fleet.db, "exemptions") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["grant", "{id}", "--until", LATER], "ID"),  # already decided
+        (["refuse", "{id}", "--reason", "no"], "ID"),
+        (["grant", "999", "--until", LATER], "ID"),
+        (["grant", "abc", "--until", LATER], "ID"),
+        (["grant", "{other}", "--until", "2020-07-01T00:00:00Z"], "--until"),  # not in the future
+        (["grant", "{other}", "--until", "soon"], "--until"),
+        (["grant", "{other}", "--until", LATER, "--reason", "<b>x</b>"], "--reason"),
+        (["refuse", "{other}", "--reason", ""], "--reason"),
+        (["refuse", "{other}", "--reason", "x" * 501], "--reason"),
+        (["refuse", "{other}", "--reason", "line\nbreak"], "--reason"),
+        (["grant", "{late}", "--until", LATER], "ID"),  # --now is before the request was made
+        (["refuse", "{late}", "--reason", "no"], "ID"),
+    ],
+)
+def test_bad_answers_write_nothing(fleet: Fleet, args: list[str], field: str) -> None:
+    decided = _ask(fleet, JANE, "first", device="JANE-IPHONE")
+    other = _ask(fleet, JANE, "second")
+    assert fleet.run("exempt", "refuse", str(decided), "--reason", "no").code == 0
+    late = _ask(fleet, JANE, "third", device="JANE-IPHONE", at="2020-07-12T13:00:00Z")
+    before = fleet.snapshot()
+    filled = [a.format(id=decided, other=other, late=late) for a in args]
+    assert_bad_input(fleet.run("exempt", *filled), field)
+    assert fleet.snapshot() == before
+
+
+def test_requests_state_must_be_known(fleet: Fleet) -> None:
+    result = fleet.run("exempt", "requests", "--state", "maybe")
+    assert result.code == 2 and "--state" in result.err
+
+
+def test_the_page_cannot_ask_for_what_is_not_its_own(fleet: Fleet) -> None:
+    ws = Workspace(str(fleet.db), parse_time(NOW), create=False)
+    try:
+        jane_phone = _device_id(fleet, "JANE-IPHONE")
+        bob_phone = _device_id(fleet, "BOB-PIXEL")
+        with pytest.raises(BadInput, match="not one of yours"):
+            exemptions.request(ws, "tiktok-mail", JANE, bob_phone, "his phone")
+        with pytest.raises(BadInput, match="not in force for you"):
+            exemptions.request(ws, "no-such-policy", JANE, None, "x")
+        with pytest.raises(BadInput, match="not in force for you"):  # no device of theirs is in scope
+            exemptions.request(ws, "tiktok-mail", "nobody@example.com", None, "x")
+        for reason, message in (("", "reason is needed"), ("x" * 501, "at most 500"), ("a\x07b", "control")):
+            with pytest.raises(BadInput, match=message):
+                exemptions.request(ws, "tiktok-mail", JANE, jane_phone, reason)
+        exemptions.request(ws, "tiktok-mail", JANE, jane_phone, "  kept stripped  ")
+        with pytest.raises(BadInput, match="already asked"):
+            exemptions.request(ws, "tiktok-mail", JANE, jane_phone, "again")
+        assert [r.reason for r in ws.store.exemption_requests()] == ["kept stripped"]
+    finally:
+        ws.close()
+
+
+def test_pending_requests_of_one_person_are_bounded(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exemptions, "MAX_PENDING", 2)
+    _ask(fleet, JANE, "one", device="JANE-IPHONE")
+    _ask(fleet, JANE, "two")
+    with pytest.raises(BadInput, match="2 requests waiting"):
+        _third_request(fleet)
+    assert count(fleet.db, "exemption_requests") == 2
+
+
+def _third_request(fleet: Fleet) -> None:
+    """A third pending request of Jane's, for another device of hers."""
+    store = open_store(str(fleet.db), create=False)
+    try:
+        with store.transaction():
+            store.db.execute(  # type: ignore[attr-defined]
+                "UPDATE devices SET owner = ? WHERE source_id = 'BOB-PIXEL'", (JANE,)
+            )
+    finally:
+        store.close()
+    _ask(fleet, JANE, "three", device="BOB-PIXEL")
+
+
+# -- people link ------------------------------------------------------------------------------
+
+
+def test_people_link_prints_a_fresh_link_the_page_accepts(fleet: Fleet) -> None:
+    env = {"APPBAN_PUBLIC_URL": "https://appban.example.com/", "APPBAN_LINK_TTL": "2d"}
+    doc = _json_env(fleet, env, "people", "link", "Jane.Doe@Example.com")
+    assert doc["email"] == JANE
+    assert doc["expires"] == "2020-07-14T12:00:00Z"
+    parts = urlsplit(doc["link"])
+    assert (parts.scheme, parts.netloc) == ("https", "appban.example.com")
+    token = parts.path.removeprefix("/me/")
+    store = open_store(str(fleet.db), create=False)
+    try:
+        assert links.read(store, token, parse_time(NOW)) == JANE
+        assert links.read(store, token, parse_time("2020-07-14T12:00:00Z")) is None
+    finally:
+        store.close()
+    text = fleet.run("people", "link", JANE, env=env)
+    assert text.code == 0 and text.out.startswith("https://appban.example.com/me/")
+    assert fleet.snapshot() == fleet.before  # nothing stored per link
+
+
+def _json_env(fleet: Fleet, env: dict[str, str], *args: str) -> dict:  # type: ignore[type-arg]
+    result = fleet.run(*args, "--json", env=env)
+    assert result.code == 0, result.err
+    return json.loads(result.out)  # type: ignore[no-any-return]
+
+
+def test_people_link_of_an_owner_not_imported(fleet: Fleet) -> None:
+    store = open_store(str(fleet.db), create=False)
+    try:
+        with store.transaction():
+            store.db.execute("DELETE FROM people WHERE email = ?", (BOB,))  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    assert _json(fleet, "people", "link", BOB)["email"] == BOB
+
+
+@pytest.mark.parametrize("email", ["nobody@example.com", "not-an-address", "a\u200bb@example.com", ""])
+def test_people_link_of_no_one_is_bad_input(fleet: Fleet, email: str) -> None:
+    assert_bad_input(fleet.run("people", "link", email), "EMAIL")
+
+
+def test_people_link_expires_with_the_link_ttl(fleet: Fleet) -> None:
+    doc = _json(fleet, "people", "link", JANE)
+    assert doc["expires"] == format_time(parse_time(NOW) + 30 * 86_400_000_000)
