@@ -198,7 +198,7 @@ def check_template(source: str, part: str, kind: str) -> None:
     try:
         _run(template, context)
     except BadInput as exc:
-        raise BadInput(f"template fails on a sample notice: {exc.detail}") from None
+        raise BadInput(f"fails on a sample notice: {exc.detail}") from None
 
 
 def _run(template: jinja2.Template, context: dict[str, Any]) -> str:

@@ -735,13 +735,15 @@ def _template_file(value: Any, kind: str, part: str, field: str, src: _Lines, fi
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotUtf8(exc.start, file=path, line=raw.count(b"\n", 0, exc.start) + 1) from None
+        raise NotUtf8(exc.start, file=path, line=raw.count(b"\n", 0, exc.start) + 1, field=field) from None
     if not text.strip():
-        raise BadInput("the template file is empty", file=path, field=field)
+        raise BadInput(f"template {one_line(path, 200)!r} is empty", field=field)
     try:
         check_template(text, part, kind)
     except BadInput as exc:
-        raise BadInput(exc.detail, file=path, line=exc.line, field=field) from None
+        if exc.line is not None:  # a syntax error: at its line in the template
+            raise BadInput(exc.detail, file=path, line=exc.line, field=field) from None
+        raise BadInput(f"template {one_line(path, 200)!r}: {exc.detail}", field=field) from None
     return text
 
 
