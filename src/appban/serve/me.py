@@ -423,6 +423,8 @@ def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
                 "choices": [{"id": d.id, "label": _label(d)} for d, _st in covered],
             }
         )
+    # What needs doing first; then the rest, by policy id.
+    shown.sort(key=lambda p: not any(d["state"] in _ACTIVE for d in p["devices"]))
     return {
         "person": {
             "email": email,
