@@ -23,6 +23,7 @@ from appban.notify.render import (
     Rendered,
     clean_subject,
     email_message,
+    message_bytes,
     preview,
     render,
     webhook_body,
@@ -155,9 +156,11 @@ def test_each_kind_renders_in_the_persons_time_zone(world: Appban, kind: str) ->
         assert "Hello Ann Example" in body
         assert r.link in body
         assert r.context["what_to_do"].replace("\u2019", "'")[:40] in body.replace("&#39;", "'")
-        if kind != "correction":  # a withdrawn policy's devices are shown only for the record
+        if kind != "correction":  # a withdrawn policy's states mean nothing any more
             assert "Pixel 4 (Android)" in body, body
             assert SEEN_KOLKATA in body
+        else:
+            assert "Pixel 4" not in body and r.context["devices"] == []
         if kind in ("memo", "reminder", "policy_changed"):
             assert DEADLINE_KOLKATA in body and DEADLINE_KOLKATA_ISO in body
     if kind in ("memo", "reminder", "blocked"):
@@ -213,6 +216,31 @@ def test_three_devices_make_one_notice_that_lists_all_three(ab: Appban) -> None:
         assert body.count("TikTok, seen by agent on 10 July 2020 at 20:30") == 3
     assert "Your 3 devices" in r.text
     assert "from the devices listed below" in r.context["what_to_do"]
+
+
+def test_an_app_seen_by_two_sources_names_both(ab: Appban) -> None:
+    """Two sources' records of one phone (they share its ActiveSync DeviceId): which
+    source saw the app, and when, each in the person's time zone."""
+    ab.people([(ANN, "Ann Example", "Sales", "staff", "Asia/Kolkata")])
+    ab.ingest(
+        checkin("ann-phone", owner=ANN, apps=[TIKTOK_ANDROID], eas=["EASANN1"], model="Pixel 4"),
+        checkin("ANN-MDM-7", owner=ANN, apps=[TIKTOK_ANDROID], eas=["EASANN1"], source="mdm",
+                at="2020-07-10T15:15:00Z"),
+        now="2020-07-10T15:20:00Z",
+    )  # fmt: skip
+    ab.apply()
+    workspace = Workspace(ab.db, _now(), create=False)
+    r = render(workspace.store, notice(), _now())
+    workspace.store.close()
+    assert len(r.context["devices"]) == 1
+    found = r.context["devices"][0]["apps"]
+    assert [a["text"] for a in found] == [
+        "TikTok, seen by agent on 10 July 2020 at 20:30 and by mdm on 10 July 2020 at 20:45"
+    ]
+    assert [(s["source"], s["at"]["iso"]) for s in found[0]["seen"]] == [
+        ("agent", "2020-07-10T15:00:00Z"),
+        ("mdm", "2020-07-10T15:15:00Z"),
+    ]
 
 
 def test_what_is_shown_is_read_when_sent_not_when_planned(world: Appban) -> None:
@@ -343,6 +371,62 @@ def test_the_message_as_a_mail_reader_parses_it(world: Appban) -> None:
     # Every physical header line is within SMTP's limit, and no header value holds CR or LF.
     head = email_message(first).as_bytes().split(b"\r\n\r\n", 1)[0]
     assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+
+
+def _same_message(r: Rendered) -> email.message.EmailMessage:
+    """message_bytes(r) is email_message(r)'s bytes, and says what ``r`` says, as a mail
+    reader parses it: CRLF only, no line past 78 characters but a long word's."""
+    raw = message_bytes(r)
+    assert email_message(r).as_bytes() == raw
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
+    head, _body = raw.split(b"\r\n\r\n", 1)
+    assert all(len(line) <= 78 for line in head.split(b"\r\n")), head
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert not msg.defects and all(not p.defects for p in msg.iter_parts())  # type: ignore[attr-defined]
+    assert msg["Subject"] == r.subject and msg["Message-ID"] == r.message_id
+    assert [a.addr_spec for a in msg["To"].addresses] == [r.to]
+    assert msg["To"].addresses[0].display_name == r.to_name
+    assert {k: v.replace("\r\n", "\n") for k, v in parts(msg).items()} == {"text/plain": r.text, "text/html": r.html}
+    return msg
+
+
+def test_the_message_built_directly_is_the_same_message(world: Appban) -> None:
+    """message_bytes, the sender's fast way: plain ASCII, non-ASCII names and words,
+    text a reader could take for an encoded word, and a policy's text with very long
+    lines, trailing spaces and lines a mail system treats specially."""
+    _make_hostile(world)
+    world.write_sql(f"UPDATE people SET name = 'Zoë \"Quotes\", Ünïcode' WHERE email = '{ANN}'")
+    words = world.root / "words"
+    words.mkdir()
+    (words / "memo.txt").write_text(
+        "From here on\n.\n.leading dot\ntrailing space \n" + "x" * 3000 + "\n{{ apps }} \u00e9\u6f22\U0001f600\n\n\n",
+        encoding="utf-8",
+    )
+    section = (
+        "  sender: '\"Sécurité, IT\" <security@example.com>'\n  reply_to: helpdesk@example.com\n"
+        "  templates:\n    memo:\n      text: words/memo.txt\n"
+        '      subject: "=?utf-8?q?fake?= {{ person.name }} \u00e9t\u00e9 {{ apps }}"\n'
+    )
+    world("policy", "apply", with_notices(world, section), now=NOW)
+    workspace = Workspace(world.db, _now(), create=False)
+    r = render(workspace.store, notice(), _now())
+    plain = render(workspace.store, notice("reminder", occasion="5"), _now())
+    workspace.store.close()
+    fast = _same_message(r)
+    # Shown as written, not decoded as the encoded word it looks like.
+    assert r.subject.startswith("=?utf-8?q?fake?= Zoë") and fast["Subject"] == r.subject
+    assert str(fast["From"]) == '"Sécurité, IT" <security@example.com>'
+    assert r.text.startswith("From here on\n.\n.leading dot\ntrailing space \nxxx") and r.text.endswith("\n\n\n")
+    _same_message(plain)
+
+
+def test_a_message_to_a_non_ascii_address_is_left_to_the_email_package(world: Appban) -> None:
+    world.people([("zoë@example.com", "Zoë Example", "Sales", "staff", "Europe/Paris")], now=NOW)
+    workspace = Workspace(world.db, _now(), create=False)
+    r = render(workspace.store, notice(person="zoë@example.com"), _now())
+    workspace.store.close()
+    raw = message_bytes(r)
+    assert "To: Zoë Example <zoë@example.com>".encode() in raw
 
 
 def test_without_a_policy_sender_the_setting_is_the_sender(world: Appban, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,10 @@ control characters made spaces, and escaped in HTML by autoescaping.
 
 from __future__ import annotations
 
+import binascii
+import email.header
 import email.policy
+import email.utils
 import functools
 import hashlib
 import json
@@ -118,6 +121,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # line and paragraph separators, bidi controls and the byte-order mark.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SPECIALS = re.compile(r'[][\\()<>@,:;."]')  # RFC 5322's specials: a name with one is quoted
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,7 @@ def _rendered(policy: Policy, notice: Notice, person: Person, context: dict[str,
         policy_id=notice.policy_id,
         to=person.email,
         to_name=_data(person.name),
-        sender=f"{_data(name)} <{addr}>" if name else addr,
+        sender=_mailbox(_data(name), addr),
         reply_to=policy.notices.reply_to,
         subject=subject,
         text=text,
@@ -302,6 +306,15 @@ def _rendered(policy: Policy, notice: Notice, person: Person, context: dict[str,
         context=context,
         rendered_at=now,
     )
+
+
+def _mailbox(name: str, addr: str) -> str:
+    """``Name <addr>``, the name quoted when it holds a character that ends a name."""
+    if not name:
+        return addr
+    if _SPECIALS.search(name):
+        name = f'"{email.utils.quote(name)}"'
+    return f"{name} <{addr}>"
 
 
 @functools.lru_cache(maxsize=32)
@@ -325,8 +338,10 @@ def _devices(
 ) -> list[tuple[DeviceRow, StateRow | None]]:
     """The devices a notice is about, with their state under the policy: those its row
     names, else the exemption's device, else the person's devices that need something
-    done. Only devices the person owns now: a device that changed hands since the
+    done; none for a correction. Only devices the person owns now: a device that changed hands since the
     notice was planned is no longer theirs to be told about."""
+    if notice.kind == "correction":
+        return []  # the policy is withdrawn: its states no longer mean anything
     wanted: Iterable[int] = notice.devices
     if not notice.devices and exemption is not None and exemption.device_id is not None:
         wanted = (exemption.device_id,)
@@ -504,7 +519,10 @@ def _what_to_do(kind: str, c: dict[str, Any]) -> str:
     unchecked = any(d["state"] == "unverified" for d in devices)
     if kind in ("memo", "reminder", "policy_changed"):
         if not devices:
-            return f"Nothing to do now: as far as we know none of your devices has {apps}. Please do not install it."
+            return (
+                f"Nothing to do now: as far as we know, none of your devices needs anything done about {apps}. "
+                "Please do not install it."
+            )
         listed = "the device listed below" if len(devices) == 1 else "the devices listed below"
         if c["deadline_passed"]:
             out = f"Remove {apps} from {listed} now: the deadline was {deadline}."
@@ -666,7 +684,20 @@ def moment(value: Micros, zone: tzinfo) -> dict[str, str]:
 
 
 def email_message(r: Rendered) -> email.message.EmailMessage:
-    """The notice as one multipart/alternative message (text, then HTML)."""
+    """The notice as one multipart/alternative message (text, then HTML): the bytes
+    ``message_bytes`` makes, read back, so that the two never differ."""
+    sender, to = split_address(r.sender)[1], r.to
+    reply = split_address(r.reply_to)[1] if r.reply_to else ""
+    if not all(a.isascii() for a in (sender, to, reply)):
+        return _built_message(r)
+    # Read back as written: the email package would fold some lines again on output.
+    msg = email.message_from_bytes(message_bytes(r), policy=email.policy.SMTP.clone(refold_source="none"))
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _built_message(r: Rendered) -> email.message.EmailMessage:
+    """The message built by the email package: for SMTPUTF8, which message_bytes leaves to it."""
     sender_name, sender = split_address(r.sender)
     addresses = [sender, r.to]
     reply = split_address(r.reply_to) if r.reply_to else None
@@ -693,6 +724,74 @@ def email_message(r: Rendered) -> email.message.EmailMessage:
 def _address(name: str, addr: str) -> Address:
     user, _at, domain = addr.rpartition("@")
     return Address(display_name=clean_subject(name), username=user, domain=domain)
+
+
+def message_bytes(r: Rendered) -> bytes:
+    """The notice as the bytes a mail server is sent (CRLF line ends), built directly:
+    the email package's header objects and generator take about 2.5 ms a message, more
+    than sending it to a local server. Both parts quoted-printable; text a reader would
+    take for an encoded word (``=?utf-8?q?...?=`` in an app's name) is encoded, so that
+    it shows as written. A message to or from a non-ASCII address (SMTPUTF8) is left to
+    the email package."""
+    sender_name, sender = split_address(r.sender)
+    reply = split_address(r.reply_to) if r.reply_to else None
+    if not all(a.isascii() for a in (sender, r.to, reply[1] if reply else "")):
+        return _built_message(r).as_bytes(policy=email.policy.SMTPUTF8)
+    boundary = "=_appban_" + hashlib.sha256(f"{r.message_id}{r.rendered_at}".encode()).hexdigest()[:24]
+    headers = [
+        ("From", _address_text(sender_name, sender)),
+        ("To", _address_text(r.to_name, r.to)),
+        *([("Reply-To", _address_text(*reply))] if reply else []),
+        ("Subject", _header_text("Subject", clean_subject(r.subject))),
+        ("Date", format_datetime(_EPOCH + timedelta(microseconds=r.rendered_at or now_micros()))),
+        ("Message-ID", clean_subject(r.message_id)),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("X-Appban-Notice", str(int(r.notice_id))),
+        ("X-Appban-Kind", clean_subject(r.kind)),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'),
+    ]
+    out = [f"{name}: {value}\r\n".encode("ascii") for name, value in headers]
+    for subtype, body in (("plain", r.text), ("html", r.html)):
+        out.append(f"\r\n--{boundary}\r\n".encode("ascii"))
+        out.append(f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode("ascii"))
+        out.append(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        out.append(_quoted_printable(body))
+    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return b"".join(out)
+
+
+def _address_text(name: str, addr: str) -> str:
+    # formataddr quotes a name with specials and encodes a non-ASCII one (RFC 2047).
+    return email.utils.formataddr((clean_subject(name), addr), charset="utf-8")
+
+
+def _header_text(name: str, value: str) -> str:
+    """ASCII text as it is, folded at 78 characters; anything else, or text a reader
+    would take for an encoded word (``=?``), as RFC 2047 encoded words, folded too."""
+    if value.isascii() and "=?" not in value and all(len(w) < 70 for w in value.split(" ")):
+        return _folded(name, value)
+    return email.header.Header(value, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=78)
+
+
+def _folded(name: str, value: str) -> str:
+    """Single-spaced text folded before a space so that no line passes 78 characters."""
+    lines = [f"{name}:"]
+    for word in value.split(" "):
+        if len(lines[-1]) + 1 + len(word) > 78:
+            lines.append("")
+        lines[-1] += " " + word
+    return "\r\n".join(lines)[len(name) + 2 :]
+
+
+def _quoted_printable(text: str) -> bytes:
+    """A part's text, quoted-printable (RFC 2045): lines of at most 76 characters, CRLF."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not lines.endswith("\n"):
+        lines += "\n"
+    encoded = binascii.b2a_qp(lines.encode("utf-8", "surrogatepass"), istext=True)
+    return encoded.replace(b"\n", b"\r\n")
 
 
 def webhook_body(r: Rendered) -> bytes:
