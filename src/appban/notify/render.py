@@ -169,6 +169,7 @@ def _options() -> dict[str, Any]:
 _SHIPPED = jinja2.Environment(
     loader=jinja2.PackageLoader("appban.notify", "templates"),
     autoescape=jinja2.select_autoescape(("html",), default_for_string=False, default=False),
+    auto_reload=False,  # shipped files do not change under a running sender: no stat per notice
     **_options(),
 )
 _OWN = {"subject": _Sandbox(autoescape=False, **_options()), "text": _Sandbox(autoescape=False, **_options())}
