@@ -449,6 +449,12 @@ SETTINGS: dict[str, Setting] = {
             "Where notices are sent: smtp://[user:password@]host:port (STARTTLS when the server offers it) "
             "or smtps://... (TLS from the start); empty: no mail server (see APPBAN_NOTIFY_FILE).",
         ),
+        Setting(
+            "smtp_ca_file",
+            "",
+            "A PEM file of the certificate authorities that may sign the mail server's certificate "
+            "(a private CA); empty: the system's.",
+        ),
         Setting("mail_from", "appban@localhost", "The sender of notices, unless a policy's notices: names one."),
         Setting(
             "public_url",
@@ -494,8 +500,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "notify_interval",
             5.0,
-            "Seconds between looks at the outbox by the sender inside appban serve and notify run "
-            "(0.1 to 3600).",
+            "Seconds between looks at the outbox by the sender inside appban serve and notify run (0.1 to 3600).",
             _seconds(3600.0, zero=False),
         ),
         Setting(

@@ -1,0 +1,557 @@
+"""Where notices go: a mail server (SMTP), an mbox file, or a policy's webhook.
+
+A channel takes a batch of outgoing items and answers each notice id with a result:
+
+- ``Sent``: the server accepted it (a 2xx reply to the message's data, a 2xx
+  answer to the POST, or the mbox synced to disk);
+- ``Temporary(error)``: try again later, with backoff;
+- ``Permanent(error)``: never again (a policy's admin must look).
+
+Results are classified by reply codes, status codes and exception types, never by
+a library's or a server's wording. For SMTP, the codes of the replies to MAIL FROM,
+RCPT TO and DATA classify the message (4xx temporary, 5xx permanent, RFC 5321
+section 4.2.1). A server appban cannot reach, talk TLS with (a handshake or a
+certificate that fails verification), greet or log in to is ``Temporary`` even when
+its reply is 5xx (535 authentication failed): the notice is not at fault, the
+connection is, and an admin who fixes the setting within the retry window
+(APPBAN_NOTIFY_MAX_ATTEMPTS tries, the wait doubling from APPBAN_NOTIFY_RETRY) loses
+nothing. Once a connection fails that way, the rest of the batch is answered with
+the same error untried, instead of waiting out the timeout for each message.
+
+An error kept for a notice is one line of at most 300 characters and never holds the
+SMTP password (it never names the URL) nor a webhook's URL (chat webhooks carry their
+secret in the path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import http.client
+import mailbox
+import queue
+import smtplib
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+from appban import settings
+from appban.errors import BadInput, one_line
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Accepted by the server (or written and synced, for the mbox)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Temporary:
+    """Not delivered this time; try again later."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Permanent:
+    """Refused for good: retrying would get the same answer."""
+
+    error: str
+
+
+Result = Sent | Temporary | Permanent
+SENT = Sent()
+MAX_ERROR = 300
+
+
+def error_text(text: str) -> str:
+    """One printable line of at most MAX_ERROR characters."""
+    line = one_line(" ".join(text.split()), MAX_ERROR)
+    return line if len(line) <= MAX_ERROR else line[: MAX_ERROR - 3] + "..."
+
+
+# -- what goes out -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """A rendered notice for a mail channel."""
+
+    notice_id: int
+    sender: str  # the envelope sender (MAIL FROM): the From address
+    to: str  # the envelope recipient (RCPT TO): the person's email
+    data: bytes  # the message as sent (RFC 5322, CRLF line ends)
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A rendered notice for a policy's webhook."""
+
+    notice_id: int
+    url: str
+    body: bytes
+
+
+class MailChannel(Protocol):
+    name: str
+
+    def deliver(self, items: Iterable[Mail]) -> dict[int, Result]:
+        """Each item's result by notice id. ``items`` may be lazy (rendered as they are
+        taken); an item never taken is not in the answer."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def wire(message: EmailMessage) -> bytes:
+    """The message exactly as it goes to the server: RFC 5322 with CRLF line ends (and
+    UTF-8 headers only in a message whose policy allows them: SMTPUTF8)."""
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+# -- the mbox file -------------------------------------------------------------------------
+
+
+class MboxChannel:
+    """Appends to an mbox (APPBAN_NOTIFY_FILE), for dry runs and for sites that hand mail
+    to another system. A batch is written under the mailbox's locks (fcntl and a dot
+    file, as mail readers take them), then flushed and fsynced: only then is it sent."""
+
+    name = "file"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._box: mailbox.mbox | None = None
+
+    def deliver(self, items: Iterable[Mail]) -> dict[int, Result]:
+        batch = list(items)
+        if not batch:
+            return {}
+        try:
+            # Kept open between batches: the mailbox reads the file's table of contents once,
+            # then only appends (at the end of the file, wherever other writers left it).
+            box = self._box = self._box or mailbox.mbox(self.path, create=True)
+            box.lock()
+            try:
+                for item in batch:
+                    box.add(_mbox_entry(item))
+                box.flush()  # writes and fsyncs (mailbox's _sync_flush)
+            finally:
+                box.unlock()
+        except (OSError, mailbox.Error) as exc:
+            # Some of the batch may be in the file, unsynced: sent again, with the same Message-ID.
+            self.close()
+            error: Result = Temporary(error_text(f"cannot write the mbox: {type(exc).__name__}: {_os_error(exc)}"))
+            return {item.notice_id: error for item in batch}
+        return {item.notice_id: SENT for item in batch}
+
+    def close(self) -> None:
+        if self._box is not None:
+            with contextlib.suppress(OSError):
+                self._box.close()
+            self._box = None
+
+
+def _mbox_entry(item: Mail) -> bytes:
+    """The message with mbox's own "From " line (the envelope sender and the time) and
+    the file's line ends; mailbox quotes a body line that starts with "From "."""
+    sender = "".join(item.sender.split()) or "MAILER-DAEMON"
+    return f"From {sender} {time.asctime(time.gmtime())}\n".encode() + item.data.replace(b"\r\n", b"\n")
+
+
+def _os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+# -- SMTP ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    tls: bool  # smtps://: TLS from the first byte
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_smtp_url(text: str) -> SmtpServer:
+    """``smtp://[user:password@]host[:port]`` or ``smtps://...``; user and password are
+    percent-decoded. A refusal never repeats the URL (it may hold the password)."""
+    field = settings.SETTINGS["smtp_url"].env
+    shape = "expected smtp://[user:password@]host:port or smtps://[user:password@]host:port"
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise BadInput(f"{shape}: not a URL with a valid port", field=field) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps"):
+        raise BadInput(f"{shape}, got scheme {one_line(scheme, 20)!r}", field=field)
+    if not parts.hostname:
+        raise BadInput(f"{shape}: no host", field=field)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BadInput(f"{shape}: nothing may follow the port", field=field)
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    if password and not user:
+        raise BadInput(f"{shape}: a password without a user", field=field)
+    tls = scheme == "smtps"
+    return SmtpServer(tls, parts.hostname, port or (465 if tls else 25), user, password)
+
+
+class _Unreachable(Exception):
+    """The connection failed before any message was given to it (connect, TLS, EHLO, AUTH)."""
+
+
+class _Connection:
+    def __init__(self, smtp: smtplib.SMTP, secure: bool) -> None:
+        self.smtp = smtp
+        self.secure = secure
+        self.used = False  # has carried a message: the server may have closed it since
+
+
+class SmtpChannel:
+    """Sends over a pool of up to APPBAN_SMTP_CONNECTIONS connections in parallel, each
+    kept for the next messages. A connection the server closed while it was idle (a
+    disconnect or 421 at MAIL FROM, before anything was accepted) is replaced and the
+    message sent on the new one; any other failure closes it and classifies the
+    message, and the next message opens a new one."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        server: SmtpServer,
+        *,
+        connections: int,
+        timeout: float,
+        ca_file: str = "",
+    ) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.connections = connections
+        self.ca_file = ca_file
+        self._context: ssl.SSLContext | None = None
+        self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(connections, thread_name_prefix="appban-smtp")
+        self._down: str | None = None  # this batch's connection failure, once one happened
+        self._helo: str | None = None
+
+    @classmethod
+    def from_settings(cls) -> SmtpChannel:
+        return cls(
+            parse_smtp_url(str(settings.get("smtp_url"))),
+            connections=int(settings.get("smtp_connections")),
+            timeout=float(settings.get("smtp_timeout")),
+            ca_file=str(settings.get("smtp_ca_file")),
+        )
+
+    # -- a batch -------------------------------------------------------------------
+
+    def deliver(self, items: Iterable[Mail]) -> dict[int, Result]:
+        self._down = None
+        # At most one message waiting per connection: the caller renders the next while
+        # these are sent, and a stop asked of the caller leaves little queued behind it.
+        room = threading.BoundedSemaphore(2 * self.connections)
+        futures: list[tuple[int, Future[Result]]] = []
+        for item in items:
+            room.acquire()
+            future = self._pool.submit(self.send, item)
+            future.add_done_callback(lambda _: room.release())
+            futures.append((item.notice_id, future))
+        return {notice_id: future.result() for notice_id, future in futures}
+
+    def send(self, item: Mail) -> Result:
+        """One message, on a connection of the pool (any thread)."""
+        if self._down is not None:
+            return Temporary(self._down)
+        for fresh in (False, True):
+            try:
+                conn = self._take(fresh)
+            except _Unreachable as exc:
+                self._down = str(exc)
+                return Temporary(self._down)
+            try:
+                result = self._transaction(conn, item)
+            except _StaleConnection:
+                self._discard(conn)
+                continue
+            except (smtplib.SMTPException, OSError) as exc:
+                # A dropped connection, a timeout, a reply smtplib could not read: the
+                # message may or may not have arrived; the next try carries the same Message-ID.
+                self._discard(conn)
+                return Temporary(error_text(f"SMTP connection to {self.server.address} failed: {_describe(exc)}"))
+            conn.used = True
+            self._idle.put(conn)
+            return result
+        return Temporary(f"SMTP server {self.server.address} closed every connection before MAIL FROM")
+
+    def _transaction(self, conn: _Connection, item: Mail) -> Result:
+        smtp = conn.smtp
+        utf8 = not (item.sender.isascii() and item.to.isascii())
+        if utf8 and not smtp.has_extn("smtputf8"):
+            smtp.rset()
+            return Permanent("the mail server does not take non-ASCII addresses (no SMTPUTF8)")
+        options = ["SMTPUTF8"] if utf8 else []
+        if not item.data.isascii() and smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        try:
+            code, reply = smtp.mail(item.sender, options)
+        except smtplib.SMTPServerDisconnected:
+            if conn.used:
+                raise _StaleConnection() from None
+            raise
+        if code == 421 and conn.used:  # RFC 5321 4.2: closing; nothing accepted yet
+            raise _StaleConnection()
+        if code != 250:
+            return self._refused(smtp, "MAIL FROM", code, reply)
+        code, reply = smtp.rcpt(item.to)
+        if code not in (250, 251):
+            return self._refused(smtp, "RCPT TO", code, reply)
+        try:
+            code, reply = smtp.data(item.data)
+        except smtplib.SMTPDataError as exc:  # DATA itself was refused (no 354)
+            return self._refused(smtp, "DATA", exc.smtp_code, exc.smtp_error)
+        if code != 250:
+            return self._refused(smtp, "end of data", code, reply)
+        return SENT
+
+    def _refused(self, smtp: smtplib.SMTP, stage: str, code: int, reply: bytes | str) -> Result:
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        error = error_text(f"{stage}: {code} {text}")
+        if code == 421:  # the server is closing this connection
+            raise smtplib.SMTPServerDisconnected(error)
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.rset()  # the transaction is abandoned; the connection stays usable
+        return Permanent(error) if 500 <= code <= 599 else Temporary(error)
+
+    # -- the pool --------------------------------------------------------------------
+
+    def _take(self, fresh: bool) -> _Connection:
+        if not fresh:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
+        return self._connect()
+
+    def _discard(self, conn: _Connection) -> None:
+        with contextlib.suppress(Exception):
+            conn.smtp.close()
+
+    def _connect(self) -> _Connection:
+        server = self.server
+        if self._helo is None:
+            self._helo = socket.getfqdn()  # once: it may ask the resolver
+        smtp: smtplib.SMTP | None = None
+        try:
+            if server.tls:
+                smtp = smtplib.SMTP_SSL(
+                    server.host, server.port, local_hostname=self._helo, timeout=self.timeout, context=self._tls()
+                )
+            else:
+                smtp = smtplib.SMTP(server.host, server.port, local_hostname=self._helo, timeout=self.timeout)
+            smtp.ehlo_or_helo_if_needed()
+            secure = server.tls
+            if not secure and smtp.has_extn("starttls"):
+                smtp.starttls(context=self._tls())
+                smtp.ehlo()
+                secure = True
+            if server.user:
+                if not secure:
+                    raise _Unreachable(
+                        f"SMTP server {server.address} offers no STARTTLS: appban does not send the "
+                        "password of APPBAN_SMTP_URL in clear (use smtps://, or a server that offers STARTTLS)"
+                    )
+                smtp.login(server.user, server.password)
+            return _Connection(smtp, secure)
+        except _Unreachable:
+            self._close_quietly(smtp)
+            raise
+        except (smtplib.SMTPException, OSError) as exc:
+            self._close_quietly(smtp)
+            raise _Unreachable(error_text(f"cannot use SMTP server {server.address}: {_describe(exc)}")) from None
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            context = ssl.create_default_context(cafile=self.ca_file or None)
+            self._context = context
+        return self._context
+
+    @staticmethod
+    def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+        if smtp is not None:
+            with contextlib.suppress(Exception):
+                smtp.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            with contextlib.suppress(Exception):
+                conn.smtp.quit()
+            self._discard(conn)
+        self._pool.shutdown(wait=True)
+
+
+class _StaleConnection(Exception):
+    """A kept connection the server had closed: nothing of this message was accepted."""
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception in one line, without secrets: its type, and its code or errno."""
+    name = type(exc).__name__
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = exc.smtp_error
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        return f"{name}: {exc.smtp_code} {text}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{name}: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"{name}: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{name}: {exc.strerror}"
+    return f"{name}: {exc}" if str(exc) else name
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+# Posts made at once; a chat tool's webhook is one endpoint, and its rate limits are per
+# sender: a few in parallel hide the round trips without tripping them.
+WEBHOOK_PARALLEL = 4
+_WEBHOOK_ANSWER = 64 * 1024  # read of an answer (the connection is closed after it)
+
+
+class WebhookChannel:
+    """POSTs each notice's JSON to its policy's webhook, signed with APPBAN_WEBHOOK_SECRET:
+    ``X-Appban-Signature: sha256=<hex HMAC-SHA256 of the body>``, with the notice's id
+    (``X-Appban-Notice``: a receiver drops a repeat it has seen) and the time sent
+    (``X-Appban-Timestamp``, seconds since 1970). 2xx is sent; 408, 429, 5xx, timeouts
+    and connection failures are temporary; a redirect (never followed: it would move a
+    signed body elsewhere) and any other 4xx are permanent."""
+
+    name = "webhook"
+
+    def __init__(self, secret: str, *, timeout: float) -> None:
+        self.secret = secret.encode("utf-8")
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(WEBHOOK_PARALLEL, thread_name_prefix="appban-webhook")
+        self._context: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_settings(cls) -> WebhookChannel:
+        return cls(str(settings.get("webhook_secret")), timeout=float(settings.get("smtp_timeout")))
+
+    def deliver(self, items: Iterable[Post]) -> dict[int, Result]:
+        room = threading.BoundedSemaphore(2 * WEBHOOK_PARALLEL)
+        futures: list[tuple[int, Future[Result]]] = []
+        for item in items:
+            room.acquire()
+            future = self._pool.submit(self.post, item)
+            future.add_done_callback(lambda _: room.release())
+            futures.append((item.notice_id, future))
+        return {notice_id: future.result() for notice_id, future in futures}
+
+    def signature(self, body: bytes) -> str:
+        return "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def post(self, item: Post) -> Result:
+        if not self.secret:
+            return Permanent(
+                "APPBAN_WEBHOOK_SECRET is not set: appban posts no unsigned notice to a webhook "
+                "(set it, then notify retry)"
+            )
+        try:
+            target = _webhook_target(item.url)
+        except ValueError as exc:
+            return Permanent(error_text(f"webhook URL: {exc}"))
+        scheme, host, port, path = target
+        headers = {
+            "Content-Type": "application/json",
+            "X-Appban-Signature": self.signature(item.body),
+            "X-Appban-Notice": str(item.notice_id),
+            "X-Appban-Timestamp": str(int(time.time())),
+            "User-Agent": "appban",
+            "Connection": "close",
+        }
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        try:
+            conn.request("POST", path, body=item.body, headers=headers)
+            answer = conn.getresponse()
+            answer.read(_WEBHOOK_ANSWER)
+            status, reason = answer.status, answer.reason
+        except (OSError, http.client.HTTPException) as exc:
+            return Temporary(error_text(f"webhook POST failed: {_describe(exc)}"))
+        finally:
+            conn.close()
+        if 200 <= status <= 299:
+            return SENT
+        error = error_text(f"webhook answered {status} {reason}")
+        if status in (408, 429) or 500 <= status <= 599:
+            return Temporary(error)
+        if 300 <= status <= 399:
+            return Permanent(error_text(f"{error} (a redirect: not followed; give the webhook's final URL)"))
+        return Permanent(error)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _webhook_target(url: str) -> tuple[str, str, int, str]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"expected http:// or https://, got scheme {one_line(scheme, 20)!r}")
+    host = parts.hostname
+    if not host:
+        raise ValueError("no host")
+    port = parts.port or (443 if scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return scheme, host, port, path  # an IPv6 host bare: http.client brackets it in Host
+
+
+# -- choosing ------------------------------------------------------------------------------
+
+
+def mail_channel() -> MailChannel:
+    """The mail channel the settings name: APPBAN_NOTIFY_FILE wins over APPBAN_SMTP_URL;
+    neither set is bad input (nothing would be delivered)."""
+    path = str(settings.get("notify_file"))
+    if path.strip():
+        return MboxChannel(path)
+    url = str(settings.get("smtp_url"))
+    if url.strip():
+        return SmtpChannel.from_settings()
+    raise BadInput(
+        "no mail channel: set APPBAN_SMTP_URL (a mail server) or APPBAN_NOTIFY_FILE (an mbox file)",
+        field="APPBAN_SMTP_URL",
+    )
