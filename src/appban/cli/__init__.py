@@ -4,7 +4,19 @@
 is one group of commands, registered on the root group when imported here.
 """
 
-from appban.cli import audit, catalog, database, devices, exemptions, gate, inventory, policy, serve, sources  # noqa: F401
+from appban.cli import (  # noqa: F401
+    audit,
+    catalog,
+    database,
+    devices,
+    exemptions,
+    gate,
+    inventory,
+    notify,
+    policy,
+    serve,
+    sources,
+)
 from appban.cli._root import cli, main
 
 __all__ = ["cli", "main"]
