@@ -495,3 +495,38 @@ def test_the_access_log_never_holds_the_token(people: PeopleDatabase) -> None:
     assert [e["path"] for e in entries] == ["/me/{token}"] * 3 + ["/me/{rest:path}", "/me/{token}"]
     assert [e["status"] for e in entries] == [200, 200, 404, 404, 303]
     assert not any(token[:20] in line or token[-10:] in line for line in proc.log)
+
+
+# -- more of what the page shows ------------------------------------------------------------
+
+
+def test_a_withdrawn_policy_shows_for_those_it_was_sent_to(site: httpx.Client, people: PeopleDatabase) -> None:
+    result = run("--db", people.path, "policy", "withdraw", "wechat-mail", "--reason", "Sent in error")
+    assert result.code == 0, result.err
+    page = site.get(people.path_of("violating")).text
+    assert "Withdrawn policies" in page and "Sent in error" in page
+    assert "Nothing needs your attention now." in page
+    assert ">I removed it</button>" not in page and 'value="wechat-mail"' not in page
+    # Carla was sent nothing under it: it is simply gone from her page.
+    assert "WeChat is not permitted" not in site.get(people.path_of("compliant")).text
+
+
+def test_the_policy_that_needs_something_comes_first(site: httpx.Client, people: PeopleDatabase) -> None:
+    page = site.get(people.path_of("violating")).text
+    assert page.index("WeChat is not permitted") < page.index("TikTok is not permitted")
+    page = site.get(people.path_of("blocked")).text
+    assert page.index("TikTok is not permitted") < page.index("WeChat is not permitted")
+    assert "1 of your devices needs your attention" in page
+
+
+def test_an_owner_who_was_never_imported_has_a_page(site: httpx.Client, people: PeopleDatabase) -> None:
+    store = open_store(people.path, create=False)
+    try:
+        with store.transaction():
+            store.db.execute("DELETE FROM people WHERE email = ?", (PEOPLE["blocked"],))  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    page = site.get(people.path_of("blocked")).text
+    assert "Only your email address, bob@example.com" in page
+    assert "times are shown in your time zone, UTC" in page
+    assert "TikTok seen by intune on your iPhone XR" in page

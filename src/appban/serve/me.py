@@ -55,7 +55,7 @@ from appban.policy.states import (
 from appban.report.exemptions import status_of
 from appban.serve.service import Service
 from appban.store import Store
-from appban.store.records import DeviceRow, Observation, StateRow
+from appban.store.records import DeviceRow, Exemption, ExemptionRequest, Observation, PolicyRow, StateRow
 from appban.workspace import Workspace
 
 log = logging.getLogger("appban.serve")
@@ -168,13 +168,20 @@ async def page(request: Request) -> Response:
     now = now_micros()
     if request.method == "POST":
         return await _post(request, service, token, now)
-    found = await service.read(lambda store: _open(store, token, now))
+    found = await service.read(lambda store: _read_page(store, token, now))
     if found is None:
         return _not_found()
-    email, form = found
-    view = await service.read(lambda store: page_data(store, email, now))
+    form, view = found
     message = DONE.get(request.query_params.get("done", ""))
     return _html("page.html", view=view, form=form, message=message, error=None, kept=_NOTHING_KEPT)
+
+
+def _read_page(store: Store, token: str, now: Micros) -> tuple[str, dict[str, Any]] | None:
+    opened = _open(store, token, now)
+    if opened is None:
+        return None
+    email, form = opened
+    return form, page_data(store, email, now)
 
 
 def _open(store: Store, token: str, now: Micros) -> tuple[str, str] | None:
@@ -377,54 +384,46 @@ def _banned(policy: Policy, seen: list[tuple[str, Observation]]) -> list[tuple[s
     ]
 
 
+@dataclass
+class _Seen:
+    """What one page is built from, read once."""
+
+    store: Store
+    email: str
+    now: Micros
+    clock: _Clock
+    devices: list[DeviceRow]
+    policies: dict[str, tuple[PolicyRow, Policy]]
+    notified: set[str]  # policies the person was sent a notice under
+    held: list[Exemption]  # their exemptions, in force or to come
+    states: dict[int | None, dict[str, StateRow]]
+    apps: dict[int | None, list[tuple[str, Observation]]]
+
+
 def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
     """Everything the page shows, as plain data (the template renders; it does not query)."""
     person = store.get_person(email)
-    clock = _Clock(person.timezone if person else "UTC")
     devices = store.devices_of_owner(email)
-    policies = {row.id: (row, load_policy(row)) for row in store.list_policies() if row.status != "draft"}
     notices = store.list_notices(person=email)
-    notified = {n.policy_id for n in notices if n.state in ("sent", "sending")}
-    held = [
-        e
-        for e in store.all_exemptions()
-        if (e.person == email or e.device_id in {d.id for d in devices}) and status_of(e, now) in ("active", "not_yet")
-    ]
-    states = {d.id: store.device_states(d.id or 0) for d in devices}
-    seen = {d.id: _apps_seen(store, d) for d in devices}
-    shown: list[dict[str, Any]] = []
-    withdrawn: list[dict[str, Any]] = []
-    for policy_id, (row, policy) in sorted(policies.items()):
-        mine = [(d, states[d.id][policy_id]) for d in devices if policy_id in states[d.id]]
-        covered = [(d, st) for d, st in mine if st.state != "out_of_scope"]
-        if row.status == "withdrawn":
-            if policy_id in notified:
-                withdrawn.append(
-                    {
-                        "id": policy_id,
-                        "title": policy.title,
-                        "at": clock.when(row.withdrawn_at),
-                        "reason": row.withdraw_reason,
-                    }
-                )
-            continue
-        if not covered and policy_id not in notified:
-            continue
-        exempt = [e for e in held if e.policy_id == policy_id]
-        shown.append(
-            {
-                "id": policy_id,
-                "title": policy.title,
-                "reason": policy.reason,
-                "mode": policy.mode,
-                "deadline": clock.when(policy.deadline),
-                "passed": now >= policy.deadline,
-                "devices": [_device_state(store, clock, policy, d, st, seen[d.id], exempt) for d, st in covered],
-                "choices": [{"id": d.id, "label": _label(d)} for d, _st in covered],
-            }
-        )
-    # What needs doing first; then the rest, by policy id.
-    shown.sort(key=lambda p: not any(d["state"] in _ACTIVE for d in p["devices"]))
+    mine = {d.id for d in devices}
+    seen = _Seen(
+        store=store,
+        email=email,
+        now=now,
+        clock=_Clock(person.timezone if person else "UTC"),
+        devices=devices,
+        policies={row.id: (row, load_policy(row)) for row in store.list_policies() if row.status != "draft"},
+        notified={n.policy_id for n in notices if n.state in ("sent", "sending")},
+        held=[
+            e
+            for e in store.all_exemptions()
+            if (e.person == email or e.device_id in mine) and status_of(e, now) in ("active", "not_yet")
+        ],
+        states={d.id: store.device_states(d.id or 0) for d in devices},
+        apps={d.id: _apps_seen(store, d) for d in devices},
+    )
+    clock = seen.clock
+    shown, withdrawn = _policy_views(seen)
     return {
         "person": {
             "email": email,
@@ -435,21 +434,21 @@ def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
             "known": person is not None,
         },
         "now": clock.when(now),
-        "todo": sum(1 for p in shown for d in p["devices"] if d["state"] in _ACTIVE),
+        "todo": len({d["id"] for p in shown for d in p["devices"] if d["state"] in _ACTIVE}),
         "policies": shown,
         "withdrawn": withdrawn,
-        "devices": [_device_facts(clock, d, seen[d.id], store.observations(d.id or 0)) for d in devices],
+        "devices": [_device_facts(clock, d, store.observations(d.id or 0)) for d in devices],
         "exemptions": [
             {
-                "title": policies[e.policy_id][1].title if e.policy_id in policies else e.policy_id,
+                "title": _title(seen, e.policy_id),
                 "who": "all your devices" if e.device_id is None else _device_name(devices, e.device_id),
                 "from": clock.when(e.starts),
                 "until": clock.when(e.until),
                 "reason": e.reason,
             }
-            for e in held
+            for e in seen.held
         ],
-        "requests": [_request_view(store, clock, policies, devices, r) for r in store.exemption_requests(person=email)],
+        "requests": [_request_view(seen, r) for r in store.exemption_requests(person=email)],
         "notices": [
             {
                 "kind": n.kind.replace("_", " "),
@@ -462,11 +461,52 @@ def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
         ],
         "attestations": [
             {"policy": policy_id, "device": _label(d), "at": clock.when(at)}
-            for policy_id in sorted(policies)
+            for policy_id in sorted(seen.policies)
             for d in devices
             if (at := store.attested_at(policy_id, d.id or 0)) is not None
         ],
     }
+
+
+def _policy_views(seen: _Seen) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The policies in force that concern the person (those that need something of them
+    first), and the withdrawn ones they were told of."""
+    clock = seen.clock
+    shown: list[dict[str, Any]] = []
+    withdrawn: list[dict[str, Any]] = []
+    for policy_id, (row, policy) in sorted(seen.policies.items()):
+        covered = [
+            (d, st)
+            for d in seen.devices
+            if (st := seen.states[d.id].get(policy_id)) is not None and st.state != "out_of_scope"
+        ]
+        if row.status == "withdrawn":
+            if policy_id in seen.notified:
+                at, why = clock.when(row.withdrawn_at), row.withdraw_reason
+                withdrawn.append({"id": policy_id, "title": policy.title, "at": at, "reason": why})
+            continue
+        if not covered and policy_id not in seen.notified:
+            continue
+        exempt = [e for e in seen.held if e.policy_id == policy_id]
+        shown.append(
+            {
+                "id": policy_id,
+                "title": policy.title,
+                "reason": policy.reason,
+                "mode": policy.mode,
+                "deadline": clock.when(policy.deadline),
+                "passed": seen.now >= policy.deadline,
+                "devices": [_device_state(clock, policy, d, st, seen.apps[d.id], exempt) for d, st in covered],
+                "choices": [{"id": d.id, "label": _label(d)} for d, _st in covered],
+            }
+        )
+    shown.sort(key=lambda p: not any(d["state"] in _ACTIVE for d in p["devices"]))
+    return shown, withdrawn
+
+
+def _title(seen: _Seen, policy_id: str) -> str:
+    found = seen.policies.get(policy_id)
+    return found[1].title if found else policy_id
 
 
 def _device_name(devices: list[DeviceRow], device_id: int) -> str:
@@ -474,13 +514,12 @@ def _device_name(devices: list[DeviceRow], device_id: int) -> str:
 
 
 def _device_state(
-    store: Store,
     clock: _Clock,
     policy: Policy,
     device: DeviceRow,
     state: StateRow,
     seen: list[tuple[str, Observation]],
-    exempt: list[Any],
+    exempt: list[Exemption],
 ) -> dict[str, Any]:
     """One device under one policy: its state, why, and what to do."""
     label = _label(device)
@@ -560,9 +599,7 @@ def _todo(clock: _Clock, policy: Policy, state: str, apps: str) -> str:
     return "Nothing to do."
 
 
-def _device_facts(
-    clock: _Clock, device: DeviceRow, seen: list[tuple[str, Observation]], kept: list[Observation]
-) -> dict[str, Any]:
+def _device_facts(clock: _Clock, device: DeviceRow, kept: list[Observation]) -> dict[str, Any]:
     return {
         "label": _label(device),
         "ref": device.ref,
@@ -591,14 +628,13 @@ def _device_facts(
     }
 
 
-def _request_view(
-    store: Store, clock: _Clock, policies: dict[str, Any], devices: list[DeviceRow], r: Any
-) -> dict[str, Any]:
-    granted = store.get_exemption(r.exemption_id) if r.exemption_id is not None else None
+def _request_view(seen: _Seen, r: ExemptionRequest) -> dict[str, Any]:
+    clock = seen.clock
+    granted = seen.store.get_exemption(r.exemption_id) if r.exemption_id is not None else None
     return {
         "id": r.id,
-        "title": policies[r.policy_id][1].title if r.policy_id in policies else r.policy_id,
-        "who": "all your devices" if r.device_id is None else _device_name(devices, r.device_id),
+        "title": _title(seen, r.policy_id),
+        "who": "all your devices" if r.device_id is None else _device_name(seen.devices, r.device_id),
         "reason": r.reason,
         "created": clock.when(r.created_at),
         "state": r.state,
