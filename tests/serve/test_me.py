@@ -255,7 +255,8 @@ def test_a_violating_phone_says_what_where_when_and_what_to_do(site: httpx.Clien
     assert "Banned app found" in page
     # Why, in words: the app, the source, the device, the day in her zone.
     seen = (people.now - timedelta(hours=1)).astimezone(ZoneInfo("Europe/London"))
-    assert f"WeChat seen by intune on your iPhone 11 on {seen.day} {seen:%B %Y} at {seen:%H:%M}" in page
+    when = f"{seen:%A} {seen.day} {seen:%B %Y}, {seen:%H:%M} (Europe/London)"
+    assert f"WeChat seen by intune on your iPhone 11 on {when}" in page
     # The deadline in her zone, and in ISO form with its offset.
     deadline = (people.now + timedelta(days=6)).astimezone(ZoneInfo("Europe/London"))
     assert deadline.isoformat() in page

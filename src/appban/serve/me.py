@@ -27,7 +27,7 @@ import importlib.resources
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +41,7 @@ from appban import settings
 from appban.clock import Micros, now_micros
 from appban.errors import BadInput, Busy
 from appban.notify import links
+from appban.notify.render import moment
 from appban.policy.evaluator import load_policy
 from appban.policy.exemptions import concerns
 from appban.policy.model import Policy
@@ -339,26 +340,19 @@ def _request(policy_id: str, email: str, device_id: int | None, reason: str) -> 
 # -- what the page shows -----------------------------------------------------------------
 
 
-def _zone(name: str) -> tuple[ZoneInfo | None, str]:
-    try:
-        return ZoneInfo(name), name
-    except (ZoneInfoNotFoundError, ValueError):
-        return None, "UTC"
-
-
 class _Clock:
-    """Times as the person reads them: their zone, words for the date, and ISO beside."""
+    """Times as the person reads them, as their notices write them (``render.moment``):
+    in their zone, in words, with the ISO form beside."""
 
     def __init__(self, zone_name: str) -> None:
-        self.zone, self.name = _zone(zone_name)
+        try:
+            self.zone: tzinfo = ZoneInfo(zone_name)
+            self.name = zone_name
+        except (ZoneInfoNotFoundError, ValueError):  # a zone this system does not know
+            self.zone, self.name = UTC, "UTC"
 
     def when(self, at: Micros | None) -> dict[str, str] | None:
-        if at is None:
-            return None
-        utc = datetime.fromtimestamp(at / 1_000_000, UTC).replace(microsecond=0)
-        local = utc.astimezone(self.zone) if self.zone is not None else utc
-        words = f"{local.day} {local:%B %Y} at {local:%H:%M}"
-        return {"local": words, "zone": self.name, "iso": local.isoformat()}
+        return None if at is None else moment(at, self.zone)
 
 
 def _label(device: DeviceRow) -> str:
@@ -550,7 +544,7 @@ def _device_state(
 
 
 def _words(when: dict[str, str] | None) -> str:
-    return "" if when is None else f"{when['local']} ({when['zone']})"
+    return "" if when is None else when["local"]
 
 
 def _detail_words(clock: _Clock, policy: Policy, device: DeviceRow, detail: str) -> str:
