@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from email.headerregistry import Address
@@ -395,7 +395,7 @@ def build_context(
     more_devices: int,
     exemption: Exemption | None,
     withdraw_reason: str,
-    banned: Any,
+    banned: Callable[[], list[str]],
     link: str,
     now: Micros,
 ) -> dict[str, Any]:
@@ -827,7 +827,11 @@ def webhook_body(r: Rendered) -> bytes:
 
 
 def preview(ws: Workspace, policy_id: str, email_address: str, kind: str) -> Rendered:
-    """A notice of ``kind`` to this person, rendered exactly as it would be sent now."""
+    """A notice of ``kind`` to this person, rendered exactly as it would be sent now
+    (id 0, by mail). Its occasion is the one the kind would have now: the first
+    reminder, the current revision, the person's newest exemption in force. A blocked
+    notice names the person's blocked devices, a restored one those in scope and not
+    blocked; when there are none, it shows those that need something done."""
     policy, row = get_policy(ws, policy_id)
     if kind not in NOTICE_KINDS:
         raise BadInput(f"unknown notice kind {kind[:40]!r} (known: {', '.join(NOTICE_KINDS)})", field="--kind")
@@ -853,6 +857,7 @@ def preview(ws: Workspace, policy_id: str, email_address: str, kind: str) -> Ren
             for e in ws.store.all_exemptions()
             if e.policy_id == policy.id and (e.person == person or e.device_id in ids)
         ]
+        held.sort(key=lambda e: (e.revoked_at is None, e.id))  # the newest in force, if any
         occasion = f"ex-{held[-1].id}" if held else ""
     notice = Notice(
         id=0,
