@@ -75,7 +75,7 @@ SUBJECTS = {
     "policy_changed": "Update: {{ policy.title }}",
     "blocked": "Company email is blocked on your device: remove {{ apps }}",
     "restored": "Company email works again on your device",
-    "correction": "Correction: please disregard our notice about {{ policy.title }}",
+    "correction": "Correction: \u201c{{ policy.title }}\u201d has been withdrawn",
     "exemption": "Your exemption: {{ policy.title }}",
     "exemption_expiring": "Your exemption ends soon: {{ policy.title }}",
 }
@@ -489,7 +489,7 @@ def _state_text(row: StateRow | None, apps: str) -> str:
         why = next((words for d, words in _UNVERIFIED.items() if detail.startswith(d)), "")
         return f"not checked: {why or 'we could not see whether a banned app is on it'}"
     if state == "exempt":
-        return "exempt"
+        return "exempt from this rule for now"
     if state == "compliant":
         return "fine: no banned app on it"
     return "not concerned"
@@ -553,7 +553,7 @@ def _what_to_do(kind: str, c: dict[str, Any]) -> str:
         return (
             "Please disregard what we sent you about this: it has been withdrawn"
             + (f" ({why})" if why else "")
-            + ". You do not need to do anything, and company email works on all your devices as before."
+            + ". You do not need to do anything: a device that lost company email because of it has it back."
         )
     until = c["exemption"]["until"]["local"] if c["exemption"] else "the end of your exemption"
     if kind == "exemption":
