@@ -25,12 +25,14 @@ secret in the path).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import hmac
 import http.client
 import mailbox
-import queue
+import re
+import select
 import smtplib
 import socket
 import ssl
@@ -226,12 +228,34 @@ class _Connection:
         self.used = False  # has carried a message: the server may have closed it since
 
 
+class _Slot:
+    """One connection of the pool and the message it carries. ``state`` is the reply it
+    waits for: ``mail``, ``rcpt``, ``data`` (354), ``dot`` (the message's own answer),
+    ``rset`` (after a refusal), or ``idle``."""
+
+    def __init__(self) -> None:
+        self.conn: _Connection | None = None
+        self.item: Mail | None = None
+        self.state = "idle"
+        self.deadline = 0.0
+        self.fresh = False  # the message was moved to a new connection already
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_STAGES = {"mail": "MAIL FROM", "rcpt": "RCPT TO", "data": "DATA", "dot": "end of data"}
+
+
 class SmtpChannel:
-    """Sends over a pool of up to APPBAN_SMTP_CONNECTIONS connections in parallel, each
-    kept for the next messages. A connection the server closed while it was idle (a
-    disconnect or 421 at MAIL FROM, before anything was accepted) is replaced and the
-    message sent on the new one; any other failure closes it and classifies the
-    message, and the next message opens a new one."""
+    """Sends over up to APPBAN_SMTP_CONNECTIONS connections at once, each kept for the
+    next messages, from the caller's thread: while the servers answer, the next message
+    is taken from the caller's lazy items (rendered then) and replies are read as they
+    come. (A thread per connection did the same work slower: the threads and the
+    rendering took turns on Python's lock, and each reply waited for its turn.)
+
+    A connection the server closed while it was idle (a disconnect, or 421, in reply to
+    MAIL FROM, before anything was accepted) is replaced and the message sent on the new
+    one; any other failure closes it and classifies the message, and the next message
+    opens a new connection."""
 
     name = "smtp"
 
@@ -248,8 +272,7 @@ class SmtpChannel:
         self.connections = connections
         self.ca_file = ca_file
         self._context: ssl.SSLContext | None = None
-        self._idle: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
-        self._pool = ThreadPoolExecutor(connections, thread_name_prefix="appban-smtp")
+        self._kept: list[_Connection] = []  # open, idle, for the next batch
         self._down: str | None = None  # this batch's connection failure, once one happened
         self._helo: str | None = None
 
@@ -266,92 +289,171 @@ class SmtpChannel:
 
     def deliver(self, items: Iterable[Mail]) -> dict[int, Result]:
         self._down = None
-        # At most one message waiting per connection: the caller renders the next while
-        # these are sent, and a stop asked of the caller leaves little queued behind it.
-        room = threading.BoundedSemaphore(2 * self.connections)
-        futures: list[tuple[int, Future[Result]]] = []
-        for item in items:
-            room.acquire()
-            future = self._pool.submit(self.send, item)
-            future.add_done_callback(lambda _: room.release())
-            futures.append((item.notice_id, future))
-        return {notice_id: future.result() for notice_id, future in futures}
+        results: dict[int, Result] = {}
+        source = iter(items)
+        exhausted = False
+        slots = [_Slot() for _ in range(self.connections)]
+        ready: collections.deque[Mail] = collections.deque()  # taken, waiting for a connection
+        try:
+            while True:
+                for slot in slots:
+                    if slot.state == "idle" and ready:
+                        self._start(slot, ready.popleft(), results)
+                busy = [slot for slot in slots if slot.state != "idle"]
+                if not exhausted and len(ready) < self.connections:
+                    # Take (render) one more while the server works; then look for the
+                    # replies that came meanwhile, without waiting.
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                    elif self._down is not None:
+                        results[item.notice_id] = Temporary(self._down)
+                    else:
+                        ready.append(item)
+                    wait = 0.0
+                elif busy:
+                    wait = max(0.0, min(slot.deadline for slot in busy) - time.monotonic())
+                elif ready:
+                    continue
+                else:
+                    return results  # nothing left to take, waiting or in flight
+                if busy:
+                    self._poll(busy, wait, results)
+        finally:
+            for slot in slots:
+                if slot.state == "idle" and slot.conn is not None:
+                    self._kept.append(slot.conn)
+                elif slot.conn is not None:  # only when the caller's items raised
+                    self._discard(slot.conn)
 
-    def send(self, item: Mail) -> Result:
-        """One message, on a connection of the pool (any thread)."""
+    def _poll(self, busy: list[_Slot], wait: float, results: dict[int, Result]) -> None:
+        by_socket = {slot.conn.smtp.sock: slot for slot in busy if slot.conn is not None and slot.conn.smtp.sock}
+        readable, _, _ = select.select(list(by_socket), [], [], wait)
+        for sock in readable:
+            self._reply(by_socket[sock], results)
+        now = time.monotonic()
+        for slot in busy:
+            if slot.state != "idle" and slot.deadline <= now:
+                error = f"no reply to {_STAGES.get(slot.state, slot.state)} within {self.timeout:g} s"
+                self._lost(slot, results, error_text(f"SMTP server {self.server.address}: {error}"))
+
+    def _start(self, slot: _Slot, item: Mail, results: dict[int, Result], *, fresh: bool = False) -> None:
+        """MAIL FROM for ``item``, on the slot's connection, a kept one or a new one."""
         if self._down is not None:
-            return Temporary(self._down)
-        for fresh in (False, True):
+            results[item.notice_id] = Temporary(self._down)
+            return
+        if slot.conn is None:
             try:
-                conn = self._take(fresh)
+                slot.conn = self._take(fresh)
             except _Unreachable as exc:
                 self._down = str(exc)
-                return Temporary(self._down)
-            try:
-                result = self._transaction(conn, item)
-            except _StaleConnection:
-                self._discard(conn)
-                continue
-            except (smtplib.SMTPException, OSError) as exc:
-                # A dropped connection, a timeout, a reply smtplib could not read: the
-                # message may or may not have arrived; the next try carries the same Message-ID.
-                self._discard(conn)
-                return Temporary(error_text(f"SMTP connection to {self.server.address} failed: {_describe(exc)}"))
-            conn.used = True
-            self._idle.put(conn)
-            return result
-        return Temporary(f"SMTP server {self.server.address} closed every connection before MAIL FROM")
-
-    def _transaction(self, conn: _Connection, item: Mail) -> Result:
-        smtp = conn.smtp
+                results[item.notice_id] = Temporary(self._down)
+                return
+        smtp = slot.conn.smtp
         utf8 = not (item.sender.isascii() and item.to.isascii())
         if utf8 and not smtp.has_extn("smtputf8"):
-            smtp.rset()
-            return Permanent("the mail server does not take non-ASCII addresses (no SMTPUTF8)")
-        options = ["SMTPUTF8"] if utf8 else []
+            results[item.notice_id] = Permanent("the mail server does not take non-ASCII addresses (no SMTPUTF8)")
+            return
+        options = " SMTPUTF8" if utf8 else ""
         if not item.data.isascii() and smtp.has_extn("8bitmime"):
-            options.append("BODY=8BITMIME")
-        try:
-            code, reply = smtp.mail(item.sender, options)
-        except smtplib.SMTPServerDisconnected:
-            if conn.used:
-                raise _StaleConnection() from None
-            raise
-        if code == 421 and conn.used:  # RFC 5321 4.2: closing; nothing accepted yet
-            raise _StaleConnection()
-        if code != 250:
-            return self._refused(smtp, "MAIL FROM", code, reply)
-        code, reply = smtp.rcpt(item.to)
-        if code not in (250, 251):
-            return self._refused(smtp, "RCPT TO", code, reply)
-        try:
-            code, reply = smtp.data(item.data)
-        except smtplib.SMTPDataError as exc:  # DATA itself was refused (no 354)
-            return self._refused(smtp, "DATA", exc.smtp_code, exc.smtp_error)
-        if code != 250:
-            return self._refused(smtp, "end of data", code, reply)
-        return SENT
+            options += " BODY=8BITMIME"
+        slot.item, slot.fresh = item, fresh
+        self._put(slot, "mail", results, f"FROM:{smtplib.quoteaddr(item.sender)}{options}")
 
-    def _refused(self, smtp: smtplib.SMTP, stage: str, code: int, reply: bytes | str) -> Result:
-        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-        error = error_text(f"{stage}: {code} {text}")
-        if code == 421:  # the server is closing this connection
-            raise smtplib.SMTPServerDisconnected(error)
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            smtp.rset()  # the transaction is abandoned; the connection stays usable
-        return Permanent(error) if 500 <= code <= 599 else Temporary(error)
+    def _put(self, slot: _Slot, state: str, results: dict[int, Result], args: str = "") -> None:
+        """Send the command whose reply ``state`` waits for (for ``dot``, the message)."""
+        conn = slot.conn
+        assert conn is not None
+        try:
+            if state == "dot":
+                assert slot.item is not None
+                data = _LEADING_DOT.sub(b"..", slot.item.data)  # RFC 5321 4.5.2
+                conn.smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+            else:
+                conn.smtp.putcmd(state, args)  # the states are named for their commands
+        except (smtplib.SMTPException, OSError) as exc:
+            self._lost(slot, results, self._connection_error(exc), stale=state == "mail")
+            return
+        slot.state = state
+        slot.deadline = time.monotonic() + self.timeout
 
-    # -- the pool --------------------------------------------------------------------
+    def _reply(self, slot: _Slot, results: dict[int, Result]) -> None:
+        assert slot.conn is not None
+        state = slot.state
+        try:
+            code, reply = slot.conn.smtp.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._lost(slot, results, self._connection_error(exc), stale=state == "mail")
+            return
+        if state == "rset":
+            if code == 421:
+                self._close_slot(slot)
+            slot.state = "idle"
+            return
+        item = slot.item
+        assert item is not None
+        if state == "mail" and code == 421 and slot.conn.used and not slot.fresh:
+            self._retry_fresh(slot, results)  # RFC 5321 4.2: closing; nothing accepted yet
+        elif (state, code) in (("mail", 250), ("rcpt", 250), ("rcpt", 251), ("data", 354)):
+            following = {"mail": "rcpt", "rcpt": "data", "data": "dot"}[state]
+            self._put(slot, following, results, f"TO:{smtplib.quoteaddr(item.to)}" if following == "rcpt" else "")
+        elif state == "dot" and code == 250:
+            results[item.notice_id] = SENT
+            slot.conn.used = True
+            slot.item, slot.state = None, "idle"
+        else:
+            text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+            error = error_text(f"{_STAGES[state]}: {code} {text}")
+            results[item.notice_id] = Permanent(error) if 500 <= code <= 599 else Temporary(error)
+            slot.item = None
+            if code == 421:  # the server is closing this connection
+                self._close_slot(slot)
+                slot.state = "idle"
+            elif state == "dot":
+                slot.conn.used = True
+                slot.state = "idle"
+            else:
+                self._put(slot, "rset", results)  # the transaction is abandoned; the connection stays
+
+    def _lost(self, slot: _Slot, results: dict[int, Result], error: str, *, stale: bool = False) -> None:
+        """The connection failed while it carried ``slot.item``: a kept one the server had
+        closed while idle (at MAIL FROM) takes the message to a new connection, once;
+        otherwise the message may or may not have arrived (the next try carries the same
+        Message-ID)."""
+        conn = slot.conn
+        self._close_slot(slot)
+        item, slot.item, slot.state = slot.item, None, "idle"
+        if item is None:
+            return
+        if stale and conn is not None and conn.used and not slot.fresh:
+            self._start(slot, item, results, fresh=True)
+            return
+        results[item.notice_id] = Temporary(error)
+
+    def _retry_fresh(self, slot: _Slot, results: dict[int, Result]) -> None:
+        item = slot.item
+        self._close_slot(slot)
+        slot.item, slot.state = None, "idle"
+        assert item is not None
+        self._start(slot, item, results, fresh=True)
+
+    def _connection_error(self, exc: BaseException) -> str:
+        return error_text(f"SMTP connection to {self.server.address} failed: {_describe(exc)}")
+
+    # -- connections -----------------------------------------------------------------
 
     def _take(self, fresh: bool) -> _Connection:
-        if not fresh:
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                pass
+        if self._kept and not fresh:
+            return self._kept.pop()
         return self._connect()
 
-    def _discard(self, conn: _Connection) -> None:
+    def _close_slot(self, slot: _Slot) -> None:
+        if slot.conn is not None:
+            self._discard(slot.conn)
+            slot.conn = None
+
+    @staticmethod
+    def _discard(conn: _Connection) -> None:
         with contextlib.suppress(Exception):
             conn.smtp.close()
 
@@ -390,8 +492,7 @@ class SmtpChannel:
 
     def _tls(self) -> ssl.SSLContext:
         if self._context is None:
-            context = ssl.create_default_context(cafile=self.ca_file or None)
-            self._context = context
+            self._context = ssl.create_default_context(cafile=self.ca_file or None)
         return self._context
 
     @staticmethod
@@ -401,19 +502,11 @@ class SmtpChannel:
                 smtp.close()
 
     def close(self) -> None:
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                break
+        kept, self._kept = self._kept, []
+        for conn in kept:
             with contextlib.suppress(Exception):
                 conn.smtp.quit()
             self._discard(conn)
-        self._pool.shutdown(wait=True)
-
-
-class _StaleConnection(Exception):
-    """A kept connection the server had closed: nothing of this message was accepted."""
 
 
 def _describe(exc: BaseException) -> str:

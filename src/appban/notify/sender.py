@@ -24,6 +24,7 @@ are recorded before anyone else may claim its rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -54,9 +55,10 @@ from appban.workspace import Workspace
 log = logging.getLogger("appban.notify")
 
 # Notices claimed in one round, per connection of the mail pool: enough that the round's
-# three transactions are a small part of its time, few enough that a sender killed mid-
-# batch leaves few messages whose acceptance it never recorded.
-PER_CONNECTION = 10
+# transaction (an fsync, a few milliseconds) is a small part of its time, few enough that
+# a sender killed mid-batch leaves few messages whose acceptance it never recorded (sent
+# again after the lease, with the same Message-ID).
+PER_CONNECTION = 25
 MAX_WAIT: Micros = 6 * 3600 * 1_000_000  # the longest wait between two tries
 
 
@@ -120,30 +122,61 @@ class Sender:
         self.webhooks = webhooks if webhooks is not None else WebhookChannel.from_settings()
         self.stop = stop if stop is not None else threading.Event()
         self.lock_wait = self.busy_timeout if lock_wait is None else min(lock_wait, self.busy_timeout)
+        self.interval = float(settings.get("notify_interval"))
+        self._evaluated: float | None = None
+        self._next: list[Notice] = []  # claimed with the last round's results, for the next round
         self.ws = Workspace(db, now_micros() if now is None else now, create=False, live=now is None)
 
     def close(self) -> None:
-        self.mail.close()
-        self.webhooks.close()
-        self.ws.close()
+        try:
+            self._release_next()
+        finally:
+            self.mail.close()
+            self.webhooks.close()
+            self.ws.close()
 
     # -- a round -----------------------------------------------------------------------
 
     def round(self) -> Summary:
+        """Claim a batch (or take the one the last round claimed), deliver it, record the
+        results, and, when the batch came full, claim the next in the same transaction."""
         ws = self.ws
         ws.store.set_lock_wait(self.lock_wait)
-        with ws.writing():
-            ws.evaluator.evaluate_due(ws.now)
-        with ws.writing(evaluates=False):
-            claimed = ws.store.claim_notices(ws.now, self.batch, ws.now + self.lease)
+        claimed, self._next = self._next, []
+        if not claimed:
+            if self._evaluation_due():
+                self._evaluate()
+            with ws.writing(evaluates=False):
+                claimed = ws.store.claim_notices(ws.now, self.batch, ws.now + self.lease)
         if not claimed:
             return Summary()
         results: dict[int, Result] = {}
         try:
             self._deliver(claimed, results)
-        finally:
-            summary = self._record(claimed, results)
-        return summary
+        except BaseException:
+            self._record(claimed, results, more=False)
+            raise
+        more = len(claimed) == self.batch and len(results) == len(claimed) and not self._evaluation_due()
+        return self._record(claimed, results, more=more)
+
+    def _evaluate(self) -> None:
+        """Time's states and notices up to now; once a pass, and every APPBAN_NOTIFY_INTERVAL
+        seconds of a long one (each is a write transaction of its own)."""
+        ws = self.ws
+        with ws.writing():
+            ws.evaluator.evaluate_due(ws.now)
+        self._evaluated = time.monotonic()
+
+    def _evaluation_due(self) -> bool:
+        return self._evaluated is None or time.monotonic() - self._evaluated >= self.interval
+
+    def _release_next(self) -> None:
+        """Rows claimed for a round that will not run go back untried."""
+        rows, self._next = self._next, []
+        if rows:
+            with self.ws.writing(evaluates=False):
+                for notice in rows:
+                    self.ws.store.finish_notice(notice.id, "pending", self.ws.now, error=notice.last_error)
 
     def _deliver(self, claimed: list[Notice], results: dict[int, Result]) -> None:
         deadline = time.monotonic() + self.lease / 2_000_000
@@ -185,12 +218,11 @@ class Sender:
 
     def _mails(self, rows: list[Notice], results: dict[int, Result], deadline: float) -> Iterator[Mail]:
         from appban.notify.render import message_bytes
-        from appban.policy.model import split_address
 
         for notice, r in self._rendered(rows, results, deadline):
             try:
                 data = message_bytes(r)
-                sender = split_address(r.sender)[1]
+                sender = _envelope_sender(r.sender)
             except (ValueError, TypeError, LookupError) as exc:
                 results[notice.id] = Permanent(error_text(f"cannot write the message: {type(exc).__name__}: {exc}"))
                 continue
@@ -213,23 +245,24 @@ class Sender:
 
     # -- results -----------------------------------------------------------------------
 
-    def _record(self, claimed: list[Notice], results: dict[int, Result]) -> Summary:
+    def _record(self, claimed: list[Notice], results: dict[int, Result], *, more: bool) -> Summary:
         """Every claimed row's result, in one transaction (waiting for the lock as long as
-        the lease lasts: until then no one else sends these rows)."""
-        summary = Summary(claimed=len(claimed))
+        the lease lasts: until then no one else sends these rows); with ``more``, the next
+        batch is claimed in it too."""
         give_up = time.monotonic() + max(self.lease / 1_000_000, self.busy_timeout)
         self.ws.store.set_lock_wait(self.busy_timeout)
         while True:
             try:
-                self._write_results(claimed, results, summary)
+                summary, self._next = self._write_results(claimed, results, more=more and not self.stop.is_set())
                 return summary
             except Exception as exc:
                 if failure_kind(exc) != "busy" or time.monotonic() >= give_up:
                     raise
-                summary = Summary(claimed=len(claimed))
                 time.sleep(0.2)
 
-    def _write_results(self, claimed: list[Notice], results: dict[int, Result], summary: Summary) -> None:
+    def _write_results(
+        self, claimed: list[Notice], results: dict[int, Result], *, more: bool
+    ) -> tuple[Summary, list[Notice]]:
         ws = self.ws
         outcome: dict[str, list[int]] = {"sent": [], "retry": [], "failed": [], "released": []}
         with ws.writing(evaluates=False):
@@ -255,14 +288,27 @@ class Sender:
             policies = {n.policy_id for n in claimed}
             subject = next(iter(policies)) if len(policies) == 1 else "notices"
             ws.audit.append(now, "notices", subject, {k: v for k, v in outcome.items() if v})
-        summary.sent = len(outcome["sent"])
-        summary.retried = len(outcome["retry"])
-        summary.failed = len(outcome["failed"])
-        summary.released = len(outcome["released"])
+            following = ws.store.claim_notices(now, self.batch, now + self.lease) if more else []
+        summary = Summary(
+            claimed=len(claimed),
+            sent=len(outcome["sent"]),
+            retried=len(outcome["retry"]),
+            failed=len(outcome["failed"]),
+            released=len(outcome["released"]),
+        )
+        return summary, following
 
     def left(self) -> int:
         counts = self.ws.store.notice_counts()
         return sum(n for (_p, _k, state), n in counts.items() if state in ("pending", "sending"))
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope_sender(text: str) -> str:
+    """The address of a From (``Name <addr>``): the envelope sender, MAIL FROM."""
+    from appban.policy.model import split_address
+
+    return split_address(text)[1]
 
 
 # -- running -------------------------------------------------------------------------------
