@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from appban import settings
 from appban.errors import AppbanError, BadInput, Busy
+from appban.notify.sender import Background
 from appban.serve import bodies, checkins, me, metrics, openapi, osquery, webhooks
 from appban.serve.budget import ByteBudget
 from appban.serve.responses import ApiError, error_response, json_response
@@ -39,9 +40,17 @@ def create_app(service: Service | None = None, db: str | None = None) -> Starlet
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = service is None
         app.state.service = service if service is not None else Service(db or settings.get("db"))
+        # The notice sender runs beside the web process it belongs to (not in-process
+        # tests handing in their own Service): the outbox is sent while appban serve runs.
+        sender = Background(db or settings.get("db")) if own else None
+        app.state.notify = sender
+        if sender is not None:
+            sender.start()
         try:
             yield
         finally:
+            if sender is not None:
+                await asyncio.to_thread(sender.stop)
             if own:
                 await asyncio.to_thread(app.state.service.close)
 

@@ -42,7 +42,7 @@ class Metrics:
         if status == 429:
             self.throttled += 1
 
-    def render(self, service: Any) -> bytes:
+    def render(self, service: Any, sender: Any = None) -> bytes:
         lines = [
             "# HELP appban_serve_requests_total Requests answered, by route and status.",
             "# TYPE appban_serve_requests_total counter",
@@ -77,6 +77,14 @@ class Metrics:
                 "# TYPE appban_serve_writer_queue gauge",
                 f"appban_serve_writer_queue {service.waiting}",
             ]
+        if sender is not None:
+            counts = sender.counters()
+            lines += [
+                "# HELP appban_notices_total Notices the sender inside this process delivered (sent), marked failed, "
+                "or put back for a later try (retried); errors: rounds that failed.",
+                "# TYPE appban_notices_total counter",
+                *(f'appban_notices_total{{result="{k}"}} {n}' for k, n in sorted(counts.items())),
+            ]
         lines += self.latency.lines("appban_serve_request_seconds", "Time to answer a request.")
         return ("\n".join(lines) + "\n").encode()
 
@@ -84,7 +92,7 @@ class Metrics:
 async def endpoint(request: Request) -> Response:
     """Prometheus text exposition."""
     app = request.app
-    body = app.state.metrics.render(getattr(app.state, "service", None))
+    body = app.state.metrics.render(getattr(app.state, "service", None), getattr(app.state, "notify", None))
     body += ("\n".join(osquery.counters_of(app.state).render()) + "\n").encode()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
