@@ -11,10 +11,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from helpers_semantics import AFTER, APPLIED, BEFORE, DEADLINE, TIKTOK_ANDROID, Appban, ab, checkin  # noqa: F401
 
 from appban.clock import parse_time
 from appban.policy.notices import in_waking_hours
+from helpers_semantics import AFTER, APPLIED, BEFORE, DEADLINE, TIKTOK_ANDROID, Appban, checkin
 
 PEOPLE = [
     ("ann@example.com", "Ann Example", "Sales", "staff", "Europe/London"),

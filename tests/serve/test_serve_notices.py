@@ -43,7 +43,9 @@ def test_a_check_in_with_a_banned_app_gets_its_owner_the_memo_from_the_server(
     }
     with ServeProcess(database.path, "--port", "0", env=env) as proc:
         with httpx.Client(base_url=proc.url) as c:
-            body = json.dumps(checkin("ANN-PHONE", owner="ann@example.com", apps=[TIKTOK], at=iso(now), eas=["EASANN1"]))
+            body = json.dumps(
+                checkin("ANN-PHONE", owner="ann@example.com", apps=[TIKTOK], at=iso(now), eas=["EASANN1"])
+            )
             r = c.post(CHECKINS, content=body, headers={**bearer(database.token), "Content-Type": "application/json"})
             assert r.status_code == 202, r.text
             deadline = time.monotonic() + 20
