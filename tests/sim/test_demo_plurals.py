@@ -2,7 +2,8 @@
 
 Small companies make counts of one likely; the seeds below between them print every
 sentence the demo has with a 1 in it (checked, so that a seed change cannot make this
-test pass by printing none).
+test pass by printing none). The memo's counts are not among them: since the memo goes
+to people with an unverified device too, no small seed tells exactly one person.
 """
 
 from __future__ import annotations
@@ -42,12 +43,10 @@ def test_no_count_of_one_takes_a_plural(outputs: dict[int, str]) -> None:
     "sentence",
     [
         r"TikTok on 1 device the inventory",
-        r"memo to 1 person\b",
         r"1 violates it now \(1 person\)",
         r", 1 does not violate it: 1 does not read company mail",
         r"1 unverified device keeps its mail",
         r"\(1 reports managed apps only",
-        r"1 person got the memo",
         r"1 device blocked, 1 told",
         r"1 device of 1 person still blocked",
     ],

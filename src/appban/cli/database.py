@@ -41,12 +41,20 @@ def init(env: Env) -> None:
     help="Size of the synthetic company.",
 )
 @click.option("--seed", type=int, default=2020, show_default=True, help="Random seed: same seed, same story.")
+@click.option(
+    "--smtp",
+    metavar="HOST:PORT",
+    default=None,
+    help="Send the demo's notices to this mail server (plain SMTP, STARTTLS when offered) "
+    "instead of the mbox beside the database.",
+)
 @common
-def demo(env: Env, employees: int, seed: int) -> None:
-    """The whole scenario on a synthetic fleet, day by day, with a summary."""
+def demo(env: Env, employees: int, seed: int, smtp: str | None) -> None:
+    """The whole scenario on a synthetic fleet, day by day, with a summary; its notices
+    go through appban's own sender, to DB-notices.mbox beside the database or --smtp."""
     from appban.sim.demo import run_demo
 
     db = env.db()
-    result = run_demo(db, employees=employees, seed=seed, quiet=env.as_json)
+    result = run_demo(db, employees=employees, seed=seed, quiet=env.as_json, smtp=smtp)
     if env.as_json:
         output.print_json(result)

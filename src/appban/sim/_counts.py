@@ -30,6 +30,11 @@ class Counts:
         """(devices, people) whose state became ``to`` or left ``left`` in [start, end)."""
         return self.store.changes_between(self.policy.id, start, end, to=to, left=left)
 
+    def waiting(self, kind: str) -> int:
+        """Notices of ``kind`` under the policy still waiting to be sent."""
+        counts = self.store.notice_counts(self.policy.id)
+        return sum(n for (_p, k, state), n in counts.items() if k == kind and state in ("pending", "sending"))
+
     def removed(self, start: Micros, end: Micros) -> int:
         """Devices whose snapshot in [start, end) no longer showed a banned app it had."""
         return self.store.removals_between(self.policy.families, self.policy.explicit, start, end)

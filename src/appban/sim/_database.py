@@ -30,6 +30,9 @@ def prepare(db: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path + suffix)
+        # The notices the last demo delivered to its mbox (``_delivery.mbox_of``).
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.splitext(path)[0] + "-notices.mbox")
     elif kind == "real":
         raise BadInput(
             f"{path} holds real data; run the demo on another database: appban --db demo.db demo",

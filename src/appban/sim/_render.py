@@ -176,6 +176,13 @@ def _summary(s: dict[str, Any]) -> None:
         f"{output.plural(t['still_blocked'], 'device')} of "
         f"{output.plural(t['people_still_blocked'], 'person', 'people')} still blocked"
     )
+    n = s["notices"]
+    kinds = ", ".join(f"{kind} {count:,}" for kind, count in n["sent"].items())
+    output.line(
+        f"notices: {output.plural(sum(n['sent'].values()), 'notice')} delivered to {n['delivered_to']}"
+        + (f" ({kinds})" if kinds else "")
+        + f"; {n['waiting']:,} waiting, {n['failed']:,} failed"
+    )
     e, a = s["exemption"], s["attestation"]
     output.line(f"exemption: {e['person']} until {e['until']} ({output.plural(e['devices'], 'device')})")
     output.line(f"attestation: {a['person']} for {a['device']}, now {a['state']}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from appban.policy import lifecycle
 from appban.progress import Tracker
 from appban.sim._counts import Counts
 from appban.sim._database import DEMO_KEY
+from appban.sim._delivery import Deliver
 from appban.sim.fleet import SOCIAL_MEDIA, Company
 from appban.sim.timeline import DAY, HOUR, Timeline, policy_yaml
 from appban.workspace import Workspace
@@ -40,8 +42,8 @@ class Day:
     day: int
     date: str
     events: list[str] = field(default_factory=list)
-    notified: int = 0  # people sent the memo, or told their mail access was cut
-    reminded: int = 0
+    notified: int = 0  # notices delivered this day other than reminders (memo, blocked, restored, ...)
+    reminded: int = 0  # reminders delivered this day
     states: dict[str, int] = field(default_factory=dict)
     people_affected: int = 0
     removed: int = 0
@@ -64,8 +66,12 @@ class Outcome:
 
 
 class Campaign:
-    def __init__(self, ws: Workspace, company: Company, t: Timeline, progress: Tracker) -> None:
+    def __init__(
+        self, ws: Workspace, company: Company, t: Timeline, progress: Tracker, deliver: Deliver | None = None
+    ) -> None:
         self.ws = ws
+        self.deliver_at = deliver
+        self.sent: Counter[str] = Counter()  # notices delivered, by kind
         self.company = company
         self.t = t
         self.progress = progress
@@ -190,18 +196,17 @@ class Campaign:
         self.fleet = self.counts.fleet()
         keep = ("in_scope", "violating_now", "unverified", "would_be_denied_at_deadline")
         self.dry_run = {k: preview[k] for k in (*keep, "people_affected")}
-        people = self.count().people_in("violating")
-        self.totals["memo"] = people
-        day = self.day(at)
-        day.notified += people
-        day.events.append(f"policy on at {_clock(at)}; memo to {plural(people, 'person', 'people')}")
+        self.dry_run["memo"] = preview["notices"]["memo"]["people"]
+        sent = self.deliver(at)
+        self.totals["memo_at_launch"] = sent["memo"]
+        self.day(at).events.append(f"policy on at {_clock(at)}; memo to {plural(sent['memo'], 'person', 'people')}")
 
     def remind(self, at: Micros, label: str) -> None:
         self.advance(at)
-        people = self.count().people_in("violating")
-        day = self.day(at)
-        day.reminded += people
-        day.events.append(f"{label} reminder to {plural(people, 'person', 'people')}")
+        sent = self.deliver(at)
+        waiting = self.count().waiting("reminder")
+        later = f" ({waiting:,} more in their waking hours)" if waiting else ""
+        self.day(at).events.append(f"{label} reminder to {plural(sent['reminder'], 'person', 'people')}{later}")
 
     def enforce(self, at: Micros) -> None:
         self.advance(at)
@@ -209,9 +214,8 @@ class Campaign:
         self.totals["removed_before_deadline"] = self.count().removed(self.t.effective, at)
         self.totals["blocked_at_deadline"] = devices
         self.totals["people_cut_off"] = people
-        day = self.day(at)
-        day.notified += people
-        day.events.append(f"deadline {_clock(at)}: {plural(devices, 'device')} blocked, {people:,} told")
+        told = self.deliver(at)["blocked"]
+        self.day(at).events.append(f"deadline {_clock(at)}: {plural(devices, 'device')} blocked, {told:,} told")
 
     def exempt(self, at: Micros) -> None:
         self.advance(at)
@@ -235,8 +239,21 @@ class Campaign:
         self.attestation = lifecycle.attest(self.ws, POLICY_ID, stored.ref, stored.owner)
         self.day(at).events.append(f"{stored.owner} attests removal on {stored.ref}")
 
+    def deliver(self, at: Micros) -> Counter[str]:
+        """Send the notices due at ``at`` through appban's sender; count them on the day."""
+        if self.deliver_at is None:
+            return Counter()
+        sent = self.deliver_at(self.ws.store, at)
+        self.sent.update(sent)
+        self.totals["memo"] = self.sent["memo"]
+        day = self.day(at)
+        day.reminded += sent["reminder"]
+        day.notified += sum(n for kind, n in sent.items() if kind != "reminder")
+        return sent
+
     def close_day(self, index: int, at: Micros) -> None:
         self.advance(at)
+        self.deliver(at)
         if index + 1 < self.t.days:
             self.progress.phase(f"campaign day {index + 1}, {self.t.date(index + 1)}")
         day = self.days[index]
@@ -259,6 +276,8 @@ class Campaign:
         self.totals["still_blocked"] = states["blocked"]
         self.totals["still_violating"] = states["violating"]
         self.totals["people_still_blocked"] = counts.people_in("blocked")
+        if self.deliver_at is not None:
+            self.deliver(end - 1)
 
 
 def _clock(at: Micros) -> str:

@@ -18,19 +18,25 @@ from typing import Any
 
 from appban import settings
 from appban.clock import format_duration, format_time
+from appban.errors import BadInput
 from appban.policy.lifecycle import get_policy
 from appban.progress import tracker
 from appban.report.status import status
-from appban.sim import _database, _explain, _render
+from appban.sim import _database, _delivery, _explain, _render
 from appban.sim.campaign import POLICY_ID, Campaign, Outcome
 from appban.sim.fleet import build_company
 from appban.sim.timeline import HOUR, Timeline, default_timeline
 from appban.workspace import Workspace
 
 
-def run_demo(db: str, *, employees: int, seed: int, quiet: bool) -> dict[str, Any]:
+def run_demo(db: str, *, employees: int, seed: int, quiet: bool, smtp: str | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    url = _delivery.smtp_target(smtp) if smtp is not None else None
     _database.prepare(db)
+    path = _database.file_of(db)
+    if path is None:
+        raise BadInput("the demo sends its notices from a database file: give --db a file", field="--db")
+    delivery = _delivery.Delivery(path, url)
     t = default_timeline()
     with tracker(enabled=not quiet and sys.stderr.isatty()) as progress:
         progress.phase(f"drawing a company of {employees:,}")
@@ -38,7 +44,7 @@ def run_demo(db: str, *, employees: int, seed: int, quiet: bool) -> dict[str, An
         start = min((d.first_seen for d in company.devices), default=t.effective)
         ws = Workspace(db, start, create=True)
         try:
-            outcome = Campaign(ws, company, t, progress).run()
+            outcome = Campaign(ws, company, t, progress, delivery).run()
             progress.phase("final status")
             final = status(ws, POLICY_ID, "platform")
             policy, _row = get_policy(ws, POLICY_ID)
@@ -47,11 +53,18 @@ def run_demo(db: str, *, employees: int, seed: int, quiet: bool) -> dict[str, An
                 "unverified": _explain.unverified(ws.store, policy),
             }
             audit_entries = ws.audit.seq
+            outbox = ws.store.notice_counts(POLICY_ID)
         finally:
             ws.close()
     summary = _summary(db, employees, seed, t, outcome, final)
     summary["explain"] = explain
     summary["audit_entries"] = audit_entries
+    summary["notices"] = {
+        "delivered_to": delivery.where,
+        "sent": dict(sorted(delivery.sent.items())),
+        "waiting": sum(n for (_p, _k, state), n in outbox.items() if state in ("pending", "sending")),
+        "failed": sum(n for (_p, _k, state), n in outbox.items() if state == "failed"),
+    }
     summary["elapsed_seconds"] = round(time.perf_counter() - started, 2)
     if not quiet:
         _render.report(summary)
