@@ -38,15 +38,21 @@ def notify_run(env: Env, once: bool) -> None:
     mail_channel().close()  # neither channel set, or a bad SMTP URL: one line before anything
     db = env.db()
     env.workspace(create=False).close()  # no database there: one line, nothing created
-    doc = sender.run_once(db).to_json() if once else _run_until_stopped(db)
+    stop = threading.Event()
+    # A stop (SIGTERM, SIGINT) lets the messages in flight finish and their batch be recorded.
+    main = threading.current_thread() is threading.main_thread()  # where Python delivers signals
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT) if main}
+    try:
+        doc = sender.run_once(db, stop=stop).to_json() if once else _run_until_stopped(db, stop)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     emit(env, doc, lambda d: output.line(_summary_line(d)))
 
 
-def _run_until_stopped(db: str) -> dict[str, Any]:
+def _run_until_stopped(db: str, stop: threading.Event) -> dict[str, Any]:
     from appban.notify import sender
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     log = logging.getLogger("appban.notify")
@@ -58,8 +64,6 @@ def _run_until_stopped(db: str) -> dict[str, Any]:
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _summary_line(d: dict[str, Any]) -> str:

@@ -1,17 +1,19 @@
 """Delivering the notice outbox: claim what is due, render it, send it, record the results.
 
-Each round of a sender:
+A sender works in rounds:
 
-1. brings time-driven states, and the notices time plans (the memo at ``effective``,
-   reminders), up to now: ``evaluate_due`` in one write transaction;
-2. claims a batch of due notices in another (``claim_notices``: they become
-   ``sending``, leased for APPBAN_NOTIFY_LEASE);
-3. renders each (``appban.notify.render``, reading the store as it is now) and hands it
-   to its channel, which sends over its pool while the next is rendered;
-4. records every result in one write transaction, with one audit entry: ``sent``;
+1. it brings time-driven states, and the notices time plans (the memo at ``effective``,
+   reminders), up to now: ``evaluate_due`` in a write transaction, at the start of each
+   pass over the outbox and every APPBAN_NOTIFY_INTERVAL seconds of a long one;
+2. it claims a batch of due notices (``claim_notices``: they become ``sending``,
+   leased for APPBAN_NOTIFY_LEASE);
+3. it renders each (``appban.notify.render``, reading the store as it is now) as its
+   channel takes it: the SMTP channel sends over its pool while the next is rendered;
+4. it records every result in one write transaction, with one audit entry: ``sent``;
    a temporary failure ``pending`` again after a wait that doubles with each try
    (APPBAN_NOTIFY_RETRY, at most six hours), ``failed`` after APPBAN_NOTIFY_MAX_ATTEMPTS;
-   a permanent failure, or a notice that cannot be rendered, ``failed`` at once.
+   a permanent failure, or a notice that cannot be rendered, ``failed`` at once. When
+   the batch came full, the same transaction claims the next one.
 
 Exactly once, as far as anyone can over SMTP: a row is marked sent only after the server
 accepted the message. A sender killed between the two leaves it ``sending``; when the
@@ -314,17 +316,19 @@ def _envelope_sender(text: str) -> str:
 # -- running -------------------------------------------------------------------------------
 
 
-def run_once(db: str, now: Micros | None = None, *, sender: Sender | None = None) -> Summary:
+def run_once(
+    db: str, now: Micros | None = None, *, sender: Sender | None = None, stop: threading.Event | None = None
+) -> Summary:
     """One pass over what is due: rounds until none claims anything (a notice that failed
-    for now waits for its next try, after this pass)."""
+    for now waits for its next try, after this pass), or until ``stop`` is set."""
     own = sender is None
-    sender = sender or Sender(db, now=now)
+    sender = sender or Sender(db, now=now, stop=stop)
     total = Summary()
     try:
         while True:
             summary = sender.round()
             total.add(summary)
-            if not summary.claimed:
+            if not summary.claimed or sender.stop.is_set():
                 break
         total.left = sender.left()
     finally:
