@@ -140,6 +140,42 @@ def test_bad_answers_write_nothing(fleet: Fleet, args: list[str], field: str) ->
     assert fleet.snapshot() == before
 
 
+def _hand_over(fleet: Fleet, source_id: str, owner: str, *, at: str = "2020-07-12T11:00:00Z") -> None:
+    """A check-in naming a new owner for a device (it was handed over, or re-enrolled)."""
+    line = json.dumps(
+        {
+            "source": "agent",
+            "device": {"id": source_id, "platform": "ios", "ownership": "personal", "owner": owner},
+            "observed_at": at,
+            "apps": [{"id": "com.zhiliaoapp.musically", "name": "TikTok", "version": "16.5.0"}],
+        }
+    )
+    result = fleet.run("import", "appban", str(fleet.write("handed-over.jsonl", line + "\n")))
+    assert result.code == 0, result.err
+
+
+def test_grant_refuses_a_device_that_changed_hands(fleet: Fleet) -> None:
+    """Jane asked for her phone; it is Bob's now: granting would exempt Bob's phone with
+    Jane's reason, though Bob never asked. The request stays pending, for an admin to refuse."""
+    asked = _ask(fleet, JANE, "My side business", device="JANE-IPHONE")
+    _hand_over(fleet, "JANE-IPHONE", BOB)
+    before = fleet.snapshot()
+    line = assert_bad_input(fleet.run("exempt", "grant", str(asked), "--until", LATER), "ID")
+    device = _device_id(fleet, "JANE-IPHONE")
+    assert f"dev-{device}, which {JANE} no longer owns ({BOB} does)" in line
+    assert f"appban exempt refuse {asked}" in line
+    assert fleet.snapshot() == before
+    assert [r["state"] for r in _json(fleet, "exempt", "requests")["requests"]] == ["pending"]
+    assert _json(fleet, "exempt", "refuse", str(asked), "--reason", "The phone is not yours now")["state"] == "refused"
+
+
+def test_grant_still_grants_a_device_handed_back(fleet: Fleet) -> None:
+    asked = _ask(fleet, JANE, "Marketing needs it", device="JANE-IPHONE")
+    _hand_over(fleet, "JANE-IPHONE", BOB, at="2020-07-12T10:00:00Z")
+    _hand_over(fleet, "JANE-IPHONE", JANE, at="2020-07-12T11:00:00Z")
+    assert _json(fleet, "exempt", "grant", str(asked), "--until", LATER)["state"] == "granted"
+
+
 def test_requests_state_must_be_known(fleet: Fleet) -> None:
     result = fleet.run("exempt", "requests", "--state", "maybe")
     assert result.code == 2 and "--state" in result.err

@@ -174,6 +174,7 @@ def grant(ws: Workspace, request_id: int, until: Micros, reason: str | None) -> 
 
     with ws.writing():
         found = _pending(ws, request_id)
+        _still_grantable(ws, found)
         made = add_exemption(
             ws,
             found.policy_id,
@@ -193,6 +194,26 @@ def grant(ws: Workspace, request_id: int, until: Micros, reason: str | None) -> 
             {"request": request_id, "exemption": made["exemption"], "until": format_time(until)},
         )
     return {"request": request_id, "state": "granted", **made}
+
+
+def _still_grantable(ws: Workspace, found: ExemptionRequest) -> None:
+    """What the page checked when the request was made, checked again as it is granted
+    (under the write lock): the device is still the requester's. Otherwise the request
+    stays pending, for an admin to refuse, and the command says why (exit 2)."""
+    if found.device_id is None:
+        return
+    device = ws.store.get_device(found.device_id)
+    if device is not None and device.owner == found.person:
+        return
+    if device is None:
+        why = "which appban no longer knows"
+    else:
+        why = f"which {found.person[:80]} no longer owns ({device.owner[:80] or 'no one'} does)"
+    raise BadInput(
+        f"request {found.id} is for dev-{found.device_id}, {why}: refuse it with "
+        f"appban exempt refuse {found.id} --reason TEXT",
+        field="ID",
+    )
 
 
 def refuse(ws: Workspace, request_id: int, reason: str) -> dict[str, Any]:
