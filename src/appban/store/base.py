@@ -311,11 +311,12 @@ class Store(Protocol):
         ...
 
     def attested_at(self, policy_id: str, device_id: int) -> Micros | None:
-        """The latest attestation for this device under this policy."""
+        """The latest attestation for this device under this policy by its owner now
+        (one given by a former owner no longer counts)."""
         ...
 
     def attestations(self, policy_id: str) -> dict[int, Micros]:
-        """Device id -> its latest attestation under this policy."""
+        """Device id -> its latest attestation under this policy by its owner now."""
         ...
 
     # -- states ----------------------------------------------------------------------

@@ -716,9 +716,13 @@ class SQLiteStore(SQLiteOsquery, SQLiteStates, SQLiteLinks, SQLiteSources, SQLit
         )
         return int(cur.lastrowid or 0)
 
+    # An attestation is its owner's word: it counts while the one who gave it owns the
+    # device (a phone handed to someone else is judged on evidence again).
+    _OWNERS_WORD = "attestations AS a JOIN devices AS d ON d.id = a.device_id AND d.owner = a.person"
+
     def attested_at(self, policy_id: str, device_id: int) -> Micros | None:
         row = self.db.execute(
-            "SELECT max(attested_at) FROM attestations WHERE policy_id = ? AND device_id = ?",
+            f"SELECT max(a.attested_at) FROM {self._OWNERS_WORD} WHERE a.policy_id = ? AND a.device_id = ?",
             (policy_id, device_id),
         ).fetchone()
         return row[0]
@@ -726,7 +730,8 @@ class SQLiteStore(SQLiteOsquery, SQLiteStates, SQLiteLinks, SQLiteSources, SQLit
     def attestations(self, policy_id: str) -> dict[int, Micros]:
         return dict(
             self.db.execute(
-                "SELECT device_id, max(attested_at) FROM attestations WHERE policy_id = ? GROUP BY device_id",
+                f"SELECT a.device_id, max(a.attested_at) FROM {self._OWNERS_WORD} WHERE a.policy_id = ? "
+                "GROUP BY a.device_id",
                 (policy_id,),
             )
         )
