@@ -409,6 +409,44 @@ def test_an_answer_shows_on_the_page(site: httpx.Client, people: PeopleDatabase)
     assert "Granted" in page and "Exempt until" in page
 
 
+def _hand_over(people: PeopleDatabase, source_id: str, to: str, apps: list[dict[str, str]], model: str) -> None:
+    """A check-in naming a new owner for a device: it was handed over, or re-enrolled."""
+    checkin = Path(people.path).parent / "handed-over.jsonl"
+    checkin.write_text(_checkin(source_id, to, apps, people.now, model) + "\n", encoding="utf-8")
+    result = run("--db", people.path, "import", "appban", str(checkin))
+    assert result.code == 0, result.err
+
+
+def test_a_new_owner_sees_neither_the_former_owners_reason_nor_their_word(
+    site: httpx.Client, people: PeopleDatabase
+) -> None:
+    """Ann says she removed WeChat and is granted an exemption for her iPhone, for a
+    private reason; the phone is handed to Bob. The exemption still covers the phone,
+    but Bob's page shows neither Ann's reason nor her word as his."""
+    path = people.path_of("violating")
+    page = site.get(path).text
+    device = _device_field(page, "wechat-mail")
+    done = _post(site, path, {"form": _form(page), "action": "removed", "policy": "wechat-mail", "device": device})
+    assert done.status_code == 303
+    private = "Private medical reason: my doctor only uses WeChat"
+    fields = {"form": _form(page), "action": "requested", "policy": "wechat-mail", "device": device, "reason": private}
+    assert _post(site, path, fields).status_code == 303
+    until = format_time(now_micros() + 7 * 86_400_000_000)
+    assert run("--db", people.path, "exempt", "grant", "1", "--until", until).code == 0
+    _hand_over(people, "ANN-IPHONE", PEOPLE["blocked"], [WECHAT], "iPhone 11")
+    bob = site.get(people.path_of("blocked")).text
+    assert "iPhone 11" in bob  # his now
+    assert "Private medical reason" not in bob
+    assert "by an exemption someone else asked for while this device was theirs" in bob
+    assert "You hold no exemption." in bob
+    assert "You said you removed the app" not in bob
+    word = bob[bob.index("Your word that an app is gone") :]
+    assert word.split("</section>")[0].count("<li>") == 0
+    ann = site.get(path).text
+    assert private in ann  # her own request, answered
+    assert "iPhone 11" not in ann.split("Your exemptions and requests")[0]
+
+
 @pytest.mark.parametrize(
     ("fields", "headers", "status"),
     [

@@ -390,6 +390,7 @@ class _Seen:
     policies: dict[str, tuple[PolicyRow, Policy]]
     notified: set[str]  # policies the person was sent a notice under
     held: list[Exemption]  # their exemptions, in force or to come
+    others: list[Exemption]  # exemptions of a device of theirs that another person asked for
     states: dict[int | None, dict[str, StateRow]]
     apps: dict[int | None, list[tuple[str, Observation]]]
 
@@ -399,7 +400,7 @@ def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
     person = store.get_person(email)
     devices = store.devices_of_owner(email)
     notices = store.list_notices(person=email)
-    mine = {d.id for d in devices}
+    held, others = _exemptions(store, email, {d.id for d in devices}, now)
     seen = _Seen(
         store=store,
         email=email,
@@ -408,11 +409,8 @@ def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
         devices=devices,
         policies={row.id: (row, load_policy(row)) for row in store.list_policies() if row.status != "draft"},
         notified={n.policy_id for n in notices if n.state in ("sent", "sending")},
-        held=[
-            e
-            for e in store.all_exemptions()
-            if (e.person == email or e.device_id in mine) and status_of(e, now) in ("active", "not_yet")
-        ],
+        held=held,
+        others=others,
         states={d.id: store.device_states(d.id or 0) for d in devices},
         apps={d.id: _apps_seen(store, d) for d in devices},
     )
@@ -462,6 +460,26 @@ def page_data(store: Store, email: str, now: Micros) -> dict[str, Any]:
     }
 
 
+def _exemptions(
+    store: Store, email: str, mine: set[int | None], now: Micros
+) -> tuple[list[Exemption], list[Exemption]]:
+    """The exemptions in force or to come that cover the person: their own (made for
+    them, or for a device of theirs), and those of a device of theirs that another
+    person asked for before the device was handed over: those count (an exemption
+    covers its device), but their reasons are that other person's and are not shown."""
+    asked_by = {r.exemption_id: r.person for r in store.exemption_requests(state="granted") if r.exemption_id}
+    held: list[Exemption] = []
+    others: list[Exemption] = []
+    for e in store.all_exemptions():
+        if status_of(e, now) not in ("active", "not_yet"):
+            continue
+        if e.person == email:
+            held.append(e)
+        elif e.device_id is not None and e.device_id in mine:
+            (held if asked_by.get(e.id, email) == email else others).append(e)
+    return held, others
+
+
 def _policy_views(seen: _Seen) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The policies in force that concern the person (those that need something of them
     first), and the withdrawn ones they were told of."""
@@ -482,6 +500,7 @@ def _policy_views(seen: _Seen) -> tuple[list[dict[str, Any]], list[dict[str, Any
         if not covered and policy_id not in seen.notified:
             continue
         exempt = [e for e in seen.held if e.policy_id == policy_id]
+        theirs = [e for e in seen.others if e.policy_id == policy_id]
         shown.append(
             {
                 "id": policy_id,
@@ -490,7 +509,7 @@ def _policy_views(seen: _Seen) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 "mode": policy.mode,
                 "deadline": clock.when(policy.deadline),
                 "passed": seen.now >= policy.deadline,
-                "devices": [_device_state(clock, policy, d, st, seen.apps[d.id], exempt) for d, st in covered],
+                "devices": [_device_state(clock, policy, d, st, seen.apps[d.id], exempt, theirs) for d, st in covered],
                 "choices": [{"id": d.id, "label": _label(d)} for d, _st in covered],
             }
         )
@@ -514,6 +533,7 @@ def _device_state(
     state: StateRow,
     seen: list[tuple[str, Observation]],
     exempt: list[Exemption],
+    theirs: list[Exemption],
 ) -> dict[str, Any]:
     """One device under one policy: its state, why, and what to do."""
     label = _label(device)
@@ -527,7 +547,15 @@ def _device_state(
         ]
     elif state.state == "exempt":
         mine = [e for e in exempt if e.device_id in (None, device.id)]
-        why = [f"Exempt until {_words(clock.when(e.until))}: {_cut(e.reason, 500)}" for e in mine] or [state.detail]
+        why = [f"Exempt until {_words(clock.when(e.until))}: {_cut(e.reason, 500)}" for e in mine]
+        why += [
+            f"Exempt until {_words(clock.when(e.until))}, by an exemption someone else asked for "
+            "while this device was theirs."
+            for e in theirs
+            if e.device_id == device.id
+        ]
+        # Never the stored detail: it holds the exemption's reason, which may not be theirs.
+        why = why or ["An administrator exempted this device from this policy."]
     else:
         why = [_detail_words(clock, policy, device, state.detail)]
     return {
