@@ -370,6 +370,44 @@ def test_i_removed_it_records_an_attestation_and_says_so(site: httpx.Client, peo
     assert "You said you removed the app" in after and "Nothing needs your attention now." in after
 
 
+@pytest.mark.parametrize(
+    ("who", "policy", "source_id"),
+    [
+        ("violating", "tiktok-mail", "ANN-IPHONE"),  # compliant under it: no button there
+        ("exempt", "tiktok-mail", "DAN-IPHONE"),  # exempt
+        ("compliant", "wechat-mail", "CARLA-IPHONE"),
+    ],
+)
+def test_i_removed_it_only_where_something_is_to_remove(
+    site: httpx.Client, people: PeopleDatabase, who: str, policy: str, source_id: str
+) -> None:
+    path = people.path_of(who)
+    page = site.get(path).text
+    device = str(people.device(source_id))
+    before = snapshot(people.path)
+    r = _post(site, path, {"form": _form(page), "action": "removed", "policy": policy, "device": device})
+    assert r.status_code == 400 and "needs nothing from you under this policy now" in r.text
+    assert snapshot(people.path) == before
+
+
+def test_i_removed_it_twice_is_recorded_once(site: httpx.Client, people: PeopleDatabase) -> None:
+    """A second click, or the form sent again and again: one attestation, one audit entry,
+    until an inventory comes after it."""
+    path = people.path_of("violating")
+    page = site.get(path).text
+    fields = {
+        "form": _form(page),
+        "action": "removed",
+        "policy": "wechat-mail",
+        "device": _device_field(page, "wechat-mail"),
+    }
+    for _ in range(20):
+        r = _post(site, path, fields)
+        assert r.status_code == 303 and r.headers["location"] == f"{path}?done=removed"
+    assert count(people.path, "attestations") == 1
+    assert count(people.path, "audit_log", "action = 'attestation'") == 1
+
+
 def test_request_an_exemption_makes_a_request_for_admins(site: httpx.Client, people: PeopleDatabase) -> None:
     path = people.path_of("blocked")
     page = site.get(path).text

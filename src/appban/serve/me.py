@@ -323,6 +323,13 @@ def _attest(policy_id: str, device_id: int, email: str) -> Callable[[Workspace],
         row = ws.store.get_policy(policy_id)
         if row is None or row.status != "active" or not concerns(ws.store, policy_id, email):
             raise BadInput("that policy is not in force for you", field="policy")
+        assert device.id is not None
+        said = ws.store.attested_at(policy_id, device.id)  # theirs: only the owner's word counts
+        if said is not None and said >= (device.observed_at or 0):
+            return None  # said already, and no inventory since: recorded once (a second click, a replay)
+        state = ws.store.device_states(device.id).get(policy_id)
+        if state is None or state.state not in _ACTIVE:
+            raise BadInput("this device needs nothing from you under this policy now", field="device")
         return attest(ws, policy_id, device.ref, email)
 
     return run
