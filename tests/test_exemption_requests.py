@@ -15,7 +15,7 @@ from appban.notify import links
 from appban.policy import exemptions
 from appban.store import open_store
 from appban.workspace import Workspace
-from helpers_cli import NOW, Fleet, assert_bad_input, count
+from helpers_cli import NOW, POLICY_YAML, Fleet, assert_bad_input, count
 
 JANE = "jane.doe@example.com"
 BOB = "bob.roe@example.com"
@@ -174,6 +174,31 @@ def test_grant_still_grants_a_device_handed_back(fleet: Fleet) -> None:
     _hand_over(fleet, "JANE-IPHONE", BOB, at="2020-07-12T10:00:00Z")
     _hand_over(fleet, "JANE-IPHONE", JANE, at="2020-07-12T11:00:00Z")
     assert _json(fleet, "exempt", "grant", str(asked), "--until", LATER)["state"] == "granted"
+
+
+def test_a_request_under_a_withdrawn_policy_is_not_granted_nor_counted(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exemptions, "MAX_PENDING", 1)
+    asked = _ask(fleet, JANE, "Marketing needs it")
+    assert fleet.run("policy", "withdraw", "tiktok-mail", "--reason", "Sent in error").code == 0
+    before = fleet.snapshot()
+    line = assert_bad_input(fleet.run("exempt", "grant", str(asked), "--until", LATER), "ID")
+    assert f"request {asked} is under tiktok-mail, withdrawn at {NOW}" in line
+    assert f"appban exempt refuse {asked}" in line
+    assert fleet.snapshot() == before
+    listed = _json(fleet, "exempt", "requests")["requests"]
+    assert [(r["id"], r["state"], r["policy_active"]) for r in listed] == [(asked, "pending", False)]
+    assert "pending, policy withdrawn" in fleet.run("exempt", "requests").out
+    # The policy in force now: Jane may ask under it, her old request waits for nothing.
+    again = fleet.write("again.yaml", POLICY_YAML.replace("id: tiktok-mail", "id: tiktok-mail-2"))
+    assert fleet.run("policy", "apply", str(again)).code == 0
+    ws = Workspace(str(fleet.db), parse_time(NOW), create=False)
+    try:
+        exemptions.request(ws, "tiktok-mail-2", JANE, None, "Marketing still needs it")
+    finally:
+        ws.close()
+    assert count(fleet.db, "exemption_requests", "state = 'pending'") == 2
 
 
 def test_requests_state_must_be_known(fleet: Fleet) -> None:

@@ -588,6 +588,16 @@ def test_a_withdrawn_policy_shows_for_those_it_was_sent_to(site: httpx.Client, p
     assert "WeChat is not permitted" not in site.get(people.path_of("compliant")).text
 
 
+def test_a_request_under_a_withdrawn_policy_waits_for_nothing(site: httpx.Client, people: PeopleDatabase) -> None:
+    path = people.path_of("violating")
+    fields = {"form": _form(site.get(path).text), "action": "requested", "policy": "wechat-mail", "reason": "Suppliers"}
+    assert _post(site, path, fields).status_code == 303
+    assert "Waiting for an answer" in site.get(path).text
+    assert run("--db", people.path, "policy", "withdraw", "wechat-mail", "--reason", "Sent in error").code == 0
+    page = site.get(path).text
+    assert "No answer needed: the policy was withdrawn" in page and "Waiting for an answer" not in page
+
+
 def test_the_policy_that_needs_something_comes_first(site: httpx.Client, people: PeopleDatabase) -> None:
     page = site.get(people.path_of("violating")).text
     assert page.index("WeChat is not permitted") < page.index("TikTok is not permitted")

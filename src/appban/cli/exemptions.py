@@ -141,7 +141,7 @@ def exempt_requests(env: Env, state: str) -> None:
                 None,
                 ["id", "policy", "person", "device", "reason", "created", "state"],
                 [
-                    (r["id"], r["policy"], r["person"], r["device"] or "all", r["reason"], r["created_at"], r["state"])
+                    (r["id"], r["policy"], r["person"], r["device"] or "all", r["reason"], r["created_at"], _state(r))
                     for r in d["requests"]
                 ],
                 whole=("policy", "person", "device", "state"),
@@ -150,6 +150,11 @@ def exempt_requests(env: Env, state: str) -> None:
         output.line(output.plural(len(d["requests"]), what))
 
     emit(env, doc, render)
+
+
+def _state(r: dict[str, Any]) -> str:
+    """A request's state; a pending one under a policy no longer in force waits for no grant."""
+    return "pending, policy withdrawn" if r["state"] == "pending" and not r["policy_active"] else str(r["state"])
 
 
 @exempt.command("grant")

@@ -104,7 +104,9 @@ def request(ws: Workspace, policy_id: str, person: str, device_id: int | None, r
             device = ws.store.get_device(device_id)
             if device is None or device.owner != person:
                 raise BadInput("that device is not one of yours", field="device")
-        pending = ws.store.exemption_requests(state="pending", person=person)
+        # A request under a policy withdrawn since waits for no answer: it does not count.
+        active = {p.id for p in ws.store.list_policies() if p.status == "active"}
+        pending = [r for r in ws.store.exemption_requests(state="pending", person=person) if r.policy_id in active]
         if any(r.policy_id == policy_id and r.device_id == device_id for r in pending):
             raise BadInput("you already asked for this exemption: it waits for an answer", field="policy")
         if len(pending) >= MAX_PENDING:
@@ -151,7 +153,12 @@ def list_requests(ws: Workspace, state: str) -> dict[str, Any]:
     if state != "all" and state not in REQUEST_STATES:
         raise BadInput(f"unknown state {state[:40]!r} (known: {', '.join(REQUEST_STATES)}, all)", field="--state")
     rows = ws.store.exemption_requests(state=None if state == "all" else state)
-    return {"now": format_time(ws.now), "state": state, "requests": [describe_request(r) for r in rows]}
+    active = {p.id for p in ws.store.list_policies() if p.status == "active"}
+    return {
+        "now": format_time(ws.now),
+        "state": state,
+        "requests": [{**describe_request(r), "policy_active": r.policy_id in active} for r in rows],
+    }
 
 
 def _pending(ws: Workspace, request_id: int) -> ExemptionRequest:
@@ -198,8 +205,17 @@ def grant(ws: Workspace, request_id: int, until: Micros, reason: str | None) -> 
 
 def _still_grantable(ws: Workspace, found: ExemptionRequest) -> None:
     """What the page checked when the request was made, checked again as it is granted
-    (under the write lock): the device is still the requester's. Otherwise the request
-    stays pending, for an admin to refuse, and the command says why (exit 2)."""
+    (under the write lock): the policy is still in force, and the device is still the
+    requester's. Otherwise the request stays pending, for an admin to refuse, and the
+    command says why (exit 2)."""
+    row = ws.store.get_policy(found.policy_id)
+    if row is None or row.status != "active":
+        status = "gone" if row is None else f"{row.status} at {format_time(row.withdrawn_at)}"
+        raise BadInput(
+            f"request {found.id} is under {found.policy_id}, {status}: refuse it with "
+            f"appban exempt refuse {found.id} --reason TEXT",
+            field="ID",
+        )
     if found.device_id is None:
         return
     device = ws.store.get_device(found.device_id)

@@ -660,6 +660,7 @@ def _device_facts(clock: _Clock, device: DeviceRow, kept: list[Observation]) -> 
 def _request_view(seen: _Seen, r: ExemptionRequest) -> dict[str, Any]:
     clock = seen.clock
     granted = seen.store.get_exemption(r.exemption_id) if r.exemption_id is not None else None
+    policy = seen.policies.get(r.policy_id)
     return {
         "id": r.id,
         "title": _title(seen, r.policy_id),
@@ -667,6 +668,7 @@ def _request_view(seen: _Seen, r: ExemptionRequest) -> dict[str, Any]:
         "reason": r.reason,
         "created": clock.when(r.created_at),
         "state": r.state,
+        "withdrawn": policy is None or policy[0].status != "active",
         "decided": clock.when(r.decided_at),
         "answer": r.answer,
         "until": clock.when(granted.until) if granted else None,
