@@ -13,6 +13,7 @@ from appban.clock import format_time, parse_time
 from appban.errors import BadInput
 from appban.notify import links
 from appban.policy import exemptions
+from appban.serve.me import page_data
 from appban.store import open_store
 from appban.workspace import Workspace
 from helpers_cli import NOW, POLICY_YAML, Fleet, assert_bad_input, count
@@ -72,7 +73,7 @@ def test_grant_makes_the_exemption_exempt_add_makes(fleet: Fleet) -> None:
     asked = _ask(fleet, JANE, "Marketing needs it", device="JANE-IPHONE")
     doc = _json(fleet, "exempt", "grant", str(asked), "--until", LATER)
     device = _device_id(fleet, "JANE-IPHONE")
-    assert doc["request"] == asked and doc["state"] == "granted"
+    assert doc["request"] == asked and doc["state"] == "granted" and doc["asked_for"] == f"dev-{device}"
     assert doc["device"] == f"dev-{device}" and doc["person"] is None and doc["until"] == LATER
     rows = fleet.snapshot()
     assert [(r[1], r[2], r[3], r[6]) for r in rows["exemptions"]] == [
@@ -199,6 +200,49 @@ def test_a_request_under_a_withdrawn_policy_is_not_granted_nor_counted(
     finally:
         ws.close()
     assert count(fleet.db, "exemption_requests", "state = 'pending'") == 2
+
+
+def _jamf(fleet: Fleet, eas: list[str], at: str) -> None:
+    """Jane's iPhone as Jamf reports it; with her phone's ActiveSync DeviceId, the two are one device."""
+    line = json.dumps(
+        {
+            "source": "jamf",
+            "device": {"id": "JANE-JAMF", "platform": "ios", "owner": JANE, "eas_device_ids": eas},
+            "observed_at": at,
+            "apps": [{"id": "com.zhiliaoapp.musically", "name": "TikTok", "version": "16.5.0"}],
+        }
+    )
+    result = fleet.run("import", "appban", str(fleet.write("jamf.jsonl", line + "\n")), "--now", at)
+    assert result.code == 0, result.err
+
+
+def test_a_request_for_a_device_linked_into_another_is_granted_for_the_device_it_became(fleet: Fleet) -> None:
+    _jamf(fleet, ["EASJAMF"], NOW)
+    ws = Workspace(str(fleet.db), parse_time(NOW), create=False)
+    try:
+        found = ws.store.get_device_by_key("jamf", "JANE-JAMF")
+        assert found is not None and found.id is not None
+        jamf = found.id
+        asked = int(exemptions.request(ws, "tiktok-mail", JANE, jamf, "For the Jamf one")["id"])
+    finally:
+        ws.close()
+    _jamf(fleet, ["EASJAMF", "EASJANE1"], "2020-07-12T13:00:00Z")
+    store = open_store(str(fleet.db), create=False)
+    try:
+        assert store.get_device(jamf) is None  # folded into Jane's phone
+        became = store.get_record("jamf", "JANE-JAMF")
+        assert became is not None
+        target = became.device_id
+        page = page_data(store, JANE, parse_time("2020-07-12T13:00:00Z"))
+        assert [r["who"] for r in page["requests"]] == ["iOS device"]  # hers, by name, not dev-N
+    finally:
+        store.close()
+    text = fleet.run("exempt", "grant", str(asked), "--until", LATER, "--now", "2020-07-12T14:00:00Z")
+    assert text.code == 0, text.err
+    assert f"for dev-{target} (dev-{jamf} as asked, linked into it since) until" in text.out
+    assert [(r[3], r[6]) for r in fleet.snapshot()["exemptions"]] == [(target, "For the Jamf one")]
+    shown = _json(fleet, "device", "show", f"dev-{target}", "--now", "2020-07-12T14:00:00Z")
+    assert shown["policies"]["tiktok-mail"]["state"] == "exempt"
 
 
 def test_requests_state_must_be_known(fleet: Fleet) -> None:

@@ -169,14 +169,16 @@ def exempt_grant(env: Env, request_id: str, until: str, reason: str | None) -> N
     number = parse_id(request_id, "a request id")
     ws = env.workspace(create=False)
     doc = grant(ws, number, parse_time(until, field="--until"), reason)
-    emit(
-        env,
-        doc,
-        lambda d: output.line(
+
+    def render(d: dict[str, Any]) -> None:
+        asked = d["asked_for"]
+        became = f" ({asked} as asked, linked into it since)" if asked and asked != d["device"] else ""
+        output.line(
             f"request {d['request']} granted: exemption {d['exemption']} from {d['policy']} for "
-            f"{d['person'] or d['device']} until {output.human(d['until'])}"
-        ),
-    )
+            f"{d['person'] or d['device']}{became} until {output.human(d['until'])}"
+        )
+
+    emit(env, doc, render)
 
 
 @exempt.command("refuse")

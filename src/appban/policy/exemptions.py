@@ -3,6 +3,7 @@ employees' requests for one: made on their page, granted or refused by an admin.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from appban.clock import Micros, format_time
@@ -181,12 +182,12 @@ def grant(ws: Workspace, request_id: int, until: Micros, reason: str | None) -> 
 
     with ws.writing():
         found = _pending(ws, request_id)
-        _still_grantable(ws, found)
+        device = _still_grantable(ws, found)
         made = add_exemption(
             ws,
             found.policy_id,
-            person=found.person if found.device_id is None else None,
-            device_ref=_device_ref(found.device_id),
+            person=found.person if device is None else None,
+            device_ref=None if device is None else device.ref,
             until=until,
             reason=reason or found.reason,
         )
@@ -200,14 +201,15 @@ def grant(ws: Workspace, request_id: int, until: Micros, reason: str | None) -> 
             f"{found.policy_id}/{found.person}",
             {"request": request_id, "exemption": made["exemption"], "until": format_time(until)},
         )
-    return {"request": request_id, "state": "granted", **made}
+    return {"request": request_id, "state": "granted", "asked_for": _device_ref(found.device_id), **made}
 
 
-def _still_grantable(ws: Workspace, found: ExemptionRequest) -> None:
+def _still_grantable(ws: Workspace, found: ExemptionRequest) -> DeviceRow | None:
     """What the page checked when the request was made, checked again as it is granted
-    (under the write lock): the policy is still in force, and the device is still the
-    requester's. Otherwise the request stays pending, for an admin to refuse, and the
-    command says why (exit 2)."""
+    (under the write lock): the policy is still in force, and the device (the one it
+    became, if it was linked into another since) is still the requester's. Otherwise
+    the request stays pending, for an admin to refuse, and the command says why (exit 2).
+    The device to exempt; None for a request for all the person's devices."""
     row = ws.store.get_policy(found.policy_id)
     if row is None or row.status != "active":
         status = "gone" if row is None else f"{row.status} at {format_time(row.withdrawn_at)}"
@@ -217,19 +219,32 @@ def _still_grantable(ws: Workspace, found: ExemptionRequest) -> None:
             field="ID",
         )
     if found.device_id is None:
-        return
-    device = ws.store.get_device(found.device_id)
+        return None
+    device = device_now(ws.store, found)
     if device is not None and device.owner == found.person:
-        return
+        return device
+    asked = f"dev-{found.device_id}"
     if device is None:
-        why = "which appban no longer knows"
+        why = f"{asked}, which appban no longer knows"
     else:
-        why = f"which {found.person[:80]} no longer owns ({device.owner[:80] or 'no one'} does)"
+        became = "" if device.id == found.device_id else f" (part of {device.ref} now)"
+        why = f"{asked}{became}, which {found.person[:80]} no longer owns ({device.owner[:80] or 'no one'} does)"
     raise BadInput(
-        f"request {found.id} is for dev-{found.device_id}, {why}: refuse it with "
-        f"appban exempt refuse {found.id} --reason TEXT",
+        f"request {found.id} is for {why}: refuse it with appban exempt refuse {found.id} --reason TEXT",
         field="ID",
     )
+
+
+def device_now(store: Store, found: ExemptionRequest) -> DeviceRow | None:
+    """The device a request names, as it is now: one linked into another since (its row
+    folded into the other's, audited as ``link``) is followed to the device it became."""
+    if found.device_id is None:
+        return None
+    ref = f"dev-{found.device_id}"
+    for entry in store.audit_entries(since=found.created_at, actions=("link",)):
+        if entry.subject != ref and ref in json.loads(entry.data).get("devices", ()):
+            ref = entry.subject
+    return store.get_device(int(ref.removeprefix("dev-")))
 
 
 def refuse(ws: Workspace, request_id: int, reason: str) -> dict[str, Any]:

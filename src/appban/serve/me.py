@@ -43,7 +43,7 @@ from appban.errors import BadInput, Busy
 from appban.notify import links
 from appban.notify.render import moment
 from appban.policy.evaluator import load_policy
-from appban.policy.exemptions import concerns
+from appban.policy.exemptions import concerns, device_now
 from appban.policy.model import Policy
 from appban.policy.states import (
     DETAIL_BY_NAME,
@@ -664,7 +664,7 @@ def _request_view(seen: _Seen, r: ExemptionRequest) -> dict[str, Any]:
     return {
         "id": r.id,
         "title": _title(seen, r.policy_id),
-        "who": "all your devices" if r.device_id is None else _device_name(seen.devices, r.device_id),
+        "who": _requested_for(seen, r),
         "reason": r.reason,
         "created": clock.when(r.created_at),
         "state": r.state,
@@ -673,3 +673,17 @@ def _request_view(seen: _Seen, r: ExemptionRequest) -> dict[str, Any]:
         "answer": r.answer,
         "until": clock.when(granted.until) if granted else None,
     }
+
+
+def _requested_for(seen: _Seen, r: ExemptionRequest) -> str:
+    """The device a request is for, as the person knows it now (never an internal ref)."""
+    if r.device_id is None:
+        return "all your devices"
+    device = next((d for d in seen.devices if d.id == r.device_id), None)
+    if device is None:
+        device = device_now(seen.store, r)  # linked into another since, or gone
+    if device is None:
+        return "a device appban no longer knows"
+    if device.owner != seen.email:
+        return "a device that is no longer yours"
+    return _label(device)
