@@ -316,6 +316,37 @@ def test_people_link_prints_a_fresh_link_the_page_accepts(fleet: Fleet) -> None:
     assert fleet.snapshot() == fleet.before  # nothing stored per link
 
 
+@pytest.mark.parametrize("email", ["a@example.com", "ab@example.com", "abc@example.com", "jürgen@example.com"])
+def test_a_link_is_read_only_as_it_was_written(fleet: Fleet, email: str) -> None:
+    """Base64 that decodes to the same address but is not what ``token`` wrote (the
+    unused low bits of its last character set, padding, another alphabet), and an
+    expiry written another way, are not the link."""
+    store = open_store(str(fleet.db), create=False)
+    now = parse_time(NOW)
+    try:
+        good = links.token(store, email, now)
+        assert links.read(store, good, now) == email
+        who, expiry, mac = good.split(".")
+        variants = [
+            f"{who}=.{expiry}.{mac}",
+            f"{who}.0{expiry}.{mac}",
+            f"{who}.{expiry}.{mac}=",
+            f"{who.replace('-', '+').replace('_', '/')}+/.{expiry}.{mac}",
+            f"{who[:2]}\n{who[2:]}.{expiry}.{mac}",
+            f" {good}",
+            f"{good}\n",
+        ]
+        if len(who) % 4:  # the last character carries bits no byte uses: set one
+            last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(who[-1])
+            flipped = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last | 1]
+            assert flipped != who[-1]
+            variants.append(f"{who[:-1]}{flipped}.{expiry}.{mac}")
+        for variant in variants:
+            assert links.read(store, variant, now) is None, variant
+    finally:
+        store.close()
+
+
 def _json_env(fleet: Fleet, env: dict[str, str], *args: str) -> dict:  # type: ignore[type-arg]
     result = fleet.run(*args, "--json", env=env)
     assert result.code == 0, result.err

@@ -332,6 +332,34 @@ def test_a_bad_link_gets_one_answer_and_nothing_else(site: httpx.Client, people:
     assert r.headers["referrer-policy"] == "no-referrer"
 
 
+def _altered(token: str, how: str) -> str:
+    who, expiry, mac = token.split(".")
+    return {
+        "bang": f"{who[:4]}!{who[4:]}.{expiry}.{mac}",  # a character base64 decoding would skip
+        "percent": f"{who[:4]}%25{who[4:]}.{expiry}.{mac}",
+        "space": f"{who[:4]}%20{who[4:]}.{expiry}.{mac}",
+        "newline": f"{who[:4]}%0A{who[4:]}.{expiry}.{mac}",
+        "padding": f"{who}=.{expiry}.{mac}",
+        "padding-inside": f"{who[:4]}={who[4:]}.{expiry}.{mac}",
+        "padded-mac": f"{who}.{expiry}.{mac}==",
+        "leading-zero": f"{who}.0{expiry}.{mac}",
+        "plus-expiry": f"{who}.+{expiry}.{mac}",
+    }[how]
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["bang", "percent", "space", "newline", "padding", "padding-inside", "padded-mac", "leading-zero", "plus-expiry"],
+)
+def test_an_altered_link_is_not_a_link(site: httpx.Client, people: PeopleDatabase, how: str) -> None:
+    """One link is one string: another spelling that decodes to the same is a 404."""
+    good = people.path_of("violating")
+    assert site.get(good).status_code == 200
+    r = site.get("/me/" + _altered(good.removeprefix("/me/"), how))
+    assert r.status_code == 404
+    assert "This link is not valid or has expired" in r.text and "Ann" not in r.text
+
+
 def _other_key_token(people: PeopleDatabase) -> str:
     """A well-made token for Ann, signed with another database's key."""
     folder = Path(people.path).parent / "other"
