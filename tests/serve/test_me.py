@@ -24,6 +24,7 @@ from helpers_serve import ServeProcess, ThreadServer
 
 from appban.clock import format_time, now_micros
 from appban.notify import links
+from appban.serve import me
 from appban.store import open_store
 from appban.store.records import NewNotice
 from helpers_cli import count, run, snapshot
@@ -311,6 +312,57 @@ def test_headers_of_the_page_and_its_stylesheet(site: httpx.Client, people: Peop
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert css.headers["x-content-type-options"] == "nosniff"
     assert ":focus-visible" in css.text
+
+
+_PAGE_HEADERS = (
+    "content-security-policy",
+    "referrer-policy",
+    "cache-control",
+    "x-content-type-options",
+    "x-frame-options",
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "where", "status"),
+    [
+        ("PUT", "page", 405),
+        ("DELETE", "page", 405),
+        ("OPTIONS", "page", 405),
+        ("PATCH", "page", 405),
+        ("PUT", "/me.css", 405),
+        ("POST", "/me.css", 405),
+        ("GET", "/me", 404),
+        ("POST", "/me", 404),
+        ("GET", "/me/", 404),
+        ("DELETE", "/me/a/b", 405),
+        ("HEAD", "page", 200),
+    ],
+)
+def test_every_answer_under_me_carries_the_pages_headers(
+    site: httpx.Client, people: PeopleDatabase, method: str, where: str, status: int
+) -> None:
+    path = people.path_of("violating") if where == "page" else where
+    r = site.request(method, path, content=b"x" if method in ("PUT", "POST", "PATCH") else None)
+    assert r.status_code == status
+    assert [h for h in _PAGE_HEADERS if h not in r.headers] == []
+    assert r.headers["content-type"].startswith("text/html")
+    if status == 405:
+        assert "GET" in r.headers["allow"] and "This address takes only" in r.text
+    assert "ann@" not in r.text
+
+
+def test_a_failure_is_the_pages_own_answer(
+    site: httpx.Client, people: PeopleDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("/secret/path/of/the/server")
+
+    monkeypatch.setattr(me, "page_data", broken)
+    r = site.get(people.path_of("violating"))
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
+    assert [h for h in _PAGE_HEADERS if h not in r.headers] == []
+    assert "appban could not answer just now" in r.text and "secret" not in r.text
 
 
 @pytest.mark.parametrize("how", ["expired", "forged", "cut", "other-key", "garbage", "nested"])

@@ -25,7 +25,7 @@ import asyncio
 import hmac
 import importlib.resources
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from appban import settings
 from appban.clock import Micros, now_micros
@@ -102,12 +103,42 @@ _STATE_WORDS = {
 
 
 def routes() -> list[BaseRoute]:
+    # Every method reaches these endpoints (an ASGI app, not a function: Starlette
+    # gives a function GET alone), so that every answer under /me (a method they do not
+    # take, an address that is no link, a failure) is this module's, with its headers:
+    # not the API's JSON, nor a redirect from /me to /me/.
     return [
-        Route("/me.css", stylesheet, methods=["GET"]),
-        Route("/me/{token}", page, methods=["GET", "POST"]),
+        Route("/me.css", _Own(stylesheet, "GET")),
+        Route("/me/{token}", _Own(page, "GET", "POST")),
         # Any other address under /me/ is a link that is not valid, logged by this template too.
-        Route("/me/{rest:path}", invalid, methods=["GET", "POST"]),
+        Route("/me/{rest:path}", _Own(invalid, "GET", "POST")),
+        Route("/me", _Own(invalid, "GET", "POST")),
     ]
+
+
+class _Own:
+    """``endpoint``, answering only ``methods`` (and HEAD with GET): any other is a 405
+    page; a busy database a 503 page, and a failure a 500 page, all with HEADERS."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]], *methods: str) -> None:
+        self.endpoint = endpoint
+        self.allowed = {*methods, "HEAD"} if "GET" in methods else set(methods)
+        self.allow = ", ".join(sorted(self.allowed))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.answer(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def answer(self, request: Request) -> Response:
+        if request.method not in self.allowed:
+            return _refused(405, f"This address takes only {self.allow}.", headers={"Allow": self.allow})
+        try:
+            return await self.endpoint(request)
+        except Busy:
+            return _refused(503, "appban is busy just now. Go back and try again in a minute.")
+        except Exception:  # logged with its traceback; the person learns only that it failed
+            log.exception("the employee's page failed")
+            return _refused(500, "appban could not answer just now. Go back and try again later.")
 
 
 _templates = Environment(
@@ -156,8 +187,10 @@ def _not_found() -> HTMLResponse:
     return _html("invalid.html", 404)
 
 
-def _refused(status: int, why: str) -> HTMLResponse:
-    return _html("refused.html", status, why=why)
+def _refused(status: int, why: str, headers: dict[str, str] | None = None) -> HTMLResponse:
+    response = _html("refused.html", status, why=why)
+    response.headers.update(headers or {})
+    return response
 
 
 # -- the page --------------------------------------------------------------------------
