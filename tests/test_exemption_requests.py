@@ -272,6 +272,25 @@ def test_the_page_cannot_ask_for_what_is_not_its_own(fleet: Fleet) -> None:
         ws.close()
 
 
+# Unicode's Bidi_Control property (PropList.txt), every one of them.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+@pytest.mark.parametrize("mark", list(BIDI_CONTROLS), ids=lambda c: f"U+{ord(c):04X}")
+def test_a_reason_with_a_bidi_control_is_refused(fleet: Fleet, mark: str) -> None:
+    ws = Workspace(str(fleet.db), parse_time(NOW), create=False)
+    try:
+        with pytest.raises(BadInput, match="control character"):
+            exemptions.request(ws, "tiktok-mail", JANE, None, f"needed {mark}for work")
+    finally:
+        ws.close()
+    assert count(fleet.db, "exemption_requests") == 0
+    asked = _ask(fleet, JANE, "needed for work")
+    before = fleet.snapshot()
+    assert_bad_input(fleet.run("exempt", "refuse", str(asked), "--reason", f"no{mark} thanks"), "--reason")
+    assert fleet.snapshot() == before
+
+
 def test_pending_requests_of_one_person_are_bounded(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exemptions, "MAX_PENDING", 2)
     _ask(fleet, JANE, "one", device="JANE-IPHONE")

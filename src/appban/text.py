@@ -30,9 +30,11 @@ EMAIL = re.compile(
 )
 # Markup opens with "<" and a letter, "/", "!" or "?": "<3" is fine, "<script>" is not.
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
-# Controls, bidi controls, and lone surrogates (a JSON "\\ud800" escape decodes to one:
-# no character at all, and no encoding can store it).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# Controls, bidi controls (Unicode's Bidi_Control: the marks U+061C, U+200E, U+200F,
+# the embeddings and overrides U+202A-202E, the isolates U+2066-2069), and lone
+# surrogates (a JSON "\\ud800" escape decodes to one: no character at all, and no
+# encoding can store it).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # Characters that show nothing yet str.isprintable() lets through (it already
 # refuses Cc, Cf, Zs but the space, Zl, Zp, Cs, Co and Cn):
 # - default-ignorable code points (Unicode's DerivedCoreProperties,
