@@ -627,11 +627,34 @@ def test_someone_elses_device_cannot_be_attested(site: httpx.Client, people: Peo
 
 
 def test_a_typed_reason_is_kept_when_refused(site: httpx.Client, people: PeopleDatabase) -> None:
+    """The error is the form's: said in plain words at the top, naming the policy and
+    linking to the field; inside the form, tied to the field (aria-describedby), which
+    is marked invalid and takes the focus (autofocus: no script needed)."""
     path = people.path_of("violating")
     page = site.get(path).text
     r = _post(site, path, {"form": _form(page), "action": "requested", "policy": "wechat-mail", "reason": "<i>x</i>"})
     assert r.status_code == 400
-    assert 'value="&lt;i&gt;x&lt;/i&gt;"' in r.text and "markup in text" in r.text
+    assert 'value="&lt;i&gt;x&lt;/i&gt;"' in r.text and "markup in text" not in r.text
+    plain = "a reason can&#39;t contain “&lt;” followed by a letter, “/”, “!” or “?”"
+    top = re.search(r'<p class="error" role="alert">(.*?)</p>', r.text, re.S)
+    assert top is not None
+    assert "your request for an exemption from “WeChat is not permitted" in top.group(1) and plain in top.group(1)
+    assert '<a href="#reason-wechat-mail">' in top.group(1)
+    assert f'<p class="error" id="request-err-wechat-mail">{plain}</p>' in r.text
+    field = re.search(r'<input type="text" id="reason-wechat-mail"[^>]*>', r.text)
+    assert field is not None
+    assert 'aria-invalid="true" aria-describedby="request-err-wechat-mail" autofocus' in field.group(0)
+    assert r.text.count("aria-invalid") == 1 and r.text.count("autofocus") == 1
+
+
+def test_a_refused_device_is_marked_in_its_form(site: httpx.Client, people: PeopleDatabase) -> None:
+    path = people.path_of("violating")
+    fields = {"form": _form(site.get(path).text), "action": "requested", "policy": "tiktok-mail", "device": "999"}
+    r = _post(site, path, {**fields, "reason": "kept"})
+    assert r.status_code == 400 and "that device is not one of yours" in r.text
+    select = re.search(r'<select id="device-tiktok-mail"[^>]*>', r.text)
+    assert select is not None and 'aria-invalid="true" aria-describedby="request-err-tiktok-mail"' in select.group(0)
+    assert 'href="#device-tiktok-mail"' in r.text and 'value="kept"' in r.text
 
 
 # -- the access log ------------------------------------------------------------------------

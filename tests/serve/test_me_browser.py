@@ -270,6 +270,39 @@ def test_hostile_names_are_shown_as_text(site: Site) -> None:
 # -- refused ------------------------------------------------------------------------------
 
 
+def test_a_refused_request_is_told_at_its_form(site: Site, browser: Browser) -> None:
+    """With script off, as some people browse: a refused reason comes back with the
+    error in plain words at the top, naming the policy; inside the form that was sent,
+    tied to the field, which is marked invalid and has the focus."""
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        response = page.goto(site.url + site.db.path_of("violating"))
+        assert response is not None and response.status == 200
+        before = snapshot(site.db.path)
+        tab_to(page, "e => e.id === 'reason-tiktok-mail'")  # the second policy's form, far down
+        page.keyboard.type("<b>need it</b>")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert snapshot(site.db.path) == before
+        alert = page.inner_text("[role=alert]")
+        assert "your request for an exemption from “TikTok is not permitted" in alert
+        assert "a reason can't contain “<” followed by a letter" in alert and "markup" not in alert
+        focused = page.evaluate(
+            "(() => { const e = document.activeElement; const d = e.getAttribute('aria-describedby');"
+            " return [e.id, e.value, e.getAttribute('aria-invalid'),"
+            " d && document.getElementById(d).textContent]; })()"
+        )
+        assert focused[:3] == ["reason-tiktok-mail", "<b>need it</b>", "true"]
+        assert "a reason can't contain" in focused[3]
+        assert page.locator("#reason-wechat-mail").get_attribute("aria-invalid") is None
+        # The top message links to the field; the field's own error is visible beside it.
+        assert page.locator("[role=alert] a").get_attribute("href") == "#reason-tiktok-mail"
+        assert_accessible(page)
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("how", ["expired", "forged"])
 def test_a_bad_link_shows_only_that_it_is_bad(site: Site, how: str) -> None:
     if how == "expired":

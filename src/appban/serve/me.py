@@ -82,7 +82,12 @@ DONE = {
     "requested": "Your request is sent. An administrator will grant or refuse it; the answer will show here.",
 }
 _ACTIVE = ("violating", "blocked", "unverified")
-_NOTHING_KEPT = {"policy": "", "reason": ""}  # what a refused post typed, shown again
+_NOTHING_KEPT = {"action": "", "policy": "", "device": "", "reason": ""}  # what a refused post sent, shown again
+# A refusal's words as an employee reads them, where appban's own are terse.
+_PLAIN = {
+    "markup in text": "a reason can't contain “<” followed by a letter, “/”, “!” or “?”",
+    "control character in text": "a reason can't contain line breaks, tabs or invisible formatting characters",
+}
 _PLATFORMS = {
     "ios": "iOS",
     "ipados": "iPadOS",
@@ -263,11 +268,28 @@ async def _post(request: Request, service: Service, token: str, now: Micros) -> 
             await service.call(_request(form.policy, email, form.device, form.reason))
     except BadInput as exc:
         view = await service.read(lambda store: page_data(store, email, now))
-        kept = {"policy": fields.get("policy", ""), "reason": fields.get("reason", "")}
-        return _html("page.html", 400, view=view, form=expected, message=None, error=exc.detail, kept=kept)
+        kept = {name: fields.get(name, "") for name in ("action", "policy", "device", "reason")}
+        error = _error(view, kept, exc)
+        return _html("page.html", 400, view=view, form=expected, message=None, error=error, kept=kept)
     except Busy:
         return _refused(503, "appban is busy just now. Go back and try again in a minute.")
     return RedirectResponse(f"/me/{token}?done={form.action}", status_code=303, headers=HEADERS)
+
+
+def _error(view: dict[str, Any], kept: dict[str, str], exc: BadInput) -> dict[str, str]:
+    """A refused post's error: in plain words, the form it belongs to named, and the
+    field to mark, describe and focus (its id), when the page shows that form."""
+    words = _PLAIN.get(exc.detail, exc.detail)
+    shown = next((p for p in view["policies"] if p["id"] == kept["policy"]), None)
+    if shown is None:
+        return {"summary": f"{words}.", "words": words, "target": "", "field": ""}
+    title = _cut(shown["title"], 120)
+    if kept["action"] == "removed":
+        # Refused only where the page shows no button (any more): nothing to point at.
+        return {"summary": f"your word under “{title}”: {words}.", "words": words, "target": "", "field": ""}
+    field = "device" if exc.field == "device" else "reason"
+    summary = f"your request for an exemption from “{title}”: {words}."
+    return {"summary": summary, "words": words, "target": f"{field}-{shown['id']}", "field": field}
 
 
 def _same_origin(request: Request) -> bool:
