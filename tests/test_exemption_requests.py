@@ -16,7 +16,7 @@ from appban.policy import exemptions
 from appban.serve.me import page_data
 from appban.store import open_store
 from appban.workspace import Workspace
-from helpers_cli import NOW, POLICY_YAML, Fleet, assert_bad_input, count
+from helpers_cli import NOW, POLICY_YAML, Fleet, assert_bad_input, count, run_tty
 
 JANE = "jane.doe@example.com"
 BOB = "bob.roe@example.com"
@@ -243,6 +243,25 @@ def test_a_request_for_a_device_linked_into_another_is_granted_for_the_device_it
     assert [(r[3], r[6]) for r in fleet.snapshot()["exemptions"]] == [(target, "For the Jamf one")]
     shown = _json(fleet, "device", "show", f"dev-{target}", "--now", "2020-07-12T14:00:00Z")
     assert shown["policies"]["tiktok-mail"]["state"] == "exempt"
+
+
+def test_requests_long_shows_each_reason_whole_at_80_columns(fleet: Fleet) -> None:
+    reason = "I run the company's account with our suppliers in Shenzhen; " * 6 + "élan"
+    asked = _ask(fleet, JANE, reason.strip(), device="JANE-IPHONE")
+    table = run_tty("--db", str(fleet.db), "--now", NOW, "exempt", "requests", columns=80)
+    assert table.code == 0, table.err
+    assert "1 pending request (--long shows each reason whole)" in table.out
+    assert "élan" not in table.out  # cut to fit
+    long = run_tty("--db", str(fleet.db), "--now", NOW, "exempt", "requests", "--long", columns=80)
+    assert long.code == 0, long.err
+    lines = long.out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert f"request: {asked}" in lines and f"person: {JANE}" in lines and "state: pending" in lines
+    shown = " ".join(line.strip() for line in long.out.split("reason: ", 1)[1].splitlines()[:-1])
+    assert shown == reason.strip()
+    assert "1 pending request" in lines[-1] and "--long" not in lines[-1]
+    piped = fleet.run("exempt", "requests")
+    assert reason.strip() in piped.out and "--long" not in piped.out  # piped, nothing is cut
 
 
 def test_requests_state_must_be_known(fleet: Fleet) -> None:

@@ -127,8 +127,9 @@ def attest(env: Env, policy_id: str, device_ref: str, person: str) -> None:
     show_default=True,
     help="Only requests in this state.",
 )
+@click.option("--long", "long_form", is_flag=True, help="Each request as lines of its own, its reason whole.")
 @common
-def exempt_requests(env: Env, state: str) -> None:
+def exempt_requests(env: Env, state: str, long_form: bool) -> None:
     """Employees' requests for an exemption, made on their own page, oldest first."""
     from appban.policy.exemptions import list_requests
 
@@ -136,7 +137,13 @@ def exempt_requests(env: Env, state: str) -> None:
     doc = list_requests(ws, state)
 
     def render(d: dict[str, Any]) -> None:
-        if d["requests"]:
+        if long_form:
+            # The reason is what an admin decides on: whole, wrapped at the terminal's width.
+            for n, r in enumerate(d["requests"]):
+                if n:
+                    output.line()
+                output.pairs(_request_lines(r))
+        elif d["requests"]:
             output.table(
                 None,
                 ["id", "policy", "person", "device", "reason", "created", "state"],
@@ -147,9 +154,26 @@ def exempt_requests(env: Env, state: str) -> None:
                 whole=("policy", "person", "device", "state"),
             )
         what = "request" if d["state"] == "all" else f"{d['state']} request"
-        output.line(output.plural(len(d["requests"]), what))
+        # On a terminal the table cuts reasons to fit: say how to read them whole.
+        hint = d["requests"] and not long_form and output.console().is_terminal
+        output.line(output.plural(len(d["requests"]), what) + (" (--long shows each reason whole)" if hint else ""))
 
     emit(env, doc, render)
+
+
+def _request_lines(r: dict[str, Any]) -> list[tuple[str, Any]]:
+    lines: list[tuple[str, Any]] = [
+        ("request", r["id"]),
+        ("policy", r["policy"]),
+        ("person", r["person"]),
+        ("device", r["device"] or "all their devices"),
+        ("created", r["created_at"]),
+        ("state", _state(r)),
+        ("reason", r["reason"]),
+    ]
+    if r["state"] != "pending":
+        lines += [("decided", r["decided_at"]), ("answer", r["answer"]), ("exemption", r["exemption"])]
+    return lines
 
 
 def _state(r: dict[str, Any]) -> str:
