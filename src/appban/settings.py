@@ -6,7 +6,10 @@ else the default here.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import os
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +97,42 @@ def _path(text: str) -> str:
     if not text.strip():
         raise ValueError("expected a SQLite path or database URL, got nothing")
     return text
+
+
+def _hours(text: str) -> str:
+    """``HH:MM-HH:MM``, the start before the end (a day's window, in a person's own zone)."""
+    value = text.strip()
+    parts = value.split("-")
+    ok = len(value) <= 11 and len(parts) == 2 and all(len(p) == 5 and p[2] == ":" for p in parts)
+    if ok:
+        try:
+            start, end = (dt.time.fromisoformat(p) for p in parts)
+        except ValueError:
+            ok = False
+        else:
+            ok = start < end
+    if not ok:
+        raise ValueError(f"expected HH:MM-HH:MM with the start first, such as 08:00-20:00, got {text[:40]!r}")
+    return value
+
+
+def _public_url(text: str) -> str:
+    """The base of links sent to people: http(s), a host, nothing after the path."""
+    value = text.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value) if value.isascii() and value.isprintable() and " " not in value else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"expected an http:// or https:// URL such as https://appban.example.com, got {text[:80]!r}")
+    if parts.username or parts.password:
+        raise ValueError("a URL sent to every employee carries no user or password")
+    return value
+
+
+def _address(text: str) -> str:
+    """One e-mail address, optionally with a name: ``IT Security <security@example.com>``."""
+    found = email.utils.getaddresses([text]) if text.isprintable() and len(text) <= 500 else []
+    if len(found) != 1 or "@" not in found[0][1] or any(c in found[0][1] for c in " <>,;"):
+        raise ValueError(f"expected one address such as IT Security <security@example.com>, got {text[:80]!r}")
+    return text.strip()
 
 
 SETTINGS: dict[str, Setting] = {
@@ -455,11 +494,14 @@ SETTINGS: dict[str, Setting] = {
             "A PEM file of the certificate authorities that may sign the mail server's certificate "
             "(a private CA); empty: the system's.",
         ),
-        Setting("mail_from", "appban@localhost", "The sender of notices, unless a policy's notices: names one."),
+        Setting(
+            "mail_from", "appban@localhost", "The sender of notices, unless a policy's notices: names one.", _address
+        ),
         Setting(
             "public_url",
             "http://localhost:8080",
             "The base of the personal links in notices: where employees reach appban serve.",
+            _public_url,
         ),
         Setting(
             "notify_file",
@@ -508,6 +550,7 @@ SETTINGS: dict[str, Setting] = {
             "08:00-20:00",
             "When reminders are delivered, in each person's own time zone (HH:MM-HH:MM); a reminder "
             "due outside it waits for the next window unless the deadline comes first.",
+            _hours,
         ),
         Setting(
             "exemption_warning",

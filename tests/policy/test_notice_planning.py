@@ -289,3 +289,91 @@ def test_dry_run_says_how_many_notices_of_each_kind_would_go_and_when(ab: Appban
     assert len(outbox(ab, "blocked")) == notices["blocked"]["people"]
     # Applying it again would plan no second memo.
     assert ab.apply(dry_run=True, now="2020-07-11T08:00:00Z")["notices"]["memo"]["people"] == 0
+
+
+def test_a_policy_applied_again_after_its_withdrawal_tells_its_audience_again(ab: Appban) -> None:
+    fleet(ab)
+    ab.apply()
+    ab.write_sql("UPDATE notices SET state = 'sent', sent_at = 1")
+    ab("policy", "withdraw", "tiktok-mail", "--reason", "sent in error", now="2020-07-10T17:00:00Z")
+    ab.write_sql("UPDATE notices SET state = 'sent', sent_at = 1 WHERE kind = 'correction'")
+    ab.apply(now="2020-07-10T18:00:00Z")
+    memos = outbox(ab, "memo")
+    assert [(r[0], r[5]) for r in memos] == [("ann@example.com", "sent"), ("ann@example.com", "pending")]
+    # Withdrawn again: the second life's correction goes too, to those told in it.
+    ab.write_sql("UPDATE notices SET state = 'sent', sent_at = 1 WHERE kind = 'memo'")
+    doc = ab("policy", "withdraw", "tiktok-mail", "--reason", "again", now="2020-07-10T19:00:00Z")
+    assert doc["corrections"] == 1
+    assert len(outbox(ab, "correction")) == 2
+
+
+def test_everyone_means_device_owners_never_imported_as_people_too(ab: Appban) -> None:
+    fleet(ab)
+    ab.ingest(checkin("zed-1", owner="zed@example.com", apps=[TIKTOK_ANDROID]))
+    doc = ab.apply(dry_run=True, notices={"audience": "all"})
+    ab.apply(notices={"audience": "all"})
+    told = people_told(ab, "memo")
+    assert "zed@example.com" in told and len(told) == 5 == doc["notices"]["memo"]["people"]
+    # A device of someone new to appban after the memo: they are told too.
+    ab.ingest(checkin("yan-1", owner="yan@example.com", at="2020-07-10T17:00:00Z"), now="2020-07-10T17:00:00Z")
+    assert "yan@example.com" in people_told(ab, "memo")
+
+
+def test_a_violating_phone_handed_to_someone_else_tells_its_new_owner(ab: Appban) -> None:
+    fleet(ab)
+    ab.apply()
+    ab.ingest(
+        checkin("ann-0", owner="bob@example.com", at="2020-07-10T17:00:00Z", apps=[TIKTOK_ANDROID]),
+        now="2020-07-10T17:00:00Z",
+    )
+    assert people_told(ab, "memo") == ["ann@example.com", "bob@example.com"]
+
+
+def test_missed_reminder_moments_make_one_reminder_not_one_each(ab: Appban) -> None:
+    fleet(ab)
+    ab.apply(deadline="2020-07-14T12:00:00Z", reminders=["72h", "48h", "24h", "2h"])
+    ab("evaluate", now="2020-07-14T11:00:00Z")  # all four moments passed unseen
+    rows = outbox(ab, "reminder")
+    assert [r[2] for r in rows] == [str(micros("2020-07-14T10:00:00Z"))]
+    ab("evaluate", now="2020-07-14T11:30:00Z")
+    assert len(outbox(ab, "reminder")) == 1
+
+
+def test_a_moved_deadline_drops_the_reminders_waiting_for_the_old_one(ab: Appban) -> None:
+    fleet(ab)
+    ab.apply(deadline="2020-07-14T12:00:00Z", reminders=["60h"])
+    ab("evaluate", now="2020-07-12T00:00:00Z")  # 01:00 in London: waits for 08:00
+    assert [r[5] for r in outbox(ab, "reminder")] == ["pending"]
+    ab.apply(now="2020-07-12T01:00:00Z", deadline="2020-07-12T06:00:00Z", reminders=["60h"])
+    assert [r[5] for r in outbox(ab, "reminder")] == ["cancelled"]
+    # The new deadline's reminder moment fell before the change (the policy_changed said it).
+    ab("evaluate", now="2020-07-12T02:00:00Z")
+    assert [r[5] for r in outbox(ab, "reminder")] == ["cancelled"]
+
+
+def test_an_extended_exemption_does_not_announce_the_first_ones_end(ab: Appban) -> None:
+    fleet(ab)
+    ab.apply()
+
+    def grant(until: str, now: str) -> int:
+        return int(
+            ab(
+                "exempt", "add", "--policy", "tiktok-mail", "--person", "ann@example.com",
+                "--until", until, "--reason", "runs the company account", now=now,
+            )["exemption"]
+        )  # fmt: skip
+
+    first = grant("2020-08-10T00:00:00Z", "2020-07-10T17:00:00Z")
+    second = grant("2020-09-10T00:00:00Z", "2020-07-10T18:00:00Z")
+    expiring = {r[2]: r[5] for r in outbox(ab, "exemption_expiring")}
+    assert expiring == {f"ex-{first}": "cancelled", f"ex-{second}": "pending"}
+
+
+def test_a_draft_tells_no_one_of_an_exemption(ab: Appban) -> None:
+    fleet(ab)
+    ab("policy", "apply", ab.policy_file(), "--draft", now=APPLIED)
+    ab(
+        "exempt", "add", "--policy", "tiktok-mail", "--person", "ann@example.com",
+        "--until", "2020-08-10T00:00:00Z", "--reason", "later", now="2020-07-10T17:00:00Z",
+    )  # fmt: skip
+    assert outbox(ab) == []

@@ -187,6 +187,8 @@ class Ingestor:
         if self.linker.note_identifiers(device, old, device.id) and self.linker.link_new(device, device.id, now):
             return  # linked: the linked device was evaluated on the union of its records
         self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
+        if old is not None and old.owner != device.owner and device.owner:
+            self.evaluator.notices.owner_changed(device.id, now)
 
     def _newer(self, c: Checkin, old: DeviceRow, record: SourceRecord | None) -> bool:
         """Whether ``c`` changes what is stored: it is newer (and, in a differential

@@ -114,6 +114,12 @@ class Sender:
         lock_wait: float | None = None,
     ) -> None:
         # Settings first: a bad one is one line before anything is opened or claimed.
+        # What every notice needs, checked once here rather than failing each notice:
+        # a bad one would mark the whole outbox failed (or stop reminders being planned).
+        for name in ("mail_from", "public_url", "waking_hours"):
+            settings.get(name)
+        settings.duration("link_ttl")
+        settings.duration("exemption_warning")
         self.lease = settings.duration("notify_lease")
         self.retry = settings.duration("notify_retry")
         self.max_attempts = int(settings.get("notify_max_attempts"))

@@ -83,8 +83,8 @@ def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> di
         changes = 0
         told = 0
         if status == "active":
-            changes = ws.evaluator.evaluate_policy(stored, now, "policy")
             told = ws.evaluator.notices.applied(load_policy(existing) if existing else None, stored, now)
+            changes = ws.evaluator.evaluate_policy(stored, now, "policy")
             ws.evaluator.notices.tick(now)
             ws.evaluator.notices.flush()
         elif existing is not None and existing.status == "active":
@@ -166,6 +166,7 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
     read = ws.evaluator.row_facts(policy, attested=None if store.get_policy(policy.id) else {})
     states_now = dict.fromkeys(STATES, 0)
     states_deadline = dict.fromkeys(STATES, 0)
+    people_all: set[str] = set()
     people_scope: set[str] = set()
     people_hit: set[str] = set()
     people_to_act: set[str] = set()  # a device violating or unverified: reminders
@@ -178,6 +179,7 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
         later = compute(policy, facts, at_deadline, required)
         states_now[now_out.state] += 1
         states_deadline[later.state] += 1
+        people_all.add(owner)
         if now_out.state != "out_of_scope":
             people_scope.add(owner)
         if now_out.state in ("violating", "blocked"):
@@ -214,7 +216,7 @@ def preview(ws: Workspace, policy: Policy) -> dict[str, Any]:
             ws,
             policy,
             at_start,
-            {"affected": people_hit | people_to_act, "in_scope": people_scope},
+            {"affected": people_hit | people_to_act, "in_scope": people_scope, "all": people_all},
             people_to_act,
             people_cut,
         ),
@@ -234,27 +236,33 @@ def _notices_preview(
     store = ws.store
     discard = {""}
     marks = store.notice_marks(policy.id)
+    existing = store.get_policy(policy.id)
+    life = notices.life_of(marks)
+    since = marks.get(f"life:{life}", 0)
+    if existing is not None and existing.status == "withdrawn":
+        life, since = existing.revision + 1, ws.now  # applying it again starts a new life
     audience = policy.notices.audience
-    wanted = audiences.get(audience)
-    if wanted is None:
-        wanted = {p.email for p in store.list_people()} | audiences["in_scope"]
-    memo_sent = {email for email, _tz in store.notified_people(policy.id, kinds=("memo",))}
+    wanted = audiences[audience]
+    if audience == "all":  # everyone imported, and every device's owner
+        wanted = {p.email for p in store.list_people()} | wanted
+    memo_sent = {email for email, _tz in store.notified_people(policy.id, kinds=("memo",), since=since)}
+    planned = ("pending", "sending", "sent")
     memo_planned = {
-        email for email, _tz in store.notified_people(policy.id, kinds=("memo",), states=("pending", "sending", "sent"))
+        email for email, _tz in store.notified_people(policy.id, kinds=("memo",), states=planned, since=since)
     }
-    wave = marks.get(notices.MEMO_MARK, at_start)
+    wave = marks.get(notices.memo_mark(life), at_start)
+    # Only the latest of the reminder moments already past goes (see Planner.tick).
+    moments = sorted(policy.deadline - r for r in policy.reminders)
+    due = [at for at in moments if at >= wave and notices.reminder_mark(at, life) not in marks and at < policy.deadline]
+    passed = [at for at in due if at <= max(at_start, ws.now)]
+    due = [at for at in due if at not in passed[:-1]]
     out: dict[str, Any] = {
         "memo": {"people": len(wanted - memo_planned - discard), "at": format_time(max(at_start, ws.now))},
-        "reminder": [
-            {"at": format_time(at), "people": len(to_act - discard)}
-            for at in sorted(policy.deadline - r for r in policy.reminders)
-            if at >= wave and notices.reminder_mark(at) not in marks and at < policy.deadline
-        ],
+        "reminder": [{"at": format_time(at), "people": len(to_act - discard)} for at in due],
         "blocked": {"people": len(cut - discard), "at": format_time(max(policy.deadline, ws.now))},
         "channels": list(notices.channels(policy)),
     }
-    existing = store.get_policy(policy.id)
-    if existing is not None and existing.status == "active" and notices.MEMO_MARK in marks:
+    if existing is not None and existing.status == "active" and notices.memo_mark(life) in marks:
         old = load_policy(existing)
         if (old.deadline, old.mode) != (policy.deadline, policy.mode):
             out["policy_changed"] = {"people": len(memo_sent), "at": format_time(ws.now)}
@@ -377,7 +385,7 @@ def add_exemption(
         )
         ws.evaluator.reload()
         policy, _row = get_policy(ws, policy_id)
-        if policy.status != "withdrawn":
+        if policy.status == "active":  # a draft tells no one; a withdrawn policy binds no one
             ws.evaluator.notices.exemption_granted(policy, exemption, ws.now)
         devices = [device] if device else ws.store.devices_of_owner(person or "")
         for d in devices:

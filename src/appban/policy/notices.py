@@ -30,7 +30,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appban import settings
 from appban.clock import Micros
-from appban.errors import BadInput
 from appban.policy.model import Policy
 from appban.store import Store
 from appban.store.records import Exemption, NewNotice
@@ -46,8 +45,28 @@ MEMO_MARK = "memo"
 _FLUSH_AT = 20_000
 
 
-def reminder_mark(at: Micros) -> str:
-    return f"reminder:{at}"
+def reminder_mark(at: Micros, life: int = 0) -> str:
+    return f"reminder:{at}" + (f"@{life}" if life else "")
+
+
+def memo_mark(life: int = 0) -> str:
+    """A policy's memo wave: once per life (a withdrawn policy applied again is a new one)."""
+    return MEMO_MARK + (f"@{life}" if life else "")
+
+
+def life_of(marks: dict[str, Micros]) -> int:
+    """The policy's current life: 0 until it is first applied again after a withdrawal,
+    then the revision that brought it back."""
+    lives = [int(m[5:]) for m in marks if m.startswith("life:") and m[5:].isdigit()]
+    return max(lives, default=0)
+
+
+def occasion(life: int, text: str = "") -> str:
+    """An occasion within a life: memo and correction are once per life, so a policy
+    applied again after its withdrawal tells its audience again."""
+    if not life:
+        return text
+    return f"{text}@{life}" if text else f"life-{life}"
 
 
 def channels(policy: Policy) -> tuple[str, ...]:
@@ -55,14 +74,9 @@ def channels(policy: Policy) -> tuple[str, ...]:
 
 
 def waking_hours() -> tuple[dt.time, dt.time]:
-    text = str(settings.get("waking_hours"))
-    try:
-        start, end = (dt.time.fromisoformat(part.strip()) for part in text.split("-"))
-    except ValueError:
-        start = end = dt.time(0)
-    if start >= end or len(text) > 20:
-        raise BadInput(f"expected HH:MM-HH:MM with the start first, got {text[:40]!r}", field="APPBAN_WAKING_HOURS")
-    return start, end
+    """APPBAN_WAKING_HOURS (checked by its setting: HH:MM-HH:MM, the start first)."""
+    start, end = str(settings.get("waking_hours")).split("-")
+    return dt.time.fromisoformat(start), dt.time.fromisoformat(end)
 
 
 @lru_cache(maxsize=1024)
@@ -106,6 +120,13 @@ class Planner:
             found = self._marks[policy_id] = self.store.notice_marks(policy_id)
         return found
 
+    def life(self, policy_id: str) -> int:
+        return life_of(self.marks(policy_id))
+
+    def waved(self, policy_id: str) -> bool:
+        """Whether the memo wave of the policy's current life happened."""
+        return memo_mark(self.life(policy_id)) in self.marks(policy_id)
+
     def _mark(self, policy_id: str, mark: str, at: Micros) -> bool:
         self.marks(policy_id)[mark] = at
         return self.store.add_notice_mark(policy_id, mark, at)
@@ -146,23 +167,28 @@ class Planner:
             if now < policy.effective:
                 continue
             marks = self.marks(policy.id)
-            if MEMO_MARK not in marks:
-                self._mark(policy.id, MEMO_MARK, now)
+            life = life_of(marks)
+            if memo_mark(life) not in marks:
+                self._mark(policy.id, memo_mark(life), now)
                 audience = self.store.audience(policy.id, AUDIENCE_STATES[policy.notices.audience])
-                planned += self._add(policy, (email for email, _tz in audience), "memo", "", now)
-            wave = marks[MEMO_MARK]
-            for offset in policy.reminders:
-                at = policy.deadline - offset
-                if at > now or reminder_mark(at) in marks:
-                    continue
-                self._mark(policy.id, reminder_mark(at), now)
-                # None that would fall before the memo, and none once the deadline passed.
-                if at < wave or now >= policy.deadline:
-                    continue
-                planned += self._remind(policy, at, now)
+                planned += self._add(policy, (email for email, _tz in audience), "memo", occasion(life), now)
+            # None that would fall before the memo or before the last change of deadline
+            # (its policy_changed said the new one), and none once the deadline passed.
+            since = max(marks[memo_mark(life)], marks.get(f"changed@{life}", 0))
+            missed = sorted(
+                policy.deadline - offset
+                for offset in policy.reminders
+                if policy.deadline - offset <= now and reminder_mark(policy.deadline - offset, life) not in marks
+            )
+            for at in missed:
+                self._mark(policy.id, reminder_mark(at, life), now)
+            # Moments missed together (the clock jumped, the sender was down) make one
+            # reminder, the latest, not one each.
+            if missed and missed[-1] >= since and now < policy.deadline:
+                planned += self._remind(policy, missed[-1], now, life)
         return planned
 
-    def _remind(self, policy: Policy, at: Micros, now: Micros) -> int:
+    def _remind(self, policy: Policy, at: Micros, now: Micros, life: int) -> int:
         hours = waking_hours()
         due_by_zone: dict[str, Micros] = {}
         rows: list[NewNotice] = []
@@ -173,7 +199,7 @@ class Planner:
                 due = due_by_zone[zone] = in_waking_hours(now, zone, policy.deadline, hours)
             count += 1
             for channel in channels(policy):
-                rows.append(NewNotice(policy.id, email, "reminder", str(at), channel, "", now, due))
+                rows.append(NewNotice(policy.id, email, "reminder", occasion(life, str(at)), channel, "", now, due))
             if len(rows) >= _FLUSH_AT:
                 self.store.add_notices(rows)
                 rows = []
@@ -190,14 +216,16 @@ class Planner:
         left with no device to act on have their pending reminders cancelled.
         """
         policy = self.active.get(policy_id)
-        if policy is None or not changes or MEMO_MARK not in self.marks(policy_id):
+        if policy is None or not changes or not self.waved(policy_id):
             return
         audience = AUDIENCE_STATES[policy.notices.audience]
-        joined = [d for d, old, new in changes if audience is not None and new in audience and old not in audience]
+        if audience is None:  # everyone: a device new to appban may bring a new owner
+            joined = [d for d, old, _new in changes if old is None]
+        else:
+            joined = [d for d, old, new in changes if new in audience and old not in audience]
         cleared = [d for d, old, new in changes if old in REMIND_STATES and new not in REMIND_STATES]
         if joined:
-            owners = self.store.owners_of(joined)
-            self._add(policy, sorted({o for o in owners.values() if o}), "memo", "", at)
+            self._memo_for_devices(policy, joined, at)
         if cleared:
             left = sorted({o for o in self.store.owners_of(cleared).values() if o})
             still = self.store.devices_in_states(policy_id, left, REMIND_STATES)
@@ -206,6 +234,22 @@ class Planner:
                     self.store.cancel_notices(
                         policy_id, kinds=("reminder",), person=owner, at=at, why="nothing left to act on"
                     )
+
+    def _memo_for_devices(self, policy: Policy, device_ids: list[int], at: Micros) -> int:
+        owners = self.store.owners_of(device_ids)
+        people = sorted({o for o in owners.values() if o})
+        return self._add(policy, people, "memo", occasion(self.life(policy.id)), at)
+
+    def owner_changed(self, device_id: int, at: Micros) -> None:
+        """A device changed hands: its new owner joins each audience its states are in."""
+        states = self.store.device_states(device_id)
+        for policy in self.active.values():
+            row = states.get(policy.id)
+            audience = AUDIENCE_STATES[policy.notices.audience]
+            if row is None or not self.waved(policy.id):
+                continue
+            if audience is None or row.state in audience:
+                self._memo_for_devices(policy, [device_id], at)
 
     def decision_changed(self, device_id: int, old: tuple[str, str], new: tuple[str, str], at: Micros) -> None:
         """A device's gate decision changed: mail cut (blocked) or given back (restored)
@@ -243,22 +287,36 @@ class Planner:
 
     def applied(self, old: Policy | None, new: Policy, now: Micros) -> int:
         """An apply: tell everyone sent the memo when the deadline moved or the mode switched."""
-        if old is None or old.status != "active" or new.status != "active":
+        if new.status != "active":
+            return 0
+        marks = self.marks(new.id)
+        if old is None or old.status != "active":
+            if old is not None and old.status == "withdrawn":
+                # Back after a withdrawal: a new life, told again from its own memo.
+                self._mark(new.id, f"life:{new.revision}", now)
             return 0
         if (old.deadline, old.mode) == (new.deadline, new.mode):
             return 0
-        if MEMO_MARK not in self.store.notice_marks(new.id):
+        life = life_of(marks)
+        if memo_mark(life) not in marks:
             return 0
-        people = [email for email, _tz in self.store.notified_people(new.id, kinds=("memo",))]
+        # Reminders planned for the old deadline wait no longer; the new one's come on time.
+        self.store.cancel_notices(new.id, kinds=("reminder",), at=now, why="deadline moved")
+        self.store.add_notice_mark(new.id, f"changed@{life}", now)
+        marks[f"changed@{life}"] = now
+        since = marks[f"life:{life}"] if life else 0
+        people = [email for email, _tz in self.store.notified_people(new.id, kinds=("memo",), since=since)]
         return self._add(new, people, "policy_changed", f"rev-{new.revision}", now)
 
     def withdrawn(self, policy: Policy, now: Micros) -> tuple[int, int]:
-        """A withdrawal: pending notices are cancelled; everyone sent one gets the correction.
-
-        Returns (corrections planned, notices cancelled)."""
-        people = [email for email, _tz in self.store.notified_people(policy.id)]
+        """A withdrawal: pending notices are cancelled; everyone sent one (in this life of
+        the policy) gets the correction. Returns (corrections planned, notices cancelled)."""
+        marks = self.marks(policy.id)
+        life = life_of(marks)
+        since = marks[f"life:{life}"] if life else 0
+        people = [email for email, _tz in self.store.notified_people(policy.id, since=since)]
         cancelled = self.store.cancel_notices(policy.id, at=now, why="policy withdrawn")
-        return self._add(policy, people, "correction", "", now), cancelled
+        return self._add(policy, people, "correction", occasion(life), now), cancelled
 
     def exemption_granted(self, policy: Policy, exemption: Exemption, now: Micros) -> int:
         person = exemption.person
@@ -269,11 +327,21 @@ class Planner:
                 devices[person] = str(exemption.device_id)
         if not person:
             return 0
-        occasion = f"ex-{exemption.id}"
-        self._add(policy, [person], "exemption", occasion, now, devices=devices)
+        key = f"ex-{exemption.id}"
+        # An extension: the warning of an exemption that ends no later than this one
+        # would announce an end that no longer comes.
+        for waiting in self.store.list_notices(
+            policy_id=policy.id, state="pending", kind="exemption_expiring", person=person
+        ):
+            other = self.store.get_exemption(int(waiting.occasion[3:])) if waiting.occasion[3:].isdigit() else None
+            if other is not None and other.until <= exemption.until:
+                self.store.cancel_notices(
+                    policy.id, kinds=("exemption_expiring",), occasion=waiting.occasion, at=now, why="extended"
+                )
+        self._add(policy, [person], "exemption", key, now, devices=devices)
         warn_at = exemption.until - settings.duration("exemption_warning")
         if warn_at > now:
-            self._add(policy, [person], "exemption_expiring", occasion, now, due=warn_at, devices=devices)
+            self._add(policy, [person], "exemption_expiring", key, now, due=warn_at, devices=devices)
         return 1
 
     def exemption_revoked(self, exemption: Exemption, now: Micros) -> int:
@@ -289,6 +357,6 @@ class Planner:
         """People imported after a memo wave whose audience is everyone get the memo."""
         planned = 0
         for policy in self.active.values():
-            if policy.notices.audience == "all" and MEMO_MARK in self.marks(policy.id):
-                planned += self._add(policy, emails, "memo", "", now)
+            if policy.notices.audience == "all" and self.waved(policy.id):
+                planned += self._add(policy, emails, "memo", occasion(self.life(policy.id)), now)
         return planned

@@ -58,7 +58,14 @@ class SQLiteNotices:
         """(email, time zone) of each owner of a device in one of ``states`` under the
         policy; with ``states`` None, of everyone imported."""
         if states is None:
-            return iter(self.db.execute("SELECT email, timezone FROM people ORDER BY email"))
+            # Everyone imported, and every device owner never imported as a person.
+            return iter(
+                self.db.execute(
+                    "SELECT email, timezone FROM people UNION "
+                    "SELECT DISTINCT owner, 'UTC' FROM devices WHERE owner != '' "
+                    "AND owner NOT IN (SELECT email FROM people) ORDER BY 1"
+                )
+            )
         params: list[Any] = [policy_id]
         marks = _marks(params, states)
         return iter(
@@ -95,11 +102,17 @@ class SQLiteNotices:
         return out
 
     def notified_people(
-        self, policy_id: str, *, kinds: tuple[str, ...] | None = None, states: tuple[str, ...] = ("sent", "sending")
+        self,
+        policy_id: str,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        states: tuple[str, ...] = ("sent", "sending"),
+        since: Micros = 0,
     ) -> list[tuple[str, str]]:
-        """(email, time zone) of everyone with a notice under the policy in ``states``."""
-        params: list[Any] = [policy_id]
-        where = f"n.policy_id = ? AND n.state IN ({_marks(params, states)})"
+        """(email, time zone) of everyone with a notice under the policy in ``states``,
+        planned at or after ``since``."""
+        params: list[Any] = [policy_id, since]
+        where = f"n.policy_id = ? AND n.created_at >= ? AND n.state IN ({_marks(params, states)})"
         if kinds is not None:
             where += f" AND n.kind IN ({_marks(params, kinds)})"
         return [
@@ -153,16 +166,23 @@ class SQLiteNotices:
     def claim_notices(self, now: Micros, limit: int, lease_until: Micros) -> list[Notice]:
         """Take up to ``limit`` notices to send: pending ones that are due, and ones a
         sender claimed but never finished (its lease ran out: it died mid-send)."""
+        # Two indexed scans, each stopping at ``limit``: a claim costs the same with ten
+        # notices waiting or 500,000 (one sorted query over both read every due row).
         ids = [
             r[0]
             for r in self.db.execute(
-                "SELECT id FROM notices WHERE state = 'pending' AND due_at <= ? "
-                "AND (next_try IS NULL OR next_try <= ?) "
-                "UNION ALL SELECT id FROM notices WHERE state = 'sending' AND claimed_until < ? "
-                "ORDER BY id LIMIT ?",
-                (now, now, now, limit),
+                "SELECT id FROM notices WHERE state = 'sending' AND claimed_until < ? LIMIT ?", (now, limit)
             )
         ]
+        if len(ids) < limit:
+            ids += [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM notices WHERE state = 'pending' AND due_at <= ? "
+                    "AND (next_try IS NULL OR next_try <= ?) ORDER BY due_at, id LIMIT ?",
+                    (now, now, limit - len(ids)),
+                )
+            ]
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))

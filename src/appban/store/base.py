@@ -641,9 +641,14 @@ class Store(Protocol):
         ...
 
     def notified_people(
-        self, policy_id: str, *, kinds: tuple[str, ...] | None = None, states: tuple[str, ...] = ("sent", "sending")
+        self,
+        policy_id: str,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        states: tuple[str, ...] = ("sent", "sending"),
+        since: Micros = 0,
     ) -> list[tuple[str, str]]:
-        """(email, time zone) of everyone with a notice under the policy in ``states``."""
+        """(email, time zone) of everyone with a notice under the policy in ``states``, planned since ``since``."""
         ...
 
     def cancel_notices(

@@ -27,7 +27,8 @@ CREATE TABLE notices (
     last_error    TEXT NOT NULL DEFAULT '',
     UNIQUE (policy_id, person, kind, occasion, channel)
 );
-CREATE INDEX notices_pending ON notices (state, due_at);
+CREATE INDEX notices_pending ON notices (state, due_at, id);
+CREATE INDEX notices_leases ON notices (state, claimed_until);
 CREATE INDEX notices_person ON notices (person);
 
 -- Policy-wide moments whose notices were planned (the memo wave, each reminder): a
