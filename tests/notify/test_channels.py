@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from appban.errors import BadInput
-from appban.notify import channels
 from appban.notify.channels import (
     SENT,
     Mail,
@@ -43,7 +42,7 @@ def message(i: int, to: str | None = None, subject: str = "Remove TikTok") -> Ma
     msg["Message-ID"] = f"<notice-{i}@appban.example.com>"
     msg.set_content(f"Hello {i}: caf\u00e9, please remove the app.\n.\nA line with a dot above.\n")
     msg.add_alternative(f"<p>Hello {i}</p>", subtype="html")
-    return Mail(i, SENDER, to, channels.wire(msg))
+    return Mail(i, SENDER, to, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
 
 
 def smtp(url: str, *, connections: int = 1, timeout: float = 5.0, ca_file: str = "") -> SmtpChannel:

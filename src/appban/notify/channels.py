@@ -42,7 +42,6 @@ import urllib.parse
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Protocol
 
 from appban import settings
@@ -112,12 +111,6 @@ class MailChannel(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def wire(message: EmailMessage) -> bytes:
-    """The message exactly as it goes to the server: RFC 5322 with CRLF line ends (and
-    UTF-8 headers only in a message whose policy allows them: SMTPUTF8)."""
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
 # -- the mbox file -------------------------------------------------------------------------
