@@ -80,6 +80,7 @@ class Workspace:
                     self.store.set_meta("clock", str(self.now))
         except BaseException:
             self.audit.discard()
+            self.evaluator.notices.discard()
             raise
         finally:
             self._depth = 0

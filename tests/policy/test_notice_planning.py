@@ -377,3 +377,34 @@ def test_a_draft_tells_no_one_of_an_exemption(ab: Appban) -> None:
         "--until", "2020-08-10T00:00:00Z", "--reason", "later", now="2020-07-10T17:00:00Z",
     )  # fmt: skip
     assert outbox(ab) == []
+
+
+def test_mail_cut_by_two_policies_tells_both_reasons(ab: Appban) -> None:
+    fleet(ab)
+    ab.apply()
+    ab("policy", "apply", ab.policy_file(id="tiktok-mail-2", title="Second rule"), now=APPLIED)
+    ab("evaluate", now=AFTER)
+    blocked = ab.sql("SELECT policy_id, person FROM notices WHERE kind = 'blocked' ORDER BY policy_id")
+    assert blocked == [("tiktok-mail", "ann@example.com"), ("tiktok-mail-2", "ann@example.com")]
+
+
+def test_a_rolled_back_transaction_plans_nothing_in_the_next(ab: Appban) -> None:
+    """What a failed transaction gathered (a block) must not be written by the next one."""
+    from appban.clock import parse_time as at
+    from appban.workspace import Workspace
+
+    fleet(ab)
+    ab.apply()
+    ws = Workspace(ab.db, at(AFTER), create=False)
+    try:
+        with pytest.raises(RuntimeError), ws.writing():
+            ws.evaluator.evaluate_due(ws.now)
+            (device,) = ab.sql("SELECT id FROM devices WHERE source_id = 'bob-1'")[0]
+            ws.evaluator.notices.decision_changed(device, ("allow", "ok"), ("deny", "blocked:tiktok-mail"), ws.now)
+            raise RuntimeError("fails before the commit")
+        assert outbox(ab, "blocked") == []
+        with ws.writing():
+            pass
+    finally:
+        ws.close()
+    assert outbox(ab, "blocked") == []

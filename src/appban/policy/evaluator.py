@@ -226,7 +226,6 @@ class Evaluator:
         if (decision, reason) != (device.decision, device.reason):
             self._set_decision(device.id, decision, reason, now, cause, old=(device.decision, device.reason))
             device.decision, device.reason = decision, reason
-            self.notices.flush()
 
     def _next_row(
         self,
@@ -304,7 +303,6 @@ class Evaluator:
             if old != (decision, reason):
                 self._set_decision(device_id, decision, reason, now, cause, old=old)
                 changed += 1
-        self.notices.flush()
         return changed
 
     def _set_decision(

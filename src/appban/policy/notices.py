@@ -266,12 +266,28 @@ class Planner:
         if len(self._decisions) >= _FLUSH_AT:
             self.flush()
 
+    def discard(self) -> None:
+        """The transaction rolled back: what it gathered and the marks read in it go too."""
+        self._decisions = []
+        self._marks.clear()
+
     def flush(self) -> None:
         """Write the blocked and restored notices gathered: one per person, policy and
         moment, naming each of their devices it concerns."""
         if not self._decisions:
             return
         gathered, self._decisions = self._decisions, []
+        # Mail cut by several policies at once: each tells its own reason.
+        cut = sorted({d for d, _p, kind, _at in gathered if kind == "blocked"})
+        if cut:
+            denies = self.store.denies_of(cut, list(self.active))
+            gathered = [g for g in gathered if g[2] != "blocked"] + [
+                (d, reason.partition(":")[2], "blocked", at)
+                for d, _p, kind, at in gathered
+                if kind == "blocked"
+                for reason in sorted(set(denies.get(d, [])) or {f"blocked:{_p}"})
+                if reason.partition(":")[2] in self.active
+            ]
         owners = self.store.owners_of(sorted({d for d, *_ in gathered}))
         grouped: dict[tuple[str, str, Micros], dict[str, list[int]]] = {}
         for device_id, policy_id, kind, at in gathered:
