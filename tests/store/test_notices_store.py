@@ -123,3 +123,27 @@ def test_exemption_requests_are_decided_once(store: Store) -> None:
         assert not store.decide_exemption_request(rid, "granted", T + 2, "admin", exemption_id=4)
     got = store.get_exemption_request(rid)
     assert got is not None and (got.state, got.answer, got.exemption_id) == ("refused", "no", None)
+
+
+def test_a_late_result_does_not_overwrite_the_sender_that_took_over(store: Store) -> None:
+    plan(store, notice("a@example.com"))
+    with store.transaction():
+        (first,) = store.claim_notices(T, 10, T + S)
+    with store.transaction():
+        (second,) = store.claim_notices(T + 2 * S, 10, T + 3 * S)  # the first sender's lease ran out
+    with store.transaction():
+        assert not store.finish_notice(first.id, "failed", T + 2 * S, error="late", lease=first.claimed_until)
+        assert store.finish_notice(second.id, "pending", T + 2 * S, lease=second.claimed_until, untried=True)
+    got = store.get_notice(first.id)
+    assert got is not None and (got.state, got.attempts, got.last_error) == ("pending", 1, "")
+
+
+def test_a_notice_its_senders_keep_dying_on_is_failed(store: Store) -> None:
+    plan(store, notice("a@example.com"))
+    for i in range(3):
+        with store.transaction():
+            assert len(store.claim_notices(T + i * 10 * S, 10, T + i * 10 * S + S, max_attempts=3)) == 1
+    with store.transaction():
+        assert store.claim_notices(T + 40 * S, 10, T + 41 * S, max_attempts=3) == []
+    got = store.get_notice(1)
+    assert got is not None and got.state == "failed" and "3 times" in got.last_error

@@ -163,9 +163,19 @@ class SQLiteNotices:
 
     # -- sending ---------------------------------------------------------------------
 
-    def claim_notices(self, now: Micros, limit: int, lease_until: Micros) -> list[Notice]:
+    def claim_notices(
+        self, now: Micros, limit: int, lease_until: Micros, *, max_attempts: int | None = None
+    ) -> list[Notice]:
         """Take up to ``limit`` notices to send: pending ones that are due, and ones a
-        sender claimed but never finished (its lease ran out: it died mid-send)."""
+        sender claimed but never finished (its lease ran out: it died mid-send). One
+        whose senders died ``max_attempts`` times is failed instead: it may be what kills them."""
+        if max_attempts is not None:
+            self.db.execute(
+                "UPDATE notices SET state = 'failed', claimed_until = NULL, "
+                "last_error = 'its sender stopped while sending it, ' || attempts || ' times' "
+                "WHERE state = 'sending' AND claimed_until < ? AND attempts >= ?",
+                (now, max_attempts),
+            )
         # Two indexed scans, each stopping at ``limit``: a claim costs the same with ten
         # notices waiting or 500,000 (one sorted query over both read every due row).
         ids = [
@@ -194,12 +204,23 @@ class SQLiteNotices:
         return [_notice(r) for r in rows]
 
     def finish_notice(
-        self, notice_id: int, state: str, at: Micros, *, error: str = "", next_try: Micros | None = None
+        self,
+        notice_id: int,
+        state: str,
+        at: Micros,
+        *,
+        error: str = "",
+        next_try: Micros | None = None,
+        lease: Micros | None = None,
+        untried: bool = False,
     ) -> bool:
         """A sender's result: ``sent``, ``failed``, or ``pending`` again (with ``next_try``).
 
         Only a notice still being sent changes (one whose policy was withdrawn while it
-        was sent is recorded as sent: it was)."""
+        was sent is recorded as sent: it was). Any other result needs the sender's
+        ``lease`` (the claim's ``claimed_until``), when given, to be the current one: a
+        sender whose lease ran out does not overwrite the result of the one that took
+        the notice over. ``untried``: put back without a try, which does not count."""
         if state == "sent":
             cur = self.db.execute(
                 "UPDATE notices SET state = 'sent', sent_at = ?, claimed_until = NULL, last_error = '' "
@@ -208,9 +229,9 @@ class SQLiteNotices:
             )
         else:
             cur = self.db.execute(
-                "UPDATE notices SET state = ?, next_try = ?, claimed_until = NULL, last_error = ? "
-                "WHERE id = ? AND state = 'sending'",
-                (state, next_try, error, notice_id),
+                "UPDATE notices SET state = ?, next_try = ?, claimed_until = NULL, last_error = ?, "
+                "attempts = attempts - ? WHERE id = ? AND state = 'sending' AND (? IS NULL OR claimed_until = ?)",
+                (state, next_try, error, 1 if untried else 0, notice_id, lease, lease),
             )
         return cur.rowcount == 1
 

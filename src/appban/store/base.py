@@ -672,14 +672,25 @@ class Store(Protocol):
         """Record a moment as planned; False when it already was."""
         ...
 
-    def claim_notices(self, now: Micros, limit: int, lease_until: Micros) -> list[Notice]:
-        """Due pending notices, and ones whose sender's lease ran out, become ``sending``."""
+    def claim_notices(
+        self, now: Micros, limit: int, lease_until: Micros, *, max_attempts: int | None = None
+    ) -> list[Notice]:
+        """Due pending notices, and ones whose sender's lease ran out, become ``sending``
+        (ones whose senders died ``max_attempts`` times become ``failed``)."""
         ...
 
     def finish_notice(
-        self, notice_id: int, state: str, at: Micros, *, error: str = "", next_try: Micros | None = None
+        self,
+        notice_id: int,
+        state: str,
+        at: Micros,
+        *,
+        error: str = "",
+        next_try: Micros | None = None,
+        lease: Micros | None = None,
+        untried: bool = False,
     ) -> bool:
-        """Record a send's result: sent, failed, or pending again."""
+        """Record a send's result: sent, failed, or pending again (only under the current ``lease``)."""
         ...
 
     def next_notice_due(self) -> Micros | None:
