@@ -177,21 +177,18 @@ def test_grant_still_grants_a_device_handed_back(fleet: Fleet) -> None:
     assert _json(fleet, "exempt", "grant", str(asked), "--until", LATER)["state"] == "granted"
 
 
-def test_a_request_under_a_withdrawn_policy_is_not_granted_nor_counted(
-    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_withdrawal_closes_the_requests_under_the_policy(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exemptions, "MAX_PENDING", 1)
     asked = _ask(fleet, JANE, "Marketing needs it")
-    assert fleet.run("policy", "withdraw", "tiktok-mail", "--reason", "Sent in error").code == 0
+    withdrawn = fleet.run("policy", "withdraw", "tiktok-mail", "--reason", "Sent in error", "--json")
+    assert withdrawn.code == 0 and json.loads(withdrawn.out)["requests_closed"] == 1
     before = fleet.snapshot()
     line = assert_bad_input(fleet.run("exempt", "grant", str(asked), "--until", LATER), "ID")
-    assert f"request {asked} is under tiktok-mail, withdrawn at {NOW}" in line
-    assert f"appban exempt refuse {asked}" in line
+    assert f"request {asked} was already refused" in line
     assert fleet.snapshot() == before
-    listed = _json(fleet, "exempt", "requests")["requests"]
-    assert [(r["id"], r["state"], r["policy_active"]) for r in listed] == [(asked, "pending", False)]
-    assert "pending, policy withdrawn" in fleet.run("exempt", "requests").out
-    # The policy in force now: Jane may ask under it, her old request waits for nothing.
+    listed = _json(fleet, "exempt", "requests", "--state", "all")["requests"]
+    assert [(r["id"], r["state"]) for r in listed] == [(asked, "refused")]
+    # The policy in force now: Jane may ask under it (her closed request counts no more).
     again = fleet.write("again.yaml", POLICY_YAML.replace("id: tiktok-mail", "id: tiktok-mail-2"))
     assert fleet.run("policy", "apply", str(again)).code == 0
     ws = Workspace(str(fleet.db), parse_time(NOW), create=False)
@@ -199,7 +196,7 @@ def test_a_request_under_a_withdrawn_policy_is_not_granted_nor_counted(
         exemptions.request(ws, "tiktok-mail-2", JANE, None, "Marketing still needs it")
     finally:
         ws.close()
-    assert count(fleet.db, "exemption_requests", "state = 'pending'") == 2
+    assert count(fleet.db, "exemption_requests", "state = 'pending'") == 1
 
 
 def _jamf(fleet: Fleet, eas: list[str], at: str) -> None:

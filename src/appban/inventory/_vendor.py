@@ -111,6 +111,8 @@ def _shape(path: str, f: BinaryIO, lists: tuple[str, ...], paging: frozenset[str
                 return "record", ""
     except ijson.JSONError:
         raise BadInput("not valid JSON", file=path) from None
+    except UnicodeDecodeError:
+        raise BadInput("not UTF-8", file=path) from None
     return "empty", ""
 
 

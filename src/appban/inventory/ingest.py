@@ -184,11 +184,29 @@ class Ingestor:
             self.counts.updated += 1
         assert device.id is not None
         present = self._write_observations(device.id, kept, existing, observed_at)
+        if old is not None and old.owner and old.owner != device.owner:
+            self._end_device_exemptions(device.id, now)
         if self.linker.note_identifiers(device, old, device.id) and self.linker.link_new(device, device.id, now):
             return  # linked: the linked device was evaluated on the union of its records
         self.evaluator.evaluate_device(device, now, "inventory", present, new=old is None)
         if old is not None and old.owner != device.owner and device.owner:
             self.evaluator.notices.owner_changed(device.id, now)
+
+    def _end_device_exemptions(self, device_id: int, now: Micros) -> None:
+        """A device that changed hands keeps no exemption granted for it: it was granted
+        on its former owner's word (an exemption of a person follows the person)."""
+        ended = [e for e in self.store.exemptions() if e.device_id == device_id and e.until > now]
+        for e in ended:
+            self.store.revoke_exemption(e.id, now)
+            self.evaluator.audit.append(
+                now,
+                "exemption.revoke",
+                f"{e.policy_id}/dev-{device_id}",
+                {"id": e.id, "reason": "the device changed owner", "until": format_time(e.until)},
+            )
+            self.evaluator.notices.exemption_revoked(e, now)
+        if ended:
+            self.evaluator.reload()
 
     def _newer(self, c: Checkin, old: DeviceRow, record: SourceRecord | None) -> bool:
         """Whether ``c`` changes what is stored: it is newer (and, in a differential

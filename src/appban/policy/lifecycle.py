@@ -289,6 +289,15 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
         ws.store.save_policy(row)
         ws.audit.append(ws.now, "policy.withdraw", policy_id, {"reason": reason, "revision": row.revision})
         corrections, cancelled = ws.evaluator.notices.withdrawn(_policy, ws.now)
+        # Requests for an exemption from it need no answer any more: they are closed.
+        closed = [
+            r.id
+            for r in ws.store.exemption_requests(state="pending")
+            if r.policy_id == policy_id
+            and ws.store.decide_exemption_request(r.id, "refused", ws.now, "appban", answer="the policy was withdrawn")
+        ]
+        if closed:
+            ws.audit.append(ws.now, "exemption.refuse", policy_id, {"requests": closed, "reason": "policy withdrawn"})
         lifted = ws.evaluator.lift(policy_id, ws.now, "withdrawn")
     return {
         "policy": policy_id,
@@ -297,6 +306,7 @@ def withdraw(ws: Workspace, policy_id: str, reason: str) -> dict[str, Any]:
         "decisions_changed": lifted,
         "corrections": corrections,
         "notices_cancelled": cancelled,
+        "requests_closed": len(closed),
     }
 
 
