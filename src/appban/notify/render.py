@@ -21,7 +21,6 @@ import functools
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -121,6 +120,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # line and paragraph separators, bidi controls and the byte-order mark.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# What a header line may not hold: the above and lone surrogates, which together are every
+# character of Unicode's categories Cc, Zl, Zp and Cs (fixed by its stability policy), the
+# bidi controls and the byte-order mark.
+_UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 _SPECIALS = re.compile(r'[][\\()<>@,:;."]')  # RFC 5322's specials: a name with one is quoted
 
 
@@ -166,12 +169,29 @@ def _options() -> dict[str, Any]:
     return {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True, "trim_blocks": True}
 
 
-_SHIPPED = jinja2.Environment(
+class _Shipped(jinja2.Environment):
+    """The shipped templates' environment. What they show is the context: dicts of
+    strings, looked up by key before Jinja tries an attribute of the same name (a
+    failed attribute lookup, an exception, on each of a notice's fifty ``a.b``)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+_SHIPPED = _Shipped(
     loader=jinja2.PackageLoader("appban.notify", "templates"),
     autoescape=jinja2.select_autoescape(("html",), default_for_string=False, default=False),
     auto_reload=False,  # shipped files do not change under a running sender: no stat per notice
     **_options(),
 )
+# The shipped templates call none of Jinja's global functions (range, dict, ...): without
+# them, a template's context is not built by merging them in, for each of its parts.
+_SHIPPED.globals.clear()
 _OWN = {"subject": _Sandbox(autoescape=False, **_options()), "text": _Sandbox(autoescape=False, **_options())}
 _OWN["html"] = _Sandbox(autoescape=True, **_options())
 PARTS = ("subject", "text", "html")
@@ -285,7 +305,7 @@ def _rendered(policy: Policy, notice: Notice, person: Person, context: dict[str,
     html = _render_part(policy, notice.kind, "html", context)
     sender = policy.notices.sender or str(settings.get("mail_from"))
     try:
-        name, addr = split_address(sender)
+        name, addr = _split(sender)
     except ValueError as exc:
         raise BadInput(f"not one e-mail address: {exc}", field="APPBAN_MAIL_FROM") from None
     domain = addr.rpartition("@")[2] or "localhost"
@@ -307,6 +327,12 @@ def _rendered(policy: Policy, notice: Notice, person: Person, context: dict[str,
         context=context,
         rendered_at=now,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _split(text: str) -> tuple[str, str]:
+    """split_address, once for each address: every notice of a policy has its sender."""
+    return split_address(text)
 
 
 def _mailbox(name: str, addr: str) -> str:
@@ -636,11 +662,8 @@ def _joined(names: list[str]) -> str:
 def clean_subject(text: str) -> str:
     """One line: every control character (CR, LF, tab and the others), line separator
     and bidi control becomes a space, runs of spaces one; at most MAX_SUBJECT characters."""
-    made = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") or _UNSAFE.match(ch) else ch for ch in text
-    )
     # Runs of spaces as one: mail readers fold and unfold them away anyway.
-    made = " ".join(made.split())
+    made = " ".join(_UNSAFE_IN_LINE.sub(" ", text).split())
     return made if len(made) <= MAX_SUBJECT else made[: MAX_SUBJECT - 1] + _CUT
 
 
@@ -663,6 +686,12 @@ def _zone_name(zone: tzinfo) -> str:
 def moment(value: Micros, zone: tzinfo) -> dict[str, str]:
     """A time for people: ``Saturday 11 July 2020, 14:59 (Asia/Kolkata)``, with the
     language-neutral forms beside it (ISO in UTC, and with the zone's offset)."""
+    return dict(_moment(value, zone))
+
+
+@functools.lru_cache(maxsize=1024)
+def _moment(value: Micros, zone: tzinfo) -> dict[str, str]:
+    # Kept: every notice of a batch shows the same deadline, start and now in few zones.
     utc = _EPOCH + timedelta(microseconds=value)
     try:
         local = utc.astimezone(zone)
@@ -687,8 +716,8 @@ def moment(value: Micros, zone: tzinfo) -> dict[str, str]:
 def email_message(r: Rendered) -> email.message.EmailMessage:
     """The notice as one multipart/alternative message (text, then HTML): the bytes
     ``message_bytes`` makes, read back, so that the two never differ."""
-    sender, to = split_address(r.sender)[1], r.to
-    reply = split_address(r.reply_to)[1] if r.reply_to else ""
+    sender, to = _split(r.sender)[1], r.to
+    reply = _split(r.reply_to)[1] if r.reply_to else ""
     if not all(a.isascii() for a in (sender, to, reply)):
         return _built_message(r)
     # Read back as written: the email package would fold some lines again on output.
@@ -699,9 +728,9 @@ def email_message(r: Rendered) -> email.message.EmailMessage:
 
 def _built_message(r: Rendered) -> email.message.EmailMessage:
     """The message built by the email package: for SMTPUTF8, which message_bytes leaves to it."""
-    sender_name, sender = split_address(r.sender)
+    sender_name, sender = _split(r.sender)
     addresses = [sender, r.to]
-    reply = split_address(r.reply_to) if r.reply_to else None
+    reply = _split(r.reply_to) if r.reply_to else None
     if reply:
         addresses.append(reply[1])
     # An address with a non-ASCII local part can only travel as SMTPUTF8 (RFC 6531).
@@ -711,7 +740,7 @@ def _built_message(r: Rendered) -> email.message.EmailMessage:
     if reply:
         msg["Reply-To"] = _address(*reply)
     msg["Subject"] = clean_subject(r.subject)
-    msg["Date"] = format_datetime(_EPOCH + timedelta(microseconds=r.rendered_at or now_micros()))
+    msg["Date"] = _date(r.rendered_at or now_micros())
     msg["Message-ID"] = r.message_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
     msg["X-Auto-Response-Suppress"] = "All"  # the same, for Exchange
@@ -734,8 +763,8 @@ def message_bytes(r: Rendered) -> bytes:
     take for an encoded word (``=?utf-8?q?...?=`` in an app's name) is encoded, so that
     it shows as written. A message to or from a non-ASCII address (SMTPUTF8) is left to
     the email package."""
-    sender_name, sender = split_address(r.sender)
-    reply = split_address(r.reply_to) if r.reply_to else None
+    sender_name, sender = _split(r.sender)
+    reply = _split(r.reply_to) if r.reply_to else None
     if not all(a.isascii() for a in (sender, r.to, reply[1] if reply else "")):
         return _built_message(r).as_bytes(policy=email.policy.SMTPUTF8)
     boundary = "=_appban_" + hashlib.sha256(f"{r.message_id}{r.rendered_at}".encode()).hexdigest()[:24]
@@ -744,7 +773,7 @@ def message_bytes(r: Rendered) -> bytes:
         ("To", _address_text(r.to_name, r.to)),
         *([("Reply-To", _address_text(*reply))] if reply else []),
         ("Subject", _header_text("Subject", clean_subject(r.subject))),
-        ("Date", format_datetime(_EPOCH + timedelta(microseconds=r.rendered_at or now_micros()))),
+        ("Date", _date(r.rendered_at or now_micros())),
         ("Message-ID", clean_subject(r.message_id)),
         ("Auto-Submitted", "auto-generated"),
         ("X-Auto-Response-Suppress", "All"),
@@ -761,6 +790,12 @@ def message_bytes(r: Rendered) -> bytes:
         out.append(_quoted_printable(body))
     out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return b"".join(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _date(at: Micros) -> str:
+    """The Date header (RFC 5322 3.3): a batch's notices are rendered at one time."""
+    return format_datetime(_EPOCH + timedelta(microseconds=at))
 
 
 def _address_text(name: str, addr: str) -> str:
@@ -791,8 +826,15 @@ def _quoted_printable(text: str) -> bytes:
     lines = text.replace("\r\n", "\n").replace("\r", "\n")
     if not lines.endswith("\n"):
         lines += "\n"
-    encoded = binascii.b2a_qp(lines.encode("utf-8", "surrogatepass"), istext=True)
+    # Line by line: b2a_qp starts each line afresh, so the lines encoded one by one are the
+    # text encoded whole; and most lines of a notice are its template's, the same in each.
+    encoded = b"".join(map(_quoted_line, lines.encode("utf-8", "surrogatepass").splitlines(keepends=True)))
     return encoded.replace(b"\n", b"\r\n")
+
+
+@functools.lru_cache(maxsize=2048)
+def _quoted_line(line: bytes) -> bytes:
+    return binascii.b2a_qp(line, istext=True)
 
 
 def webhook_body(r: Rendered) -> bytes:
