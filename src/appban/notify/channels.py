@@ -234,7 +234,23 @@ class _Slot:
         self.fresh = False  # the message was moved to a new connection already
 
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+# An address smtplib.quoteaddr would give back as it is, in angle brackets: a dot-atom at
+# a host name (RFC 5322 3.2.3). Every notice's recipient is one; only others are parsed.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII)
+
+
+def _quoted(address: str) -> str:
+    """``<address>`` for MAIL FROM and RCPT TO, as smtplib.quoteaddr writes it."""
+    return f"<{address}>" if _PLAIN_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """Each line that starts with a dot, one more (RFC 5321 4.5.2)."""
+    data = data.replace(b"\n.", b"\n..")
+    return b"." + data if data.startswith(b".") else data
+
+
 _STAGES = {"mail": "MAIL FROM", "rcpt": "RCPT TO", "data": "DATA", "dot": "end of data"}
 
 
@@ -293,9 +309,14 @@ class SmtpChannel:
                     if slot.state == "idle" and ready:
                         self._start(slot, ready.popleft(), results)
                 busy = [slot for slot in slots if slot.state != "idle"]
-                if not exhausted and len(ready) < self.connections:
-                    # Take (render) one more while the server works; then look for the
-                    # replies that came meanwhile, without waiting.
+                if not exhausted and (
+                    len(busy) + len(ready) < self.connections
+                    or (len(ready) < self.connections and any(slot.state == "dot" for slot in busy))
+                ):
+                    # Take (render) one more when a connection has nothing to send, or while
+                    # a server takes in a message (its longest work: a reply that comes
+                    # meanwhile waits for the rendering); then look for the replies that
+                    # came meanwhile, without waiting.
                     item = next(source, None)
                     if item is None:
                         exhausted = True
@@ -351,7 +372,7 @@ class SmtpChannel:
         if not item.data.isascii() and smtp.has_extn("8bitmime"):
             options += " BODY=8BITMIME"
         slot.item, slot.fresh = item, fresh
-        self._put(slot, "mail", results, f"FROM:{smtplib.quoteaddr(item.sender)}{options}")
+        self._put(slot, "mail", results, f"FROM:{_quoted(item.sender)}{options}")
 
     def _put(self, slot: _Slot, state: str, results: dict[int, Result], args: str = "") -> None:
         """Send the command whose reply ``state`` waits for (for ``dot``, the message)."""
@@ -360,7 +381,7 @@ class SmtpChannel:
         try:
             if state == "dot":
                 assert slot.item is not None
-                data = _LEADING_DOT.sub(b"..", slot.item.data)  # RFC 5321 4.5.2
+                data = _dot_stuffed(slot.item.data)
                 conn.smtp.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
             else:
                 conn.smtp.putcmd(state, args)  # the states are named for their commands
@@ -389,7 +410,7 @@ class SmtpChannel:
             self._retry_fresh(slot, results)  # RFC 5321 4.2: closing; nothing accepted yet
         elif (state, code) in (("mail", 250), ("rcpt", 250), ("rcpt", 251), ("data", 354)):
             following = {"mail": "rcpt", "rcpt": "data", "data": "dot"}[state]
-            self._put(slot, following, results, f"TO:{smtplib.quoteaddr(item.to)}" if following == "rcpt" else "")
+            self._put(slot, following, results, f"TO:{_quoted(item.to)}" if following == "rcpt" else "")
         elif state == "dot" and code == 250:
             results[item.notice_id] = SENT
             slot.conn.used = True
