@@ -271,39 +271,65 @@ def _render_part(policy: Policy, kind: str, part: str, context: dict[str, Any]) 
 def render(store: Store, notice: Notice, now: Micros) -> Rendered:
     """``notice`` as it is sent at ``now``. BadInput when it cannot be: its policy is
     gone (field ``policy``), or a policy's own template fails (``template <kind>``)."""
-    if notice.kind not in NOTICE_KINDS:
-        raise BadInput(f"unknown notice kind {notice.kind[:40]!r}", field="kind")
-    row = store.get_policy(notice.policy_id)
-    if row is None:
-        raise NotFound(f"no policy {notice.policy_id!r}", field="policy")
-    policy = _load(row.id, row.status, row.revision, row.body)
-    person = store.get_person(notice.person) or Person(email=notice.person)
-    zone = _zone(person.timezone)
-    exemption = _exemption(store, notice)
-    devices = _devices(store, policy, notice, exemption)
-    more = max(0, len(devices) - MAX_DEVICES)
-    views = [_device_view(policy, d, state, _sightings(store, d), zone) for d, state in devices[:MAX_DEVICES]]
-    context = build_context(
-        policy,
-        kind=notice.kind,
-        person=person,
-        devices=views,
-        more_devices=more,
-        exemption=exemption,
-        withdraw_reason=row.withdraw_reason or "",
-        banned=lambda: _banned_names(store, policy),
-        link=links.url(store, person.email, now),
-        now=now,
-    )
-    return _rendered(policy, notice, person, context, now)
+    return Renderer(store, now).render(notice)
 
 
-def _rendered(policy: Policy, notice: Notice, person: Person, context: dict[str, Any], now: Micros) -> Rendered:
+class Renderer:
+    """Renders notices as they are sent at ``now``, like ``render``, reading what they
+    share once: each policy (its row, decoded) and the sender setting. A sender makes
+    one a batch, so a batch's notices show their policy as the batch first read it (a
+    fraction of a second before the last is rendered) and the rest as it is."""
+
+    def __init__(self, store: Store, now: Micros) -> None:
+        self.store = store
+        self.now = now
+        self._policies: dict[str, tuple[PolicyRow, Policy] | None] = {}
+        self._mail_from: str | None = None
+
+    def policy(self, policy_id: str) -> tuple[PolicyRow, Policy] | None:
+        if policy_id not in self._policies:
+            row = self.store.get_policy(policy_id)
+            self._policies[policy_id] = (row, _load(row.id, row.status, row.revision, row.body)) if row else None
+        return self._policies[policy_id]
+
+    def render(self, notice: Notice) -> Rendered:
+        if notice.kind not in NOTICE_KINDS:
+            raise BadInput(f"unknown notice kind {notice.kind[:40]!r}", field="kind")
+        found = self.policy(notice.policy_id)
+        if found is None:
+            raise NotFound(f"no policy {notice.policy_id!r}", field="policy")
+        row, policy = found
+        store, now = self.store, self.now
+        person = store.get_person(notice.person) or Person(email=notice.person)
+        zone = _zone(person.timezone)
+        exemption = _exemption(store, notice)
+        devices = _devices(store, policy, notice, exemption)
+        more = max(0, len(devices) - MAX_DEVICES)
+        views = [_device_view(policy, d, state, _sightings(store, d), zone) for d, state in devices[:MAX_DEVICES]]
+        context = build_context(
+            policy,
+            kind=notice.kind,
+            person=person,
+            devices=views,
+            more_devices=more,
+            exemption=exemption,
+            withdraw_reason=row.withdraw_reason or "",
+            banned=lambda: _banned_names(store, policy),
+            link=links.url(store, person.email, now),
+            now=now,
+        )
+        if not policy.notices.sender and self._mail_from is None:
+            self._mail_from = str(settings.get("mail_from"))
+        return _rendered(policy, notice, person, context, now, policy.notices.sender or str(self._mail_from))
+
+
+def _rendered(
+    policy: Policy, notice: Notice, person: Person, context: dict[str, Any], now: Micros, sender: str
+) -> Rendered:
     subject = clean_subject(_render_part(policy, notice.kind, "subject", context)) or clean_subject(policy.title)
     context["subject"] = subject
     text = _render_part(policy, notice.kind, "text", context)
     html = _render_part(policy, notice.kind, "html", context)
-    sender = policy.notices.sender or str(settings.get("mail_from"))
     try:
         name, addr = _split(sender)
     except ValueError as exc:

@@ -207,13 +207,14 @@ class Sender:
         """(notice, rendering) for each row, rendered as its channel takes it. A row that
         cannot be rendered is failed here; none is begun after a stop or the deadline
         (those rows are released, untried)."""
-        from appban.notify.render import render
+        from appban.notify.render import Renderer
 
+        renderer = Renderer(self.ws.store, self.ws.now)
         for notice in rows:
             if self.stop.is_set() or time.monotonic() > deadline:
                 return
             try:
-                rendered = render(self.ws.store, notice, self.ws.now)
+                rendered = renderer.render(notice)
             except (BadInput, ValueError, LookupError, TypeError, UnicodeError) as exc:
                 detail = exc.detail if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
                 where = f"{exc.field}: " if isinstance(exc, BadInput) and exc.field else ""
