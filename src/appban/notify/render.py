@@ -853,9 +853,18 @@ def _quoted_printable(text: str) -> bytes:
     if not lines.endswith("\n"):
         lines += "\n"
     # Line by line: b2a_qp starts each line afresh, so the lines encoded one by one are the
-    # text encoded whole; and most lines of a notice are its template's, the same in each.
-    encoded = b"".join(map(_quoted_line, lines.encode("utf-8", "surrogatepass").splitlines(keepends=True)))
+    # text encoded whole; and most lines of a notice are its template's, the same in each
+    # (those kept are short: a long line is more likely a person's, and takes more room).
+    encoded = b"".join(
+        [
+            _quoted_line(line) if len(line) <= _KEPT_LINE else binascii.b2a_qp(line, istext=True)
+            for line in lines.encode("utf-8", "surrogatepass").splitlines(keepends=True)
+        ]
+    )
     return encoded.replace(b"\n", b"\r\n")
+
+
+_KEPT_LINE = 256
 
 
 @functools.lru_cache(maxsize=2048)

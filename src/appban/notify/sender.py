@@ -7,8 +7,9 @@ A sender works in rounds:
    pass over the outbox and every APPBAN_NOTIFY_INTERVAL seconds of a long one;
 2. it claims a batch of due notices (``claim_notices``: they become ``sending``,
    leased for APPBAN_NOTIFY_LEASE);
-3. it renders each (``appban.notify.render``, reading the store as it is now) as its
-   channel takes it: the SMTP channel sends over its pool while the next is rendered;
+3. it renders each (``appban.notify.render``: the batch's policies read once, the rest
+   as the store is now) as its channel takes it: the SMTP channel renders the next while
+   a server takes in a message, or when a connection has nothing to send;
 4. it records every result in one write transaction, with one audit entry: ``sent``;
    a temporary failure ``pending`` again after a wait that doubles with each try
    (APPBAN_NOTIFY_RETRY, at most six hours), ``failed`` after APPBAN_NOTIFY_MAX_ATTEMPTS;
