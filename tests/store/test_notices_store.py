@@ -136,14 +136,3 @@ def test_a_late_result_does_not_overwrite_the_sender_that_took_over(store: Store
         assert store.finish_notice(second.id, "pending", T + 2 * S, lease=second.claimed_until, untried=True)
     got = store.get_notice(first.id)
     assert got is not None and (got.state, got.attempts, got.last_error) == ("pending", 1, "")
-
-
-def test_a_notice_its_senders_keep_dying_on_is_failed(store: Store) -> None:
-    plan(store, notice("a@example.com"))
-    for i in range(3):
-        with store.transaction():
-            assert len(store.claim_notices(T + i * 10 * S, 10, T + i * 10 * S + S, max_attempts=3)) == 1
-    with store.transaction():
-        assert store.claim_notices(T + 40 * S, 10, T + 41 * S, max_attempts=3) == []
-    got = store.get_notice(1)
-    assert got is not None and got.state == "failed" and "3 times" in got.last_error

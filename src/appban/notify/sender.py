@@ -185,7 +185,14 @@ class Sender:
         if rows:
             with self.ws.writing(evaluates=False):
                 for notice in rows:
-                    self.ws.store.finish_notice(notice.id, "pending", self.ws.now, error=notice.last_error)
+                    self.ws.store.finish_notice(
+                        notice.id,
+                        "pending",
+                        self.ws.now,
+                        error=notice.last_error,
+                        lease=notice.claimed_until,
+                        untried=True,
+                    )
 
     def _deliver(self, claimed: list[Notice], results: dict[int, Result]) -> None:
         deadline = time.monotonic() + self.lease / 2_000_000
@@ -280,20 +287,24 @@ class Sender:
             for notice in claimed:
                 result = results.get(notice.id)
                 if result is None:
-                    ws.store.finish_notice(notice.id, "pending", now, error=notice.last_error)
+                    ws.store.finish_notice(
+                        notice.id, "pending", now, error=notice.last_error, lease=notice.claimed_until, untried=True
+                    )
                     outcome["released"].append(notice.id)
                 elif isinstance(result, Sent):
                     ws.store.finish_notice(notice.id, "sent", now)
                     outcome["sent"].append(notice.id)
                 elif isinstance(result, Temporary) and notice.attempts < self.max_attempts:
                     wait = min(self.retry * 2 ** max(notice.attempts - 1, 0), MAX_WAIT)
-                    ws.store.finish_notice(notice.id, "pending", now, error=result.error, next_try=now + wait)
+                    ws.store.finish_notice(
+                        notice.id, "pending", now, error=result.error, next_try=now + wait, lease=notice.claimed_until
+                    )
                     outcome["retry"].append(notice.id)
                 else:
                     error = result.error
                     if isinstance(result, Temporary):
                         error = error_text(f"{error} (after {notice.attempts} tries)")
-                    ws.store.finish_notice(notice.id, "failed", now, error=error)
+                    ws.store.finish_notice(notice.id, "failed", now, error=error, lease=notice.claimed_until)
                     outcome["failed"].append(notice.id)
             policies = {n.policy_id for n in claimed}
             subject = next(iter(policies)) if len(policies) == 1 else "notices"

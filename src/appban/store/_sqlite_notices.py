@@ -163,19 +163,9 @@ class SQLiteNotices:
 
     # -- sending ---------------------------------------------------------------------
 
-    def claim_notices(
-        self, now: Micros, limit: int, lease_until: Micros, *, max_attempts: int | None = None
-    ) -> list[Notice]:
+    def claim_notices(self, now: Micros, limit: int, lease_until: Micros) -> list[Notice]:
         """Take up to ``limit`` notices to send: pending ones that are due, and ones a
-        sender claimed but never finished (its lease ran out: it died mid-send). One
-        whose senders died ``max_attempts`` times is failed instead: it may be what kills them."""
-        if max_attempts is not None:
-            self.db.execute(
-                "UPDATE notices SET state = 'failed', claimed_until = NULL, "
-                "last_error = 'its sender stopped while sending it, ' || attempts || ' times' "
-                "WHERE state = 'sending' AND claimed_until < ? AND attempts >= ?",
-                (now, max_attempts),
-            )
+        sender claimed but never finished (its lease ran out: it died mid-send)."""
         # Two indexed scans, each stopping at ``limit``: a claim costs the same with ten
         # notices waiting or 500,000 (one sorted query over both read every due row).
         ids = [

@@ -672,11 +672,8 @@ class Store(Protocol):
         """Record a moment as planned; False when it already was."""
         ...
 
-    def claim_notices(
-        self, now: Micros, limit: int, lease_until: Micros, *, max_attempts: int | None = None
-    ) -> list[Notice]:
-        """Due pending notices, and ones whose sender's lease ran out, become ``sending``
-        (ones whose senders died ``max_attempts`` times become ``failed``)."""
+    def claim_notices(self, now: Micros, limit: int, lease_until: Micros) -> list[Notice]:
+        """Due pending notices, and ones whose sender's lease ran out, become ``sending``."""
         ...
 
     def finish_notice(
