@@ -203,3 +203,19 @@ def test_an_html_template_is_checked_as_html(fleet: Fleet) -> None:
     _words(fleet, {"memo.html": "<p>{{ devices[0].nope }}</p>\n"})
     path = _policy(fleet, M + "      html: words/memo.html\n")
     assert_bad_input(fleet.run("policy", "apply", str(path)), f"{where(path, 20)}: field {F}.html: ", "undefined")
+
+
+def test_a_policy_with_its_own_templates_is_refused_where_they_cannot_be_checked() -> None:
+    """Only rendering can try a template on a sample notice: a caller that gives no check
+    (a library user of parse_policy) cannot apply a policy naming its own words."""
+    from appban.notify.render import check_template
+
+    text = (
+        "id: p\ntitle: T\napps: [tiktok]\neffective: 2020-07-10T16:00:00Z\ndeadline: 2020-07-11T06:59:00Z\n"
+        "notices:\n  templates:\n    memo:\n      subject: 'Remove {{ apps }}'\n"
+    )
+    catalog = _catalog()
+    with pytest.raises(BadInput) as refused:
+        parse_policy(text, catalog)
+    assert refused.value.field == "notices.templates.memo.subject"
+    assert parse_policy(text, catalog, check=check_template).notices.template("memo").subject == "Remove {{ apps }}"

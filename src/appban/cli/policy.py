@@ -29,6 +29,7 @@ def policy() -> None:
 @common
 def policy_apply(env: Env, file: str, dry_run: bool, draft: bool) -> None:
     """Create or update a policy from a YAML FILE."""
+    from appban.notify.render import check_template
     from appban.policy.lifecycle import apply
 
     if not dry_run:
@@ -39,7 +40,7 @@ def policy_apply(env: Env, file: str, dry_run: bool, draft: bool) -> None:
         from appban.workspace import Workspace
 
         ws = Workspace(":memory:", env.now(), create=True)  # no fleet yet: an empty preview
-    doc = apply(ws, file, dry_run=dry_run, draft=draft)
+    doc = apply(ws, file, dry_run=dry_run, draft=draft, check=check_template)
     emit(env, doc, _render_apply)
 
 

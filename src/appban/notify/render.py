@@ -84,7 +84,8 @@ SUBJECTS = {
 _NEEDING = ("violating", "unverified", "blocked")
 _SHOWN = {"exemption": (*_NEEDING, "exempt"), "exemption_expiring": (*_NEEDING, "exempt")}
 
-_PLATFORMS = {
+# Platforms as people call them, in notices and on their page.
+PLATFORM_NAMES = {
     "ios": "iOS",
     "ipados": "iPadOS",
     "android": "Android",
@@ -513,7 +514,7 @@ def _device_view(
     for app in apps.values():
         where = " and ".join(f"by {s['source']} on {s['at']['date']} at {s['at']['time']}" for s in app["seen"])
         app["text"] = f"{app['name']}, seen {where}"
-    platform = _PLATFORMS.get(device.platform, device.platform)
+    platform = PLATFORM_NAMES.get(device.platform, device.platform)
     names = ", ".join(a["name"] for a in apps.values())
     model = _data(device.model)
     return {

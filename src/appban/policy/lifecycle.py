@@ -12,20 +12,20 @@ from appban.clock import Micros, format_time
 from appban.errors import BadInput, NotFound
 from appban.policy import notices
 from appban.policy.evaluator import load_policy
-from appban.policy.model import Policy, parse_policy
+from appban.policy.model import Policy, TemplateCheck, parse_policy
 from appban.policy.states import STATES, compute
 from appban.store.records import DeviceRow, Exemption, PolicyRow, SourceRecord
 from appban.text import check_text, normalise_email
 from appban.workspace import Workspace
 
 
-def read_policy_file(ws: Workspace, path: str) -> tuple[Policy, str]:
+def read_policy_file(ws: Workspace, path: str, check: TemplateCheck | None = None) -> tuple[Policy, str]:
     try:
         with open(path, "rb") as f:
             raw = f.read(2 * 1024 * 1024)
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}", file=path) from None
-    policy = parse_policy(raw, ws.catalog, file=path)
+    policy = parse_policy(raw, ws.catalog, file=path, check=check)
     return policy, raw.decode("utf-8")
 
 
@@ -36,8 +36,12 @@ def get_policy(ws: Workspace, policy_id: str) -> tuple[Policy, PolicyRow]:
     return load_policy(row), row
 
 
-def apply(ws: Workspace, path: str, *, dry_run: bool, draft: bool = False) -> dict[str, Any]:
-    policy, text = read_policy_file(ws, path)
+def apply(
+    ws: Workspace, path: str, *, dry_run: bool, draft: bool = False, check: TemplateCheck | None = None
+) -> dict[str, Any]:
+    """Apply the policy file at ``path``; ``check`` tries a policy's own notice templates
+    (``appban.notify.render.check_template``): without it, a policy naming any is refused."""
+    policy, text = read_policy_file(ws, path, check)
     status = "draft" if draft else "active"
     if dry_run:
         existing = ws.store.get_policy(policy.id)

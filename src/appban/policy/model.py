@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -65,6 +66,11 @@ class Scope:
     ownership: str = "any"
     include_groups: tuple[str, ...] = ()
     exclude_groups: tuple[str, ...] = ()
+
+
+# Compiles a policy's template (source, part, kind) and tries it on a sample notice;
+# BadInput when it fails. Given by whoever applies a policy (rendering lives above this).
+TemplateCheck = Callable[[str, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -390,7 +396,9 @@ def _check_merge(value: yaml.Node, field: str) -> None:
             raise BadInput("'<<' merges a mapping or a list of mappings", line=item.start_mark.line + 1, field=field)
 
 
-def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>") -> Policy:
+def parse_policy(
+    text: str | bytes, catalog: Catalog, *, file: str = "<policy>", check: TemplateCheck | None = None
+) -> Policy:
     """A policy from its YAML text. Raises BadInput naming file, line and field."""
     if len(text) > MAX_POLICY_BYTES:
         raise BadInput(f"policy file larger than {MAX_POLICY_BYTES} bytes", file=file)
@@ -415,12 +423,14 @@ def parse_policy(text: str | bytes, catalog: Catalog, *, file: str = "<policy>")
     except RecursionError:
         raise BadInput("malformed YAML: nested too deeply", file=file) from None
     try:
-        return _build(data, catalog, lines, file)
+        return _build(data, catalog, lines, file, check)
     except BadInput as exc:
         raise exc.at(file=file, line=lines.of(exc.field or "")) from None
 
 
-def _build(data: Any, catalog: Catalog, src: _Lines, file: str = TEXT_POLICY) -> Policy:
+def _build(
+    data: Any, catalog: Catalog, src: _Lines, file: str = TEXT_POLICY, check: TemplateCheck | None = None
+) -> Policy:
     if not isinstance(data, dict):
         raise BadInput("a policy is a YAML mapping of fields")
     for key in data:
@@ -462,7 +472,7 @@ def _build(data: Any, catalog: Catalog, src: _Lines, file: str = TEXT_POLICY) ->
         reminders=_reminders(reminders, deadline),
         max_inventory_age_text=max_age.strip(),
         reminders_text=tuple(r.strip() for r in reminders),
-        notices=_notices(data.get("notices"), src, file),
+        notices=_notices(data.get("notices"), src, file, check),
     )
 
 
@@ -613,7 +623,7 @@ def split_address(text: str) -> tuple[str, str]:
     return name, addr
 
 
-def _notices(value: Any, src: _Lines, file: str) -> Notices:
+def _notices(value: Any, src: _Lines, file: str, check: TemplateCheck | None) -> Notices:
     if value is None:
         return Notices()
     if not isinstance(value, dict):
@@ -629,7 +639,7 @@ def _notices(value: Any, src: _Lines, file: str) -> Notices:
         sender=_address(value.get("sender"), "notices.sender", src),
         reply_to=_address(value.get("reply_to"), "notices.reply_to", src),
         webhook=_webhook(value.get("webhook"), "notices.webhook", src),
-        templates=_templates(value.get("templates"), src, file),
+        templates=_templates(value.get("templates"), src, file, check),
     )
 
 
@@ -669,7 +679,9 @@ def _webhook(value: Any, field: str, src: _Lines) -> str:
     return url
 
 
-def _templates(value: Any, src: _Lines, file: str) -> tuple[tuple[str, NoticeTemplate], ...]:
+def _templates(
+    value: Any, src: _Lines, file: str, check: TemplateCheck | None
+) -> tuple[tuple[str, NoticeTemplate], ...]:
     if value is None:
         return ()
     if not isinstance(value, dict):
@@ -688,18 +700,16 @@ def _templates(value: Any, src: _Lines, file: str) -> tuple[tuple[str, NoticeTem
                     field=f"{where}.{one_line(src.key(where, key), 60)}",
                 )
         made = NoticeTemplate(
-            subject=_subject(parts.get("subject"), kind, f"{where}.subject", src),
-            text=_template_file(parts.get("text"), kind, "text", f"{where}.text", src, file),
-            html=_template_file(parts.get("html"), kind, "html", f"{where}.html", src, file),
+            subject=_subject(parts.get("subject"), kind, f"{where}.subject", src, check),
+            text=_template_file(parts.get("text"), kind, "text", f"{where}.text", src, file, check),
+            html=_template_file(parts.get("html"), kind, "html", f"{where}.html", src, file, check),
         )
         if made != NoticeTemplate():
             out.append((kind, made))
     return tuple(sorted(out))
 
 
-def _subject(value: Any, kind: str, field: str, src: _Lines) -> str:
-    from appban.notify.render import check_template  # rendering imports this module
-
+def _subject(value: Any, kind: str, field: str, src: _Lines, check: TemplateCheck | None) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -711,17 +721,17 @@ def _subject(value: Any, kind: str, field: str, src: _Lines) -> str:
     if not value.strip():
         raise BadInput("must not be empty (leave it out for the shipped subject)", field=field)
     try:
-        check_template(value, "subject", kind)
+        _checked(check, field)(value, "subject", kind)
     except BadInput as exc:
         raise BadInput(exc.detail, field=field) from None  # its line is the policy's
     return value
 
 
-def _template_file(value: Any, kind: str, part: str, field: str, src: _Lines, file: str) -> str:
+def _template_file(
+    value: Any, kind: str, part: str, field: str, src: _Lines, file: str, check: TemplateCheck | None
+) -> str:
     """A template file's text, read now and kept in the policy: the server never reads
     files when it sends, and a revision keeps its words."""
-    from appban.notify.render import check_template  # rendering imports this module
-
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -739,12 +749,20 @@ def _template_file(value: Any, kind: str, part: str, field: str, src: _Lines, fi
     if not text.strip():
         raise BadInput(f"template {one_line(path, 200)!r} is empty", field=field)
     try:
-        check_template(text, part, kind)
+        _checked(check, field)(text, part, kind)
     except BadInput as exc:
         if exc.line is not None:  # a syntax error: at its line in the template
             raise BadInput(exc.detail, file=path, line=exc.line, field=field) from None
         raise BadInput(f"template {one_line(path, 200)!r}: {exc.detail}", field=field) from None
     return text
+
+
+def _checked(check: TemplateCheck | None, field: str) -> TemplateCheck:
+    """The caller's template check (rendering's: ``appban.notify.render.check_template``,
+    which renders a sample notice, so this module cannot call it itself)."""
+    if check is None:
+        raise BadInput("a policy's own templates are checked, and so read, only by appban policy apply", field=field)
+    return check
 
 
 def _read_template(path: str, field: str) -> bytes:

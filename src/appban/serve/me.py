@@ -42,7 +42,7 @@ from appban import settings
 from appban.clock import Micros, now_micros
 from appban.errors import BadInput, Busy
 from appban.notify import links
-from appban.notify.render import moment
+from appban.notify.render import PLATFORM_NAMES, moment
 from appban.policy.evaluator import load_policy
 from appban.policy.exemptions import concerns, device_now
 from appban.policy.model import Policy
@@ -87,15 +87,6 @@ _NOTHING_KEPT = {"action": "", "policy": "", "device": "", "reason": ""}  # what
 _PLAIN = {
     "markup in text": "a reason can't contain “<” followed by a letter, “/”, “!” or “?”",
     "control character in text": "a reason can't contain line breaks, tabs or invisible formatting characters",
-}
-_PLATFORMS = {
-    "ios": "iOS",
-    "ipados": "iPadOS",
-    "android": "Android",
-    "macos": "macOS",
-    "windows": "Windows",
-    "linux": "Linux",
-    "chromeos": "ChromeOS",
 }
 _STATE_WORDS = {
     "violating": "Banned app found",
@@ -418,7 +409,7 @@ class _Clock:
 
 
 def _label(device: DeviceRow) -> str:
-    platform = _PLATFORMS.get(device.platform, device.platform)
+    platform = PLATFORM_NAMES.get(device.platform, device.platform)
     return _cut(device.model) if device.model else f"{platform} device"
 
 
@@ -623,7 +614,7 @@ def _device_state(
     return {
         "id": device.id,
         "label": label,
-        "platform": _PLATFORMS.get(device.platform, device.platform),
+        "platform": PLATFORM_NAMES.get(device.platform, device.platform),
         "state": state.state,
         "state_words": _STATE_WORDS.get(state.state, state.state),
         "since": clock.when(state.since),
@@ -687,7 +678,7 @@ def _device_facts(clock: _Clock, device: DeviceRow, kept: list[Observation]) -> 
     return {
         "label": _label(device),
         "ref": device.ref,
-        "platform": _PLATFORMS.get(device.platform, device.platform),
+        "platform": PLATFORM_NAMES.get(device.platform, device.platform),
         "model": device.model,
         "os_version": device.os_version,
         "ownership": device.ownership,
