@@ -331,10 +331,13 @@ def test_webhook_posts_signed_json(webhook_server: Any) -> None:
     (hook,) = webhook_server.received
     assert hook.path == "/hook?room=1" and hook.body == BODY
     assert hook.headers["content-type"] == "application/json"
-    expected = hmac.new(b"s3cret", BODY, hashlib.sha256).hexdigest()
+    stamp = hook.headers["x-appban-timestamp"]
+    assert before <= int(stamp) <= int(time.time())
+    # The timestamp is signed with the body: an old post replayed later does not verify.
+    expected = hmac.new(b"s3cret", stamp.encode() + b"." + BODY, hashlib.sha256).hexdigest()
     assert hook.headers["x-appban-signature"] == f"sha256={expected}"
+    assert hmac.new(b"s3cret", BODY, hashlib.sha256).hexdigest() != expected
     assert hook.headers["x-appban-notice"] == "7"
-    assert before <= int(hook.headers["x-appban-timestamp"]) <= int(time.time())
 
 
 @pytest.mark.parametrize(

@@ -372,7 +372,8 @@ def test_webhook_notices_are_posted_signed_with_retries(
     assert sorted(int(h.headers["x-appban-notice"]) for h in delivered) == sorted(n.id for n in hooks)
     for hook in webhook_server.received:
         assert hook.path == "/chat"
-        expected = hmac.new(b"k3y", hook.body, hashlib.sha256).hexdigest()
+        signed = hook.headers["x-appban-timestamp"].encode() + b"." + hook.body
+        expected = hmac.new(b"k3y", signed, hashlib.sha256).hexdigest()
         assert hook.headers["x-appban-signature"] == f"sha256={expected}"
         body = json.loads(hook.body)
         assert body["email"] == rows[int(hook.headers["x-appban-notice"])].person

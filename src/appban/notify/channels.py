@@ -549,9 +549,10 @@ _WEBHOOK_ANSWER = 64 * 1024  # read of an answer (the connection is closed after
 
 class WebhookChannel:
     """POSTs each notice's JSON to its policy's webhook, signed with APPBAN_WEBHOOK_SECRET:
-    ``X-Appban-Signature: sha256=<hex HMAC-SHA256 of the body>``, with the notice's id
-    (``X-Appban-Notice``: a receiver drops a repeat it has seen) and the time sent
-    (``X-Appban-Timestamp``, seconds since 1970). 2xx is sent; 408, 429, 5xx, timeouts
+    ``X-Appban-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." and the body>``, with
+    the notice's id (``X-Appban-Notice``: a receiver drops a repeat it has seen) and the
+    time sent (``X-Appban-Timestamp``, seconds since 1970, signed with the body: a
+    receiver refuses an old one, so a captured post cannot be replayed later). 2xx is sent; 408, 429, 5xx, timeouts
     and connection failures are temporary; a redirect (never followed: it would move a
     signed body elsewhere) and any other 4xx are permanent."""
 
@@ -577,8 +578,9 @@ class WebhookChannel:
             futures.append((item.notice_id, future))
         return {notice_id: future.result() for notice_id, future in futures}
 
-    def signature(self, body: bytes) -> str:
-        return "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+    def signature(self, body: bytes, timestamp: str) -> str:
+        signed = timestamp.encode("ascii") + b"." + body
+        return "sha256=" + hmac.new(self.secret, signed, hashlib.sha256).hexdigest()
 
     def post(self, item: Post) -> Result:
         if not self.secret:
@@ -591,11 +593,12 @@ class WebhookChannel:
         except ValueError as exc:
             return Permanent(error_text(f"webhook URL: {exc}"))
         scheme, host, port, path = target
+        timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            "X-Appban-Signature": self.signature(item.body),
+            "X-Appban-Signature": self.signature(item.body, timestamp),
             "X-Appban-Notice": str(item.notice_id),
-            "X-Appban-Timestamp": str(int(time.time())),
+            "X-Appban-Timestamp": timestamp,
             "User-Agent": "appban",
             "Connection": "close",
         }
