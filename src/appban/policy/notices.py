@@ -174,7 +174,8 @@ class Planner:
                 planned += self._add(policy, (email for email, _tz in audience), "memo", occasion(life), now)
             # None that would fall before the memo or before the last change of deadline
             # (its policy_changed said the new one), and none once the deadline passed.
-            since = max(marks[memo_mark(life)], marks.get(f"changed@{life}", 0))
+            changed = [at for mark, at in marks.items() if mark.startswith(f"changed@{life}:")]
+            since = max([marks[memo_mark(life)], *changed])
             missed = sorted(
                 policy.deadline - offset
                 for offset in policy.reminders
@@ -318,8 +319,7 @@ class Planner:
             return 0
         # Reminders planned for the old deadline wait no longer; the new one's come on time.
         self.store.cancel_notices(new.id, kinds=("reminder",), at=now, why="deadline moved")
-        self.store.add_notice_mark(new.id, f"changed@{life}", now)
-        marks[f"changed@{life}"] = now
+        self._mark(new.id, f"changed@{life}:{new.revision}", now)
         since = marks[f"life:{life}"] if life else 0
         people = [email for email, _tz in self.store.notified_people(new.id, kinds=("memo",), since=since)]
         return self._add(new, people, "policy_changed", f"rev-{new.revision}", now)
